@@ -1,0 +1,213 @@
+//! A small SaaS app wired with pastdue, the way a user would wire it.
+//!
+//! ```text
+//! cargo run --example quickstart                                   # memory store
+//! PASTDUE_STORE__URL=redis://127.0.0.1:6379 cargo run --example quickstart
+//! ```
+//!
+//! The account comes from the `X-Account-Id` header, or (for a browser) an
+//! `account` query parameter or cookie. `/demo/*` lets you walk an account
+//! through the ladder without Stripe; it is part of this demo, not the crate.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{TimeDelta, Utc};
+use pastdue::config::{Config, ConfigError};
+use pastdue::gate::{CookieResolver, GateLayer, HeaderResolver, QueryResolver, ResolveAccount};
+use pastdue::state::{Change, Currency, UnpaidInvoice};
+use pastdue::store::Store;
+use pastdue::{AccountId, Action, Standing};
+use serde::Deserialize;
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<dyn Store>,
+    projects: Arc<Mutex<HashMap<String, Vec<String>>>>,
+}
+
+/// The whole app as a `Router`, so tests can drive it without a socket.
+pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    let mut config = config.clone();
+    config.gate.exempt.push("/demo/**".into());
+    let header = axum::http::HeaderName::from_bytes(config.gate.account_header.as_bytes())
+        .map_err(|_| ConfigError::Key { key: "gate.account_header".into(), message: "bad header name".into() })?;
+    let resolver = HeaderResolver::new(header)
+        .or(QueryResolver::new("account"))
+        .or(CookieResolver::new("account"));
+    let gate = GateLayer::from_config(&config, store.clone())?.with_resolver(resolver);
+    let state = AppState { store, projects: Arc::default() };
+    Ok(Router::new()
+        .route("/", get(dashboard))
+        .route("/api/projects", get(list_projects).post(create_project))
+        .route("/api/ping", get(|| async { Json(serde_json::json!({ "ok": true })) }))
+        .route("/billing", get(billing))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/demo/invoice-failed", post(demo_invoice_failed))
+        .route("/demo/invoice-paid", post(demo_invoice_paid))
+        .layer(gate)
+        .with_state(state))
+}
+
+async fn dashboard(standing: Option<Standing>, Query(q): Query<HashMap<String, String>>) -> Html<String> {
+    let account = q.get("account").map(String::as_str).unwrap_or("(none)");
+    let banner = match standing.as_ref().map(|s| (s.action(), s)) {
+        Some((Action::Notice, s)) => format!(
+            r#"<p class="banner notice">Friendly reminder: a payment of {} did not go through. <a href="{}">Update payment</a></p>"#,
+            amount(s),
+            s.pay_url().unwrap_or("/billing")
+        ),
+        Some((Action::Warn, s)) => format!(
+            r#"<p class="banner warn">Your account will be suspended on {} unless {} is paid. <a href="{}">Pay now</a></p>"#,
+            s.next().map(|(_, at)| at.format("%-d %B %Y").to_string()).unwrap_or_default(),
+            amount(s),
+            s.pay_url().unwrap_or("/billing")
+        ),
+        _ => String::new(),
+    };
+    let stage = standing.as_ref().map_or("no account", |s| s.stage().name());
+    Html(format!(
+        r#"<!doctype html><html lang="en"><meta charset="utf-8"><title>Dashboard</title>
+<body>{banner}<h1>Dashboard</h1><p>Account: <code>{account}</code> · stage: <code>{stage}</code></p>
+<p><a href="/billing?account={account}">Billing</a></p></body></html>"#,
+        account = html_escape(account)
+    ))
+}
+
+fn amount(s: &Standing) -> String {
+    s.amount_due().map(|(a, c)| pastdue::money::format_money(a, c)).unwrap_or_default()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+async fn list_projects(State(app): State<AppState>, Query(q): Query<HashMap<String, String>>, headers: axum::http::HeaderMap) -> Json<Vec<String>> {
+    let key = account_key(&headers, &q);
+    Json(app.projects.lock().unwrap().get(&key).cloned().unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+struct NewProject {
+    name: String,
+}
+
+async fn create_project(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    Json(p): Json<NewProject>,
+) -> impl IntoResponse {
+    let key = account_key(&headers, &q);
+    app.projects.lock().unwrap().entry(key).or_default().push(p.name.clone());
+    (StatusCode::CREATED, Json(serde_json::json!({ "name": p.name })))
+}
+
+fn account_key(headers: &axum::http::HeaderMap, q: &HashMap<String, String>) -> String {
+    headers
+        .get("x-account-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| q.get("account").cloned())
+        .unwrap_or_default()
+}
+
+async fn billing() -> Html<&'static str> {
+    Html("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Billing</title><h1>Billing</h1><p>Invoices and payment methods live here. This page is exempt from the gate, so a suspended customer can always reach it.</p></html>")
+}
+
+#[derive(Deserialize)]
+struct DemoInvoice {
+    account: String,
+    #[serde(default)]
+    days_ago: i64,
+    #[serde(default = "default_cents")]
+    cents: i64,
+    #[serde(default = "default_invoice")]
+    invoice: String,
+}
+
+fn default_cents() -> i64 {
+    4900
+}
+
+fn default_invoice() -> String {
+    "in_demo".into()
+}
+
+async fn demo_invoice_failed(State(app): State<AppState>, Query(d): Query<DemoInvoice>) -> impl IntoResponse {
+    let Ok(account) = AccountId::new(&d.account) else {
+        return (StatusCode::BAD_REQUEST, "bad account id").into_response();
+    };
+    let since = Utc::now() - TimeDelta::days(d.days_ago);
+    let change = Change::InvoiceUnpaid {
+        id: d.invoice.clone(),
+        invoice: UnpaidInvoice {
+            amount_due: d.cents,
+            currency: Currency::new("eur").expect("valid code"),
+            hosted_url: Some(format!("/billing?account={}&invoice={}", d.account, d.invoice).into()),
+            number: Some(format!("DEMO-{}", d.invoice)),
+            since,
+            observed: since,
+            uncollectible: false,
+        },
+    };
+    match app.store.apply(&account, None, &[change]).await {
+        Ok(_) => (StatusCode::OK, "recorded a failed payment\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn demo_invoice_paid(State(app): State<AppState>, Query(d): Query<DemoInvoice>) -> impl IntoResponse {
+    let Ok(account) = AccountId::new(&d.account) else {
+        return (StatusCode::BAD_REQUEST, "bad account id").into_response();
+    };
+    let change = Change::InvoiceSettled { id: d.invoice, at: Utc::now() };
+    match app.store.apply(&account, None, &[change]).await {
+        Ok(_) => (StatusCode::OK, "recorded the payment\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+#[allow(dead_code)]
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,pastdue=info".into()),
+        )
+        .init();
+    let config = Config::load()?;
+    let store = pastdue::store::connect(&config.store).await?;
+    let app = app(&config, store)?;
+    let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    println!("pastdue quickstart listening on {url}");
+    if config.store.url == "memory://" {
+        println!("store: memory:// (state is lost on exit; set PASTDUE_STORE__URL=redis://127.0.0.1:6379 to share it)");
+    } else {
+        println!("store: {}", config.store.url.split('@').next_back().unwrap_or(""));
+    }
+    println!(
+        r#"
+Walk an account through the ladder:
+  curl -s {url}/api/ping -H 'X-Account-Id: acme'                              # active: {{"ok":true}}
+  curl -s -XPOST '{url}/demo/invoice-failed?account=acme&days_ago=0'           # payment failed today
+  curl -si {url}/api/ping -H 'X-Account-Id: acme' | grep -i billing-stage      # Billing-Stage: notice
+  curl -s -XPOST '{url}/demo/invoice-failed?account=acme&days_ago=15'          # backdate it 15 days
+  curl -si {url}/api/ping -H 'X-Account-Id: acme' | grep -i billing-stage      # Billing-Stage: warning
+  curl -s -XPOST '{url}/demo/invoice-failed?account=acme&days_ago=18'          # 18 days
+  curl -s {url}/api/ping -H 'X-Account-Id: acme'                               # 402 problem+json
+  open '{url}/?account=acme'                                                   # the please-pay page
+  curl -s -XPOST '{url}/demo/invoice-paid?account=acme'                        # paid: access is back
+"#
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! The in-process cache in front of the store, kept honest by invalidations.
+//!
+//! - A hit costs one hash lookup and no network round trip.
+//! - Every write anywhere publishes the account; a listener evicts it here.
+//! - When the listener loses its subscription (or falls behind), every entry
+//!   is marked unverified: it is re-read before it is trusted again, but it
+//!   is still served if the store cannot be reached ("last known state").
+//! - Concurrent misses for one account share one store read.
+//! - After a store error the cache stops asking for `retry_after`, so an
+//!   outage costs one timeout, not one per request.
+//! - The TTL is a safety net, not the mechanism.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, OnceCell};
+use tokio::task::JoinHandle;
+
+use crate::account::AccountId;
+use crate::standing::{Ladder, Standing};
+use crate::state::BillingState;
+use crate::store::{Invalidation, Store, StoreError};
+
+/// What the cache knows of one account.
+#[derive(Clone, Debug)]
+pub enum Cached {
+    /// The store has never heard of the account.
+    Unknown,
+    /// Known, and in a standing that time cannot change (nothing owed, no
+    /// override, subscription live): kept without its state to save memory.
+    Good,
+    /// Anything else: the state is needed to evaluate the ladder over time.
+    State(Arc<BillingState>),
+}
+
+impl Cached {
+    fn from_state(state: Option<BillingState>) -> Self {
+        match state {
+            None => Cached::Unknown,
+            Some(s)
+                if s.past_due_since().is_none() && s.override_().is_none() && s.ended().is_none() =>
+            {
+                Cached::Good
+            }
+            Some(s) => Cached::State(Arc::new(s)),
+        }
+    }
+
+    /// The standing this entry gives at `now`.
+    pub fn standing(&self, ladder: &Ladder, now: DateTime<Utc>) -> Standing {
+        match self {
+            Cached::Unknown => Standing::evaluate(None, ladder, now),
+            Cached::Good => Standing::good(ladder),
+            Cached::State(s) => Standing::evaluate(Some(s), ladder, now),
+        }
+    }
+
+    /// The full state, when this entry keeps it.
+    pub fn state(&self) -> Option<&BillingState> {
+        match self {
+            Cached::State(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of a lookup.
+#[derive(Clone, Debug)]
+pub enum Lookup {
+    /// Current data.
+    Fresh(Cached),
+    /// The store failed; this is the last state known here.
+    Stale(Cached),
+    /// The store failed and nothing is known: the outage policy applies.
+    Unavailable,
+}
+
+#[derive(Clone)]
+struct Entry {
+    cached: Cached,
+    /// The cache epoch when it was read; an older epoch means "unverified".
+    epoch: u64,
+    /// Unix milliseconds after which it is re-read.
+    expires_ms: i64,
+}
+
+type Flight = Arc<OnceCell<Result<Cached, ()>>>;
+
+struct Shared {
+    store: Arc<dyn Store>,
+    entries: quick_cache::sync::Cache<AccountId, Entry>,
+    epoch: AtomicU64,
+    /// Bumped on every invalidation; a read that overlaps one is not trusted.
+    generation: AtomicU64,
+    /// Unix milliseconds until which the store is not asked.
+    down_until_ms: AtomicI64,
+    inflight: Mutex<HashMap<AccountId, Flight>>,
+    ttl_ms: i64,
+    retry_after_ms: i64,
+}
+
+/// The account-state cache. Cloning shares it.
+#[derive(Clone)]
+pub struct StateCache {
+    shared: Arc<Shared>,
+    _listener: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::fmt::Debug for StateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateCache").field("len", &self.shared.entries.len()).finish_non_exhaustive()
+    }
+}
+
+impl StateCache {
+    /// A cache of at most `capacity` accounts in front of `store`. Spawns
+    /// the invalidation listener, so it must be called inside a Tokio runtime.
+    pub fn new(store: Arc<dyn Store>, capacity: usize, ttl: Duration, retry_after: Duration) -> Self {
+        let invalidations = store.invalidations();
+        let shared = Arc::new(Shared {
+            store,
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            epoch: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            down_until_ms: AtomicI64::new(0),
+            inflight: Mutex::default(),
+            ttl_ms: ttl.as_millis().try_into().unwrap_or(i64::MAX),
+            retry_after_ms: retry_after.as_millis().try_into().unwrap_or(i64::MAX),
+        });
+        let listener = tokio::spawn(listen(Arc::downgrade(&shared), invalidations));
+        Self { shared, _listener: Arc::new(AbortOnDrop(listener)) }
+    }
+
+    /// The entry for `account` if it is current: the hot path, no I/O.
+    pub fn get_fresh(&self, account: &str, now: DateTime<Utc>) -> Option<Cached> {
+        let entry = self.shared.entries.get(account)?;
+        let current =
+            entry.epoch == self.shared.epoch.load(SeqCst) && now.timestamp_millis() < entry.expires_ms;
+        current.then_some(entry.cached)
+    }
+
+    /// The current entry, reading the store when needed.
+    pub async fn get(&self, account: &AccountId) -> Lookup {
+        let now = Utc::now();
+        if let Some(hit) = self.get_fresh(account.as_str(), now) {
+            return Lookup::Fresh(hit);
+        }
+        self.load(account, now).await
+    }
+
+    /// Reads the store (one read per account at a time), falling back to
+    /// the last known entry when the store fails.
+    pub async fn load(&self, account: &AccountId, now: DateTime<Utc>) -> Lookup {
+        let s = &self.shared;
+        let last_known = s.entries.get(account.as_str()).map(|e| e.cached);
+        if now.timestamp_millis() < s.down_until_ms.load(SeqCst) {
+            return last_known.map_or(Lookup::Unavailable, Lookup::Stale);
+        }
+        let flight: Flight = {
+            let mut inflight = s.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            inflight.entry(account.clone()).or_default().clone()
+        };
+        let result = flight.get_or_init(|| self.read_through(account)).await.clone();
+        {
+            let mut inflight = s.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if inflight.get(account).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                inflight.remove(account);
+            }
+        }
+        match result {
+            Ok(cached) => Lookup::Fresh(cached),
+            Err(()) => last_known.map_or(Lookup::Unavailable, Lookup::Stale),
+        }
+    }
+
+    async fn read_through(&self, account: &AccountId) -> Result<Cached, ()> {
+        let s = &self.shared;
+        let epoch = s.epoch.load(SeqCst);
+        let generation = s.generation.load(SeqCst);
+        match s.store.load(account).await {
+            Ok(state) => {
+                let cached = Cached::from_state(state);
+                let expires_ms = Utc::now().timestamp_millis().saturating_add(s.ttl_ms);
+                s.entries.insert(account.clone(), Entry { cached: cached.clone(), epoch, expires_ms });
+                // An invalidation that overlapped the read may describe a
+                // write the read did not see: then the entry is not trusted.
+                if s.generation.load(SeqCst) != generation {
+                    s.entries.remove(account.as_str());
+                }
+                Ok(cached)
+            }
+            Err(e) => {
+                self.note_store_error(&e);
+                Err(())
+            }
+        }
+    }
+
+    fn note_store_error(&self, e: &StoreError) {
+        let s = &self.shared;
+        let now = Utc::now().timestamp_millis();
+        let previous = s.down_until_ms.swap(now.saturating_add(s.retry_after_ms), SeqCst);
+        // One log line per outage window, not one per request.
+        if previous < now {
+            tracing::warn!(error = %e, "billing store unavailable; serving cached state and the on_store_error policy");
+        }
+    }
+
+    /// Forgets one account (the listener does this on invalidation).
+    pub fn evict(&self, account: &str) {
+        evict(&self.shared, account);
+    }
+
+    /// Marks every entry unverified.
+    pub fn invalidate_all(&self) {
+        invalidate_all(&self.shared);
+    }
+
+    /// How many accounts are cached.
+    pub fn len(&self) -> usize {
+        self.shared.entries.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The store behind the cache.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+}
+
+fn evict(s: &Shared, account: &str) {
+    s.generation.fetch_add(1, SeqCst);
+    s.entries.remove(account);
+}
+
+fn invalidate_all(s: &Shared) {
+    s.generation.fetch_add(1, SeqCst);
+    s.epoch.fetch_add(1, SeqCst);
+}
+
+async fn listen(shared: std::sync::Weak<Shared>, mut rx: broadcast::Receiver<Invalidation>) {
+    loop {
+        let message = rx.recv().await;
+        let Some(s) = shared.upgrade() else { return };
+        match message {
+            Ok(Invalidation::Account(account)) => evict(&s, account.as_str()),
+            Ok(_) => invalidate_all(&s),
+            // Missed messages: nothing cached can be trusted without a re-read.
+            Err(broadcast::error::RecvError::Lagged(_)) => invalidate_all(&s),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Configuration: `config/default.toml`, a file named by `PASTDUE_CONFIG`,
+//! then `PASTDUE_<SECTION>__<KEY>` environment variables.
+//!
+//! Every key has a default (the embedded `config/default.toml`). Unknown
+//! keys, bad durations and invalid ladders are refused with a message that
+//! names the key, so a typo never silently falls back to a default.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::standing::{Action, Ladder, LadderError};
+
+/// The built-in defaults, the same text as `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The environment variable naming a config file that replaces the defaults.
+pub const CONFIG_ENV: &str = "PASTDUE_CONFIG";
+const ENV_PREFIX: &str = "PASTDUE_";
+
+/// Everything pastdue reads from configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[store]`
+    pub store: StoreConfig,
+    /// `[gate]`
+    pub gate: GateConfig,
+    /// `[cache]`
+    pub cache: CacheConfig,
+    /// `[ladder]`
+    pub ladder: LadderConfig,
+    /// `[page]`
+    pub page: PageConfig,
+}
+
+/// `[server]`: where the demo listens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// `listen`: socket address.
+    pub listen: String,
+}
+
+/// `[store]`: where billing state lives.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// `url`: `memory://`, `redis://…`, `rediss://…` or `redis+cluster://…`.
+    pub url: String,
+    /// `prefix`: prefix of every key and of the invalidation channel.
+    pub prefix: String,
+    /// `read_timeout`: longest a gate read waits.
+    #[serde(deserialize_with = "de_duration")]
+    pub read_timeout: Duration,
+    /// `write_timeout`: longest a write waits.
+    #[serde(deserialize_with = "de_duration")]
+    pub write_timeout: Duration,
+    /// `dedupe_ttl`: how long processed event ids are remembered.
+    #[serde(deserialize_with = "de_duration")]
+    pub dedupe_ttl: Duration,
+}
+
+/// What to do when a decision cannot be made from data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Let the request through (fail open).
+    Allow,
+    /// Answer 402 (fail closed).
+    Block,
+}
+
+impl Policy {
+    /// The matching action.
+    pub fn action(self) -> Action {
+        match self {
+            Policy::Allow => Action::Allow,
+            Policy::Block => Action::Block,
+        }
+    }
+}
+
+/// `[gate]`: the tower layer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GateConfig {
+    /// `account_header`: header the default resolver reads.
+    pub account_header: String,
+    /// `unknown`: policy for accounts the store has never heard of.
+    pub unknown: Policy,
+    /// `on_store_error`: policy for uncached accounts while the store is down.
+    pub on_store_error: Policy,
+    /// `exempt`: glob patterns of paths that pass untouched.
+    pub exempt: Vec<String>,
+}
+
+/// `[cache]`: the in-process cache in front of the store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// `capacity`: most accounts held.
+    pub capacity: usize,
+    /// `ttl`: safety-net re-read interval.
+    #[serde(deserialize_with = "de_duration")]
+    pub ttl: Duration,
+    /// `retry_after`: pause after a store error before trying again.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_after: Duration,
+}
+
+/// `[ladder]`: the grace ladder.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LadderConfig {
+    /// `canceled_action`: what an ended subscription gets.
+    pub canceled_action: Action,
+    /// `[[ladder.stages]]`
+    pub stages: Vec<StageConfig>,
+}
+
+/// One `[[ladder.stages]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StageConfig {
+    /// `name`
+    pub name: String,
+    /// `after`: offset from `past_due_since`.
+    #[serde(deserialize_with = "de_duration")]
+    pub after: Duration,
+    /// `action`
+    pub action: Action,
+}
+
+/// `[page]`: the please-pay page.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PageConfig {
+    /// `product_name`: who is asking.
+    pub product_name: String,
+    /// `support_email`: where to reach a human.
+    pub support_email: String,
+    /// `billing_portal_url`: fallback pay link (`""` = none).
+    pub billing_portal_url: String,
+    /// `template`: path of a template replacing the built-in page (`""` = built-in).
+    pub template: String,
+}
+
+/// Why configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {source}")]
+    Toml {
+        /// The file.
+        path: String,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A key has a bad value, or is unknown.
+    #[error("config key `{key}`: {message}")]
+    Key {
+        /// Dotted path of the key (`ladder.stages[1].after`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable could not be applied.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration the way the demo does: the built-in defaults,
+    /// replaced by the file named in `PASTDUE_CONFIG` (if set), then
+    /// `PASTDUE_<SECTION>__<KEY>` variables.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var_os(CONFIG_ENV);
+        Self::load_from(file.as_deref().map(Path::new), std::env::vars())
+    }
+
+    /// Like [`Config::load`], with the file and environment given.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = match file {
+            Some(path) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
+        Self::build(text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())), env)
+    }
+
+    /// Parses a TOML text laid over the defaults (no environment).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::build(Some(("<string>", text)), std::iter::empty())
+    }
+
+    fn build(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let defaults = parse_table("config/default.toml (built in)", DEFAULT_TOML)?;
+        let mut merged = defaults.clone();
+        if let Some((path, text)) = file {
+            merge(&mut merged, parse_table(path, text)?);
+        }
+        let mut env: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        env.sort();
+        for (var, value) in env {
+            if var == CONFIG_ENV {
+                continue;
+            }
+            apply_env(&mut merged, &defaults, &var, &value)?;
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged))
+            .map_err(|e| ConfigError::Key {
+                key: e.path().to_string(),
+                message: e.into_inner().message().to_owned(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.ladder()?;
+        crate::gate::ExemptPaths::new(&self.gate.exempt).map_err(|e| ConfigError::Key {
+            key: "gate.exempt".into(),
+            message: e.to_string(),
+        })?;
+        http::HeaderName::from_bytes(self.gate.account_header.as_bytes()).map_err(|_| {
+            ConfigError::Key {
+                key: "gate.account_header".into(),
+                message: format!("{:?} is not a valid header name", self.gate.account_header),
+            }
+        })?;
+        crate::store::StoreUrl::parse(&self.store.url).map_err(|message| ConfigError::Key {
+            key: "store.url".into(),
+            message,
+        })?;
+        if self.cache.capacity == 0 {
+            return Err(ConfigError::Key {
+                key: "cache.capacity".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The ladder described by `[ladder]` and `gate.unknown`.
+    pub fn ladder(&self) -> Result<Ladder, ConfigError> {
+        let stages = &self.ladder.stages;
+        Ladder::new(stages.iter().map(|s| (s.name.as_str(), s.after, s.action)))
+            .map(|l| {
+                l.with_canceled_action(self.ladder.canceled_action)
+                    .with_unknown_action(self.gate.unknown.action())
+            })
+            .map_err(|e| {
+                let culprit = match &e {
+                    LadderError::BadName(n)
+                    | LadderError::Duplicate(n)
+                    | LadderError::Reserved(n)
+                    | LadderError::AllowInLadder(n)
+                    | LadderError::Unsorted(n) => stages.iter().rposition(|s| &s.name == n),
+                    LadderError::Empty => None,
+                };
+                let field = match &e {
+                    LadderError::Unsorted(_) => ".after",
+                    LadderError::AllowInLadder(_) => ".action",
+                    LadderError::Empty => "",
+                    _ => ".name",
+                };
+                ConfigError::Key {
+                    key: match culprit {
+                        Some(i) => format!("ladder.stages[{i}]{field}"),
+                        None => "ladder.stages".into(),
+                    },
+                    message: e.to_string(),
+                }
+            })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::build(None, std::iter::empty()).expect("the built-in config/default.toml is valid")
+    }
+}
+
+fn parse_table(path: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|source| ConfigError::Toml {
+        path: path.into(),
+        source: Box::new(source),
+    })
+}
+
+/// Lays `over` onto `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Applies `PASTDUE_SECTION__KEY=value`. The value's type is the type of the
+/// default at that key: strings stay strings (so a token `"0123"` is not a
+/// number), numbers, booleans and arrays are parsed as TOML.
+fn apply_env(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    var: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let err = |message: String| ConfigError::Env { var: var.into(), message };
+    let path: Vec<String> = var[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
+    if path.len() < 2 || path.iter().any(String::is_empty) {
+        return Err(err(format!(
+            "not a setting; use {ENV_PREFIX}<SECTION>__<KEY> (or {CONFIG_ENV} for a file)"
+        )));
+    }
+    let dotted = path.join(".");
+    let mut default = Some(defaults);
+    let mut target = table;
+    for (i, part) in path.iter().enumerate() {
+        let last = i == path.len() - 1;
+        if last {
+            let kind = default.and_then(|d| d.get(part));
+            let value = match kind {
+                Some(toml::Value::String(_)) | None => toml::Value::String(raw.to_owned()),
+                Some(_) => {
+                    let doc: toml::Table = format!("v = {raw}")
+                        .parse()
+                        .map_err(|e| err(format!("`{dotted}` needs a TOML value: {e}")))?;
+                    doc.get("v").cloned().unwrap_or(toml::Value::String(raw.to_owned()))
+                }
+            };
+            target.insert(part.clone(), value);
+            return Ok(());
+        }
+        default = default.and_then(|d| d.get(part)).and_then(toml::Value::as_table);
+        let entry = target
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        target = entry
+            .as_table_mut()
+            .ok_or_else(|| err(format!("`{}` is not a section", path[..=i].join("."))))?;
+    }
+    Ok(())
+}
+
+/// Parses `"50ms"`, `"30s"`, `"90m"`, `"12h"`, `"14d"`, `"2w"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let bad = || format!("{text:?} is not a duration; write a whole number and a unit, like \"50ms\", \"30s\", \"90m\", \"12h\", \"14d\"");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = |k: u64| n.checked_mul(k).map(Duration::from_secs).ok_or_else(bad);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3_600),
+        "d" => secs(86_400),
+        "w" => secs(604_800),
+        _ => Err(bad()),
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}

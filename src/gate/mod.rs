@@ -1,0 +1,374 @@
+//! The gate: a tower layer that lets each request through, or not, by its
+//! account's payment standing.
+//!
+//! For every request the gate:
+//!
+//! - passes exempt paths (`gate.exempt`) and requests with no account
+//!   untouched;
+//! - looks the account up in the in-process [`StateCache`] (a hit is a hash
+//!   lookup, no network round trip) and evaluates the ladder at this instant;
+//! - puts the [`Standing`] into the request extensions (for banners) and sets
+//!   `Billing-Stage: <stage>` on the response when the stage is not `active`;
+//! - answers `402 Payment Required` for `block`, and for writes under
+//!   `read_only`: an HTML page for browsers, `application/problem+json` for
+//!   API clients.
+//!
+//! The gate never fails a request of its own: a store outage serves the last
+//! known state, and accounts with nothing cached follow `on_store_error`.
+//!
+//! # Deployment caveat
+//!
+//! The gate trusts its resolver. [`HeaderResolver`] reads `X-Account-Id`,
+//! which is fine behind a proxy or an auth layer that sets it and strips a
+//! client's own, and wrong anywhere a client can set it freely. In an app
+//! with its own authentication, put the account id into the request
+//! extensions and use [`ExtensionResolver`].
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use pastdue::{gate::GateLayer, MemoryStore};
+//! use std::sync::Arc;
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let gate = GateLayer::new(Arc::new(MemoryStore::new()));
+//! let app: Router = Router::new().route("/api/ping", get(|| async { "ok" })).layer(gate);
+//! # let _ = app; }
+//! ```
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::account::{validate, AccountId};
+use crate::cache::{Lookup, StateCache};
+use crate::config::{Config, ConfigError, Policy};
+use crate::standing::{Ladder, Standing};
+use crate::store::Store;
+
+mod exempt;
+mod extract;
+mod negotiate;
+mod resolve;
+mod respond;
+
+pub use self::exempt::ExemptPaths;
+pub use self::extract::MissingStanding;
+pub use self::negotiate::prefers_html;
+pub use self::resolve::{
+    from_fn, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,
+    QueryResolver, RequestView, ResolveAccount, SubdomainResolver,
+};
+pub use self::respond::{PageError, PaymentPage, BILLING_STAGE, ENDED_TYPE, PROBLEM_TYPE};
+
+/// Builds [`Gate`] services. Cloning shares the cache.
+#[derive(Clone)]
+pub struct GateLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    cache: StateCache,
+    ladder: Ladder,
+    exempt: ExemptPaths,
+    resolver: Arc<dyn ResolveAccount>,
+    page: PaymentPage,
+    unavailable: Standing,
+}
+
+impl std::fmt::Debug for GateLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateLayer")
+            .field("ladder", &self.shared.ladder)
+            .field("cache", &self.shared.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GateLayer {
+    /// A gate on `store` with the default configuration: the standard
+    /// ladder, `X-Account-Id`, the default exempt paths and page.
+    ///
+    /// Starts the cache's invalidation listener: call inside a Tokio runtime.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::from_config(&Config::default(), store).expect("the default configuration is valid")
+    }
+
+    /// A gate configured by `config` (`[gate]`, `[cache]`, `[ladder]`, `[page]`).
+    pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
+        let ladder = config.ladder()?;
+        let exempt = ExemptPaths::new(&config.gate.exempt).map_err(|e| ConfigError::Key {
+            key: "gate.exempt".into(),
+            message: e.to_string(),
+        })?;
+        let header = http::HeaderName::from_bytes(config.gate.account_header.as_bytes()).map_err(|_| {
+            ConfigError::Key { key: "gate.account_header".into(), message: "not a valid header name".into() }
+        })?;
+        let page = PaymentPage::new(&config.page)
+            .map_err(|e| ConfigError::Key { key: "page.template".into(), message: e.to_string() })?;
+        let cache = StateCache::new(store, config.cache.capacity, config.cache.ttl, config.cache.retry_after);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                unavailable: Standing::unavailable(&ladder, config.gate.on_store_error.action()),
+                cache,
+                ladder,
+                exempt,
+                resolver: Arc::new(HeaderResolver::new(header)),
+                page,
+            }),
+        })
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Shared)) -> Self {
+        f(Arc::make_mut(&mut self.shared));
+        self
+    }
+
+    /// Resolves accounts with `resolver` instead of the `X-Account-Id` header.
+    pub fn with_resolver(self, resolver: impl ResolveAccount) -> Self {
+        self.edit(|s| s.resolver = Arc::new(resolver))
+    }
+
+    /// Uses `ladder` (the unknown and canceled policies come with it).
+    pub fn with_ladder(self, ladder: Ladder) -> Self {
+        self.edit(|s| {
+            s.unavailable = Standing::unavailable(&ladder, s.unavailable.action());
+            s.ladder = ladder;
+        })
+    }
+
+    /// Paths that always pass untouched.
+    pub fn with_exempt(self, exempt: ExemptPaths) -> Self {
+        self.edit(|s| s.exempt = exempt)
+    }
+
+    /// What uncached accounts get while the store is down.
+    pub fn with_on_store_error(self, policy: Policy) -> Self {
+        self.edit(|s| s.unavailable = Standing::unavailable(&s.ladder, policy.action()))
+    }
+
+    /// The please-pay page.
+    pub fn with_page(self, page: PaymentPage) -> Self {
+        self.edit(|s| s.page = page)
+    }
+
+    /// The cache (for sharing with other parts of the app, and for tests).
+    pub fn cache(&self) -> &StateCache {
+        &self.shared.cache
+    }
+
+    /// The ladder in use.
+    pub fn ladder(&self) -> &Ladder {
+        &self.shared.ladder
+    }
+}
+
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate { inner, shared: self.shared.clone() }
+    }
+}
+
+/// The gate service; see the [module docs](self).
+#[derive(Clone)]
+pub struct Gate<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> std::fmt::Debug for Gate<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").finish_non_exhaustive()
+    }
+}
+
+/// What the gate decided for one request.
+enum Decision<B> {
+    /// Pass, with this `Billing-Stage` value (none for `active`).
+    Pass(Option<HeaderValue>),
+    /// Answer with this (402, or 400 for a bad account id).
+    Answer(Response<B>),
+}
+
+impl Shared {
+    /// Decides, and on a pass puts the standing into the extensions.
+    fn decide<ReqBody, B: From<Bytes>>(
+        &self,
+        req: &mut Request<ReqBody>,
+        account: &str,
+        standing: Standing,
+        state: Option<&crate::state::BillingState>,
+    ) -> Decision<B> {
+        if !standing.allows(req.method()) {
+            let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+            return Decision::Answer(self.page.respond(account, &standing, state, prefers_html(accept)));
+        }
+        let stage = (!standing.stage().is_active()).then(|| standing.stage().header_value().clone());
+        req.extensions_mut().insert(standing);
+        Decision::Pass(stage)
+    }
+
+    fn standing_of(&self, lookup: &Lookup) -> Standing {
+        match lookup {
+            Lookup::Fresh(c) | Lookup::Stale(c) => c.standing(&self.ladder, Utc::now()),
+            Lookup::Unavailable => self.unavailable.clone(),
+        }
+    }
+}
+
+fn state_of(lookup: &Lookup) -> Option<&crate::state::BillingState> {
+    match lookup {
+        Lookup::Fresh(c) | Lookup::Stale(c) => c.state(),
+        Lookup::Unavailable => None,
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Gate<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &*self.shared;
+        if shared.exempt.matches(req.uri().path()) {
+            return ResponseFuture::inner(self.inner.call(req), None);
+        }
+        let account: Cow<'_, str> = match shared.resolver.resolve(&RequestView::of(&req)) {
+            Some(a) => a,
+            None => return ResponseFuture::inner(self.inner.call(req), None),
+        };
+        if let Err(e) = validate(&account) {
+            tracing::debug!(error = %e, "request names an invalid account id");
+            return ResponseFuture::ready(respond::bad_account(&e));
+        }
+        let now = Utc::now();
+        if let Some(cached) = shared.cache.get_fresh(&account, now) {
+            // The hot path: no I/O, no allocation beyond the extension.
+            let standing = cached.standing(&shared.ladder, now);
+            let account = detach(&account);
+            return match shared.decide(&mut req, &account, standing, cached.state()) {
+                Decision::Pass(stage) => ResponseFuture::inner(self.inner.call(req), stage),
+                Decision::Answer(res) => ResponseFuture::ready(res),
+            };
+        }
+        let account = match AccountId::new(&account) {
+            Ok(a) => a,
+            Err(e) => return ResponseFuture::ready(respond::bad_account(&e)),
+        };
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let shared = self.shared.clone();
+        ResponseFuture::lookup(Box::pin(async move {
+            let lookup = shared.cache.load(&account, Utc::now()).await;
+            let standing = shared.standing_of(&lookup);
+            match shared.decide(&mut req, account.as_str(), standing, state_of(&lookup)) {
+                Decision::Pass(stage) => {
+                    let mut res = inner.call(req).await?;
+                    set_stage(&mut res, stage);
+                    Ok(res)
+                }
+                Decision::Answer(res) => Ok(res),
+            }
+        }))
+    }
+}
+
+/// An account id copied off the request (so the request can be mutated)
+/// into an inline buffer: ids are at most 128 ASCII bytes, so no heap
+/// allocation on the hot path.
+struct AccountStr {
+    buf: [u8; crate::account::MAX_ACCOUNT_ID_LEN],
+    len: usize,
+}
+
+impl std::ops::Deref for AccountStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Copied whole from a validated (ASCII) id, so always UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+fn detach(account: &str) -> AccountStr {
+    let mut buf = [0u8; crate::account::MAX_ACCOUNT_ID_LEN];
+    let len = account.len().min(buf.len());
+    buf[..len].copy_from_slice(&account.as_bytes()[..len]);
+    AccountStr { buf, len }
+}
+
+fn set_stage<B>(res: &mut Response<B>, stage: Option<HeaderValue>) {
+    if let Some(stage) = stage {
+        res.headers_mut().insert(BILLING_STAGE, stage);
+    }
+}
+
+type BoxFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
+pin_project! {
+    /// The gate's response future.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Inner { #[pin] fut: F, stage: Option<HeaderValue> },
+        Ready { res: Option<Response<B>> },
+        Lookup { fut: BoxFuture<B, E> },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    fn inner(fut: F, stage: Option<HeaderValue>) -> Self {
+        Self { kind: Kind::Inner { fut, stage } }
+    }
+    fn ready(res: Response<B>) -> Self {
+        Self { kind: Kind::Ready { res: Some(res) } }
+    }
+    fn lookup(fut: BoxFuture<B, E>) -> Self {
+        Self { kind: Kind::Lookup { fut } }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { fut, stage } => {
+                let mut res = std::task::ready!(fut.poll(cx))?;
+                set_stage(&mut res, stage.take());
+                Poll::Ready(Ok(res))
+            }
+            KindProj::Ready { res } => Poll::Ready(Ok(res.take().expect("polled after completion"))),
+            KindProj::Lookup { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}

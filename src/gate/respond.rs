@@ -1,0 +1,294 @@
+//! The 402 answers: an HTML page for browsers, `application/problem+json`
+//! (RFC 9457) for everyone else.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, VARY};
+use http::{HeaderValue, Response, StatusCode};
+use minijinja::Environment;
+use serde::Serialize;
+
+use crate::config::PageConfig;
+use crate::money::format_money;
+use crate::standing::{Action, Reason, Standing};
+use crate::state::BillingState;
+
+/// The response header naming the account's stage.
+pub const BILLING_STAGE: http::HeaderName = http::HeaderName::from_static("billing-stage");
+
+/// The problem type URI for payment problems.
+pub const PROBLEM_TYPE: &str = "https://docs.rs/pastdue/latest/pastdue/#payment-required";
+/// The problem type URI for an ended subscription.
+pub const ENDED_TYPE: &str = "https://docs.rs/pastdue/latest/pastdue/#subscription-ended";
+
+const BUILTIN: &str = include_str!("../../templates/page.html");
+const TEMPLATE: &str = "page.html";
+
+/// Why a page template was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PageError {
+    /// The template file could not be read.
+    #[error("cannot read page template {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The template does not compile or fails on a sample standing.
+    #[error("page template is invalid: {0}")]
+    Template(String),
+}
+
+/// Renders the please-pay page. Built once at start-up; a template that
+/// does not render a sample standing is refused there, not at the first
+/// blocked request.
+#[derive(Debug, Clone)]
+pub struct PaymentPage {
+    env: Environment<'static>,
+    product_name: String,
+    support_email: String,
+    portal_url: Option<String>,
+}
+
+impl Default for PaymentPage {
+    fn default() -> Self {
+        Self::new(&crate::config::Config::default().page).expect("the built-in page renders")
+    }
+}
+
+/// The variables a page template sees.
+#[derive(Serialize)]
+struct PageContext<'a> {
+    lang: &'a str,
+    title: &'a str,
+    product_name: &'a str,
+    support_email: &'a str,
+    account: &'a str,
+    stage: &'a str,
+    action: &'a str,
+    reason: &'static str,
+    read_only: bool,
+    amount: Option<String>,
+    amount_due: Option<i64>,
+    currency: Option<crate::state::Currency>,
+    invoice_number: Option<&'a str>,
+    past_due_since: Option<String>,
+    since: Option<String>,
+    pay_url: Option<&'a str>,
+    next_stage: Option<&'a str>,
+    next_stage_at: Option<String>,
+    notices: Vec<NoticeView<'a>>,
+}
+
+#[derive(Serialize)]
+struct NoticeView<'a> {
+    date: String,
+    stage: &'a str,
+    channel: &'a str,
+    to: Option<&'a str>,
+}
+
+fn date(t: DateTime<Utc>) -> String {
+    t.format("%-d %B %Y").to_string()
+}
+
+fn reason_name(r: Reason) -> &'static str {
+    match r {
+        Reason::GoodStanding => "good_standing",
+        Reason::Unknown => "unknown",
+        Reason::Debt => "debt",
+        Reason::Canceled => "canceled",
+        Reason::Paused => "paused",
+        Reason::Override(_) => "override",
+        Reason::StoreUnavailable => "unavailable",
+    }
+}
+
+impl PaymentPage {
+    /// The page described by `[page]`: the built-in template, or the file
+    /// named by `page.template`.
+    pub fn new(config: &PageConfig) -> Result<Self, PageError> {
+        let source = if config.template.is_empty() {
+            BUILTIN.to_owned()
+        } else {
+            std::fs::read_to_string(&config.template)
+                .map_err(|source| PageError::Read { path: config.template.clone(), source })?
+        };
+        let mut env = Environment::new();
+        env.add_template_owned(TEMPLATE, source).map_err(|e| PageError::Template(e.to_string()))?;
+        let page = Self {
+            env,
+            product_name: config.product_name.clone(),
+            support_email: config.support_email.clone(),
+            portal_url: Some(config.billing_portal_url.clone()).filter(|u| !u.is_empty()),
+        };
+        page.validate()?;
+        Ok(page)
+    }
+
+    /// Renders against a sample debt so a template that fails at run time
+    /// (an undefined filter, a bad loop) is refused now.
+    fn validate(&self) -> Result<(), PageError> {
+        let sample = sample_state();
+        let now = Utc::now();
+        let standing = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(20));
+        self.try_render("acct_sample", &standing, Some(&sample)).map(|_| ()).map_err(PageError::Template)
+    }
+
+    fn try_render(&self, account: &str, standing: &Standing, state: Option<&BillingState>) -> Result<String, String> {
+        let invoice = state.and_then(BillingState::oldest_unpaid);
+        let notices = state
+            .map(|s| {
+                s.notices()
+                    .iter()
+                    .filter(|n| Some(n.episode) == standing.past_due_since())
+                    .map(|n| NoticeView { date: date(n.at), stage: &n.stage, channel: &n.channel, to: n.to.as_deref() })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ctx = PageContext {
+            lang: "en",
+            title: "Payment required",
+            product_name: &self.product_name,
+            support_email: &self.support_email,
+            account,
+            stage: standing.stage().name(),
+            action: standing.action().as_str(),
+            reason: reason_name(standing.reason()),
+            read_only: standing.action() == Action::ReadOnly,
+            amount: standing.amount_due().map(|(a, c)| format_money(a, c)),
+            amount_due: standing.amount_due().map(|(a, _)| a),
+            currency: standing.amount_due().map(|(_, c)| c),
+            invoice_number: invoice.and_then(|(_, i)| i.number.as_deref()),
+            past_due_since: standing.past_due_since().map(date),
+            since: standing.since().map(date),
+            pay_url: self.pay_url(standing),
+            next_stage: standing.next().map(|(s, _)| s.name()),
+            next_stage_at: standing.next().map(|(_, t)| date(t)),
+            notices,
+        };
+        let template = self.env.get_template(TEMPLATE).map_err(|e| e.to_string())?;
+        template.render(&ctx).map_err(|e| e.to_string())
+    }
+
+    fn pay_url<'a>(&'a self, standing: &'a Standing) -> Option<&'a str> {
+        standing.pay_url().or(self.portal_url.as_deref())
+    }
+
+    /// The HTML page. Never fails: a template error at run time falls back
+    /// to a plain built-in message (and is logged).
+    pub fn render(&self, account: &str, standing: &Standing, state: Option<&BillingState>) -> String {
+        self.try_render(account, standing, state).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "page template failed; serving the plain fallback");
+            format!(
+                "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Payment required</title><p>A payment to {} is required to continue. Please contact {}.</p></html>",
+                minijinja_escape(&self.product_name),
+                minijinja_escape(&self.support_email)
+            )
+        })
+    }
+
+    /// The `application/problem+json` body.
+    pub fn problem(&self, account: &str, standing: &Standing) -> serde_json::Value {
+        let ended = matches!(standing.reason(), Reason::Canceled | Reason::Paused);
+        let (title, detail) = match standing.reason() {
+            Reason::Canceled => ("Subscription ended", "The subscription for this account has ended. Reactivate it to continue."),
+            Reason::Paused => ("Subscription paused", "The subscription is paused until a payment method is added."),
+            Reason::StoreUnavailable | Reason::Unknown => (
+                "Payment required",
+                "The billing status of this account could not be confirmed.",
+            ),
+            _ if standing.action() == Action::ReadOnly => (
+                "Payment required",
+                "This account is read-only until the amount due is paid; reads still work.",
+            ),
+            _ => ("Payment required", "Access is paused until the amount due is paid; it returns as soon as the payment clears."),
+        };
+        let suspended_since = matches!(standing.action(), Action::Block | Action::ReadOnly)
+            .then(|| standing.since())
+            .flatten();
+        serde_json::json!({
+            "type": if ended { ENDED_TYPE } else { PROBLEM_TYPE },
+            "title": title,
+            "status": 402,
+            "detail": detail,
+            "account": account,
+            "stage": standing.stage().name(),
+            "amount_due": standing.amount_due().map_or(0, |(a, _)| a),
+            "currency": standing.amount_due().map(|(_, c)| c),
+            "pay_url": self.pay_url(standing),
+            "past_due_since": standing.past_due_since(),
+            "suspended_since": suspended_since,
+        })
+    }
+
+    /// The full 402 response, negotiated by `html`.
+    pub fn respond<B: From<Bytes>>(
+        &self,
+        account: &str,
+        standing: &Standing,
+        state: Option<&BillingState>,
+        html: bool,
+    ) -> Response<B> {
+        let (body, content_type) = if html {
+            (Bytes::from(self.render(account, standing, state)), "text/html; charset=utf-8")
+        } else {
+            let json = serde_json::to_vec(&self.problem(account, standing)).unwrap_or_default();
+            (Bytes::from(json), "application/problem+json")
+        };
+        let mut res = Response::new(B::from(body));
+        *res.status_mut() = StatusCode::PAYMENT_REQUIRED;
+        let h = res.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(VARY, HeaderValue::from_static("accept"));
+        h.insert(BILLING_STAGE, standing.stage().header_value().clone());
+        res
+    }
+}
+
+/// 400 for an account id that is not valid (the gate cannot key on it).
+pub(crate) fn bad_account<B: From<Bytes>>(error: &crate::InvalidAccountId) -> Response<B> {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": format!("invalid account id: {error}"),
+    });
+    let mut res = Response::new(B::from(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
+    *res.status_mut() = StatusCode::BAD_REQUEST;
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res
+}
+
+fn minijinja_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn sample_state() -> BillingState {
+    use crate::state::{Change, Currency, NoticeSent, UnpaidInvoice};
+    let since = Utc::now();
+    let mut s = BillingState::default();
+    s.apply(&Change::InvoiceUnpaid {
+        id: "in_sample".into(),
+        invoice: UnpaidInvoice {
+            amount_due: 12_345,
+            currency: Currency::new("eur").expect("valid"),
+            hosted_url: Some("https://invoice.stripe.com/i/sample".into()),
+            number: Some("SAMPLE-0001".into()),
+            since,
+            observed: since,
+            uncollectible: false,
+        },
+    });
+    s.apply(&Change::NoticeSent(NoticeSent {
+        episode: since,
+        stage: "notice".into(),
+        channel: "email".into(),
+        at: since,
+        to: Some("billing@example.com".into()),
+    }));
+    s
+}

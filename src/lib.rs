@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod config;
+pub mod gate;
+pub mod standing;
+pub mod state;
+pub mod store;
+
+pub use account::{AccountId, InvalidAccountId};
+pub use config::Config;
+pub use standing::{Action, Ladder, Reason, Stage, Standing};
+pub use state::{BillingState, Change};
+pub use store::{MemoryStore, RedisStore, Store};
+pub mod cache;
+pub mod money;

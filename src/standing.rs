@@ -1,0 +1,426 @@
+//! The grace ladder and the pure evaluation of an account's standing.
+//!
+//! [`Standing::evaluate`] is a function of `(state, ladder, now)` and nothing
+//! else: time passes without any write, and the next request simply sees the
+//! next stage.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{BillingState, Currency, OverrideMode, SubscriptionStatus};
+
+/// What the gate does with a request in a given stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Pass, nothing to say.
+    Allow,
+    /// Pass; the app may show a friendly reminder.
+    Notice,
+    /// Pass; the app should show a firm warning.
+    Warn,
+    /// Safe methods (GET, HEAD, OPTIONS) pass; writes get the 402.
+    ReadOnly,
+    /// Every request gets the 402 page.
+    Block,
+}
+
+impl Action {
+    /// The config spelling (`"read_only"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Notice => "notice",
+            Action::Warn => "warn",
+            Action::ReadOnly => "read_only",
+            Action::Block => "block",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stage names the ladder reserves for states outside the debt ladder.
+pub const RESERVED_STAGES: [&str; 4] = [ACTIVE, CANCELED, UNKNOWN, UNAVAILABLE];
+const ACTIVE: &str = "active";
+const CANCELED: &str = "canceled";
+const UNKNOWN: &str = "unknown";
+const SUSPENDED: &str = "suspended";
+const UNAVAILABLE: &str = "unavailable";
+
+/// One rung of the ladder: a name, an offset from `past_due_since`, an
+/// action. Cloning is a reference-count increment.
+#[derive(Clone)]
+pub struct Stage(Arc<StageDef>);
+
+struct StageDef {
+    name: Box<str>,
+    after: Duration,
+    action: Action,
+    header: HeaderValue,
+}
+
+impl Stage {
+    fn new(name: &str, after: Duration, action: Action) -> Result<Self, LadderError> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(LadderError::BadName(name.to_owned()));
+        }
+        let header = HeaderValue::from_str(name).map_err(|_| LadderError::BadName(name.into()))?;
+        Ok(Self(Arc::new(StageDef { name: name.into(), after, action, header })))
+    }
+
+    /// The stage's name, e.g. `"warning"`.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// How long after `past_due_since` the stage starts.
+    pub fn after(&self) -> Duration {
+        self.0.after
+    }
+
+    /// What the gate does in this stage.
+    pub fn action(&self) -> Action {
+        self.0.action
+    }
+
+    /// Whether this is the good-standing stage `active` (no `Billing-Stage`
+    /// header is sent for it).
+    pub fn is_active(&self) -> bool {
+        &*self.0.name == ACTIVE
+    }
+
+    /// The name as a ready-made `Billing-Stage` header value.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0.header
+    }
+}
+
+impl PartialEq for Stage {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name() && self.action() == other.action()
+    }
+}
+impl Eq for Stage {}
+
+impl fmt::Debug for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.action())
+    }
+}
+
+/// Why a ladder was refused. The message names the offending stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LadderError {
+    /// No stages at all.
+    #[error("the ladder has no stages")]
+    Empty,
+    /// A name that is not `[a-z0-9_-]{1,64}`.
+    #[error("stage name {0:?} must be 1-64 characters of a-z, 0-9, _ or -")]
+    BadName(String),
+    /// A name used twice.
+    #[error("stage name {0:?} is used twice")]
+    Duplicate(String),
+    /// A name reserved for states outside the ladder.
+    #[error("stage name {0:?} is reserved (active, canceled, unknown and unavailable are not ladder stages)")]
+    Reserved(String),
+    /// Offsets not strictly increasing.
+    #[error("stage {0:?} must start later than the stage before it (offsets must increase)")]
+    Unsorted(String),
+    /// A ladder stage whose action is `allow` would never be noticed.
+    #[error("stage {0:?} has action \"allow\"; ladder stages must notice, warn, restrict or block")]
+    AllowInLadder(String),
+}
+
+/// The grace ladder plus the policies for states off the ladder.
+#[derive(Clone, Debug)]
+pub struct Ladder {
+    stages: Arc<[Stage]>,
+    active: Stage,
+    canceled: Stage,
+    unknown: Stage,
+    suspended: Stage,
+}
+
+impl Ladder {
+    /// Builds a ladder from `(name, after, action)` rungs in order.
+    pub fn new<'a>(
+        stages: impl IntoIterator<Item = (&'a str, Duration, Action)>,
+    ) -> Result<Self, LadderError> {
+        let mut built: Vec<Stage> = Vec::new();
+        for (name, after, action) in stages {
+            if RESERVED_STAGES.contains(&name) {
+                return Err(LadderError::Reserved(name.into()));
+            }
+            let stage = Stage::new(name, after, action)?;
+            if built.iter().any(|s| s.name() == name) {
+                return Err(LadderError::Duplicate(name.into()));
+            }
+            if built.last().is_some_and(|prev| prev.after() >= after) {
+                return Err(LadderError::Unsorted(name.into()));
+            }
+            if action == Action::Allow {
+                return Err(LadderError::AllowInLadder(name.into()));
+            }
+            built.push(stage);
+        }
+        if built.is_empty() {
+            return Err(LadderError::Empty);
+        }
+        let suspended = built
+            .iter()
+            .rev()
+            .find(|s| s.action() == Action::Block)
+            .cloned()
+            .unwrap_or(Stage::new(SUSPENDED, Duration::ZERO, Action::Block)?);
+        Ok(Self {
+            stages: built.into(),
+            active: Stage::new(ACTIVE, Duration::ZERO, Action::Allow)?,
+            canceled: Stage::new(CANCELED, Duration::ZERO, Action::Block)?,
+            unknown: Stage::new(ACTIVE, Duration::ZERO, Action::Allow)?,
+            suspended,
+        })
+    }
+
+    /// What a canceled (or paused, or expired) subscription with nothing
+    /// owed gets. Default `block`.
+    pub fn with_canceled_action(mut self, action: Action) -> Self {
+        self.canceled = Stage::new(CANCELED, Duration::ZERO, action).expect("reserved name is valid");
+        self
+    }
+
+    /// What an account the store has never heard of gets: `allow` (the
+    /// default; it is reported as stage `active`) or `block` (reported as
+    /// stage `unknown`).
+    pub fn with_unknown_action(mut self, action: Action) -> Self {
+        let name = if action == Action::Allow { ACTIVE } else { UNKNOWN };
+        self.unknown = Stage::new(name, Duration::ZERO, action).expect("reserved name is valid");
+        self
+    }
+
+    /// The default ladder: notice at 0 days, warning at 14, suspended at 17.
+    pub fn standard() -> Self {
+        const DAY: u64 = 86_400;
+        Self::new([
+            ("notice", Duration::ZERO, Action::Notice),
+            ("warning", Duration::from_secs(14 * DAY), Action::Warn),
+            ("suspended", Duration::from_secs(17 * DAY), Action::Block),
+        ])
+        .expect("the standard ladder is valid")
+    }
+
+    /// The ladder's stages in order.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// The stage for good standing.
+    pub fn active(&self) -> &Stage {
+        &self.active
+    }
+
+    /// The stage for an ended subscription.
+    pub fn canceled(&self) -> &Stage {
+        &self.canceled
+    }
+
+    /// The stage for an account the store does not know.
+    pub fn unknown(&self) -> &Stage {
+        &self.unknown
+    }
+
+    /// Looks a stage up by name (ladder stages and the reserved ones).
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages
+            .iter()
+            .chain([&self.active, &self.canceled, &self.unknown, &self.suspended])
+            .find(|s| s.name() == name)
+    }
+}
+
+impl Default for Ladder {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+/// Why an account is where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Nothing owed, subscription fine (or none known).
+    GoodStanding,
+    /// The store has never heard of the account.
+    Unknown,
+    /// Money is owed: the ladder applies.
+    Debt,
+    /// Every subscription has ended and nothing is owed.
+    Canceled,
+    /// Like `Canceled`, but the subscription is paused: a payment method is
+    /// missing rather than the subscription being over.
+    Paused,
+    /// An admin override is in force.
+    Override(OverrideMode),
+    /// The store could not be read and nothing was cached: the
+    /// `on_store_error` policy decided.
+    StoreUnavailable,
+}
+
+/// An account's standing at one instant.
+///
+/// Cheap to clone: the gate puts one in every gated request's extensions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standing {
+    stage: Stage,
+    reason: Reason,
+    since: Option<DateTime<Utc>>,
+    next: Option<(Stage, DateTime<Utc>)>,
+    past_due_since: Option<DateTime<Utc>>,
+    amount_due: Option<(i64, Currency)>,
+    pay_url: Option<Arc<str>>,
+}
+
+impl Standing {
+    /// The standing of an account at `now`. `state` is `None` for an account
+    /// the store has never heard of.
+    pub fn evaluate(state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> Self {
+        let Some(state) = state else {
+            return Self::plain(ladder.unknown().clone(), Reason::Unknown);
+        };
+        let past_due_since = state.past_due_since();
+        let amount_due = state.amount_due();
+        let pay_url = state.oldest_unpaid().and_then(|(_, i)| i.hosted_url.clone());
+
+        let mut standing = if let Some(o) = state.override_().filter(|o| o.is_active(now)) {
+            let stage = match o.mode {
+                OverrideMode::Allow => ladder.active.clone(),
+                OverrideMode::Block => ladder.suspended.clone(),
+            };
+            Self { since: Some(o.at), ..Self::plain(stage, Reason::Override(o.mode)) }
+        } else if let Some(start) = past_due_since {
+            Self::on_ladder(ladder, start, now)
+        } else if let Some(ended) = state.ended() {
+            let reason = if ended.status == SubscriptionStatus::Paused {
+                Reason::Paused
+            } else {
+                Reason::Canceled
+            };
+            Self { since: Some(ended.at), ..Self::plain(ladder.canceled.clone(), reason) }
+        } else {
+            Self::plain(ladder.active.clone(), Reason::GoodStanding)
+        };
+        standing.past_due_since = past_due_since;
+        standing.amount_due = amount_due;
+        standing.pay_url = pay_url;
+        standing
+    }
+
+    /// Good standing, no debt: what a paying account gets.
+    pub fn good(ladder: &Ladder) -> Self {
+        Self::plain(ladder.active.clone(), Reason::GoodStanding)
+    }
+
+    /// The standing of an account whose state could not be read (store
+    /// down, nothing cached): the `on_store_error` policy's action.
+    pub fn unavailable(ladder: &Ladder, action: Action) -> Self {
+        let stage = match action {
+            Action::Allow => ladder.active.clone(),
+            _ => Stage::new(UNAVAILABLE, Duration::ZERO, action).expect("reserved name is valid"),
+        };
+        Self::plain(stage, Reason::StoreUnavailable)
+    }
+
+    fn plain(stage: Stage, reason: Reason) -> Self {
+        Self {
+            stage,
+            reason,
+            since: None,
+            next: None,
+            past_due_since: None,
+            amount_due: None,
+            pay_url: None,
+        }
+    }
+
+    fn on_ladder(ladder: &Ladder, start: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        // A clock that runs behind the event time counts as "just started".
+        let elapsed = (now - start).to_std().unwrap_or(Duration::ZERO);
+        let reached = ladder.stages.iter().rposition(|s| s.after() <= elapsed);
+        let at = |s: &Stage| start + TimeDelta::from_std(s.after()).unwrap_or(TimeDelta::MAX);
+        let next_index = reached.map_or(0, |i| i + 1);
+        let next = ladder.stages.get(next_index).map(|s| (s.clone(), at(s)));
+        match reached {
+            Some(i) => {
+                let stage = &ladder.stages[i];
+                Self { since: Some(at(stage)), next, ..Self::plain(stage.clone(), Reason::Debt) }
+            }
+            // In debt, but the first rung has not started yet.
+            None => Self { next, ..Self::plain(ladder.active.clone(), Reason::Debt) },
+        }
+    }
+
+    /// The current stage.
+    pub fn stage(&self) -> &Stage {
+        &self.stage
+    }
+
+    /// The current stage's action.
+    pub fn action(&self) -> Action {
+        self.stage.action()
+    }
+
+    /// Why the account is in this stage.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// When the current stage started (`None` for good standing).
+    pub fn since(&self) -> Option<DateTime<Utc>> {
+        self.since
+    }
+
+    /// The next ladder stage and when it starts, if the debt stays unpaid.
+    pub fn next(&self) -> Option<(&Stage, DateTime<Utc>)> {
+        self.next.as_ref().map(|(s, t)| (s, *t))
+    }
+
+    /// When the ladder clock started.
+    pub fn past_due_since(&self) -> Option<DateTime<Utc>> {
+        self.past_due_since
+    }
+
+    /// The amount owed (minor units) and its currency.
+    pub fn amount_due(&self) -> Option<(i64, Currency)> {
+        self.amount_due
+    }
+
+    /// Where to pay: the oldest unpaid invoice's hosted page.
+    pub fn pay_url(&self) -> Option<&str> {
+        self.pay_url.as_deref()
+    }
+
+    /// Whether a request with this method passes.
+    pub fn allows(&self, method: &http::Method) -> bool {
+        match self.action() {
+            Action::Allow | Action::Notice | Action::Warn => true,
+            Action::ReadOnly => method.is_safe(),
+            Action::Block => false,
+        }
+    }
+}

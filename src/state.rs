@@ -1,0 +1,482 @@
+//! The stored billing state of one account, and the changes that move it.
+//!
+//! Everything here is plain data: no clock, no I/O. A [`Change`] carries the
+//! time of the fact it reports (a Stripe event's `created`, an invoice's
+//! `due_date`, the moment an admin acted), and [`BillingState::apply`] is
+//! written so that applying the same set of changes in any order ends in the
+//! same state. That is what makes late and reordered webhooks harmless.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// How many settled-invoice tombstones an account keeps (newest first).
+///
+/// Stripe retries a delivery for up to three days; an account settles far
+/// fewer invoices than this in that window.
+pub const MAX_TOMBSTONES: usize = 64;
+
+/// An ISO 4217 currency code, stored lower case as Stripe sends it (`"eur"`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// Parses a three-letter code in any case.
+    pub fn new(code: &str) -> Option<Self> {
+        let b = code.as_bytes();
+        if b.len() != 3 || !b.iter().all(u8::is_ascii_alphabetic) {
+            return None;
+        }
+        Some(Self([
+            b[0].to_ascii_lowercase(),
+            b[1].to_ascii_lowercase(),
+            b[2].to_ascii_lowercase(),
+        ]))
+    }
+
+    /// The lower-case code, e.g. `"eur"`.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII letters are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("xxx")
+    }
+
+    /// Digits after the decimal point of the currency's minor unit, as
+    /// Stripe counts them (zero-decimal currencies such as JPY have none).
+    pub fn minor_digits(&self) -> u32 {
+        match self.as_str() {
+            "bif" | "clp" | "djf" | "gnf" | "jpy" | "kmf" | "krw" | "mga" | "pyg" | "rwf"
+            | "ugx" | "vnd" | "vuv" | "xaf" | "xof" | "xpf" => 0,
+            "bhd" | "jod" | "kwd" | "omr" | "tnd" => 3,
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Currency::new(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a currency code")))
+    }
+}
+
+/// A Stripe subscription status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SubscriptionStatus {
+    /// Paid up.
+    Active,
+    /// In a trial: good standing.
+    Trialing,
+    /// The first invoice has not been paid yet: debt.
+    Incomplete,
+    /// A renewal failed and Stripe is retrying: debt.
+    PastDue,
+    /// Stripe stopped retrying but the subscription lives on: debt.
+    Unpaid,
+    /// Paused (no payment method at trial end, or by request): ended.
+    Paused,
+    /// Canceled: ended.
+    Canceled,
+    /// The first invoice was never paid and the subscription expired: ended.
+    IncompleteExpired,
+    /// A status this version does not know. Treated as good standing, so a
+    /// new Stripe status can never lock anybody out.
+    #[serde(other)]
+    Other,
+}
+
+impl SubscriptionStatus {
+    /// Parses Stripe's spelling; unknown statuses become [`Self::Other`].
+    pub fn from_stripe(s: &str) -> Self {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).unwrap_or(Self::Other)
+    }
+
+    /// Whether the status means money is owed.
+    pub fn is_debt(self) -> bool {
+        matches!(self, Self::PastDue | Self::Unpaid | Self::Incomplete)
+    }
+
+    /// Whether the status means the subscription has ended.
+    pub fn is_ended(self) -> bool {
+        matches!(self, Self::Canceled | Self::IncompleteExpired | Self::Paused)
+    }
+}
+
+/// The latest known status of one subscription and the event time that set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionFact {
+    /// The status.
+    pub status: SubscriptionStatus,
+    /// When Stripe reported it (the event's `created`).
+    pub at: DateTime<Utc>,
+}
+
+/// An invoice that is owed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnpaidInvoice {
+    /// Amount still due, in the currency's minor unit (cents).
+    pub amount_due: i64,
+    /// The invoice's currency.
+    pub currency: Currency,
+    /// Stripe's hosted invoice page, where it can be paid in one click.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_url: Option<Arc<str>>,
+    /// The human invoice number (`"F00D-0001"`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// When its payment first failed or it became overdue (event time).
+    pub since: DateTime<Utc>,
+    /// The event time of the newest fact about this invoice; newer facts
+    /// replace the amount, URL and number, older ones only move `since` back.
+    pub observed: DateTime<Utc>,
+    /// Stripe gave up collecting it; it is still owed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uncollectible: bool,
+}
+
+/// What an admin override does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverrideMode {
+    /// Full access, whatever is owed.
+    Allow,
+    /// Suspend now, whatever the ladder says.
+    Block,
+}
+
+/// An admin decision that beats the ladder until it expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// Allow or block.
+    pub mode: OverrideMode,
+    /// When it lapses by itself; `None` means until removed.
+    pub until: Option<DateTime<Utc>>,
+    /// Why (shown in the admin API and the audit log).
+    pub reason: String,
+    /// Who set it (the admin token's name).
+    #[serde(default)]
+    pub by: String,
+    /// When it was set.
+    pub at: DateTime<Utc>,
+}
+
+impl Override {
+    /// Whether the override is in force at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
+}
+
+/// A record that a notice went out.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NoticeSent {
+    /// The debt episode it belongs to (its `past_due_since`).
+    pub episode: DateTime<Utc>,
+    /// The stage it announced.
+    pub stage: String,
+    /// The channel (`"webhook"`, `"email"`).
+    pub channel: String,
+    /// When it was sent.
+    pub at: DateTime<Utc>,
+    /// Where it went (an e-mail address), when that is worth showing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// One fact to fold into an account's [`BillingState`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Change {
+    /// An invoice is owed (payment failed, overdue, or marked uncollectible).
+    InvoiceUnpaid {
+        /// Stripe's invoice id.
+        id: String,
+        /// The invoice.
+        invoice: UnpaidInvoice,
+    },
+    /// An invoice was paid or voided. It can never be reopened.
+    InvoiceSettled {
+        /// Stripe's invoice id.
+        id: String,
+        /// Event time.
+        at: DateTime<Utc>,
+    },
+    /// A subscription's status changed.
+    Subscription {
+        /// Stripe's subscription id.
+        id: String,
+        /// The new status and its event time.
+        fact: SubscriptionFact,
+    },
+    /// Set (or replace) the admin override.
+    SetOverride(Override),
+    /// Remove the admin override.
+    ClearOverride,
+    /// Link a Stripe customer to the account.
+    LinkCustomer(String),
+    /// The billing contact's e-mail address.
+    ContactEmail(String),
+    /// The account's preferred language (a BCP 47 tag such as `"de"`).
+    Language(String),
+    /// A notice went out.
+    NoticeSent(NoticeSent),
+}
+
+/// Everything pastdue knows about one account's payments.
+///
+/// Built only by applying [`Change`]s, so its invariants hold: an invoice is
+/// never both unpaid and settled, and a subscription's status is the one with
+/// the newest event time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingState {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    subscriptions: BTreeMap<String, SubscriptionFact>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    unpaid: BTreeMap<String, UnpaidInvoice>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    settled: BTreeMap<String, DateTime<Utc>>,
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    override_: Option<Override>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    notices: Vec<NoticeSent>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    customers: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    contact_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl BillingState {
+    /// Folds one change in. Returns whether anything changed.
+    ///
+    /// Order does not matter: for any set of changes, every order of
+    /// application ends in the same state (ignoring `updated_at`, which the
+    /// store sets).
+    pub fn apply(&mut self, change: &Change) -> bool {
+        match change {
+            Change::InvoiceUnpaid { id, invoice } => {
+                if self.settled.contains_key(id) {
+                    return false;
+                }
+                match self.unpaid.get_mut(id) {
+                    None => {
+                        self.unpaid.insert(id.clone(), invoice.clone());
+                        true
+                    }
+                    Some(known) => {
+                        let mut merged = if newer_details(invoice, known) {
+                            invoice.clone()
+                        } else {
+                            known.clone()
+                        };
+                        merged.since = known.since.min(invoice.since);
+                        merged.observed = known.observed.max(invoice.observed);
+                        merged.uncollectible = known.uncollectible || invoice.uncollectible;
+                        replace(known, merged)
+                    }
+                }
+            }
+            Change::InvoiceSettled { id, at } => {
+                let removed = self.unpaid.remove(id).is_some();
+                // The earliest settle time is kept, whatever the order.
+                let tomb_changed = match self.settled.get_mut(id) {
+                    None => {
+                        self.settled.insert(id.clone(), *at);
+                        true
+                    }
+                    Some(known) if *at < *known => {
+                        *known = *at;
+                        true
+                    }
+                    Some(_) => false,
+                };
+                self.prune_tombstones();
+                removed || tomb_changed
+            }
+            Change::Subscription { id, fact } => match self.subscriptions.get_mut(id) {
+                None => {
+                    self.subscriptions.insert(id.clone(), fact.clone());
+                    true
+                }
+                // Newest event time wins; a tie is broken by the status order
+                // so the outcome does not depend on delivery order.
+                Some(known) if (fact.at, fact.status) > (known.at, known.status) => {
+                    *known = fact.clone();
+                    true
+                }
+                Some(_) => false,
+            },
+            Change::SetOverride(o) => replace_opt(&mut self.override_, Some(o.clone())),
+            Change::ClearOverride => replace_opt(&mut self.override_, None),
+            Change::LinkCustomer(c) => self.customers.insert(c.clone()),
+            Change::ContactEmail(e) => replace_opt(&mut self.contact_email, Some(e.clone())),
+            Change::Language(l) => replace_opt(&mut self.language, Some(l.clone())),
+            Change::NoticeSent(n) => {
+                let dup = self.notices.iter().any(|k| {
+                    k.episode == n.episode && k.stage == n.stage && k.channel == n.channel
+                });
+                if dup {
+                    return false;
+                }
+                self.notices.push(n.clone());
+                self.notices.sort();
+                true
+            }
+        }
+    }
+
+    fn prune_tombstones(&mut self) {
+        while self.settled.len() > MAX_TOMBSTONES {
+            let oldest = self
+                .settled
+                .iter()
+                .min_by_key(|(id, at)| (**at, (*id).clone()))
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.settled.remove(&id),
+                None => break,
+            };
+        }
+    }
+
+    /// Sets the time of the last write (the store does this).
+    pub fn set_updated_at(&mut self, at: DateTime<Utc>) {
+        self.updated_at = Some(at);
+    }
+
+    /// Known subscriptions by id.
+    pub fn subscriptions(&self) -> &BTreeMap<String, SubscriptionFact> {
+        &self.subscriptions
+    }
+
+    /// Invoices still owed, by id.
+    pub fn unpaid(&self) -> &BTreeMap<String, UnpaidInvoice> {
+        &self.unpaid
+    }
+
+    /// Settled invoice ids and the event time that settled them.
+    pub fn settled(&self) -> &BTreeMap<String, DateTime<Utc>> {
+        &self.settled
+    }
+
+    /// The admin override, expired or not.
+    pub fn override_(&self) -> Option<&Override> {
+        self.override_.as_ref()
+    }
+
+    /// Notices sent, oldest episode first.
+    pub fn notices(&self) -> &[NoticeSent] {
+        &self.notices
+    }
+
+    /// Linked Stripe customers.
+    pub fn customers(&self) -> &BTreeSet<String> {
+        &self.customers
+    }
+
+    /// The billing contact's e-mail address, when known.
+    pub fn contact_email(&self) -> Option<&str> {
+        self.contact_email.as_deref()
+    }
+
+    /// The account's preferred language, when known.
+    pub fn language(&self) -> Option<&str> {
+        self.language.as_deref()
+    }
+
+    /// When the store last wrote this state.
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.updated_at
+    }
+
+    /// The earliest time any unpaid invoice first failed or became overdue,
+    /// else the time a subscription entered a debt status; `None` when
+    /// nothing is owed.
+    pub fn past_due_since(&self) -> Option<DateTime<Utc>> {
+        if let Some(t) = self.unpaid.values().map(|i| i.since).min() {
+            return Some(t);
+        }
+        self.subscriptions
+            .values()
+            .filter(|s| s.status.is_debt())
+            .map(|s| s.at)
+            .min()
+    }
+
+    /// The most recent ended subscription, when every known subscription
+    /// has ended.
+    pub fn ended(&self) -> Option<&SubscriptionFact> {
+        if self.subscriptions.is_empty() || !self.subscriptions.values().all(|s| s.status.is_ended()) {
+            return None;
+        }
+        self.subscriptions.values().max_by_key(|s| (s.at, s.status))
+    }
+
+    /// The invoice the ladder clock started with (the oldest unpaid one).
+    pub fn oldest_unpaid(&self) -> Option<(&str, &UnpaidInvoice)> {
+        self.unpaid
+            .iter()
+            .min_by_key(|(id, i)| (i.since, id.as_str()))
+            .map(|(id, i)| (id.as_str(), i))
+    }
+
+    /// The total owed in the currency of the oldest unpaid invoice.
+    ///
+    /// Invoices in other currencies are listed by the admin API but not
+    /// added up: money in two currencies has no single total.
+    pub fn amount_due(&self) -> Option<(i64, Currency)> {
+        let (_, first) = self.oldest_unpaid()?;
+        let total = self
+            .unpaid
+            .values()
+            .filter(|i| i.currency == first.currency)
+            .map(|i| i.amount_due)
+            .sum();
+        Some((total, first.currency))
+    }
+}
+
+fn newer_details(new: &UnpaidInvoice, known: &UnpaidInvoice) -> bool {
+    // Compare the whole record after the time so ties are order-independent.
+    (new.observed, new.amount_due, &new.hosted_url, &new.number)
+        > (known.observed, known.amount_due, &known.hosted_url, &known.number)
+}
+
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    if *slot == value {
+        return false;
+    }
+    *slot = value;
+    true
+}
+
+fn replace_opt<T: PartialEq>(slot: &mut Option<T>, value: Option<T>) -> bool {
+    replace(slot, value)
+}

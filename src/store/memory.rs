@@ -1,0 +1,97 @@
+//! The embedded store: one process, state lost on exit.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use super::{fold, Applied, Invalidation, Store, StoreError};
+use crate::account::AccountId;
+use crate::state::{BillingState, Change};
+
+/// How long processed event ids are remembered, as in Redis by default.
+const DEDUPE_TTL: Duration = Duration::from_secs(35 * 86_400);
+
+/// An in-process [`Store`] (`memory://`): same semantics as Redis, nothing
+/// shared, nothing kept after exit.
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    invalidations: broadcast::Sender<Invalidation>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    states: HashMap<AccountId, BillingState>,
+    seen: HashMap<(AccountId, Box<str>), Instant>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self { inner: Mutex::default(), invalidations: broadcast::channel(1024).0 }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied state:
+        // the new state is computed first and swapped in whole.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn load(&self, account: &AccountId) -> Result<Option<BillingState>, StoreError> {
+        Ok(self.lock().states.get(account).cloned())
+    }
+
+    async fn apply(
+        &self,
+        account: &AccountId,
+        event_id: Option<&str>,
+        changes: &[Change],
+    ) -> Result<Applied, StoreError> {
+        let applied = {
+            let mut inner = self.lock();
+            let now = Instant::now();
+            if let Some(id) = event_id {
+                let key = (account.clone(), Box::from(id));
+                if inner.seen.get(&key).is_some_and(|&at| now.duration_since(at) < DEDUPE_TTL) {
+                    return Ok(Applied::Duplicate);
+                }
+                if inner.seen.len() >= 100_000 {
+                    inner.seen.retain(|_, at| now.duration_since(*at) < DEDUPE_TTL);
+                }
+                inner.seen.insert(key, now);
+            }
+            let (next, changed) = fold(inner.states.get(account), changes);
+            if changed {
+                inner.states.insert(account.clone(), next.clone());
+                Applied::Changed(next)
+            } else {
+                Applied::Unchanged(next)
+            }
+        };
+        if matches!(applied, Applied::Changed(_)) {
+            // No receivers is fine: nobody caches.
+            let _ = self.invalidations.send(Invalidation::Account(account.clone()));
+        }
+        Ok(applied)
+    }
+
+    fn invalidations(&self) -> broadcast::Receiver<Invalidation> {
+        self.invalidations.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

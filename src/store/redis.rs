@@ -1,0 +1,360 @@
+//! The shared store: Redis, single node or Cluster.
+//!
+//! Keys of one account share a hash tag, so every script touches one slot:
+//!
+//! - `{prefix}:{<account>}:state`: a hash `{v: version, doc: JSON state}`
+//! - `{prefix}:{<account>}:evt:<event id>`: processed-event marker, with TTL
+//!
+//! A write reads the state, folds the changes in with the same Rust code the
+//! memory store uses, and commits with a Lua compare-and-set that also checks
+//! and records the event id and publishes the account on
+//! `{prefix}:invalidate`. A lost race re-reads and retries; a duplicate event
+//! is detected inside the same atomic step, so two instances receiving one
+//! event at once apply it once.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::{fold, Applied, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
+use crate::account::AccountId;
+use crate::state::{BillingState, Change};
+
+/// Compare-and-set with dedupe. KEYS: state, event marker. ARGV: expected
+/// version, new doc ("" = no change), event id ("" = none), dedupe TTL
+/// seconds, channel, account. Returns 0 written, 1 duplicate, 2 conflict.
+const COMMIT: &str = r#"
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return 2 end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'v', v + 1, 'doc', ARGV[2])
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
+return 0
+"#;
+
+/// Most compare-and-set rounds one write tries before giving up.
+const MAX_ROUNDS: u32 = 256;
+
+/// A [`Store`] on Redis (`redis://`, `rediss://`, `redis+cluster://`).
+///
+/// Reconnects by itself; every call is bounded by a timeout, so a dead or
+/// hung Redis turns into a quick [`StoreError`], never a stuck request.
+pub struct RedisStore {
+    conn: Conn,
+    opts: RedisOptions,
+    channel: String,
+    commit: Script,
+    invalidations: broadcast::Sender<Invalidation>,
+    listening: watch::Receiver<bool>,
+    listener: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.opts.prefix).finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+fn backend(e: redis::RedisError) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl RedisStore {
+    /// Connects to `url` (a [`StoreUrl::Redis`] or [`StoreUrl::Cluster`]) and
+    /// starts listening for invalidations; returns once the listener is
+    /// subscribed, so no write after this call goes unnoticed.
+    pub async fn connect(url: StoreUrl, opts: RedisOptions) -> Result<Self, StoreError> {
+        let connect_timeout = opts.write_timeout.max(Duration::from_secs(1));
+        let (conn, nodes) = match url {
+            StoreUrl::Redis(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(backend)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(opts.write_timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = tokio::time::timeout(
+                    connect_timeout * 2,
+                    client.get_connection_manager_with_config(config),
+                )
+                .await
+                .map_err(|_| StoreError::Timeout(connect_timeout * 2))?
+                .map_err(backend)?;
+                (Conn::Single(manager), vec![url])
+            }
+            StoreUrl::Cluster(nodes) => {
+                let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+                    .connection_timeout(connect_timeout)
+                    .response_timeout(opts.write_timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(backend)?;
+                let conn = tokio::time::timeout(connect_timeout * 2, client.get_async_connection())
+                    .await
+                    .map_err(|_| StoreError::Timeout(connect_timeout * 2))?
+                    .map_err(backend)?;
+                (Conn::Cluster(conn), nodes)
+            }
+            StoreUrl::Memory => {
+                return Err(StoreError::Backend("memory:// is not a Redis URL".into()))
+            }
+        };
+        let channel = format!("{}:invalidate", opts.prefix);
+        let (invalidations, _) = broadcast::channel(4096);
+        let (listening_tx, mut listening) = watch::channel(false);
+        let listener = tokio::spawn(listen(nodes, channel.clone(), invalidations.clone(), listening_tx));
+        let subscribed =
+            tokio::time::timeout(connect_timeout * 2, listening.wait_for(|up| *up)).await.is_ok_and(|r| r.is_ok());
+        if !subscribed {
+            listener.abort();
+            return Err(StoreError::Backend(format!(
+                "could not subscribe to the invalidation channel {channel}"
+            )));
+        }
+        Ok(Self {
+            conn,
+            opts,
+            channel,
+            commit: Script::new(COMMIT),
+            invalidations,
+            listening,
+            listener,
+        })
+    }
+
+    /// Whether the invalidation listener is subscribed right now.
+    pub fn is_listening(&self) -> bool {
+        *self.listening.borrow()
+    }
+
+    fn state_key(&self, account: &AccountId) -> String {
+        format!("{}:{{{}}}:state", self.opts.prefix, account)
+    }
+
+    fn event_key(&self, account: &AccountId, event_id: &str) -> String {
+        format!("{}:{{{}}}:evt:{}", self.opts.prefix, account, event_id)
+    }
+
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| StoreError::Timeout(limit))?
+            .map_err(backend)
+    }
+
+    fn decode(account: &AccountId, doc: Option<String>) -> Result<Option<BillingState>, StoreError> {
+        doc.map(|d| {
+            serde_json::from_str(&d).map_err(|e| StoreError::Decode {
+                account: account.to_string(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn load(&self, account: &AccountId) -> Result<Option<BillingState>, StoreError> {
+        let mut conn = self.conn.clone();
+        let doc: Option<String> = self
+            .bounded(
+                self.opts.read_timeout,
+                redis::cmd("HGET").arg(self.state_key(account)).arg("doc").query_async(&mut conn),
+            )
+            .await?;
+        Self::decode(account, doc)
+    }
+
+    async fn apply(
+        &self,
+        account: &AccountId,
+        event_id: Option<&str>,
+        changes: &[Change],
+    ) -> Result<Applied, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.state_key(account);
+        let event_key = event_id.map(|id| self.event_key(account, id)).unwrap_or_default();
+        let ttl = self.opts.dedupe_ttl.as_secs().max(1);
+        for _ in 0..MAX_ROUNDS {
+            let (version, doc): (Option<u64>, Option<String>) = self
+                .bounded(
+                    self.opts.write_timeout,
+                    redis::cmd("HMGET").arg(&key).arg("v").arg("doc").query_async(&mut conn),
+                )
+                .await?;
+            let current = Self::decode(account, doc)?;
+            let (next, changed) = fold(current.as_ref(), changes);
+            let new_doc = if changed {
+                serde_json::to_string(&next).map_err(|e| StoreError::Backend(e.to_string()))?
+            } else {
+                String::new()
+            };
+            let mut invocation = self.commit.key(&key);
+            invocation
+                .key(&event_key)
+                .arg(version.unwrap_or(0))
+                .arg(&new_doc)
+                .arg(event_id.unwrap_or(""))
+                .arg(ttl)
+                .arg(&self.channel)
+                .arg(account.as_str());
+            let outcome: i64 =
+                self.bounded(self.opts.write_timeout, invocation.invoke_async(&mut conn)).await?;
+            match outcome {
+                0 if changed => return Ok(Applied::Changed(next)),
+                0 => return Ok(Applied::Unchanged(next)),
+                1 => return Ok(Applied::Duplicate),
+                _ => tokio::task::yield_now().await,
+            }
+        }
+        Err(StoreError::Contended(MAX_ROUNDS))
+    }
+
+    fn invalidations(&self) -> broadcast::Receiver<Invalidation> {
+        self.invalidations.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String =
+            self.bounded(self.opts.read_timeout.max(Duration::from_millis(200)), redis::cmd("PING").query_async(&mut conn)).await?;
+        Ok(())
+    }
+}
+
+/// How often the listener checks that its connection still answers (a
+/// SIGSTOPped Redis keeps the socket open but says nothing).
+const LISTENER_PING: Duration = Duration::from_secs(1);
+
+/// Keeps one subscription to the invalidation channel alive, forever.
+///
+/// On Cluster, `PUBLISH` reaches every node, so subscribing on any one node
+/// hears every write; the listener moves to the next node when one fails.
+/// Each (re)subscription is followed by [`Invalidation::All`]: whatever was
+/// published while nobody listened is unknown, so every cached state must
+/// be re-read.
+async fn listen(
+    nodes: Vec<String>,
+    channel: String,
+    tx: broadcast::Sender<Invalidation>,
+    listening: watch::Sender<bool>,
+) {
+    let mut delay = Duration::from_millis(20);
+    for node in nodes.iter().cycle() {
+        match subscribe(node, &channel).await {
+            Ok(pubsub) => {
+                delay = Duration::from_millis(20);
+                listening.send_replace(true);
+                let _ = tx.send(Invalidation::All);
+                let (mut sink, mut stream) = pubsub.split();
+                let mut ping = tokio::time::interval(LISTENER_PING);
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            Some(msg) => {
+                                let Ok(payload) = msg.get_payload::<String>() else { continue };
+                                if let Ok(account) = AccountId::new(&payload) {
+                                    let _ = tx.send(Invalidation::Account(account));
+                                }
+                            }
+                            None => break,
+                        },
+                        _ = ping.tick() => {
+                            let alive = tokio::time::timeout(LISTENER_PING, sink.ping::<redis::Value>()).await;
+                            if !matches!(alive, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                listening.send_replace(false);
+                let _ = tx.send(Invalidation::All);
+                tracing::warn!(node = %redact(node), "invalidation subscription lost; resubscribing");
+            }
+            Err(e) => {
+                tracing::debug!(node = %redact(node), error = %e, "invalidation subscribe failed");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn subscribe(node: &str, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let client = redis::Client::open(node)?;
+    let attempt = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out"))),
+    }
+}
+
+/// A node URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_auth, host)) => {
+            let scheme = scheme_auth.split("://").next().unwrap_or("redis");
+            format!("{scheme}://***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+

@@ -1,0 +1,153 @@
+//! Test helpers: private `redis-server` processes and state builders.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use pastdue::state::{Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+
+/// A `redis-server` of our own on a free loopback port, killed on drop.
+/// Tests never touch a Redis they did not start.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers PING.
+    pub fn start() -> Self {
+        for _ in 0..20 {
+            let port = free_port();
+            if let Some(child) = spawn_redis(port, &[]) {
+                return Self { child: Some(child), port };
+            }
+        }
+        panic!("could not start redis-server on a free port (is redis-server installed? scripts/test.sh installs it)");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (like a crash) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = spawn_redis(self.port, &[]) {
+                self.child = Some(child);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("could not restart redis-server on port {}", self.port);
+    }
+
+    /// Sends one command (inline protocol) and returns the raw reply.
+    pub fn cmd(&self, line: &str) -> String {
+        raw_command(self.port, line).unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn_redis(port: u16, extra: &[&str]) -> Option<Child> {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--protected-mode", "no", "--loglevel", "warning"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is not installed; run scripts/test.sh, which installs it");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None; // port taken or bad args
+        }
+        if raw_command(port, "PING").is_some_and(|r| r.starts_with("+PONG")) {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn raw_command(port: u16, line: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+    let mut buf = [0u8; 65536];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Polls `check` every 5 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+// ---- state builders ----------------------------------------------------
+
+pub fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+}
+
+pub const DAY: i64 = 86_400;
+
+pub fn unpaid(id: &str, cents: i64, since: DateTime<Utc>) -> Change {
+    Change::InvoiceUnpaid {
+        id: id.into(),
+        invoice: UnpaidInvoice {
+            amount_due: cents,
+            currency: Currency::new("eur").unwrap(),
+            hosted_url: Some(format!("https://invoice.stripe.com/i/{id}").into()),
+            number: Some(format!("N-{id}")),
+            since,
+            observed: since,
+            uncollectible: false,
+        },
+    }
+}
+
+pub fn settled(id: &str, at: DateTime<Utc>) -> Change {
+    Change::InvoiceSettled { id: id.into(), at }
+}
+
+pub fn subscription(id: &str, status: SubscriptionStatus, at: DateTime<Utc>) -> Change {
+    Change::Subscription { id: id.into(), fact: SubscriptionFact { status, at } }
+}

@@ -1,0 +1,384 @@
+//! The gate end to end through axum apps, on the memory store and a real
+//! `redis-server`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use chrono::{TimeDelta, Utc};
+use common::*;
+use http::{Request, StatusCode};
+use pastdue::config::{Config, Policy};
+use pastdue::gate::{ExtensionResolver, GateLayer, SubdomainResolver};
+use pastdue::state::{Change, Override, OverrideMode};
+use pastdue::store::{RedisOptions, RedisStore, Store, StoreUrl};
+use pastdue::{AccountId, Action, Ladder, MemoryStore, Standing};
+use tower::ServiceExt;
+
+struct Backend {
+    store: Arc<dyn Store>,
+    _redis: Option<RedisServer>,
+}
+
+async fn memory() -> Backend {
+    Backend { store: Arc::new(MemoryStore::new()), _redis: None }
+}
+
+async fn redis() -> Backend {
+    let server = RedisServer::start();
+    let store = redis_store(&server).await;
+    Backend { store, _redis: Some(server) }
+}
+
+async fn redis_store(server: &RedisServer) -> Arc<dyn Store> {
+    Arc::new(RedisStore::connect(StoreUrl::Redis(server.url()), RedisOptions::default()).await.unwrap())
+}
+
+fn acct(id: &str) -> AccountId {
+    AccountId::new(id).unwrap()
+}
+
+/// notice at 0, warn at 1 day, read_only at 2 days, block at 3 days.
+fn every_action_ladder() -> Ladder {
+    Ladder::new([
+        ("notice", Duration::ZERO, Action::Notice),
+        ("warning", Duration::from_secs(86_400), Action::Warn),
+        ("read-only", Duration::from_secs(2 * 86_400), Action::ReadOnly),
+        ("suspended", Duration::from_secs(3 * 86_400), Action::Block),
+    ])
+    .unwrap()
+}
+
+/// A handler that reports what the gate told it.
+async fn report(standing: Option<Standing>) -> String {
+    match standing {
+        Some(s) => format!("stage={} action={}", s.stage().name(), s.action()),
+        None => "no standing".into(),
+    }
+}
+
+fn app(gate: GateLayer) -> Router {
+    Router::new()
+        .route("/api/thing", get(report).post(report))
+        .route("/billing", get(report))
+        .route("/healthz", get(report))
+        .layer(gate)
+}
+
+/// Records a debt whose first failure was `days` days ago.
+async fn owe(store: &Arc<dyn Store>, account: &str, days: i64) {
+    let since = Utc::now() - TimeDelta::days(days) - TimeDelta::minutes(1);
+    store.apply(&acct(account), None, &[unpaid("in_1", 1200, since)]).await.unwrap();
+}
+
+struct Reply {
+    status: StatusCode,
+    stage: Option<String>,
+    content_type: String,
+    cache_control: Option<String>,
+    body: String,
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let header = |name: &str| res.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let (status, stage, content_type, cache_control) =
+        (res.status(), header("billing-stage"), header("content-type").unwrap_or_default(), header("cache-control"));
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    Reply { status, stage, content_type, cache_control, body: String::from_utf8(bytes.to_vec()).unwrap() }
+}
+
+fn req(method: &str, path: &str, account: Option<&str>, accept: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(a) = account {
+        b = b.header("x-account-id", a);
+    }
+    if let Some(a) = accept {
+        b = b.header("accept", a);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+macro_rules! gate_suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::memory().await).await })*
+        }
+        mod redis_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::redis().await).await })*
+        }
+    };
+}
+
+gate_suite!(
+    each_action_end_to_end,
+    browsers_get_the_page_and_api_clients_problem_json,
+    exempt_paths_and_requests_without_account_pass_untouched,
+    resolvers_header_extension_subdomain,
+    a_write_is_seen_by_the_next_request,
+    invalid_account_ids_get_a_clear_400,
+    canceled_gets_its_own_words,
+);
+
+async fn each_action_end_to_end(b: Backend) {
+    let app = app(GateLayer::new(b.store.clone()).with_ladder(every_action_ladder()));
+    for (account, days) in [("n", 0), ("w", 1), ("r", 2), ("s", 3)] {
+        owe(&b.store, account, days).await;
+    }
+    let table = [
+        ("fine", "GET", StatusCode::OK, None, "stage=active action=allow"),
+        ("n", "GET", StatusCode::OK, Some("notice"), "stage=notice action=notice"),
+        ("n", "POST", StatusCode::OK, Some("notice"), "stage=notice action=notice"),
+        ("w", "POST", StatusCode::OK, Some("warning"), "stage=warning action=warn"),
+        ("r", "GET", StatusCode::OK, Some("read-only"), "stage=read-only action=read_only"),
+        ("r", "POST", StatusCode::PAYMENT_REQUIRED, Some("read-only"), ""),
+        ("s", "GET", StatusCode::PAYMENT_REQUIRED, Some("suspended"), ""),
+        ("s", "POST", StatusCode::PAYMENT_REQUIRED, Some("suspended"), ""),
+    ];
+    // Twice: the first round fills the cache, the second is served from it.
+    for round in 0..2 {
+        for (account, method, status, stage, body) in table {
+            let r = send(&app, req(method, "/api/thing", Some(account), None)).await;
+            assert_eq!(r.status, status, "round {round} {account} {method}");
+            assert_eq!(r.stage.as_deref(), stage, "round {round} {account} {method}");
+            if status == StatusCode::OK {
+                assert_eq!(r.body, body);
+            } else {
+                assert_eq!(r.cache_control.as_deref(), Some("no-store"));
+            }
+        }
+    }
+}
+
+async fn browsers_get_the_page_and_api_clients_problem_json(b: Backend) {
+    let mut config = Config::default();
+    config.page.product_name = "Acme Analytics".into();
+    config.page.support_email = "help@acme.test".into();
+    let gate = GateLayer::from_config(&config, b.store.clone()).unwrap();
+    let app = app(gate);
+    owe(&b.store, "late", 18).await;
+    let chrome = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+    let page = send(&app, req("GET", "/api/thing", Some("late"), Some(chrome))).await;
+    assert_eq!(page.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(page.content_type, "text/html; charset=utf-8");
+    let since = (Utc::now() - TimeDelta::days(18) - TimeDelta::minutes(1)).format("%-d %B %Y").to_string();
+    // What a browser reads: minijinja escapes '/' in attributes.
+    let text = page.body.replace("&#x2f;", "/");
+    for needle in [
+        "€12.00",
+        "Acme Analytics",
+        "help@acme.test",
+        "href=\"https://invoice.stripe.com/i/in_1\"",
+        since.as_str(),
+        "N-in_1",
+        "<html lang=\"en\">",
+    ] {
+        assert!(text.contains(needle), "page lacks {needle:?}");
+    }
+    assert!(!page.body.contains("<script"), "no JavaScript on the page");
+
+    for accept in [None, Some("*/*"), Some("application/json")] {
+        let api = send(&app, req("GET", "/api/thing", Some("late"), accept)).await;
+        assert_eq!(api.status, StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(api.content_type, "application/problem+json");
+        let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["account", "amount_due", "currency", "detail", "past_due_since", "pay_url", "stage", "status", "suspended_since", "title", "type"]
+        );
+        assert_eq!(v["status"], 402);
+        assert_eq!(v["account"], "late");
+        assert_eq!(v["stage"], "suspended");
+        assert_eq!(v["amount_due"], 1200);
+        assert_eq!(v["currency"], "eur");
+        assert_eq!(v["pay_url"], "https://invoice.stripe.com/i/in_1");
+        let past_due: chrono::DateTime<Utc> = v["past_due_since"].as_str().unwrap().parse().unwrap();
+        let suspended: chrono::DateTime<Utc> = v["suspended_since"].as_str().unwrap().parse().unwrap();
+        assert_eq!(suspended - past_due, TimeDelta::days(17));
+        assert!(v["type"].as_str().unwrap().starts_with("https://"));
+    }
+}
+
+async fn exempt_paths_and_requests_without_account_pass_untouched(b: Backend) {
+    let app = app(GateLayer::new(b.store.clone()));
+    owe(&b.store, "late", 30).await;
+    for path in ["/billing", "/healthz"] {
+        let r = send(&app, req("GET", path, Some("late"), None)).await;
+        assert_eq!((r.status, r.stage.as_deref(), r.body.as_str()), (StatusCode::OK, None, "no standing"), "{path}");
+    }
+    let r = send(&app, req("GET", "/api/thing", None, None)).await;
+    assert_eq!((r.status, r.stage.as_deref(), r.body.as_str()), (StatusCode::OK, None, "no standing"));
+    let r = send(&app, req("GET", "/api/thing", Some("late"), None)).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+}
+
+async fn resolvers_header_extension_subdomain(b: Backend) {
+    owe(&b.store, "acme", 30).await;
+    // Extension: an auth layer of the app's own puts the AccountId there.
+    let gate = GateLayer::new(b.store.clone()).with_resolver(ExtensionResolver);
+    let ext_app = app(gate).layer(axum::middleware::from_fn(
+        |mut req: Request<Body>, next: axum::middleware::Next| async move {
+            if req.headers().contains_key("authorization") {
+                req.extensions_mut().insert(AccountId::new("acme").unwrap());
+            }
+            next.run(req).await
+        },
+    ));
+    let mut authed = req("GET", "/api/thing", None, None);
+    authed.headers_mut().insert("authorization", "Bearer x".parse().unwrap());
+    assert_eq!(send(&ext_app, authed).await.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(send(&ext_app, req("GET", "/api/thing", Some("acme"), None)).await.status, StatusCode::OK, "the extension resolver ignores the header");
+
+    let sub_app = app(GateLayer::new(b.store.clone()).with_resolver(SubdomainResolver::new("app.test")));
+    let host = |h: &str| Request::get("/api/thing").header("host", h).body(Body::empty()).unwrap();
+    assert_eq!(send(&sub_app, host("acme.app.test")).await.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(send(&sub_app, host("other.app.test")).await.status, StatusCode::OK);
+    assert_eq!(send(&sub_app, host("app.test")).await.body, "no standing");
+
+    let header_app = app(GateLayer::new(b.store.clone()));
+    assert_eq!(send(&header_app, req("GET", "/api/thing", Some("acme"), None)).await.status, StatusCode::PAYMENT_REQUIRED);
+}
+
+async fn a_write_is_seen_by_the_next_request(b: Backend) {
+    let app = app(GateLayer::new(b.store.clone()));
+    assert_eq!(send(&app, req("GET", "/api/thing", Some("acme"), None)).await.status, StatusCode::OK);
+    let block = Change::SetOverride(Override {
+        mode: OverrideMode::Block,
+        until: None,
+        reason: "chargeback".into(),
+        by: "test".into(),
+        at: Utc::now(),
+    });
+    b.store.apply(&acct("acme"), None, &[block]).await.unwrap();
+    let mut last = StatusCode::OK;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        last = send(&app, req("GET", "/api/thing", Some("acme"), None)).await.status;
+        if last == StatusCode::PAYMENT_REQUIRED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(last, StatusCode::PAYMENT_REQUIRED, "the override reached the gate within 1 s");
+    b.store.apply(&acct("acme"), None, &[Change::ClearOverride]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        last = send(&app, req("GET", "/api/thing", Some("acme"), None)).await.status;
+        if last == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(last, StatusCode::OK, "blocking stops the moment it is lifted");
+}
+
+async fn invalid_account_ids_get_a_clear_400(b: Backend) {
+    let app = app(GateLayer::new(b.store.clone()));
+    let r = send(&app, req("GET", "/api/thing", Some("a}b"), None)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.content_type, "application/problem+json");
+    assert!(r.body.contains("invalid account id"), "{}", r.body);
+}
+
+async fn canceled_gets_its_own_words(b: Backend) {
+    let app = app(GateLayer::new(b.store.clone()));
+    b.store
+        .apply(&acct("gone"), None, &[subscription("sub_1", pastdue::state::SubscriptionStatus::Canceled, Utc::now())])
+        .await
+        .unwrap();
+    let page = send(&app, req("GET", "/api/thing", Some("gone"), Some("text/html"))).await;
+    assert_eq!((page.status, page.stage.as_deref()), (StatusCode::PAYMENT_REQUIRED, Some("canceled")));
+    assert!(page.body.contains("subscription has ended"));
+    assert!(!page.body.contains("owed"), "canceled is not debt");
+    let api = send(&app, req("GET", "/api/thing", Some("gone"), None)).await;
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!((v["stage"].as_str(), v["amount_due"].as_i64()), (Some("canceled"), Some(0)));
+    assert_eq!(v["type"], pastdue::gate::ENDED_TYPE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_redis_and_see_each_others_writes() {
+    let server = RedisServer::start();
+    let (store_a, store_b) = (redis_store(&server).await, redis_store(&server).await);
+    let app_b = app(GateLayer::new(store_b));
+    // B caches "active" first, so only an invalidation can change its mind.
+    for _ in 0..3 {
+        assert_eq!(send(&app_b, req("GET", "/api/thing", Some("shared"), None)).await.status, StatusCode::OK);
+    }
+    let started = std::time::Instant::now();
+    owe(&store_a, "shared", 30).await;
+    let mut status = StatusCode::OK;
+    while started.elapsed() < Duration::from_secs(1) && status == StatusCode::OK {
+        status = send(&app_b, req("GET", "/api/thing", Some("shared"), None)).await.status;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "instance B saw A's write within 1 s (took {:?})", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_keeps_cached_decisions_and_applies_the_policy_to_the_rest() {
+    let mut server = RedisServer::start();
+    let store = redis_store(&server).await;
+    owe(&store, "late", 30).await;
+    let fail_open = app(GateLayer::new(store.clone()));
+    let mut config = Config::default();
+    config.gate.on_store_error = Policy::Block;
+    let fail_closed = app(GateLayer::from_config(&config, store.clone()).unwrap());
+    for app in [&fail_open, &fail_closed] {
+        assert_eq!(send(app, req("GET", "/api/thing", Some("late"), None)).await.status, StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(send(app, req("GET", "/api/thing", Some("fine"), None)).await.status, StatusCode::OK);
+    }
+
+    server.stop();
+    // Wait until the listener noticed (it marks every entry unverified), so
+    // the requests below really exercise the outage path.
+    let down = redis_is_down(&store).await;
+    assert!(down);
+    for round in 0..3 {
+        for (app, uncached) in [(&fail_open, StatusCode::OK), (&fail_closed, StatusCode::PAYMENT_REQUIRED)] {
+            let late = send(app, req("GET", "/api/thing", Some("late"), None)).await;
+            assert_eq!(late.status, StatusCode::PAYMENT_REQUIRED, "round {round}: cached debt still blocks");
+            let fine = send(app, req("GET", "/api/thing", Some("fine"), None)).await;
+            assert_eq!(fine.status, StatusCode::OK, "round {round}: cached good standing still passes");
+            let new = send(app, req("GET", "/api/thing", Some("never-seen"), None)).await;
+            assert_eq!(new.status, uncached, "round {round}: uncached follows on_store_error");
+        }
+    }
+
+    server.restart();
+    // Everything resumes by itself: a write after the restart reaches the gate.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.apply(&acct("late"), None, &[settled("in_1", Utc::now())]).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "store did not come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The restarted Redis is empty, so "late" is now unknown → allowed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = send(&fail_open, req("GET", "/api/thing", Some("late"), None)).await.status;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the gate never saw the post-restart state");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn redis_is_down(store: &Arc<dyn Store>) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if store.ping().await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}

@@ -1,0 +1,133 @@
+//! The demo, both as a `Router` (no socket) and as the real binary over
+//! loopback HTTP.
+
+mod common;
+
+#[path = "../examples/quickstart.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod quickstart;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use pastdue::{Config, MemoryStore};
+use tower::ServiceExt;
+
+#[tokio::test]
+async fn app_reads_the_account_from_header_query_or_cookie() {
+    let app = quickstart::app(&Config::default(), Arc::new(MemoryStore::new())).unwrap();
+    let call = |req: Request<Body>| {
+        let app = app.clone();
+        async move { app.oneshot(req).await.unwrap() }
+    };
+    let fail = Request::post("/demo/invoice-failed?account=acme&days_ago=20").body(Body::empty()).unwrap();
+    assert_eq!(call(fail).await.status(), StatusCode::OK);
+    for req in [
+        Request::get("/api/ping").header("x-account-id", "acme").body(Body::empty()).unwrap(),
+        Request::get("/api/ping?account=acme").body(Body::empty()).unwrap(),
+        Request::get("/api/ping").header("cookie", "account=acme").body(Body::empty()).unwrap(),
+    ] {
+        assert_eq!(call(req).await.status(), StatusCode::PAYMENT_REQUIRED);
+    }
+    let other = Request::get("/api/ping?account=someone-else").body(Body::empty()).unwrap();
+    assert_eq!(call(other).await.status(), StatusCode::OK);
+    let billing = Request::get("/billing?account=acme").body(Body::empty()).unwrap();
+    assert_eq!(call(billing).await.status(), StatusCode::OK, "/billing is exempt");
+}
+
+/// The example binary, killed on drop.
+struct Demo {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo(envs: &[(&str, String)]) -> Demo {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--example", "quickstart"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the quickstart example failed");
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").into());
+    let port = common::free_port();
+    let mut cmd = Command::new(format!("{target}/debug/examples/quickstart"));
+    cmd.env("PASTDUE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("PASTDUE_CONFIG")
+        .env_remove("PASTDUE_STORE__URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The demo prints its URL once it is listening.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout);
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    // Keep draining, so the demo's later prints never hit a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    assert!(first.contains(&format!("http://127.0.0.1:{port}")), "unexpected first line: {first:?}");
+    Demo { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_binary_serves_over_http_on_redis() {
+    let redis = common::RedisServer::start();
+    let demo = start_demo(&[("PASTDUE_STORE__URL", redis.url())]);
+    let http = reqwest::Client::new();
+    let get = |path: &str, account: Option<&str>| {
+        let mut r = http.get(format!("{}{path}", demo.url));
+        if let Some(a) = account {
+            r = r.header("x-account-id", a);
+        }
+        r.send()
+    };
+    let health = get("/healthz", None).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ping = get("/api/ping", Some("acme")).await.unwrap();
+    assert_eq!(ping.status(), 200);
+    assert!(ping.headers().get("billing-stage").is_none());
+    assert_eq!(ping.json::<serde_json::Value>().await.unwrap(), serde_json::json!({ "ok": true }));
+
+    let failed = http.post(format!("{}/demo/invoice-failed?account=acme&days_ago=15", demo.url)).send().await.unwrap();
+    assert_eq!(failed.status(), 200);
+    let mut stage = None;
+    for _ in 0..200 {
+        let r = get("/api/ping", Some("acme")).await.unwrap();
+        stage = r.headers().get("billing-stage").map(|v| v.to_str().unwrap().to_owned());
+        if stage.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(stage.as_deref(), Some("warning"));
+
+    http.post(format!("{}/demo/invoice-failed?account=acme&days_ago=18", demo.url)).send().await.unwrap();
+    let mut blocked = None;
+    for _ in 0..200 {
+        let r = get("/api/ping", Some("acme")).await.unwrap();
+        if r.status() == 402 {
+            blocked = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let blocked = blocked.expect("the account was suspended");
+    assert_eq!(blocked.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = blocked.json().await.unwrap();
+    assert_eq!((problem["stage"].as_str(), problem["amount_due"].as_i64()), (Some("suspended"), Some(4900)));
+    // State went through the real Redis.
+    assert!(redis.cmd("KEYS *").contains("pastdue:{acme}:state"));
+}
