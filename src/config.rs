@@ -36,6 +36,8 @@ pub struct Config {
     pub ladder: LadderConfig,
     /// `[page]`
     pub page: PageConfig,
+    /// `[stripe]`
+    pub stripe: StripeConfig,
 }
 
 /// `[server]`: where the demo listens.
@@ -157,6 +159,61 @@ pub struct PageConfig {
     pub template: String,
 }
 
+/// `[stripe]`: webhooks, the Stripe API, pay links.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StripeConfig {
+    /// `webhook_path`: where the webhook endpoint is mounted.
+    pub webhook_path: String,
+    /// `webhook_secret`: the endpoint's signing secret.
+    pub webhook_secret: String,
+    /// `webhook_secrets`: more accepted secrets (rotation).
+    pub webhook_secrets: Vec<String>,
+    /// `tolerance`: accepted clock difference of a signature, either way.
+    #[serde(deserialize_with = "de_duration")]
+    pub tolerance: Duration,
+    /// `api_key`: secret API key (`""` = none).
+    pub api_key: String,
+    /// `api_base`: the Stripe API's base URL.
+    pub api_base: String,
+    /// `metadata_key`: metadata key naming the account.
+    pub metadata_key: String,
+    /// `unmapped`: what to do with a customer with no known account.
+    pub unmapped: Unmapped,
+    /// `sync_interval`: periodic reconciliation (`0s` = off).
+    #[serde(deserialize_with = "de_duration")]
+    pub sync_interval: Duration,
+    /// `portal_return_url`: enables `/billing/pay` portal links when set.
+    pub portal_return_url: String,
+}
+
+impl StripeConfig {
+    /// Every accepted signing secret, non-empty ones only.
+    pub fn secrets(&self) -> Vec<String> {
+        std::iter::once(&self.webhook_secret)
+            .chain(&self.webhook_secrets)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// The API key, when one is configured.
+    pub fn api_key(&self) -> Option<&str> {
+        Some(self.api_key.as_str()).filter(|k| !k.is_empty())
+    }
+}
+
+/// What to do with a Stripe customer that maps to no account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmapped {
+    /// Use the customer id (`cus_…`) as the account id.
+    CustomerId,
+    /// Acknowledge the event and drop it.
+    Ignore,
+}
+
 /// Why configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -269,6 +326,18 @@ impl Config {
             key: "store.url".into(),
             message,
         })?;
+        if !self.stripe.webhook_path.starts_with('/') {
+            return Err(ConfigError::Key {
+                key: "stripe.webhook_path".into(),
+                message: "must start with /".into(),
+            });
+        }
+        if !(self.stripe.api_base.starts_with("http://") || self.stripe.api_base.starts_with("https://")) {
+            return Err(ConfigError::Key {
+                key: "stripe.api_base".into(),
+                message: format!("{:?} is not an http(s) URL", self.stripe.api_base),
+            });
+        }
         if self.cache.capacity == 0 {
             return Err(ConfigError::Key {
                 key: "cache.capacity".into(),

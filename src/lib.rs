@@ -16,3 +16,4 @@ pub use state::{BillingState, Change};
 pub use store::{MemoryStore, RedisStore, Store};
 pub mod cache;
 pub mod money;
+pub mod stripe;

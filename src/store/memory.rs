@@ -26,6 +26,7 @@ pub struct MemoryStore {
 struct Inner {
     states: HashMap<AccountId, BillingState>,
     seen: HashMap<(AccountId, Box<str>), Instant>,
+    customers: HashMap<String, AccountId>,
 }
 
 impl MemoryStore {
@@ -85,6 +86,17 @@ impl Store for MemoryStore {
             let _ = self.invalidations.send(Invalidation::Account(account.clone()));
         }
         Ok(applied)
+    }
+
+    async fn link_customer(&self, customer: &str, account: &AccountId) -> Result<(), StoreError> {
+        super::check_customer(customer)?;
+        self.lock().customers.insert(customer.to_owned(), account.clone());
+        Ok(())
+    }
+
+    async fn customer_account(&self, customer: &str) -> Result<Option<AccountId>, StoreError> {
+        super::check_customer(customer)?;
+        Ok(self.lock().customers.get(customer).cloned())
     }
 
     fn invalidations(&self) -> broadcast::Receiver<Invalidation> {

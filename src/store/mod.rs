@@ -98,11 +98,23 @@ pub trait Store: Send + Sync + 'static {
         changes: &[Change],
     ) -> Result<Applied, StoreError>;
 
+    /// Remembers that Stripe customer `customer` belongs to `account`.
+    async fn link_customer(&self, customer: &str, account: &AccountId) -> Result<(), StoreError>;
+
+    /// The account a Stripe customer was linked to, if any.
+    async fn customer_account(&self, customer: &str) -> Result<Option<AccountId>, StoreError>;
+
     /// A receiver of invalidations: every changed account, from any instance.
     fn invalidations(&self) -> broadcast::Receiver<Invalidation>;
 
     /// Whether the backend answers right now.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
 }
 
 /// A parsed `store.url`.
@@ -184,6 +196,18 @@ pub async fn connect(config: &crate::config::StoreConfig) -> Result<Arc<dyn Stor
     match StoreUrl::parse(&config.url).map_err(StoreError::Backend)? {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         url => Ok(Arc::new(RedisStore::connect(url, RedisOptions::from(config)).await?)),
+    }
+}
+
+/// Checks a Stripe customer id before it becomes part of a key.
+pub(crate) fn check_customer(customer: &str) -> Result<(), StoreError> {
+    let ok = !customer.is_empty()
+        && customer.len() <= 255
+        && customer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!("{customer:?} is not a Stripe customer id")))
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! - `{prefix}:{<account>}:state`: a hash `{v: version, doc: JSON state}`
 //! - `{prefix}:{<account>}:evt:<event id>`: processed-event marker, with TTL
+//! - `{prefix}:customer:{<cus_…>}`: the account a Stripe customer belongs to
 //!
 //! A write reads the state, folds the changes in with the same Rust code the
 //! memory store uses, and commits with a Lua compare-and-set that also checks
@@ -262,6 +263,23 @@ impl Store for RedisStore {
             }
         }
         Err(StoreError::Contended(MAX_ROUNDS))
+    }
+
+    async fn link_customer(&self, customer: &str, account: &AccountId) -> Result<(), StoreError> {
+        super::check_customer(customer)?;
+        let mut conn = self.conn.clone();
+        let key = format!("{}:customer:{{{customer}}}", self.opts.prefix);
+        self.bounded(self.opts.write_timeout, redis::cmd("SET").arg(key).arg(account.as_str()).query_async::<()>(&mut conn))
+            .await
+    }
+
+    async fn customer_account(&self, customer: &str) -> Result<Option<AccountId>, StoreError> {
+        super::check_customer(customer)?;
+        let mut conn = self.conn.clone();
+        let key = format!("{}:customer:{{{customer}}}", self.opts.prefix);
+        let found: Option<String> =
+            self.bounded(self.opts.write_timeout, redis::cmd("GET").arg(key).query_async(&mut conn)).await?;
+        Ok(found.and_then(|a| AccountId::new(&a).ok()))
     }
 
     fn invalidations(&self) -> broadcast::Receiver<Invalidation> {

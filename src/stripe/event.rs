@@ -1,0 +1,181 @@
+//! Tolerant reading of Stripe events: only the fields pastdue needs.
+//!
+//! The envelope needs `id`, `type`, `created` and `data.object`; everything
+//! else is optional and unknown fields are ignored, so any API version
+//! (the current invoice shape with `parent.subscription_details`, or the
+//! older one with top-level `subscription`/`subscription_details`) works.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use crate::state::{Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+
+/// The envelope of a Stripe event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `evt_…`
+    pub id: String,
+    /// `invoice.payment_failed`, …
+    pub kind: String,
+    /// When Stripe created the event: the time of every fact in it.
+    pub created: DateTime<Utc>,
+    /// `data.object`
+    pub object: Map<String, Value>,
+}
+
+/// Why a body is not a usable event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a Stripe event: {0}")]
+pub struct ParseError(pub String);
+
+impl Event {
+    /// Parses a webhook body.
+    pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| ParseError(format!("invalid JSON: {e}")))?;
+        let bad = |m: &str| ParseError(m.to_owned());
+        let envelope = value.as_object().ok_or_else(|| bad("the body is not a JSON object"))?;
+        let id = envelope.get("id").and_then(Value::as_str).ok_or_else(|| bad("no string `id`"))?;
+        if id.is_empty() || id.len() > 255 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(bad("`id` is not an event id"));
+        }
+        let kind = envelope.get("type").and_then(Value::as_str).ok_or_else(|| bad("no string `type`"))?;
+        let created = envelope.get("created").and_then(Value::as_i64).ok_or_else(|| bad("no integer `created`"))?;
+        let created = Utc.timestamp_opt(created, 0).single().ok_or_else(|| bad("`created` is out of range"))?;
+        let object = envelope
+            .get("data")
+            .and_then(|d| d.get("object"))
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("no object at `data.object`"))?;
+        Ok(Self { id: id.to_owned(), kind: kind.to_owned(), created, object: object.clone() })
+    }
+}
+
+/// What one event says about one customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    /// The Stripe customer (`cus_…`), when the object names one.
+    pub customer: Option<String>,
+    /// The account named in metadata on the object, if any.
+    pub account_hint: Option<String>,
+    /// The changes to apply to that account.
+    pub changes: Vec<Change>,
+}
+
+fn str_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    obj.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// A field that is an id, or an expanded object with an `id`.
+fn id_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    match obj.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s),
+        Value::Object(o) => str_at(o, "id"),
+        _ => None,
+    }
+}
+
+fn time_at(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
+    obj.get(key).and_then(Value::as_i64).and_then(|t| Utc.timestamp_opt(t, 0).single())
+}
+
+fn metadata<'a>(obj: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
+    obj?.get("metadata").and_then(Value::as_object).and_then(|m| str_at(m, key))
+}
+
+/// The subscription details of an invoice in either API shape.
+fn subscription_details(invoice: &Map<String, Value>) -> Option<&Map<String, Value>> {
+    invoice
+        .get("parent")
+        .and_then(|p| p.get("subscription_details"))
+        .and_then(Value::as_object)
+        .or_else(|| invoice.get("subscription_details").and_then(Value::as_object))
+}
+
+/// The account named in an invoice's metadata, either shape.
+fn invoice_hint<'a>(invoice: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    metadata(subscription_details(invoice), key)
+        .or_else(|| match invoice.get("subscription") {
+            Some(Value::Object(sub)) => metadata(Some(sub), key),
+            _ => None,
+        })
+        .or_else(|| metadata(Some(invoice), key))
+}
+
+/// The account an invoice's metadata names (either API shape).
+pub fn facts_hint<'a>(invoice: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    invoice_hint(invoice, key)
+}
+
+/// An invoice as an unpaid-invoice record; `None` when nothing is owed.
+pub fn unpaid_invoice(invoice: &Map<String, Value>, since: DateTime<Utc>, observed: DateTime<Utc>) -> Option<UnpaidInvoice> {
+    let amount = invoice
+        .get("amount_remaining")
+        .and_then(Value::as_i64)
+        .or_else(|| invoice.get("amount_due").and_then(Value::as_i64))?;
+    if amount <= 0 {
+        return None;
+    }
+    Some(UnpaidInvoice {
+        amount_due: amount,
+        currency: str_at(invoice, "currency").and_then(Currency::new)?,
+        hosted_url: str_at(invoice, "hosted_invoice_url").map(Into::into),
+        number: str_at(invoice, "number").map(str::to_owned),
+        since,
+        observed,
+        uncollectible: false,
+    })
+}
+
+/// The facts in an event, or `None` for an event type pastdue ignores.
+pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
+    let obj = &event.object;
+    let at = event.created;
+    let kind = event.kind.as_str();
+    let (customer, hint, mut changes) = match kind {
+        "invoice.payment_failed" | "invoice.overdue" | "invoice.marked_uncollectible" => {
+            let id = str_at(obj, "id")?;
+            let since = match kind {
+                // Overdue counts from the due date, whenever the event arrives.
+                "invoice.overdue" => time_at(obj, "due_date").unwrap_or(at),
+                _ => at,
+            };
+            let mut changes = Vec::new();
+            if let Some(mut invoice) = unpaid_invoice(obj, since, at) {
+                invoice.uncollectible = kind == "invoice.marked_uncollectible";
+                changes.push(Change::InvoiceUnpaid { id: id.to_owned(), invoice });
+            }
+            if let Some(email) = str_at(obj, "customer_email") {
+                changes.push(Change::ContactEmail(email.to_owned()));
+            }
+            (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
+        }
+        "invoice.paid" | "invoice.payment_succeeded" | "invoice.voided" => {
+            let id = str_at(obj, "id")?;
+            let changes = vec![Change::InvoiceSettled { id: id.to_owned(), at }];
+            (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
+        }
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted"
+        | "customer.subscription.paused"
+        | "customer.subscription.resumed" => {
+            let id = str_at(obj, "id")?;
+            let status = match str_at(obj, "status") {
+                Some(s) => SubscriptionStatus::from_stripe(s),
+                None if kind == "customer.subscription.deleted" => SubscriptionStatus::Canceled,
+                None => return None,
+            };
+            let change = Change::Subscription { id: id.to_owned(), fact: SubscriptionFact { status, at } };
+            (id_at(obj, "customer"), metadata(Some(obj), metadata_key), vec![change])
+        }
+        "customer.created" | "customer.updated" => {
+            let changes = str_at(obj, "email").map(|e| Change::ContactEmail(e.to_owned())).into_iter().collect();
+            (str_at(obj, "id"), metadata(Some(obj), metadata_key), changes)
+        }
+        _ => return None,
+    };
+    if let Some(c) = customer {
+        changes.push(Change::LinkCustomer(c.to_owned()));
+    }
+    Some(Facts { customer: customer.map(str::to_owned), account_hint: hint.map(str::to_owned), changes })
+}

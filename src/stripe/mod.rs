@@ -1,0 +1,203 @@
+//! Stripe: verified, idempotent, order-proof webhooks; customer-to-account
+//! mapping; reconciliation from the Stripe API.
+//!
+//! - [`router`] serves `POST /webhooks/stripe` (`stripe.webhook_path`).
+//! - The `Stripe-Signature` header is checked against every configured
+//!   secret within `stripe.tolerance`; a bad one is a `400` and nothing is
+//!   read or written. Bodies over 1 MiB are a `413`, malformed JSON a `400`.
+//! - Each event is applied once per event id, atomically with its dedupe
+//!   record; its facts carry the event's `created` time, so an older event
+//!   never overwrites a newer one and a settled invoice is never reopened.
+//! - A store outage answers `503`, so Stripe retries: nothing is lost.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn pastdue::Store>) -> Result<(), Box<dyn std::error::Error>> {
+//! let config = pastdue::Config::load()?;
+//! let app = axum::Router::new().merge(pastdue::stripe::router(&config, store)?);
+//! # let _ = app; Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::account::AccountId;
+use crate::config::{Config, ConfigError, Unmapped};
+use crate::store::{Applied, Store, StoreError};
+
+mod api;
+pub mod event;
+pub mod signature;
+mod sync;
+
+pub use self::api::{ApiError, Params, StripeApi};
+pub use self::event::{Event, Facts};
+pub use self::sync::{spawn_periodic_sync, sync, SyncReport};
+
+/// The largest webhook body accepted (Stripe's events are far smaller).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Finds the account of a Stripe customer, in the order of the design:
+/// metadata on the event's object, a stored link, the customer's metadata
+/// fetched from the Stripe API, then the `unmapped` policy.
+#[derive(Clone, Debug)]
+pub struct Mapper {
+    store: Arc<dyn Store>,
+    api: Option<StripeApi>,
+    metadata_key: String,
+    unmapped: Unmapped,
+}
+
+/// Why an account could not be found right now (retry later).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The Stripe API failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl Mapper {
+    /// A mapper from `[stripe]` settings.
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
+        let api = match config.stripe.api_key() {
+            Some(key) => Some(StripeApi::new(key, &config.stripe.api_base).map_err(|e| ConfigError::Key {
+                key: "stripe.api_key".into(),
+                message: e.to_string(),
+            })?),
+            None => None,
+        };
+        Ok(Self { store, api, metadata_key: config.stripe.metadata_key.clone(), unmapped: config.stripe.unmapped })
+    }
+
+    /// The Stripe API client, when an API key is configured.
+    pub fn api(&self) -> Option<&StripeApi> {
+        self.api.as_ref()
+    }
+
+    /// The account for `customer`, given the account named in the event's
+    /// metadata (`hint`). Learns the link when the metadata names one.
+    pub async fn account(&self, customer: Option<&str>, hint: Option<&str>) -> Result<Option<AccountId>, MapError> {
+        if let Some(account) = hint.and_then(|h| valid(h, "metadata")) {
+            if let Some(c) = customer {
+                self.store.link_customer(c, &account).await?;
+            }
+            return Ok(Some(account));
+        }
+        let Some(customer) = customer else { return Ok(None) };
+        if let Some(account) = self.store.customer_account(customer).await? {
+            return Ok(Some(account));
+        }
+        if let Some(api) = &self.api {
+            let fetched = api.customer(customer).await?;
+            let named = fetched
+                .get("metadata")
+                .and_then(|m| m.get(&self.metadata_key))
+                .and_then(serde_json::Value::as_str)
+                .and_then(|a| valid(a, "customer metadata"));
+            if let Some(account) = named {
+                self.store.link_customer(customer, &account).await?;
+                return Ok(Some(account));
+            }
+        }
+        Ok(match self.unmapped {
+            Unmapped::CustomerId => valid(customer, "customer id"),
+            Unmapped::Ignore => None,
+        })
+    }
+}
+
+fn valid(id: &str, source: &str) -> Option<AccountId> {
+    AccountId::new(id)
+        .map_err(|e| tracing::warn!(%source, error = %e, "ignoring an invalid account id from Stripe"))
+        .ok()
+}
+
+struct Webhooks {
+    mapper: Mapper,
+    store: Arc<dyn Store>,
+    secrets: Vec<String>,
+    tolerance: std::time::Duration,
+}
+
+/// The webhook endpoint at `stripe.webhook_path`, ready to merge into an app.
+///
+/// Refuses to build without a signing secret: an endpoint that cannot
+/// verify would only ever answer 400.
+pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    let secrets = config.stripe.secrets();
+    if secrets.is_empty() {
+        return Err(ConfigError::Key {
+            key: "stripe.webhook_secret".into(),
+            message: "is empty; set it (PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_…) to receive webhooks".into(),
+        });
+    }
+    let state = Arc::new(Webhooks {
+        mapper: Mapper::new(config, store.clone())?,
+        store,
+        secrets,
+        tolerance: config.stripe.tolerance,
+    });
+    Ok(Router::new()
+        .route(&config.stripe.webhook_path, post(receive))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state))
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn receive(State(w): State<Arc<Webhooks>>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    if let Err(e) = signature::verify(header, &body, &w.secrets, w.tolerance, Utc::now()) {
+        tracing::info!(error = %e, "webhook refused: bad signature");
+        return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));
+    }
+    let event = match Event::parse(&body) {
+        Ok(e) => e,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() })),
+    };
+    let span = tracing::info_span!("webhook", event_id = %event.id, event_type = %event.kind, account = tracing::field::Empty);
+    handle(&w, &event).instrument(span).await
+}
+
+async fn handle(w: &Webhooks, event: &Event) -> Response {
+    let Some(facts) = event::facts(event, &w.mapper.metadata_key) else {
+        return reply(StatusCode::OK, json!({ "received": true, "result": "ignored" }));
+    };
+    let account = match w.mapper.account(facts.customer.as_deref(), facts.account_hint.as_deref()).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return reply(StatusCode::OK, json!({ "received": true, "result": "unmapped" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook not applied (Stripe will retry)");
+            return reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() }));
+        }
+    };
+    tracing::Span::current().record("account", account.as_str());
+    match w.store.apply(&account, Some(&event.id), &facts.changes).await {
+        Ok(applied) => {
+            let result = match applied {
+                Applied::Duplicate => "duplicate",
+                _ => "applied",
+            };
+            tracing::debug!(result, "webhook processed");
+            reply(StatusCode::OK, json!({ "received": true, "result": result, "account": account }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook not applied (Stripe will retry)");
+            reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() }))
+        }
+    }
+}

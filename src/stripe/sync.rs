@@ -1,0 +1,133 @@
+//! Reconciliation: repair drift from missed webhooks by reading the truth
+//! from the Stripe API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::event::unpaid_invoice;
+use super::{MapError, Mapper, Params};
+use crate::account::AccountId;
+use crate::state::{Change, SubscriptionFact, SubscriptionStatus};
+
+/// What a sync run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Subscriptions read.
+    pub subscriptions: usize,
+    /// Invoices read.
+    pub invoices: usize,
+    /// Accounts whose state changed.
+    pub accounts_changed: usize,
+    /// Objects whose customer maps to no account.
+    pub unmapped: usize,
+}
+
+fn time(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
+    obj.get(key).and_then(Value::as_i64).and_then(|t| Utc.timestamp_opt(t, 0).single())
+}
+
+fn transition(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
+    obj.get("status_transitions").and_then(Value::as_object).and_then(|t| time(t, key))
+}
+
+fn customer_of(obj: &Map<String, Value>) -> Option<&str> {
+    match obj.get("customer")? {
+        Value::String(s) => Some(s),
+        Value::Object(o) => o.get("id").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// Lists subscriptions and invoices through the Stripe API and folds what
+/// they say into the store, with the same "newer wins" rules as webhooks
+/// (API facts are stamped with the time the listing started).
+///
+/// An invoice known only from sync starts the clock at its `due_date`, else
+/// when it was finalized, else when it was created. Open invoices not yet
+/// due are not debt. Invoices are listed whole, not filtered by status,
+/// which works the same on Stripe and on emulators that lack the filter.
+pub async fn sync(mapper: &Mapper) -> Result<SyncReport, MapError> {
+    let api = mapper.api().ok_or_else(|| {
+        MapError::Api(super::ApiError::Config("no stripe.api_key is configured".into()))
+    })?;
+    let now = Utc::now();
+    let mut report = SyncReport::default();
+    let mut by_account: BTreeMap<AccountId, Vec<Change>> = BTreeMap::new();
+
+    let subscriptions = api.list_all("/subscriptions", &Params::from([("status".into(), "all".into())])).await?;
+    report.subscriptions = subscriptions.len();
+    for sub in subscriptions.iter().filter_map(Value::as_object) {
+        let (Some(id), Some(status)) = (sub.get("id").and_then(Value::as_str), sub.get("status").and_then(Value::as_str)) else {
+            continue;
+        };
+        let hint = sub.get("metadata").and_then(|m| m.get(&mapper.metadata_key)).and_then(Value::as_str);
+        let change = Change::Subscription {
+            id: id.to_owned(),
+            fact: SubscriptionFact { status: SubscriptionStatus::from_stripe(status), at: now },
+        };
+        match mapper.account(customer_of(sub), hint).await? {
+            Some(account) => by_account.entry(account).or_default().push(change),
+            None => report.unmapped += 1,
+        }
+    }
+
+    let invoices = api.list_all("/invoices", &Params::new()).await?;
+    report.invoices = invoices.len();
+    for inv in invoices.iter().filter_map(Value::as_object) {
+        let Some(id) = inv.get("id").and_then(Value::as_str) else { continue };
+        let due = time(inv, "due_date");
+        let change = match inv.get("status").and_then(Value::as_str) {
+            Some("paid") => Change::InvoiceSettled { id: id.into(), at: transition(inv, "paid_at").unwrap_or(now) },
+            Some("void") => Change::InvoiceSettled { id: id.into(), at: transition(inv, "voided_at").unwrap_or(now) },
+            Some("open" | "uncollectible") if due.is_none_or(|d| d <= now) => {
+                let since = due.or_else(|| transition(inv, "finalized_at")).or_else(|| time(inv, "created")).unwrap_or(now);
+                match unpaid_invoice(inv, since, now) {
+                    Some(invoice) => Change::InvoiceUnpaid { id: id.into(), invoice },
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
+        let hint = super::event::facts_hint(inv, &mapper.metadata_key);
+        match mapper.account(customer_of(inv), hint).await? {
+            Some(account) => {
+                let changes = by_account.entry(account).or_default();
+                changes.push(change);
+                if let Some(c) = customer_of(inv) {
+                    changes.push(Change::LinkCustomer(c.to_owned()));
+                }
+            }
+            None => report.unmapped += 1,
+        }
+    }
+
+    for (account, changes) in by_account {
+        if let crate::store::Applied::Changed(_) = mapper.store.apply(&account, None, &changes).await? {
+            report.accounts_changed += 1;
+        }
+    }
+    tracing::info!(?report, "stripe sync finished");
+    Ok(report)
+}
+
+/// Runs [`sync`] every `interval` in the background (`stripe.sync_interval`);
+/// failures are logged and retried at the next tick.
+pub fn spawn_periodic_sync(mapper: Mapper, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    if interval.is_zero() || mapper.api().is_none() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sync(&mapper).await {
+                tracing::warn!(error = %e, "stripe sync failed; retrying at the next interval");
+            }
+        }
+    }))
+}
