@@ -41,7 +41,13 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .or(QueryResolver::new("account"))
         .or(CookieResolver::new("account"));
     let gate = GateLayer::from_config(&config, store.clone())?.with_resolver(resolver);
-    let state = AppState { store, projects: Arc::default() };
+    let state = AppState { store: store.clone(), projects: Arc::default() };
+    // The webhook is mounted when a signing secret is configured.
+    let webhooks = if config.stripe.secrets().is_empty() {
+        Router::new()
+    } else {
+        pastdue::stripe::router(&config, store.clone())?
+    };
     Ok(Router::new()
         .route("/", get(dashboard))
         .route("/api/projects", get(list_projects).post(create_project))
@@ -51,7 +57,8 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .route("/demo/invoice-failed", post(demo_invoice_failed))
         .route("/demo/invoice-paid", post(demo_invoice_paid))
         .layer(gate)
-        .with_state(state))
+        .with_state(state)
+        .merge(webhooks))
 }
 
 async fn dashboard(standing: Option<Standing>, Query(q): Query<HashMap<String, String>>) -> Html<String> {
@@ -185,7 +192,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let config = Config::load()?;
     let store = pastdue::store::connect(&config.store).await?;
-    let app = app(&config, store)?;
+    let app = app(&config, store.clone())?;
+    let mapper = pastdue::stripe::Mapper::new(&config, store)?;
+    let _sync = pastdue::stripe::spawn_periodic_sync(mapper, config.stripe.sync_interval);
     let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
     println!("pastdue quickstart listening on {url}");
@@ -193,6 +202,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("store: memory:// (state is lost on exit; set PASTDUE_STORE__URL=redis://127.0.0.1:6379 to share it)");
     } else {
         println!("store: {}", config.store.url.split('@').next_back().unwrap_or(""));
+    }
+    if config.stripe.secrets().is_empty() {
+        println!("stripe webhooks: off (set PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_… to mount {})", config.stripe.webhook_path);
+    } else {
+        println!("stripe webhooks: POST {url}{}", config.stripe.webhook_path);
     }
     println!(
         r#"

@@ -24,5 +24,16 @@ command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://r
 command -v redis-server >/dev/null || apt_install redis-server
 command -v redis-cli >/dev/null || apt_install redis-tools
 
+# Python test tools (the Stripe emulator) live in a local venv, .venv/.
+command -v python3 >/dev/null || apt_install python3
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; python3 -m venv .venv; }
+fi
+if [ ! -x .venv/bin/localstripe ]; then
+  log "installing localstripe into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check localstripe==1.15.10
+fi
+export PASTDUE_LOCALSTRIPE="$PWD/.venv/bin/localstripe"
+
 log "cargo test --all-features"
 cargo test --all-features "$@"

@@ -85,7 +85,7 @@ fn start_demo(envs: &[(&str, String)]) -> Demo {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_binary_serves_over_http_on_redis() {
     let redis = common::RedisServer::start();
-    let demo = start_demo(&[("PASTDUE_STORE__URL", redis.url())]);
+    let demo = start_demo(&[("PASTDUE_STORE__URL", redis.url()), ("PASTDUE_STRIPE__WEBHOOK_SECRET", "whsec_demo".into())]);
     let http = reqwest::Client::new();
     let get = |path: &str, account: Option<&str>| {
         let mut r = http.get(format!("{}{path}", demo.url));
@@ -130,4 +130,21 @@ async fn the_demo_binary_serves_over_http_on_redis() {
     assert_eq!((problem["stage"].as_str(), problem["amount_due"].as_i64()), (Some("suspended"), Some(4900)));
     // State went through the real Redis.
     assert!(redis.cmd("KEYS *").contains("pastdue:{acme}:state"));
+
+    // The Stripe webhook is mounted, verifies with the secret from the
+    // environment, and its event reaches the gate.
+    let now = chrono::Utc::now().timestamp();
+    let event = serde_json::json!({
+        "id": "evt_demo_1", "type": "invoice.payment_failed", "created": now - 20 * 86_400,
+        "data": { "object": { "id": "in_w1", "customer": "cus_w", "amount_due": 2500, "currency": "usd",
+                               "parent": { "subscription_details": { "metadata": { "account_id": "globex" } } } } }
+    });
+    let body = serde_json::to_vec(&event).unwrap();
+    let sig = pastdue::stripe::signature::sign("whsec_demo", now, &body);
+    let hook = http.post(format!("{}/webhooks/stripe", demo.url)).header("stripe-signature", sig).body(body.clone()).send().await.unwrap();
+    assert_eq!(hook.status(), 200);
+    let unsigned = http.post(format!("{}/webhooks/stripe", demo.url)).body(body).send().await.unwrap();
+    assert_eq!(unsigned.status(), 400);
+    let blocked = get("/api/ping", Some("globex")).await.unwrap();
+    assert_eq!(blocked.status(), 402);
 }

@@ -379,3 +379,126 @@ async fn store_down_answers_503_and_the_retry_succeeds() {
     assert_eq!((last.0, last.1["result"].as_str()), (StatusCode::OK, Some("applied")));
     assert_eq!(post(&app, body).await.1["result"], "duplicate");
 }
+
+// ---- against localstripe: the Stripe API and real signed deliveries --------
+
+struct Emulator {
+    ls: Localstripe,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    fn start() -> Self {
+        Self { ls: Localstripe::start(), http: reqwest::Client::new() }
+    }
+
+    async fn call(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.ls.url()))
+            .bearer_auth("sk_test_pastdue")
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap_or(Value::Null)
+    }
+
+    /// A customer whose SEPA debit fails (localstripe's failing IBAN), with a
+    /// monthly subscription: its first invoice fails asynchronously.
+    async fn failing_customer(&self, account: &str) -> String {
+        let cus = self.call("/v1/customers", &[("email", "billing@team.test"), ("metadata[account_id]", account)]).await;
+        let cus = cus["id"].as_str().unwrap().to_owned();
+        let pm = self
+            .call("/v1/payment_methods", &[("type", "sepa_debit"), ("sepa_debit[iban]", "DE62370400440532013001"), ("billing_details[name]", "Team"), ("billing_details[email]", "billing@team.test")])
+            .await;
+        let pm = pm["id"].as_str().unwrap().to_owned();
+        self.call(&format!("/v1/payment_methods/{pm}/attach"), &[("customer", &cus)]).await;
+        self.call(&format!("/v1/customers/{cus}"), &[("invoice_settings[default_payment_method]", &pm)]).await;
+        let product = self.call("/v1/products", &[("name", "Pro")]).await;
+        let plan = self
+            .call("/v1/plans", &[("amount", "1200"), ("currency", "eur"), ("interval", "month"), ("product", product["id"].as_str().unwrap())])
+            .await;
+        self.call("/v1/subscriptions", &[("customer", &cus), ("items[0][plan]", plan["id"].as_str().unwrap())]).await;
+        cus
+    }
+
+    fn config(&self) -> Config {
+        let mut c = config(Unmapped::CustomerId);
+        c.stripe.api_key = "sk_test_pastdue".into();
+        c.stripe.api_base = self.ls.url();
+        c
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localstripe_delivers_signed_webhooks_that_apply() {
+    let b = redis().await;
+    let emu = Emulator::start();
+    let app = pastdue::stripe::router(&emu.config(), b.store.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    emu.call("/_config/webhooks/pastdue", &[("url", &format!("http://{addr}/webhooks/stripe")), ("secret", SECRET)]).await;
+
+    let customer = emu.failing_customer("team-ls").await;
+    // localstripe signs and posts invoice.payment_failed about a second later.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        let s = state(&b.store, "team-ls").await;
+        if !s.unpaid().is_empty() {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no payment_failed webhook arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (_, inv) = state.oldest_unpaid().unwrap();
+    assert_eq!((inv.amount_due, inv.currency.as_str()), (1200, "eur"));
+    assert!(state.customers().contains(&customer));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_fetches_the_customer_from_the_stripe_api() {
+    let b = memory().await;
+    let emu = Emulator::start();
+    let cus = emu.call("/v1/customers", &[("metadata[account_id]", "from-api")]).await;
+    let cus = cus["id"].as_str().unwrap();
+    let mapper = pastdue::stripe::Mapper::new(&emu.config(), b.store.clone()).unwrap();
+    assert_eq!(mapper.account(Some(cus), None).await.unwrap(), Some(acct("from-api")));
+    assert_eq!(b.store.customer_account(cus).await.unwrap(), Some(acct("from-api")), "the link is remembered");
+
+    // And through the webhook: an invoice with no metadata for that customer.
+    let fresh = memory().await;
+    let app = pastdue::stripe::router(&emu.config(), fresh.store.clone()).unwrap();
+    let (status, v) = post(&app, event("evt_api", "invoice.payment_failed", Utc::now().timestamp(), invoice("in_1", cus, 100, Shape::Current, None))).await;
+    assert_eq!((status, v["account"].as_str()), (StatusCode::OK, Some("from-api")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_rebuilds_a_wiped_store_from_localstripe() {
+    let emu = Emulator::start();
+    let customer = emu.failing_customer("team-sync").await;
+    // Wait until localstripe has attempted (and failed) the first payment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let invoices: Value = emu.http.get(format!("{}/v1/invoices", emu.ls.url())).bearer_auth("sk_test_pastdue").send().await.unwrap().json().await.unwrap();
+        if invoices["data"].as_array().unwrap().iter().any(|i| i["attempted"] == true && i["status"] == "open") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "localstripe never attempted the payment");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = redis().await; // empty: as if every webhook had been lost
+    let mapper = pastdue::stripe::Mapper::new(&emu.config(), b.store.clone()).unwrap();
+    let report = pastdue::stripe::sync(&mapper).await.unwrap();
+    assert!(report.invoices >= 1 && report.subscriptions >= 1 && report.accounts_changed == 1, "{report:?}");
+    let s = state(&b.store, "team-sync").await;
+    let (_, inv) = s.oldest_unpaid().expect("the open invoice is back");
+    assert_eq!(inv.amount_due, 1200);
+    assert!(s.customers().contains(&customer));
+    assert_eq!(s.subscriptions().len(), 1);
+    // A second run over a store in step writes nothing.
+    assert_eq!(pastdue::stripe::sync(&mapper).await.unwrap().accounts_changed, 0);
+    assert_eq!(state(&b.store, "team-sync").await, s);
+}

@@ -105,13 +105,31 @@ pub async fn sync(mapper: &Mapper) -> Result<SyncReport, MapError> {
         }
     }
 
-    for (account, changes) in by_account {
+    for (account, mut changes) in by_account {
+        // Only what the store does not know yet: a status or invoice that is
+        // already reflected is not re-stamped with this run's time, so a
+        // sync over a store in step writes nothing.
+        let known = mapper.store.load(&account).await?.unwrap_or_default();
+        changes.retain(|c| !already_known(&known, c));
+        if changes.is_empty() {
+            continue;
+        }
         if let crate::store::Applied::Changed(_) = mapper.store.apply(&account, None, &changes).await? {
             report.accounts_changed += 1;
         }
     }
     tracing::info!(?report, "stripe sync finished");
     Ok(report)
+}
+
+fn already_known(state: &crate::state::BillingState, change: &Change) -> bool {
+    match change {
+        Change::Subscription { id, fact } => state.subscriptions().get(id).is_some_and(|k| k.status == fact.status),
+        Change::InvoiceUnpaid { id, .. } => state.unpaid().contains_key(id) || state.settled().contains_key(id),
+        Change::InvoiceSettled { id, .. } => state.settled().contains_key(id),
+        Change::LinkCustomer(c) => state.customers().contains(c),
+        _ => false,
+    }
 }
 
 /// Runs [`sync`] every `interval` in the background (`stripe.sync_interval`);
