@@ -40,7 +40,9 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
     let resolver = HeaderResolver::new(header)
         .or(QueryResolver::new("account"))
         .or(CookieResolver::new("account"));
-    let gate = GateLayer::from_config(&config, store.clone())?.with_resolver(resolver);
+    let gate = GateLayer::from_config(&config, store.clone())?.with_resolver(resolver.clone());
+    // With a billing portal configured, pay buttons mint a portal session.
+    let pay = pastdue::stripe::pay_router(&config, store.clone(), resolver)?.unwrap_or_default();
     let state = AppState { store: store.clone(), projects: Arc::default() };
     // The webhook is mounted when a signing secret is configured.
     let webhooks = if config.stripe.secrets().is_empty() {
@@ -58,7 +60,8 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .route("/demo/invoice-paid", post(demo_invoice_paid))
         .layer(gate)
         .with_state(state)
-        .merge(webhooks))
+        .merge(webhooks)
+        .merge(pay))
 }
 
 async fn dashboard(standing: Option<Standing>, Query(q): Query<HashMap<String, String>>) -> Html<String> {

@@ -330,7 +330,7 @@ async fn every_delivery_order_ends_in_the_same_state_on_redis() {
             order.push(avail.remove(code % i));
             code /= i;
         }
-        if k % 6 == 0 || k < 24 || k > 700 {
+        if k % 6 == 0 || !(24..=700).contains(&k) {
             orders.push(order);
         }
     }
@@ -501,4 +501,62 @@ async fn sync_rebuilds_a_wiped_store_from_localstripe() {
     // A second run over a store in step writes nothing.
     assert_eq!(pastdue::stripe::sync(&mapper).await.unwrap().accounts_changed, 0);
     assert_eq!(state(&b.store, "team-sync").await, s);
+}
+
+/// localstripe has no billing-portal endpoint, so this one test stands in a
+/// minimal Stripe API of its own: it checks the key and the form it gets,
+/// and answers a new session URL per call, as Stripe does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_links_mint_a_fresh_portal_session_per_click() {
+    use axum::routing::post as post_route;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let stripe_api = Router::new().route(
+        "/v1/billing_portal/sessions",
+        post_route(move |headers: http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                assert_eq!(headers["authorization"], "Bearer sk_test_portal");
+                let form = body.replace("%3A", ":").replace("%2F", "/");
+                assert!(form.contains("customer=cus_pay") && form.contains("return_url=https://app.test/back"), "{body}");
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({ "id": format!("bps_{n}"), "object": "billing_portal.session", "url": format!("https://billing.stripe.test/session/{n}") }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, stripe_api).await.unwrap() });
+
+    let b = memory().await;
+    let mut cfg = config(Unmapped::CustomerId);
+    cfg.stripe.api_key = "sk_test_portal".into();
+    cfg.stripe.api_base = api_base;
+    cfg.stripe.portal_return_url = "https://app.test/back".into();
+    b.store.apply(&acct("payer"), None, &[unpaid("in_1", 100, Utc::now()), pastdue::Change::LinkCustomer("cus_pay".into())]).await.unwrap();
+    let resolver = pastdue::gate::QueryResolver::new("account");
+    let app = pastdue::stripe::pay_router(&cfg, b.store.clone(), resolver).unwrap().unwrap();
+
+    let mut locations = Vec::new();
+    for _ in 0..2 {
+        let res = app.clone().oneshot(Request::get("/billing/pay?account=payer").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        locations.push(res.headers()["location"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(locations, ["https://billing.stripe.test/session/0", "https://billing.stripe.test/session/1"]);
+    let anonymous = app.clone().oneshot(Request::get("/billing/pay").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // The gate's page and problem+json point at the endpoint, not at a cached link.
+    let gate = pastdue::gate::GateLayer::from_config(&cfg, b.store.clone()).unwrap();
+    let blocked = Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate);
+    b.store
+        .apply(&acct("payer"), None, &[pastdue::Change::SetOverride(pastdue::state::Override { mode: pastdue::state::OverrideMode::Block, until: None, reason: "t".into(), by: "t".into(), at: Utc::now() })])
+        .await
+        .unwrap();
+    let res = blocked.oneshot(Request::get("/x").header("x-account-id", "payer").body(Body::empty()).unwrap()).await.unwrap();
+    let body: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["pay_url"], "/billing/pay?account=payer");
 }

@@ -112,8 +112,11 @@ impl GateLayer {
         let header = http::HeaderName::from_bytes(config.gate.account_header.as_bytes()).map_err(|_| {
             ConfigError::Key { key: "gate.account_header".into(), message: "not a valid header name".into() }
         })?;
-        let page = PaymentPage::new(&config.page)
+        let mut page = PaymentPage::new(&config.page)
             .map_err(|e| ConfigError::Key { key: "page.template".into(), message: e.to_string() })?;
+        if !config.stripe.portal_return_url.is_empty() {
+            page = page.with_pay_endpoint(crate::stripe::PAY_PATH);
+        }
         let cache = StateCache::new(store, config.cache.capacity, config.cache.ttl, config.cache.retry_after);
         Ok(Self {
             shared: Arc::new(Shared {

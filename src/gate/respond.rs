@@ -50,6 +50,7 @@ pub struct PaymentPage {
     product_name: String,
     support_email: String,
     portal_url: Option<String>,
+    pay_endpoint: Option<String>,
 }
 
 impl Default for PaymentPage {
@@ -76,7 +77,7 @@ struct PageContext<'a> {
     invoice_number: Option<&'a str>,
     past_due_since: Option<String>,
     since: Option<String>,
-    pay_url: Option<&'a str>,
+    pay_url: Option<String>,
     next_stage: Option<&'a str>,
     next_stage_at: Option<String>,
     notices: Vec<NoticeView<'a>>,
@@ -123,6 +124,7 @@ impl PaymentPage {
             product_name: config.product_name.clone(),
             support_email: config.support_email.clone(),
             portal_url: Some(config.billing_portal_url.clone()).filter(|u| !u.is_empty()),
+            pay_endpoint: None,
         };
         page.validate()?;
         Ok(page)
@@ -164,7 +166,7 @@ impl PaymentPage {
             invoice_number: invoice.and_then(|(_, i)| i.number.as_deref()),
             past_due_since: standing.past_due_since().map(date),
             since: standing.since().map(date),
-            pay_url: self.pay_url(standing),
+            pay_url: self.pay_url(account, standing),
             next_stage: standing.next().map(|(s, _)| s.name()),
             next_stage_at: standing.next().map(|(_, t)| date(t)),
             notices,
@@ -173,8 +175,18 @@ impl PaymentPage {
         template.render(&ctx).map_err(|e| e.to_string())
     }
 
-    fn pay_url<'a>(&'a self, standing: &'a Standing) -> Option<&'a str> {
-        standing.pay_url().or(self.portal_url.as_deref())
+    /// Sends pay buttons to a local endpoint that mints a fresh billing-portal
+    /// session per click (`/billing/pay`), instead of the invoice's page.
+    pub fn with_pay_endpoint(mut self, path: impl Into<String>) -> Self {
+        self.pay_endpoint = Some(path.into());
+        self
+    }
+
+    fn pay_url(&self, account: &str, standing: &Standing) -> Option<String> {
+        if let Some(endpoint) = &self.pay_endpoint {
+            return Some(format!("{endpoint}?account={account}"));
+        }
+        standing.pay_url().or(self.portal_url.as_deref()).map(str::to_owned)
     }
 
     /// The HTML page. Never fails: a template error at run time falls back
@@ -218,7 +230,7 @@ impl PaymentPage {
             "stage": standing.stage().name(),
             "amount_due": standing.amount_due().map_or(0, |(a, _)| a),
             "currency": standing.amount_due().map(|(_, c)| c),
-            "pay_url": self.pay_url(standing),
+            "pay_url": self.pay_url(account, standing),
             "past_due_since": standing.past_due_since(),
             "suspended_since": suspended_since,
         })

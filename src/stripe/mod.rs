@@ -35,11 +35,13 @@ use crate::store::{Applied, Store, StoreError};
 
 mod api;
 pub mod event;
+mod pay;
 pub mod signature;
 mod sync;
 
 pub use self::api::{ApiError, Params, StripeApi};
 pub use self::event::{Event, Facts};
+pub use self::pay::{pay_router, PAY_PATH};
 pub use self::sync::{spawn_periodic_sync, sync, SyncReport};
 
 /// The largest webhook body accepted (Stripe's events are far smaller).
