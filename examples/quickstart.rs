@@ -50,6 +50,12 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
     } else {
         pastdue::stripe::router(&config, store.clone())?
     };
+    // The admin API is mounted when a token is configured.
+    let admin = if config.admin.all_tokens().is_empty() {
+        Router::new()
+    } else {
+        pastdue::admin::router(&config, store.clone())?
+    };
     Ok(Router::new()
         .route("/", get(dashboard))
         .route("/api/projects", get(list_projects).post(create_project))
@@ -61,7 +67,8 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .layer(gate)
         .with_state(state)
         .merge(webhooks)
-        .merge(pay))
+        .merge(pay)
+        .merge(admin))
 }
 
 async fn dashboard(standing: Option<Standing>, Query(q): Query<HashMap<String, String>>) -> Html<String> {
@@ -184,6 +191,9 @@ async fn demo_invoice_paid(State(app): State<AppState>, Query(d): Query<DemoInvo
     }
 }
 
+/// The admin token the demo uses when none is configured (it says so).
+const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
+
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -193,7 +203,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "warn,pastdue=info".into()),
         )
         .init();
-    let config = Config::load()?;
+    let mut config = Config::load()?;
+    let demo_token = config.admin.all_tokens().is_empty();
+    if demo_token {
+        // Never a silent default: the demo says loudly that it runs with a
+        // well-known token, and a real deployment sets its own.
+        config.admin.token = DEMO_ADMIN_TOKEN.into();
+    }
     let store = pastdue::store::connect(&config.store).await?;
     let app = app(&config, store.clone())?;
     let mapper = pastdue::stripe::Mapper::new(&config, store)?;
@@ -211,6 +227,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         println!("stripe webhooks: POST {url}{}", config.stripe.webhook_path);
     }
+    if demo_token {
+        println!(
+            "\n*** DEMO MODE: the admin API ({url}{}) accepts the well-known token {DEMO_ADMIN_TOKEN:?}.\n*** Set PASTDUE_ADMIN__TOKEN to a secret before exposing this anywhere.\n",
+            config.admin.path
+        );
+    }
     println!(
         r#"
 Walk an account through the ladder:
@@ -223,7 +245,11 @@ Walk an account through the ladder:
   curl -s {url}/api/ping -H 'X-Account-Id: acme'                               # 402 problem+json
   open '{url}/?account=acme'                                                   # the please-pay page
   curl -s -XPOST '{url}/demo/invoice-paid?account=acme'                        # paid: access is back
-"#
+  curl -s {url}/admin/accounts/acme -H 'Authorization: Bearer {token}'          # the admin view
+  curl -s -XPUT {url}/admin/accounts/acme/override -H 'Authorization: Bearer {token}' \
+       -H 'Content-Type: application/json' -d '{{"mode":"allow","until":null,"reason":"paying by wire"}}'
+"#,
+        token = if demo_token { DEMO_ADMIN_TOKEN } else { "$PASTDUE_ADMIN__TOKEN" }
     );
     axum::serve(listener, app).await?;
     Ok(())

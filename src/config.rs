@@ -38,6 +38,8 @@ pub struct Config {
     pub page: PageConfig,
     /// `[stripe]`
     pub stripe: StripeConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
 }
 
 /// `[server]`: where the demo listens.
@@ -67,6 +69,8 @@ pub struct StoreConfig {
     /// `dedupe_ttl`: how long processed event ids are remembered.
     #[serde(deserialize_with = "de_duration")]
     pub dedupe_ttl: Duration,
+    /// `audit_max_len`: audit entries kept per account and globally.
+    pub audit_max_len: usize,
 }
 
 /// What to do when a decision cannot be made from data.
@@ -204,6 +208,51 @@ impl StripeConfig {
     }
 }
 
+/// `[admin]`: the admin API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// `path`: where the admin API is mounted.
+    pub path: String,
+    /// `token`: a bearer token, named "admin" in the audit log.
+    pub token: String,
+    /// `tokens`: named bearer tokens.
+    pub tokens: Vec<NamedToken>,
+}
+
+/// One `admin.tokens` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NamedToken {
+    /// Who holds it (shown in the audit log).
+    pub name: String,
+    /// The secret.
+    pub token: String,
+}
+
+impl NamedToken {
+    /// A named token.
+    pub fn new(name: impl Into<String>, token: impl Into<String>) -> Self {
+        Self { name: name.into(), token: token.into() }
+    }
+}
+
+impl std::fmt::Debug for NamedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamedToken").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl AdminConfig {
+    /// Every configured token with its name (`admin.token` is "admin").
+    pub fn all_tokens(&self) -> Vec<NamedToken> {
+        let single = (!self.token.is_empty()).then(|| NamedToken::new("admin", self.token.clone()));
+        single.into_iter().chain(self.tokens.iter().filter(|t| !t.token.is_empty()).cloned()).collect()
+    }
+}
+
 /// What to do with a Stripe customer that maps to no account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -336,6 +385,12 @@ impl Config {
             return Err(ConfigError::Key {
                 key: "stripe.api_base".into(),
                 message: format!("{:?} is not an http(s) URL", self.stripe.api_base),
+            });
+        }
+        if !self.admin.path.starts_with('/') || self.admin.path.ends_with('/') {
+            return Err(ConfigError::Key {
+                key: "admin.path".into(),
+                message: "must start with / and not end with one".into(),
             });
         }
         if self.cache.capacity == 0 {

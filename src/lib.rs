@@ -17,3 +17,4 @@ pub use store::{MemoryStore, RedisStore, Store};
 pub mod cache;
 pub mod money;
 pub mod stripe;
+pub mod admin;

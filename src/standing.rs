@@ -244,6 +244,12 @@ impl Ladder {
         &self.unknown
     }
 
+    /// The stage an admin `block` override shows (the ladder's last blocking
+    /// stage, else `suspended`).
+    pub fn override_block_stage(&self) -> &Stage {
+        &self.suspended
+    }
+
     /// Looks a stage up by name (ladder stages and the reserved ones).
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages

@@ -1,18 +1,21 @@
 //! The embedded store: one process, state lost on exit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{fold, Applied, Invalidation, Store, StoreError};
+use super::{fold, index_moves, Applied, AuditEntry, Index, IndexEntry, Invalidation, Store, StoreError};
 use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
 /// How long processed event ids are remembered, as in Redis by default.
 const DEDUPE_TTL: Duration = Duration::from_secs(35 * 86_400);
+
+/// Audit entries kept, as `admin.audit_max_len` does for Redis.
+const AUDIT_MAX: usize = 10_000;
 
 /// An in-process [`Store`] (`memory://`): same semantics as Redis, nothing
 /// shared, nothing kept after exit.
@@ -27,6 +30,9 @@ struct Inner {
     states: HashMap<AccountId, BillingState>,
     seen: HashMap<(AccountId, Box<str>), Instant>,
     customers: HashMap<String, AccountId>,
+    indexes: HashMap<Index, BTreeSet<String>>,
+    audit: Vec<AuditEntry>,
+    audit_seq: u64,
 }
 
 impl MemoryStore {
@@ -75,6 +81,15 @@ impl Store for MemoryStore {
             }
             let (next, changed) = fold(inner.states.get(account), changes);
             if changed {
+                for (index, old, new) in index_moves(inner.states.get(account), &next, account) {
+                    let set = inner.indexes.entry(index).or_default();
+                    if let Some(old) = old {
+                        set.remove(&old);
+                    }
+                    if let Some(new) = new {
+                        set.insert(new);
+                    }
+                }
                 inner.states.insert(account.clone(), next.clone());
                 Applied::Changed(next)
             } else {
@@ -97,6 +112,61 @@ impl Store for MemoryStore {
     async fn customer_account(&self, customer: &str) -> Result<Option<AccountId>, StoreError> {
         super::check_customer(customer)?;
         Ok(self.lock().customers.get(customer).cloned())
+    }
+
+    async fn scan_index(
+        &self,
+        index: Index,
+        min: i64,
+        max: i64,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let inner = self.lock();
+        let Some(set) = inner.indexes.get(&index) else { return Ok(Vec::new()) };
+        // Every member with a score >= min sorts at or after "<min>:".
+        let lo = format!("{:012}:", min.clamp(0, super::NEVER));
+        let start = match cursor {
+            Some(c) if c.as_bytes() >= lo.as_bytes() => std::ops::Bound::Excluded(c.to_owned()),
+            _ => std::ops::Bound::Included(lo),
+        };
+        Ok(set
+            .range((start, std::ops::Bound::Unbounded))
+            .filter_map(|m| IndexEntry::parse(m))
+            .take_while(|e| e.score <= max)
+            .filter(|e| e.score >= min)
+            .take(limit)
+            .collect())
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError> {
+        let mut inner = self.lock();
+        inner.audit_seq += 1;
+        let id = format!("{}-{}", entry.at.timestamp_millis(), inner.audit_seq);
+        inner.audit.push(AuditEntry { id: id.clone(), ..entry.clone() });
+        if inner.audit.len() > AUDIT_MAX {
+            let excess = inner.audit.len() - AUDIT_MAX;
+            inner.audit.drain(..excess);
+        }
+        Ok(id)
+    }
+
+    async fn audit_log(
+        &self,
+        account: Option<&AccountId>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let inner = self.lock();
+        let position = |id: &str| inner.audit.iter().position(|e| e.id == id);
+        let end = before.and_then(position).unwrap_or(inner.audit.len());
+        Ok(inner.audit[..end]
+            .iter()
+            .rev()
+            .filter(|e| account.is_none_or(|a| e.account.as_deref() == Some(a.as_str())))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn invalidations(&self) -> broadcast::Receiver<Invalidation> {

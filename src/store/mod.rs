@@ -104,11 +104,140 @@ pub trait Store: Send + Sync + 'static {
     /// The account a Stripe customer was linked to, if any.
     async fn customer_account(&self, customer: &str) -> Result<Option<AccountId>, StoreError>;
 
+    /// Accounts in `index` whose score lies in `min..=max`, in (score,
+    /// account) order, after `cursor` (an [`IndexEntry::cursor`]), at most
+    /// `limit`. Indexes are kept on every write; an entry may be stale
+    /// (callers verify against the account's state).
+    async fn scan_index(
+        &self,
+        index: Index,
+        min: i64,
+        max: i64,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError>;
+
+    /// Appends an entry to the account's audit log and to the global one;
+    /// returns the entry's id.
+    async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError>;
+
+    /// Audit entries, newest first: the account's, or the global log's;
+    /// only those older than the entry id `before`, at most `limit`.
+    async fn audit_log(
+        &self,
+        account: Option<&AccountId>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
     /// A receiver of invalidations: every changed account, from any instance.
     fn invalidations(&self) -> broadcast::Receiver<Invalidation>;
 
     /// Whether the backend answers right now.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The account indexes every store keeps, for listing accounts by stage
+/// without scanning all keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Index {
+    /// Accounts in debt, scored by `past_due_since`: the accounts in a ladder
+    /// stage are a score range that moves with the clock.
+    Debt,
+    /// Accounts whose subscriptions all ended, scored by when.
+    Ended,
+    /// Accounts with an override, scored by its expiry ([`NEVER`] = none).
+    Override,
+}
+
+/// The score of an override that never expires.
+pub const NEVER: i64 = 99_999_999_999;
+
+impl Index {
+    /// All indexes.
+    pub const ALL: [Index; 3] = [Index::Debt, Index::Ended, Index::Override];
+
+    /// The name used in keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Index::Debt => "debt",
+            Index::Ended => "ended",
+            Index::Override => "override",
+        }
+    }
+
+    /// The account's score in this index, if it belongs there.
+    pub fn score(self, state: &BillingState) -> Option<i64> {
+        match self {
+            Index::Debt => state.past_due_since().map(|t| t.timestamp()),
+            Index::Ended => state.ended().map(|f| f.at.timestamp()),
+            Index::Override => state.override_().map(|o| o.until.map_or(NEVER, |u| u.timestamp())),
+        }
+    }
+}
+
+/// One entry of an [`Index`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The score (unix seconds).
+    pub score: i64,
+    /// The account.
+    pub account: AccountId,
+}
+
+impl IndexEntry {
+    /// The entry as one sortable string, `"<score, 12 digits>:<account>"`:
+    /// both stores order and page by it.
+    pub fn cursor(&self) -> String {
+        member(self.score, &self.account)
+    }
+
+    /// Parses [`IndexEntry::cursor`].
+    pub fn parse(cursor: &str) -> Option<Self> {
+        let (score, account) = cursor.split_once(':')?;
+        Some(Self { score: score.parse().ok()?, account: AccountId::new(account).ok()? })
+    }
+}
+
+pub(crate) fn member(score: i64, account: &AccountId) -> String {
+    format!("{:012}:{}", score.clamp(0, NEVER), account)
+}
+
+/// The index changes a write implies: `(index, old member, new member)`.
+pub(crate) fn index_moves(before: Option<&BillingState>, after: &BillingState, account: &AccountId) -> Vec<(Index, Option<String>, Option<String>)> {
+    Index::ALL
+        .iter()
+        .filter_map(|&index| {
+            let old = before.and_then(|b| index.score(b)).map(|s| member(s, account));
+            let new = index.score(after).map(|s| member(s, account));
+            (old != new).then_some((index, old, new))
+        })
+        .collect()
+}
+
+/// One audit log entry: who changed what, from what, to what, when, why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// The entry's id (set by the store; sortable, newest greatest).
+    #[serde(default)]
+    pub id: String,
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Who (the admin token's name, or `"sync"`).
+    pub who: String,
+    /// What (`override.set`, `override.removed`, `customer.linked`, `sync`).
+    pub action: String,
+    /// The account, unless the action concerns none.
+    pub account: Option<String>,
+    /// The relevant state before.
+    #[schema(value_type = Object)]
+    pub before: serde_json::Value,
+    /// The relevant state after.
+    #[schema(value_type = Object)]
+    pub after: serde_json::Value,
+    /// Why, when given.
+    pub reason: Option<String>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -172,6 +301,8 @@ pub struct RedisOptions {
     pub write_timeout: Duration,
     /// How long processed event ids are remembered.
     pub dedupe_ttl: Duration,
+    /// Audit entries kept per stream.
+    pub audit_max_len: usize,
 }
 
 impl Default for RedisOptions {
@@ -187,6 +318,7 @@ impl From<&crate::config::StoreConfig> for RedisOptions {
             read_timeout: c.read_timeout,
             write_timeout: c.write_timeout,
             dedupe_ttl: c.dedupe_ttl,
+            audit_max_len: c.audit_max_len,
         }
     }
 }

@@ -5,6 +5,13 @@
 //! - `{prefix}:{<account>}:state`: a hash `{v: version, doc: JSON state}`
 //! - `{prefix}:{<account>}:evt:<event id>`: processed-event marker, with TTL
 //! - `{prefix}:customer:{<cus_…>}`: the account a Stripe customer belongs to
+//! - `{prefix}:{<account>}:audit` and `{prefix}:audit`: audit streams
+//! - `{prefix}:index:debt|ended|override`: sorted sets of `"<score>:<account>"`
+//!   members (all scored 0, ordered and paged lexicographically), kept after
+//!   each commit. They live outside the account's slot, so they are updated
+//!   right after the atomic commit rather than inside it; listings verify
+//!   every entry against the account's state, and the next write of an
+//!   account repairs its entries.
 //!
 //! A write reads the state, folds the changes in with the same Rust code the
 //! memory store uses, and commits with a Lua compare-and-set that also checks
@@ -23,7 +30,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::{fold, Applied, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
+use super::{fold, index_moves, Applied, AuditEntry, Index, IndexEntry, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
 use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
@@ -196,6 +203,40 @@ impl RedisStore {
             .map_err(backend)
     }
 
+    fn index_key(&self, index: Index) -> String {
+        format!("{}:index:{}", self.opts.prefix, index.name())
+    }
+
+    /// Moves the account's index entries from `before` to `after`. Failures
+    /// are logged, not returned: the state itself is committed, and the
+    /// account's next write repairs its entries.
+    async fn update_indexes(&self, account: &AccountId, before: Option<&BillingState>, after: &BillingState) {
+        let moves = index_moves(before, after, account);
+        if moves.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (index, old, new) in &moves {
+            if let Some(old) = old {
+                pipe.cmd("ZREM").arg(self.index_key(*index)).arg(old).ignore();
+            }
+            if let Some(new) = new {
+                pipe.cmd("ZADD").arg(self.index_key(*index)).arg(0).arg(new).ignore();
+            }
+        }
+        let mut conn = self.conn.clone();
+        if let Err(e) = self.bounded(self.opts.write_timeout, pipe.query_async::<()>(&mut conn)).await {
+            tracing::warn!(account = %account, error = %e, "stage index update failed; the account's next write repairs it");
+        }
+    }
+
+    fn audit_key(&self, account: Option<&AccountId>) -> String {
+        match account {
+            Some(a) => format!("{}:{{{}}}:audit", self.opts.prefix, a),
+            None => format!("{}:audit", self.opts.prefix),
+        }
+    }
+
     fn decode(account: &AccountId, doc: Option<String>) -> Result<Option<BillingState>, StoreError> {
         doc.map(|d| {
             serde_json::from_str(&d).map_err(|e| StoreError::Decode {
@@ -256,8 +297,16 @@ impl Store for RedisStore {
             let outcome: i64 =
                 self.bounded(self.opts.write_timeout, invocation.invoke_async(&mut conn)).await?;
             match outcome {
-                0 if changed => return Ok(Applied::Changed(next)),
-                0 => return Ok(Applied::Unchanged(next)),
+                0 if changed => {
+                    self.update_indexes(account, current.as_ref(), &next).await;
+                    return Ok(Applied::Changed(next));
+                }
+                0 => {
+                    // Nothing changed, but a previous write may have died
+                    // before its index update: make sure the entries exist.
+                    self.update_indexes(account, None, &next).await;
+                    return Ok(Applied::Unchanged(next));
+                }
                 1 => return Ok(Applied::Duplicate),
                 _ => tokio::task::yield_now().await,
             }
@@ -280,6 +329,101 @@ impl Store for RedisStore {
         let found: Option<String> =
             self.bounded(self.opts.write_timeout, redis::cmd("GET").arg(key).query_async(&mut conn)).await?;
         Ok(found.and_then(|a| AccountId::new(&a).ok()))
+    }
+
+    async fn scan_index(
+        &self,
+        index: Index,
+        min: i64,
+        max: i64,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        if min > max {
+            return Ok(Vec::new());
+        }
+        let lo = format!("[{:012}:", min.clamp(0, super::NEVER));
+        let start = match cursor {
+            Some(c) if format!("[{c}") > lo => format!("({c}"),
+            _ => lo,
+        };
+        // Every member with a score <= max sorts before "<max + 1>:".
+        let end = format!("({:012}:", max.clamp(-1, super::NEVER) + 1);
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = self
+            .bounded(
+                self.opts.write_timeout,
+                redis::cmd("ZRANGE")
+                    .arg(self.index_key(index))
+                    .arg(start)
+                    .arg(end)
+                    .arg("BYLEX")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(members.iter().filter_map(|m| IndexEntry::parse(m)).collect())
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError> {
+        let account = entry.account.as_deref().and_then(|a| AccountId::new(a).ok());
+        let json = serde_json::to_string(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let mut id = String::new();
+        let keys = match &account {
+            Some(a) => vec![self.audit_key(Some(a)), self.audit_key(None)],
+            None => vec![self.audit_key(None)],
+        };
+        for key in keys {
+            let added: String = self
+                .bounded(
+                    self.opts.write_timeout,
+                    redis::cmd("XADD")
+                        .arg(&key)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(self.opts.audit_max_len)
+                        .arg("*")
+                        .arg("e")
+                        .arg(&json)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            if id.is_empty() {
+                id = added;
+            }
+        }
+        Ok(id)
+    }
+
+    async fn audit_log(
+        &self,
+        account: Option<&AccountId>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let end = match before {
+            Some(id) if id.bytes().all(|b| b.is_ascii_digit() || b == b'-') => format!("({id}"),
+            Some(_) => return Err(StoreError::Backend("bad audit cursor".into())),
+            None => "+".to_owned(),
+        };
+        let mut conn = self.conn.clone();
+        let rows: Vec<(String, Vec<(String, String)>)> = self
+            .bounded(
+                self.opts.write_timeout,
+                redis::cmd("XREVRANGE").arg(self.audit_key(account)).arg(end).arg("-").arg("COUNT").arg(limit).query_async(&mut conn),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, fields)| {
+                let json = fields.into_iter().find(|(k, _)| k == "e")?.1;
+                let entry: AuditEntry = serde_json::from_str(&json).ok()?;
+                Some(AuditEntry { id, ..entry })
+            })
+            .collect())
     }
 
     fn invalidations(&self) -> broadcast::Receiver<Invalidation> {

@@ -1,0 +1,589 @@
+//! The admin API: look at an account, grant an extension or force a block,
+//! link a Stripe customer, list accounts by stage, read the audit log, and
+//! reconcile from Stripe.
+//!
+//! Every route needs `Authorization: Bearer <token>` (`admin.token`, or a
+//! named token from `admin.tokens`, whose name the audit log records).
+//! Tokens are compared in constant time over their SHA-256 digests, so
+//! neither content nor length leaks. Bad input answers `400` with a JSON
+//! body naming the field: `{"error": "...", "field": "until"}`.
+//!
+//! The OpenAPI document is served at `<admin.path>/openapi.json`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::account::AccountId;
+use crate::config::{Config, ConfigError};
+use crate::standing::{Ladder, Reason, Standing};
+use crate::state::{BillingState, Change, Override, OverrideMode};
+use crate::store::{AuditEntry, Index, IndexEntry, Store, NEVER};
+use crate::stripe::Mapper;
+
+/// Most entries one page returns.
+pub const MAX_PAGE: usize = 100;
+
+struct Admin {
+    store: Arc<dyn Store>,
+    ladder: Ladder,
+    mapper: Mapper,
+    tokens: Vec<([u8; 32], String)>,
+}
+
+/// Who made the request (the token's name), for the audit log.
+#[derive(Clone, Debug)]
+struct Caller(String);
+
+/// The admin API under `admin.path`, ready to merge into an app.
+///
+/// Refuses to build with no token configured.
+pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    let tokens: Vec<_> = config
+        .admin
+        .all_tokens()
+        .into_iter()
+        .map(|t| (Sha256::digest(t.token.as_bytes()).into(), t.name))
+        .collect();
+    if tokens.is_empty() {
+        return Err(ConfigError::Key {
+            key: "admin.token".into(),
+            message: "is empty and admin.tokens lists none; set one (PASTDUE_ADMIN__TOKEN=…) to enable the admin API".into(),
+        });
+    }
+    let admin = Arc::new(Admin {
+        ladder: config.ladder()?,
+        mapper: Mapper::new(config, store.clone())?,
+        store,
+        tokens,
+    });
+    let base = &config.admin.path;
+    let api = Router::new()
+        .route(&format!("{base}/accounts"), get(list_accounts))
+        .route(&format!("{base}/accounts/{{account}}"), get(view_account))
+        .route(&format!("{base}/accounts/{{account}}/override"), put(set_override).delete(remove_override))
+        .route(&format!("{base}/accounts/{{account}}/customers"), post(link_customer))
+        .route(&format!("{base}/audit"), get(audit_log))
+        .route(&format!("{base}/sync"), post(sync))
+        .route_layer(middleware::from_fn_with_state(admin.clone(), authenticate))
+        .with_state(admin.clone());
+    let docs = Router::new().route(&format!("{base}/openapi.json"), get(openapi));
+    Ok(api.merge(docs))
+}
+
+/// A refusal: the status, what went wrong, and for bad input the field.
+#[derive(Debug)]
+struct Failure {
+    status: StatusCode,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn bad(field: &'static str, message: impl Into<String>) -> Failure {
+    Failure { status: StatusCode::BAD_REQUEST, message: message.into(), field: Some(field) }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Failure {
+    Failure { status: StatusCode::SERVICE_UNAVAILABLE, message: format!("store unavailable: {e}"), field: None }
+}
+
+type Reply = Result<Response, Failure>;
+
+async fn authenticate(State(admin): State<Arc<Admin>>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| Sha256::digest(t.trim().as_bytes()));
+    let mut who = None;
+    if let Some(digest) = presented {
+        // Every token is compared, match or not, in constant time.
+        for (known, name) in &admin.tokens {
+            if bool::from(known.ct_eq(digest.as_slice())) {
+                who = Some(name.clone());
+            }
+        }
+    }
+    match who {
+        Some(name) => {
+            req.extensions_mut().insert(Caller(name));
+            next.run(req).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({ "error": "missing or wrong bearer token" })),
+        )
+            .into_response(),
+    }
+}
+
+fn parse_account(raw: &str) -> Result<AccountId, Failure> {
+    AccountId::new(raw).map_err(|e| bad("account", e.to_string()))
+}
+
+/// An account as the admin API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    account: String,
+    /// Whether the store has heard of the account at all.
+    known: bool,
+    stage: String,
+    action: String,
+    /// Why: `good_standing`, `unknown`, `debt`, `canceled`, `paused`, `override`.
+    reason: String,
+    since: Option<DateTime<Utc>>,
+    past_due_since: Option<DateTime<Utc>>,
+    amount_due: i64,
+    currency: Option<String>,
+    pay_url: Option<String>,
+    next_stage: Option<String>,
+    next_stage_at: Option<DateTime<Utc>>,
+    #[serde(rename = "override")]
+    #[schema(value_type = Option<Object>)]
+    override_: Option<Override>,
+    override_active: bool,
+    #[schema(value_type = Vec<Object>)]
+    notices: Vec<crate::state::NoticeSent>,
+    customers: Vec<String>,
+    #[schema(value_type = Object)]
+    unpaid_invoices: Value,
+    #[schema(value_type = Object)]
+    subscriptions: Value,
+    contact_email: Option<String>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+fn reason_name(r: Reason) -> &'static str {
+    match r {
+        Reason::GoodStanding => "good_standing",
+        Reason::Unknown => "unknown",
+        Reason::Debt => "debt",
+        Reason::Canceled => "canceled",
+        Reason::Paused => "paused",
+        Reason::Override(_) => "override",
+        Reason::StoreUnavailable => "unavailable",
+    }
+}
+
+fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> AccountView {
+    let standing = Standing::evaluate(state, ladder, now);
+    let s = state.cloned().unwrap_or_default();
+    AccountView {
+        account: account.to_string(),
+        known: state.is_some(),
+        stage: standing.stage().name().to_owned(),
+        action: standing.action().as_str().to_owned(),
+        reason: reason_name(standing.reason()).to_owned(),
+        since: standing.since(),
+        past_due_since: standing.past_due_since(),
+        amount_due: standing.amount_due().map_or(0, |(a, _)| a),
+        currency: standing.amount_due().map(|(_, c)| c.to_string()),
+        pay_url: standing.pay_url().map(str::to_owned),
+        next_stage: standing.next().map(|(st, _)| st.name().to_owned()),
+        next_stage_at: standing.next().map(|(_, t)| t),
+        override_active: s.override_().is_some_and(|o| o.is_active(now)),
+        override_: s.override_().cloned(),
+        notices: s.notices().to_vec(),
+        customers: s.customers().iter().cloned().collect(),
+        unpaid_invoices: serde_json::to_value(s.unpaid()).unwrap_or_default(),
+        subscriptions: serde_json::to_value(s.subscriptions()).unwrap_or_default(),
+        contact_email: s.contact_email().map(str::to_owned),
+        updated_at: s.updated_at(),
+    }
+}
+
+#[utoipa::path(get, path = "/admin/accounts/{account}", tag = "accounts",
+    params(("account" = String, Path, description = "account id")),
+    responses((status = 200, body = AccountView), (status = 400, description = "bad account id"), (status = 401)))]
+async fn view_account(State(admin): State<Arc<Admin>>, Path(account): Path<String>) -> Reply {
+    let account = parse_account(&account)?;
+    let state = admin.store.load(&account).await.map_err(unavailable)?;
+    Ok(Json(view(&account, state.as_ref(), &admin.ladder, Utc::now())).into_response())
+}
+
+/// The body of `PUT …/override`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct OverrideRequest {
+    /// `allow` or `block`.
+    mode: String,
+    /// RFC 3339 expiry, or null for none.
+    until: Option<String>,
+    /// Why (required, shown in the audit log).
+    reason: String,
+}
+
+/// Reads a JSON object body, refusing anything else with a 400 that says why.
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Failure> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_json = ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(bad("content-type", "send the body as application/json"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(bad("body", "the body must be a JSON object")),
+        Err(e) => Err(bad("body", format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+fn parse_override(body: &serde_json::Map<String, Value>, who: &str, now: DateTime<Utc>) -> Result<Override, Failure> {
+    let mode = match body.get("mode").and_then(Value::as_str) {
+        Some("allow") => OverrideMode::Allow,
+        Some("block") => OverrideMode::Block,
+        _ => return Err(bad("mode", "mode must be \"allow\" or \"block\"")),
+    };
+    let until = match body.get("until") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let t = DateTime::parse_from_rfc3339(s).map_err(|_| bad("until", format!("{s:?} is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)")))?;
+            let t = t.with_timezone(&Utc);
+            if t <= now {
+                return Err(bad("until", "until is in the past"));
+            }
+            Some(t)
+        }
+        Some(_) => return Err(bad("until", "until must be an RFC 3339 string or null")),
+    };
+    let reason = body.get("reason").and_then(Value::as_str).map(str::trim).unwrap_or("");
+    if reason.is_empty() {
+        return Err(bad("reason", "reason is required"));
+    }
+    Ok(Override { mode, until, reason: reason.to_owned(), by: who.to_owned(), at: now })
+}
+
+/// Applies `change`, writes the audit entry, answers with the new view.
+async fn change_and_audit(
+    admin: &Admin,
+    account: &AccountId,
+    who: &str,
+    action: &str,
+    change: Change,
+    reason: Option<String>,
+    pick: fn(&BillingState) -> Value,
+) -> Reply {
+    let before = admin.store.load(account).await.map_err(unavailable)?;
+    let applied = admin.store.apply(account, None, &[change]).await.map_err(unavailable)?;
+    let after = applied.state().cloned().unwrap_or_default();
+    let entry = AuditEntry {
+        id: String::new(),
+        at: Utc::now(),
+        who: who.to_owned(),
+        action: action.to_owned(),
+        account: Some(account.to_string()),
+        before: before.as_ref().map_or(Value::Null, pick),
+        after: pick(&after),
+        reason,
+    };
+    if let Err(e) = admin.store.audit(&entry).await {
+        tracing::error!(error = %e, action, account = %account, "audit entry not written");
+        return Err(unavailable(e));
+    }
+    Ok(Json(view(account, Some(&after), &admin.ladder, Utc::now())).into_response())
+}
+
+fn pick_override(s: &BillingState) -> Value {
+    serde_json::to_value(s.override_()).unwrap_or_default()
+}
+
+fn pick_customers(s: &BillingState) -> Value {
+    json!(s.customers())
+}
+
+#[utoipa::path(put, path = "/admin/accounts/{account}/override", tag = "accounts",
+    params(("account" = String, Path, description = "account id")),
+    request_body = OverrideRequest,
+    responses((status = 200, body = AccountView), (status = 400, description = "bad input; `field` names it"), (status = 401)))]
+async fn set_override(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let account = parse_account(&account)?;
+    let body = json_body(&headers, &body)?;
+    let o = parse_override(&body, &who, Utc::now())?;
+    let reason = Some(o.reason.clone());
+    change_and_audit(&admin, &account, &who, "override.set", Change::SetOverride(o), reason, pick_override).await
+}
+
+#[utoipa::path(delete, path = "/admin/accounts/{account}/override", tag = "accounts",
+    params(("account" = String, Path, description = "account id")),
+    responses((status = 200, body = AccountView), (status = 400), (status = 401)))]
+async fn remove_override(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(account): Path<String>,
+) -> Reply {
+    let account = parse_account(&account)?;
+    change_and_audit(&admin, &account, &who, "override.removed", Change::ClearOverride, None, pick_override).await
+}
+
+/// The body of `POST …/customers`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct LinkRequest {
+    /// A Stripe customer id, `cus_…`.
+    customer: String,
+}
+
+#[utoipa::path(post, path = "/admin/accounts/{account}/customers", tag = "accounts",
+    params(("account" = String, Path, description = "account id")),
+    request_body = LinkRequest,
+    responses((status = 200, body = AccountView), (status = 400), (status = 401)))]
+async fn link_customer(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let account = parse_account(&account)?;
+    let body = json_body(&headers, &body)?;
+    let customer = body.get("customer").and_then(Value::as_str).unwrap_or("");
+    let valid = customer.starts_with("cus_")
+        && customer.len() <= 255
+        && customer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(bad("customer", "customer must be a Stripe customer id (cus_…)"));
+    }
+    admin.store.link_customer(customer, &account).await.map_err(unavailable)?;
+    let change = Change::LinkCustomer(customer.to_owned());
+    change_and_audit(&admin, &account, &who, "customer.linked", change, None, pick_customers).await
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// The stage to list (a ladder stage, `canceled`, or the block-override stage).
+    stage: Option<String>,
+    /// Page size, 1-100 (default 50).
+    limit: Option<String>,
+    /// From a previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// One account in a listing.
+#[derive(Serialize, ToSchema)]
+struct Listed {
+    account: String,
+    stage: String,
+    since: Option<DateTime<Utc>>,
+    past_due_since: Option<DateTime<Utc>>,
+    amount_due: i64,
+    currency: Option<String>,
+}
+
+/// A page of accounts.
+#[derive(Serialize, ToSchema)]
+struct AccountPage {
+    accounts: Vec<Listed>,
+    /// Pass as `cursor` for the next page; null at the end.
+    next_cursor: Option<String>,
+}
+
+fn parse_limit(raw: Option<&str>) -> Result<usize, Failure> {
+    match raw {
+        None => Ok(50),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(bad("limit", format!("limit must be a whole number from 1 to {MAX_PAGE}"))),
+        },
+    }
+}
+
+/// Where accounts of `stage` may be found: index score ranges. `None` for
+/// a stage that cannot be listed (`active` is everyone else).
+fn sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Option<Vec<(Index, i64, i64)>> {
+    let now_s = now.timestamp();
+    let stages = ladder.stages();
+    let mut out = Vec::new();
+    if let Some(i) = stages.iter().position(|s| s.name() == stage) {
+        // In stage i  <=>  after(i) <= now - past_due_since < after(i + 1):
+        // a score range that moves with the clock, so accounts whose stage
+        // changed only because time passed are found where they are now.
+        // A debt stamped in the future (clocks disagree) counts as just
+        // started, so a stage starting at 0 takes every later score too.
+        let after = stages[i].after().as_secs() as i64;
+        let max = if after == 0 { NEVER } else { now_s - after };
+        let min = stages.get(i + 1).map_or(0, |next| now_s - next.after().as_secs() as i64 + 1);
+        out.push((Index::Debt, min, max));
+    }
+    if stage == ladder.override_block_stage().name() {
+        // Overrides in force (expiring after now) can block any account.
+        out.push((Index::Override, now_s + 1, NEVER));
+    }
+    if stage == ladder.canceled().name() {
+        out.push((Index::Ended, 0, NEVER));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[utoipa::path(get, path = "/admin/accounts", tag = "accounts", params(ListQuery),
+    responses((status = 200, body = AccountPage), (status = 400, description = "bad stage, limit or cursor"), (status = 401)))]
+async fn list_accounts(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>) -> Reply {
+    let stage = q.stage.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| bad("stage", "stage is required, e.g. ?stage=suspended"))?;
+    let limit = parse_limit(q.limit.as_deref())?;
+    let now = Utc::now();
+    let Some(sources) = sources(&admin.ladder, stage, now) else {
+        let names: Vec<_> = admin.ladder.stages().iter().map(|s| s.name()).chain(["canceled"]).collect();
+        return Err(bad("stage", format!("stage {stage:?} cannot be listed; use one of {}", names.join(", "))));
+    };
+    // Cursor: "<source number>|<index cursor>".
+    let (mut source, mut after) = match q.cursor.as_deref() {
+        None | Some("") => (0usize, None),
+        Some(c) => match c.split_once('|').and_then(|(n, rest)| Some((n.parse().ok()?, rest))) {
+            Some((n, rest)) if n < sources.len() && (rest.is_empty() || IndexEntry::parse(rest).is_some()) => {
+                (n, Some(rest.to_owned()).filter(|r| !r.is_empty()))
+            }
+            _ => return Err(bad("cursor", "cursor is not one this API returned")),
+        },
+    };
+    let mut accounts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    while source < sources.len() && accounts.len() < limit {
+        let (index, min, max) = sources[source];
+        let batch = admin.store.scan_index(index, min, max, after.as_deref(), limit).await.map_err(unavailable)?;
+        if batch.is_empty() {
+            source += 1;
+            after = None;
+            continue;
+        }
+        for entry in &batch {
+            after = Some(entry.cursor());
+            // Verify against the state: the index may be stale, and an
+            // override may move the account elsewhere.
+            let state = admin.store.load(&entry.account).await.map_err(unavailable)?;
+            let standing = Standing::evaluate(state.as_ref(), &admin.ladder, now);
+            if standing.stage().name() == stage && seen.insert(entry.account.clone()) {
+                accounts.push(Listed {
+                    account: entry.account.to_string(),
+                    stage: stage.to_owned(),
+                    since: standing.since(),
+                    past_due_since: standing.past_due_since(),
+                    amount_due: standing.amount_due().map_or(0, |(a, _)| a),
+                    currency: standing.amount_due().map(|(_, c)| c.to_string()),
+                });
+                if accounts.len() == limit {
+                    break;
+                }
+            }
+        }
+    }
+    let next_cursor = (source < sources.len()).then(|| format!("{source}|{}", after.unwrap_or_default()));
+    Ok(Json(AccountPage { accounts, next_cursor }).into_response())
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    /// Only this account's entries (default: the global log).
+    account: Option<String>,
+    /// Page size, 1-100 (default 50).
+    limit: Option<String>,
+    /// From a previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// A page of audit entries, newest first.
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
+    entries: Vec<AuditEntry>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 400), (status = 401)))]
+async fn audit_log(State(admin): State<Arc<Admin>>, Query(q): Query<AuditQuery>) -> Reply {
+    let account = q.account.as_deref().filter(|a| !a.is_empty()).map(parse_account).transpose()?;
+    let limit = parse_limit(q.limit.as_deref())?;
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    if cursor.is_some_and(|c| c.len() > 64 || !c.bytes().all(|b| b.is_ascii_digit() || b == b'-')) {
+        return Err(bad("cursor", "cursor is not one this API returned"));
+    }
+    let entries = admin.store.audit_log(account.as_ref(), cursor, limit).await.map_err(unavailable)?;
+    let next_cursor = (entries.len() == limit).then(|| entries.last().map(|e| e.id.clone())).flatten();
+    Ok(Json(AuditPage { entries, next_cursor }).into_response())
+}
+
+#[utoipa::path(post, path = "/admin/sync", tag = "stripe",
+    responses((status = 200, description = "the sync report"), (status = 401), (status = 501, description = "no Stripe API key configured"), (status = 503)))]
+async fn sync(State(admin): State<Arc<Admin>>, Extension(Caller(who)): Extension<Caller>) -> Reply {
+    if admin.mapper.api().is_none() {
+        let message = "sync needs a Stripe API key: set stripe.api_key (PASTDUE_STRIPE__API_KEY)".into();
+        return Err(Failure { status: StatusCode::NOT_IMPLEMENTED, message, field: None });
+    }
+    match crate::stripe::sync(&admin.mapper).await {
+        Ok(report) => {
+            let entry = AuditEntry {
+                id: String::new(),
+                at: Utc::now(),
+                who,
+                action: "sync".into(),
+                account: None,
+                before: Value::Null,
+                after: serde_json::to_value(&report).unwrap_or_default(),
+                reason: None,
+            };
+            if let Err(e) = admin.store.audit(&entry).await {
+                tracing::error!(error = %e, "audit entry for sync not written");
+            }
+            Ok(Json(report).into_response())
+        }
+        Err(e) => Err(Failure { status: StatusCode::SERVICE_UNAVAILABLE, message: e.to_string(), field: None }),
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "pastdue admin API", description = "Accounts, overrides, customer links, audit log and Stripe sync. All routes need `Authorization: Bearer <token>`."),
+    paths(view_account, set_override, remove_override, link_customer, list_accounts, audit_log, sync),
+    components(schemas(AccountView, OverrideRequest, LinkRequest, AccountPage, Listed, AuditPage, AuditEntry)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The OpenAPI document of the admin API (paths under `/admin`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn openapi() -> Response {
+    Json(openapi_document()).into_response()
+}

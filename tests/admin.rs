@@ -1,0 +1,369 @@
+//! The admin API on the memory store and a real `redis-server`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use chrono::{TimeDelta, Utc};
+use common::*;
+use http::{Request, StatusCode};
+use pastdue::config::{Config, NamedToken, StageConfig};
+use pastdue::store::{RedisOptions, RedisStore, Store, StoreUrl};
+use pastdue::{AccountId, MemoryStore};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const TOKEN: &str = "t0k3n-for-tests";
+
+struct Backend {
+    store: Arc<dyn Store>,
+    _redis: Option<RedisServer>,
+}
+
+async fn memory() -> Backend {
+    Backend { store: Arc::new(MemoryStore::new()), _redis: None }
+}
+
+async fn redis() -> Backend {
+    let server = RedisServer::start();
+    let store = Arc::new(RedisStore::connect(StoreUrl::Redis(server.url()), RedisOptions::default()).await.unwrap());
+    Backend { store, _redis: Some(server) }
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.admin.token = TOKEN.into();
+    c.admin.tokens = vec![NamedToken::new("alice", "alice-secret")];
+    c
+}
+
+/// A ladder in seconds: notice at 0, warning at 2 s, suspended at 4 s.
+fn seconds_config() -> Config {
+    let mut c = config();
+    let toml = r#"
+        [[ladder.stages]]
+        name = "notice"
+        after = "0s"
+        action = "notice"
+        [[ladder.stages]]
+        name = "warning"
+        after = "2s"
+        action = "warn"
+        [[ladder.stages]]
+        name = "suspended"
+        after = "4s"
+        action = "block"
+    "#;
+    c.ladder.stages = Config::from_toml(toml).unwrap().ladder.stages;
+    let _: &Vec<StageConfig> = &c.ladder.stages;
+    c
+}
+
+fn app(b: &Backend, c: &Config) -> Router {
+    pastdue::admin::router(c, b.store.clone()).unwrap()
+}
+
+async fn call(app: &Router, method: &str, path: &str, token: Option<&str>, body: Option<(&str, String)>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some((ct, text)) => req.header("content-type", ct).body(Body::from(text)).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn put_override(app: &Router, account: &str, body: Value, token: &str) -> (StatusCode, Value) {
+    call(app, "PUT", &format!("/admin/accounts/{account}/override"), Some(token), Some(("application/json", body.to_string()))).await
+}
+
+fn acct(id: &str) -> AccountId {
+    AccountId::new(id).unwrap()
+}
+
+async fn owe_since(store: &Arc<dyn Store>, account: &str, since: chrono::DateTime<Utc>) {
+    store.apply(&acct(account), None, &[unpaid("in_1", 1500, since)]).await.unwrap();
+}
+
+macro_rules! admin_suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::memory().await).await })*
+        }
+        mod redis_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::redis().await).await })*
+        }
+    };
+}
+
+admin_suite!(
+    auth_none_wrong_right_and_named,
+    account_view_and_overrides,
+    every_bad_input_names_its_field,
+    overrides_expire_by_themselves,
+    customer_links,
+    listing_by_stage_follows_the_clock,
+    listing_pages_without_gaps_or_repeats,
+    audit_is_newest_first_and_pages,
+    sync_without_a_key_is_501,
+);
+
+async fn auth_none_wrong_right_and_named(b: Backend) {
+    let app = app(&b, &config());
+    for token in [None, Some("wrong"), Some(""), Some("t0k3n-for-test"), Some("t0k3n-for-tests-and-more")] {
+        let (status, v) = call(&app, "GET", "/admin/accounts/acme", token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert!(v["error"].is_string());
+    }
+    assert_eq!(call(&app, "GET", "/admin/accounts/acme", Some(TOKEN), None).await.0, StatusCode::OK);
+    let body = json!({ "mode": "allow", "until": null, "reason": "paying by wire" });
+    assert_eq!(put_override(&app, "acme", body, "alice-secret").await.0, StatusCode::OK);
+    let (_, log) = call(&app, "GET", "/admin/audit?account=acme", Some(TOKEN), None).await;
+    assert_eq!(log["entries"][0]["who"], "alice");
+    assert!(pastdue::admin::router(&Config::default(), b.store.clone()).is_err(), "no token, no admin API");
+}
+
+async fn account_view_and_overrides(b: Backend) {
+    let app = app(&b, &config());
+    let (status, v) = call(&app, "GET", "/admin/accounts/newbie", Some(TOKEN), None).await;
+    assert_eq!((status, v["known"].as_bool(), v["stage"].as_str()), (StatusCode::OK, Some(false), Some("active")));
+
+    owe_since(&b.store, "late", Utc::now() - TimeDelta::days(15)).await;
+    let (_, v) = call(&app, "GET", "/admin/accounts/late", Some(TOKEN), None).await;
+    assert_eq!((v["stage"].as_str(), v["action"].as_str(), v["amount_due"].as_i64()), (Some("warning"), Some("warn"), Some(1500)));
+    assert_eq!(v["next_stage"], "suspended");
+    assert!(v["next_stage_at"].is_string() && v["past_due_since"].is_string());
+    assert_eq!(v["currency"], "eur");
+
+    let until = (Utc::now() + TimeDelta::days(7)).to_rfc3339();
+    let (status, v) = put_override(&app, "late", json!({ "mode": "allow", "until": until, "reason": "extension until payday" }), TOKEN).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((v["stage"].as_str(), v["override_active"].as_bool()), (Some("active"), Some(true)));
+    assert_eq!(v["override"]["reason"], "extension until payday");
+    assert_eq!(v["amount_due"], 1500, "the debt is still shown");
+
+    let (_, v) = put_override(&app, "late", json!({ "mode": "block", "reason": "chargeback" }), TOKEN).await;
+    assert_eq!((v["stage"].as_str(), v["action"].as_str()), (Some("suspended"), Some("block")));
+
+    let (status, v) = call(&app, "DELETE", "/admin/accounts/late/override", Some(TOKEN), None).await;
+    assert_eq!((status, v["stage"].as_str(), v["override"].is_null()), (StatusCode::OK, Some("warning"), true));
+
+    let (_, log) = call(&app, "GET", "/admin/audit?account=late", Some(TOKEN), None).await;
+    let actions: Vec<_> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(actions, ["override.removed", "override.set", "override.set"]);
+    let removed = &log["entries"][0];
+    assert_eq!((removed["before"]["mode"].as_str(), removed["after"].is_null()), (Some("block"), true));
+    assert_eq!(log["entries"][1]["reason"], "chargeback");
+    assert_eq!(log["entries"][1]["before"]["mode"], "allow");
+}
+
+async fn every_bad_input_names_its_field(b: Backend) {
+    let app = app(&b, &config());
+    let past = (Utc::now() - TimeDelta::hours(1)).to_rfc3339();
+    let json_cases = [
+        (json!({ "mode": "pause", "reason": "x" }), "mode"),
+        (json!({ "reason": "x" }), "mode"),
+        (json!({ "mode": "allow", "until": "next tuesday", "reason": "x" }), "until"),
+        (json!({ "mode": "allow", "until": 1700000000, "reason": "x" }), "until"),
+        (json!({ "mode": "allow", "until": past, "reason": "x" }), "until"),
+        (json!({ "mode": "allow", "reason": "" }), "reason"),
+        (json!({ "mode": "allow", "reason": "   " }), "reason"),
+        (json!({ "mode": "allow" }), "reason"),
+        (json!(["mode", "allow"]), "body"),
+    ];
+    for (body, field) in json_cases {
+        let (status, v) = put_override(&app, "acme", body.clone(), TOKEN).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    let raw_cases = [
+        ("application/json", "{not json", "body"),
+        ("text/plain", r#"{"mode":"allow","reason":"x"}"#, "content-type"),
+        ("application/x-www-form-urlencoded", "mode=allow&reason=x", "content-type"),
+    ];
+    for (ct, text, field) in raw_cases {
+        let (status, v) = call(&app, "PUT", "/admin/accounts/acme/override", Some(TOKEN), Some((ct, text.into()))).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{ct} {text}");
+    }
+    for path in ["/admin/accounts/a%7Db", "/admin/accounts/a%20b/override"] {
+        let method = if path.ends_with("override") { "DELETE" } else { "GET" };
+        let (status, v) = call(&app, method, path, Some(TOKEN), None).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("account")), "{path}");
+    }
+    for (path, field) in [
+        ("/admin/accounts", "stage"),
+        ("/admin/accounts?stage=vacation", "stage"),
+        ("/admin/accounts?stage=suspended&limit=0", "limit"),
+        ("/admin/accounts?stage=suspended&limit=abc", "limit"),
+        ("/admin/accounts?stage=suspended&cursor=xyz", "cursor"),
+        ("/admin/audit?account=a%20b", "account"),
+        ("/admin/audit?cursor=%3Cscript%3E", "cursor"),
+    ] {
+        let (status, v) = call(&app, "GET", path, Some(TOKEN), None).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{path}");
+    }
+    let (status, v) = call(&app, "POST", "/admin/accounts/acme/customers", Some(TOKEN), Some(("application/json", r#"{"customer":"evil}"}"#.into()))).await;
+    assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("customer")));
+    assert!(b.store.load(&acct("acme")).await.unwrap().is_none(), "nothing was written");
+}
+
+async fn overrides_expire_by_themselves(b: Backend) {
+    let app = app(&b, &config());
+    let until = (Utc::now() + TimeDelta::milliseconds(1500)).to_rfc3339();
+    let (_, v) = put_override(&app, "brief", json!({ "mode": "block", "until": until, "reason": "cool-off" }), TOKEN).await;
+    assert_eq!(v["stage"], "suspended");
+    // No write happens; the override simply stops counting.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, v) = call(&app, "GET", "/admin/accounts/brief", Some(TOKEN), None).await;
+        if v["stage"] == "active" {
+            assert_eq!(v["override_active"], false);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the override never lapsed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn customer_links(b: Backend) {
+    let app = app(&b, &config());
+    let body = Some(("application/json", r#"{"customer":"cus_Abc123"}"#.to_owned()));
+    let (status, v) = call(&app, "POST", "/admin/accounts/linked/customers", Some(TOKEN), body).await;
+    assert_eq!((status, v["customers"].clone()), (StatusCode::OK, json!(["cus_Abc123"])));
+    assert_eq!(b.store.customer_account("cus_Abc123").await.unwrap(), Some(acct("linked")));
+    let (_, log) = call(&app, "GET", "/admin/audit?account=linked", Some(TOKEN), None).await;
+    assert_eq!(log["entries"][0]["action"], "customer.linked");
+    assert_eq!(log["entries"][0]["after"], json!(["cus_Abc123"]));
+}
+
+async fn list(app: &Router, stage: &str) -> Vec<String> {
+    let (status, v) = call(app, "GET", &format!("/admin/accounts?stage={stage}&limit=100"), Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let mut names: Vec<_> = v["accounts"].as_array().unwrap().iter().map(|a| a["account"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names
+}
+
+async fn listing_by_stage_follows_the_clock(b: Backend) {
+    let app = app(&b, &seconds_config());
+    let now = Utc::now();
+    owe_since(&b.store, "fresh", now + TimeDelta::seconds(60)).await; // clock behind: notice
+    owe_since(&b.store, "moving", now - TimeDelta::milliseconds(1000)).await; // notice now, warning in ~1 s
+    owe_since(&b.store, "late", now - TimeDelta::seconds(30)).await;
+    b.store.apply(&acct("gone"), None, &[subscription("sub_1", pastdue::state::SubscriptionStatus::Canceled, now)]).await.unwrap();
+    b.store.apply(&acct("paid-up"), None, &[unpaid("in_9", 5, now), settled("in_9", now)]).await.unwrap();
+    let (_, _) = put_override(&app, "blocked-by-admin", json!({ "mode": "block", "reason": "fraud review" }), TOKEN).await;
+    let (_, _) = put_override(&app, "late", json!({ "mode": "allow", "reason": "wire transfer on its way" }), TOKEN).await;
+
+    assert_eq!(list(&app, "notice").await, ["fresh", "moving"]);
+    assert_eq!(list(&app, "warning").await, Vec::<String>::new());
+    assert_eq!(list(&app, "suspended").await, ["blocked-by-admin"], "late has an allow override");
+    assert_eq!(list(&app, "canceled").await, ["gone"]);
+
+    // Only time passes: "moving" must now be listed as a warning.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while list(&app, "warning").await != ["moving"] {
+        assert!(tokio::time::Instant::now() < deadline, "moving never showed up under warning");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(list(&app, "notice").await, ["fresh"]);
+}
+
+async fn listing_pages_without_gaps_or_repeats(b: Backend) {
+    let app = app(&b, &config());
+    let same_second = Utc::now() - TimeDelta::days(20);
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let name = format!("debtor-{i}");
+        // Several share one second: paging must still visit each once.
+        let since = if i < 4 { same_second } else { same_second - TimeDelta::hours(i) };
+        owe_since(&b.store, &name, since).await;
+        expected.push(name);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let path = format!("/admin/accounts?stage=suspended&limit=3&cursor={cursor}");
+        let (status, v) = call(&app, "GET", &path, Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let page = v["accounts"].as_array().unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(page.iter().map(|a| a["account"].as_str().unwrap().to_owned()));
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = c.replace('|', "%7C").replace(':', "%3A"),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "no account twice: {seen:?}");
+    assert_eq!(sorted, expected);
+}
+
+async fn audit_is_newest_first_and_pages(b: Backend) {
+    let app = app(&b, &config());
+    for i in 0..5 {
+        put_override(&app, "audited", json!({ "mode": "allow", "reason": format!("reason {i}") }), TOKEN).await;
+    }
+    put_override(&app, "someone-else", json!({ "mode": "allow", "reason": "other" }), TOKEN).await;
+    let mut reasons = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, v) = call(&app, "GET", &format!("/admin/audit?account=audited&limit=2&cursor={cursor}"), Some(TOKEN), None).await;
+        reasons.extend(v["entries"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap().to_owned()));
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(reasons, ["reason 4", "reason 3", "reason 2", "reason 1", "reason 0"]);
+    let (_, global) = call(&app, "GET", "/admin/audit?limit=1", Some(TOKEN), None).await;
+    assert_eq!(global["entries"][0]["account"], "someone-else", "the global log has every account");
+}
+
+async fn sync_without_a_key_is_501(b: Backend) {
+    let app = app(&b, &config());
+    let (status, v) = call(&app, "POST", "/admin/sync", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert!(v["error"].as_str().unwrap().contains("stripe.api_key"));
+}
+
+#[tokio::test]
+async fn openapi_document_is_served_and_covers_every_route() {
+    let b = memory().await;
+    let app = app(&b, &config());
+    let (status, doc) = call(&app, "GET", "/admin/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for p in ["/admin/accounts", "/admin/accounts/{account}", "/admin/accounts/{account}/override", "/admin/accounts/{account}/customers", "/admin/audit", "/admin/sync"] {
+        assert!(paths.contains_key(p), "{p} missing from the document");
+    }
+    assert!(paths["/admin/accounts/{account}/override"]["put"].is_object());
+    assert!(paths["/admin/accounts/{account}/override"]["delete"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_against_localstripe_runs_and_is_audited() {
+    let b = memory().await;
+    let ls = Localstripe::start();
+    let mut c = config();
+    c.stripe.api_key = "sk_test_admin".into();
+    c.stripe.api_base = ls.url();
+    let app = app(&b, &c);
+    let (status, v) = call(&app, "POST", "/admin/sync", Some("alice-secret"), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accounts_changed"], 0);
+    let (_, log) = call(&app, "GET", "/admin/audit", Some(TOKEN), None).await;
+    assert_eq!((log["entries"][0]["action"].as_str(), log["entries"][0]["who"].as_str()), (Some("sync"), Some("alice")));
+}
