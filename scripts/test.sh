@@ -13,9 +13,9 @@ apt_install() {
     exit 1
   fi
   log "installing $* (apt-get)"
-  if [ -z "${PASTDUE_APT_UPDATED:-}" ]; then
+  if [ -z "${APT_UPDATED_BY_TEST_SH:-}" ]; then
     apt-get update -qq
-    export PASTDUE_APT_UPDATED=1
+    export APT_UPDATED_BY_TEST_SH=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
@@ -33,7 +33,7 @@ if [ ! -x .venv/bin/localstripe ] || [ ! -x .venv/bin/schemathesis ]; then
   log "installing localstripe and schemathesis into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check localstripe==1.15.10 schemathesis==4.32.5
 fi
-export PASTDUE_LOCALSTRIPE="$PWD/.venv/bin/localstripe"
+export LOCALSTRIPE_BIN="$PWD/.venv/bin/localstripe"
 
 log "cargo test --all-features"
 cargo test --all-features "$@"

@@ -163,7 +163,7 @@ pub struct Localstripe {
 
 impl Localstripe {
     pub fn start() -> Self {
-        let bin = std::env::var("PASTDUE_LOCALSTRIPE")
+        let bin = std::env::var("LOCALSTRIPE_BIN")
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/localstripe").to_owned());
         assert!(
             std::path::Path::new(&bin).exists(),
