@@ -1,0 +1,72 @@
+//! Webhook ingest load: posts signed, unique `invoice.payment_failed` events
+//! as fast as a fixed number of concurrent senders can, and reports events/s
+//! and latency percentiles.
+//!
+//! `cargo run --release --example webhook_load -- <url> <secret> [events] [concurrency]`
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let url = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:3000/webhooks/stripe".into());
+    let secret = args.get(2).cloned().unwrap_or_else(|| "whsec_bench".into());
+    let events: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let concurrency: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(32);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let run = std::process::id();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, secret, next) = (client.clone(), url.clone(), secret.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0usize;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= events {
+                        return (latencies, failures);
+                    }
+                    let now = chrono::Utc::now().timestamp();
+                    let body = serde_json::to_vec(&serde_json::json!({
+                        "id": format!("evt_load_{run}_{i}"), "type": "invoice.payment_failed", "created": now,
+                        "data": { "object": { "id": format!("in_{i}"), "customer": format!("cus_{}", i % 5000),
+                            "amount_due": 1200, "currency": "eur",
+                            "parent": { "subscription_details": { "metadata": { "account_id": format!("load-{}", i % 5000) } } } } }
+                    }))
+                    .expect("json");
+                    let signature = pastdue::stripe::signature::sign(&secret, now, &body);
+                    let t = Instant::now();
+                    let ok = client.post(&url).header("stripe-signature", signature).body(body).send().await.is_ok_and(|r| r.status().is_success());
+                    latencies.push(t.elapsed());
+                    failures += usize::from(!ok);
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = Vec::with_capacity(events);
+    let mut failures = 0;
+    for w in workers {
+        let (l, f) = w.await?;
+        all.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    println!(
+        "events={} concurrency={} failures={} elapsed={:.2}s rate={:.0}/s p50={:.2}ms p99={:.2}ms max={:.2}ms",
+        all.len(),
+        concurrency,
+        failures,
+        elapsed.as_secs_f64(),
+        all.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    );
+    Ok(())
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Whole-server numbers, measured against baselines in the same run:
+#   1. wrk on GET /api/ping, 10,000 accounts (2% blocked), interleaved rounds:
+#      bare (no gate) / naive (one Redis GET per request) / pastdue (the demo)
+#   2. webhook ingest: signed unique events, events/s and p99
+#   3. propagation: a write on instance A seen by instance B, p50/p99
+#   4. resident memory per cached account at 1,000,000 accounts
+# Everything runs on loopback against a private redis-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-64}
+
+log() { printf '==> %s\n' "$*" >&2; }
+need() {
+  command -v "$1" >/dev/null && return 0
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  else echo "missing $1: sudo apt-get install $2" >&2; exit 1; fi
+}
+need wrk wrk
+need redis-server redis-server
+need curl curl
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+log "building release examples"
+cargo build --release --quiet --examples
+bin="${CARGO_TARGET_DIR:-target}/release/examples"
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning >/dev/null & pids+=($!)
+wait_port "$redis_port"
+redis_url="redis://127.0.0.1:$redis_port"
+
+bare_port=$(free_port); naive_port=$(free_port); pastdue_port=$(free_port)
+PASTDUE_SERVER__LISTEN="127.0.0.1:$bare_port" "$bin/bare" >/dev/null & pids+=($!)
+PASTDUE_SERVER__LISTEN="127.0.0.1:$naive_port" PASTDUE_STORE__URL="$redis_url" "$bin/naive" >/dev/null & pids+=($!)
+PASTDUE_SERVER__LISTEN="127.0.0.1:$pastdue_port" PASTDUE_STORE__URL="$redis_url" \
+  PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_bench PASTDUE_ADMIN__TOKEN=bench-token "$bin/quickstart" >/dev/null & pids+=($!)
+for p in "$bare_port" "$naive_port" "$pastdue_port"; do wait_port "$p"; done
+
+log "blocking 2% of the 10,000 accounts (every 50th) in both gates"
+for i in $(seq 0 50 9999); do
+  redis-cli -p "$redis_port" SET "naive:acct-$i" blocked >/dev/null
+  curl -sf -XPOST "http://127.0.0.1:$pastdue_port/demo/invoice-failed?account=acct-$i&days_ago=30" >/dev/null
+done
+blocked=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Account-Id: acct-50' "http://127.0.0.1:$pastdue_port/api/ping")
+[ "$blocked" = 402 ] || { echo "acct-50 should be blocked, got $blocked" >&2; exit 1; }
+
+declare -A results
+for round in $(seq 1 "$ROUNDS"); do
+  for target in bare naive pastdue; do
+    port_var="${target}_port"
+    rps=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/accounts.lua "http://127.0.0.1:${!port_var}/api/ping" \
+      | awk '/Requests\/sec/ {print $2}')
+    log "round $round: $target $rps req/s"
+    results[$target]="${results[$target]:-} $rps"
+  done
+done
+median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+bare=$(median "${results[bare]}"); naive=$(median "${results[naive]}"); pd=$(median "${results[pastdue]}")
+echo
+echo "GET /api/ping, 10,000 accounts, 2% blocked, wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds"
+printf '  bare     %10.0f req/s\n  naive    %10.0f req/s\n  pastdue  %10.0f req/s\n' "$bare" "$naive" "$pd"
+python3 -c "print(f'  pastdue/bare = {$pd/$bare:.3f}   pastdue/naive = {$pd/$naive:.2f}   naive/bare = {$naive/$bare:.3f}')"
+
+echo
+echo "Webhook ingest (one instance, local Redis, signed unique events):"
+"$bin/webhook_load" "http://127.0.0.1:$pastdue_port/webhooks/stripe" whsec_bench "${EVENTS:-20000}" 32 | sed 's/^/  /'
+
+echo
+echo "Propagation (write through instance A, seen by instance B's listener):"
+"$bin/propagation" "$redis_url" 2000 | sed 's/^/  /'
+
+echo
+echo "Memory per cached account:"
+"$bin/cache_memory" "${ACCOUNTS:-1000000}" | sed 's/^/  /'
