@@ -62,6 +62,8 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .route("/api/ping", get(|| async { Json(serde_json::json!({ "ok": true })) }))
         .route("/billing", get(billing))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/demo/invoice-failed", post(demo_invoice_failed))
         .route("/demo/invoice-paid", post(demo_invoice_paid))
         .layer(gate)
@@ -94,6 +96,24 @@ async fn dashboard(standing: Option<Standing>, Query(q): Query<HashMap<String, S
 <p><a href="/billing?account={account}">Billing</a></p></body></html>"#,
         account = html_escape(account)
     ))
+}
+
+/// Ready when the store answers (a ping, bounded by the store's timeouts).
+async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "ready": true }))),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "ready": false, "store": e.to_string() }))),
+    }
+}
+
+/// The Prometheus exporter `main` installs (tests drive `app` without one).
+static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+
+async fn metrics_text() -> impl IntoResponse {
+    match METRICS.get() {
+        Some(handle) => (StatusCode::OK, handle.render()),
+        None => (StatusCode::NOT_FOUND, "no metrics exporter installed\n".to_owned()),
+    }
 }
 
 fn amount(s: &Standing) -> String {
@@ -203,6 +223,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "warn,pastdue=info".into()),
         )
         .init();
+    // Before the gate is built: it registers its counters with this recorder.
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let _ = METRICS.set(handle);
     let mut config = Config::load()?;
     let demo_token = config.admin.all_tokens().is_empty();
     if demo_token {

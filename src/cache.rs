@@ -211,6 +211,7 @@ impl StateCache {
         let s = &self.shared;
         let now = Utc::now().timestamp_millis();
         let previous = s.down_until_ms.swap(now.saturating_add(s.retry_after_ms), SeqCst);
+        metrics::counter!(crate::metrics::STORE_ERRORS, "op" => "load").increment(1);
         // One log line per outage window, not one per request.
         if previous < now {
             tracing::warn!(error = %e, "billing store unavailable; serving cached state and the on_store_error policy");
@@ -258,10 +259,16 @@ async fn listen(shared: std::sync::Weak<Shared>, mut rx: broadcast::Receiver<Inv
         let message = rx.recv().await;
         let Some(s) = shared.upgrade() else { return };
         match message {
-            Ok(Invalidation::Account(account)) => evict(&s, account.as_str()),
-            Ok(_) => invalidate_all(&s),
-            // Missed messages: nothing cached can be trusted without a re-read.
-            Err(broadcast::error::RecvError::Lagged(_)) => invalidate_all(&s),
+            Ok(Invalidation::Account(account)) => {
+                metrics::counter!(crate::metrics::CACHE_EVICTIONS, "reason" => "write").increment(1);
+                evict(&s, account.as_str());
+            }
+            // A resubscription, or missed messages: nothing cached can be
+            // trusted without a re-read.
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                metrics::counter!(crate::metrics::CACHE_EVICTIONS, "reason" => "resync").increment(1);
+                invalidate_all(&s);
+            }
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }

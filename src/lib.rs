@@ -18,3 +18,4 @@ pub mod cache;
 pub mod money;
 pub mod stripe;
 pub mod admin;
+pub mod metrics;

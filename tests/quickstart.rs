@@ -96,6 +96,8 @@ async fn the_demo_binary_serves_over_http_on_redis() {
     };
     let health = get("/healthz", None).await.unwrap();
     assert_eq!(health.status(), 200);
+    let ready = get("/readyz", None).await.unwrap();
+    assert_eq!(ready.status(), 200);
     let ping = get("/api/ping", Some("acme")).await.unwrap();
     assert_eq!(ping.status(), 200);
     assert!(ping.headers().get("billing-stage").is_none());
@@ -147,4 +149,31 @@ async fn the_demo_binary_serves_over_http_on_redis() {
     assert_eq!(unsigned.status(), 400);
     let blocked = get("/api/ping", Some("globex")).await.unwrap();
     assert_eq!(blocked.status(), 402);
+
+    // Prometheus text: decisions by stage and result, cache and webhook outcomes.
+    let text = get("/metrics", None).await.unwrap().text().await.unwrap();
+    for needle in [
+        r#"pastdue_decisions_total{stage="suspended",action="block",result="deny"}"#,
+        r#"pastdue_decisions_total{stage="active",action="allow",result="pass"}"#,
+        "pastdue_cache_hits_total",
+        "pastdue_cache_misses_total",
+        r#"pastdue_webhooks_total{type="invoice.payment_failed",result="applied"} 1"#,
+        r#"pastdue_webhooks_total{type="other",result="bad_signature"} 1"#,
+        "pastdue_invalidation_resubscribes_total",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
+    }
+
+    // Readiness follows the store.
+    drop(redis);
+    let mut status = 200;
+    for _ in 0..100 {
+        status = get("/readyz", None).await.unwrap().status().as_u16();
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 503, "/readyz reports the store down");
+    assert_eq!(get("/healthz", None).await.unwrap().status(), 200, "/healthz stays cheap and up");
 }

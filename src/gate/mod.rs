@@ -82,6 +82,56 @@ struct Shared {
     resolver: Arc<dyn ResolveAccount>,
     page: PaymentPage,
     unavailable: Standing,
+    counters: Arc<Counters>,
+}
+
+/// Counters registered once, so a decision costs an atomic add, not a
+/// metric-key lookup.
+struct Counters {
+    /// (stage name, pass, deny)
+    decisions: Vec<(String, metrics::Counter, metrics::Counter)>,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+    stale: metrics::Counter,
+    fail_open: metrics::Counter,
+}
+
+impl Counters {
+    fn new(ladder: &Ladder, unavailable: &Standing) -> Self {
+        use crate::metrics as m;
+        let stages = ladder
+            .stages()
+            .iter()
+            .chain([ladder.active(), ladder.canceled(), ladder.unknown(), ladder.override_block_stage(), unavailable.stage()]);
+        let mut decisions: Vec<(String, metrics::Counter, metrics::Counter)> = Vec::new();
+        for stage in stages {
+            if decisions.iter().any(|(name, _, _)| name == stage.name()) {
+                continue;
+            }
+            let labels = |result: &'static str| {
+                [("stage", stage.name().to_owned()), ("action", stage.action().as_str().to_owned()), ("result", result.to_owned())]
+            };
+            decisions.push((
+                stage.name().to_owned(),
+                metrics::counter!(m::DECISIONS, &labels("pass")),
+                metrics::counter!(m::DECISIONS, &labels("deny")),
+            ));
+        }
+        let policy = if unavailable.action() == crate::standing::Action::Allow { "allow" } else { "block" };
+        Self {
+            decisions,
+            hits: metrics::counter!(m::CACHE_HITS),
+            misses: metrics::counter!(m::CACHE_MISSES),
+            stale: metrics::counter!(m::STALE_DECISIONS),
+            fail_open: metrics::counter!(m::FAIL_OPEN, "policy" => policy),
+        }
+    }
+
+    fn decision(&self, stage: &str, pass: bool) {
+        if let Some((_, p, d)) = self.decisions.iter().find(|(name, _, _)| name == stage) {
+            if pass { p.increment(1) } else { d.increment(1) }
+        }
+    }
 }
 
 impl std::fmt::Debug for GateLayer {
@@ -118,9 +168,11 @@ impl GateLayer {
             page = page.with_pay_endpoint(crate::stripe::PAY_PATH);
         }
         let cache = StateCache::new(store, config.cache.capacity, config.cache.ttl, config.cache.retry_after);
+        let unavailable = Standing::unavailable(&ladder, config.gate.on_store_error.action());
         Ok(Self {
             shared: Arc::new(Shared {
-                unavailable: Standing::unavailable(&ladder, config.gate.on_store_error.action()),
+                counters: Arc::new(Counters::new(&ladder, &unavailable)),
+                unavailable,
                 cache,
                 ladder,
                 exempt,
@@ -144,6 +196,7 @@ impl GateLayer {
     pub fn with_ladder(self, ladder: Ladder) -> Self {
         self.edit(|s| {
             s.unavailable = Standing::unavailable(&ladder, s.unavailable.action());
+            s.counters = Arc::new(Counters::new(&ladder, &s.unavailable));
             s.ladder = ladder;
         })
     }
@@ -155,7 +208,10 @@ impl GateLayer {
 
     /// What uncached accounts get while the store is down.
     pub fn with_on_store_error(self, policy: Policy) -> Self {
-        self.edit(|s| s.unavailable = Standing::unavailable(&s.ladder, policy.action()))
+        self.edit(|s| {
+            s.unavailable = Standing::unavailable(&s.ladder, policy.action());
+            s.counters = Arc::new(Counters::new(&s.ladder, &s.unavailable));
+        })
     }
 
     /// The please-pay page.
@@ -212,7 +268,9 @@ impl Shared {
         standing: Standing,
         state: Option<&crate::state::BillingState>,
     ) -> Decision<B> {
-        if !standing.allows(req.method()) {
+        let allowed = standing.allows(req.method());
+        self.counters.decision(standing.stage().name(), allowed);
+        if !allowed {
             let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
             return Decision::Answer(self.page.respond(account, &standing, state, prefers_html(accept)));
         }
@@ -223,8 +281,15 @@ impl Shared {
 
     fn standing_of(&self, lookup: &Lookup) -> Standing {
         match lookup {
-            Lookup::Fresh(c) | Lookup::Stale(c) => c.standing(&self.ladder, Utc::now()),
-            Lookup::Unavailable => self.unavailable.clone(),
+            Lookup::Fresh(c) => c.standing(&self.ladder, Utc::now()),
+            Lookup::Stale(c) => {
+                self.counters.stale.increment(1);
+                c.standing(&self.ladder, Utc::now())
+            }
+            Lookup::Unavailable => {
+                self.counters.fail_open.increment(1);
+                self.unavailable.clone()
+            }
         }
     }
 }
@@ -268,6 +333,7 @@ where
         let now = Utc::now();
         if let Some(cached) = shared.cache.get_fresh(&account, now) {
             // The hot path: no I/O, no allocation beyond the extension.
+            shared.counters.hits.increment(1);
             let standing = cached.standing(&shared.ladder, now);
             let account = detach(&account);
             return match shared.decide(&mut req, &account, standing, cached.state()) {
@@ -279,6 +345,7 @@ where
             Ok(a) => a,
             Err(e) => return ResponseFuture::ready(respond::bad_account(&e)),
         };
+        shared.counters.misses.increment(1);
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let shared = self.shared.clone();

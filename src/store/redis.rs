@@ -461,6 +461,7 @@ async fn listen(
             Ok(pubsub) => {
                 delay = Duration::from_millis(20);
                 listening.send_replace(true);
+                metrics::counter!(crate::metrics::RESUBSCRIBES).increment(1);
                 let _ = tx.send(Invalidation::All);
                 let (mut sink, mut stream) = pubsub.split();
                 let mut ping = tokio::time::interval(LISTENER_PING);

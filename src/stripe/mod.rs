@@ -161,30 +161,40 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+fn count(kind: &str, result: &'static str) {
+    metrics::counter!(crate::metrics::WEBHOOKS, "type" => crate::metrics::event_type_label(kind), "result" => result).increment(1);
+}
+
 async fn receive(State(w): State<Arc<Webhooks>>, headers: HeaderMap, body: Bytes) -> Response {
     let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     if let Err(e) = signature::verify(header, &body, &w.secrets, w.tolerance, Utc::now()) {
         tracing::info!(error = %e, "webhook refused: bad signature");
+        count("other", "bad_signature");
         return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));
     }
     let event = match Event::parse(&body) {
         Ok(e) => e,
-        Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() })),
+        Err(e) => {
+            count("other", "bad_request");
+            return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));
+        }
     };
     let span = tracing::info_span!("webhook", event_id = %event.id, event_type = %event.kind, account = tracing::field::Empty);
-    handle(&w, &event).instrument(span).await
+    let (response, result) = handle(&w, &event).instrument(span).await;
+    count(&event.kind, result);
+    response
 }
 
-async fn handle(w: &Webhooks, event: &Event) -> Response {
+async fn handle(w: &Webhooks, event: &Event) -> (Response, &'static str) {
     let Some(facts) = event::facts(event, &w.mapper.metadata_key) else {
-        return reply(StatusCode::OK, json!({ "received": true, "result": "ignored" }));
+        return (reply(StatusCode::OK, json!({ "received": true, "result": "ignored" })), "ignored");
     };
     let account = match w.mapper.account(facts.customer.as_deref(), facts.account_hint.as_deref()).await {
         Ok(Some(account)) => account,
-        Ok(None) => return reply(StatusCode::OK, json!({ "received": true, "result": "unmapped" })),
+        Ok(None) => return (reply(StatusCode::OK, json!({ "received": true, "result": "unmapped" })), "unmapped"),
         Err(e) => {
             tracing::warn!(error = %e, "webhook not applied (Stripe will retry)");
-            return reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() }));
+            return (reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() })), "unavailable");
         }
     };
     tracing::Span::current().record("account", account.as_str());
@@ -195,11 +205,12 @@ async fn handle(w: &Webhooks, event: &Event) -> Response {
                 _ => "applied",
             };
             tracing::debug!(result, "webhook processed");
-            reply(StatusCode::OK, json!({ "received": true, "result": result, "account": account }))
+            (reply(StatusCode::OK, json!({ "received": true, "result": result, "account": account })), result)
         }
         Err(e) => {
             tracing::warn!(error = %e, "webhook not applied (Stripe will retry)");
-            reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() }))
+            metrics::counter!(crate::metrics::STORE_ERRORS, "op" => "apply").increment(1);
+            (reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() })), "unavailable")
         }
     }
 }

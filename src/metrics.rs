@@ -1,0 +1,57 @@
+//! Metric names, through the [`metrics`](https://docs.rs/metrics) facade:
+//! the app installs whatever exporter it likes (the demo exposes Prometheus
+//! text at `/metrics`). Install the exporter before building a `GateLayer`:
+//! the gate registers its per-stage counters once, at construction, so the
+//! hot path only adds to an atomic.
+//!
+//! | name | labels | what |
+//! |---|---|---|
+//! | `pastdue_decisions_total` | `stage`, `action`, `result` (`pass`/`deny`) | gated requests |
+//! | `pastdue_cache_hits_total` | | decisions made from the in-process cache |
+//! | `pastdue_cache_misses_total` | | decisions that needed a store read |
+//! | `pastdue_cache_evictions_total` | `reason` (`write`/`resync`) | invalidations applied |
+//! | `pastdue_store_errors_total` | `op` | failed store calls |
+//! | `pastdue_stale_decisions_total` | | decisions from last known state during an outage |
+//! | `pastdue_fail_open_total` | `policy` (`allow`/`block`) | uncached accounts decided by `on_store_error` |
+//! | `pastdue_webhooks_total` | `type`, `result` | webhook outcomes (`applied`, `duplicate`, `ignored`, `unmapped`, `bad_signature`, `bad_request`, `unavailable`) |
+//! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
+
+/// Gated requests by stage, action and result.
+pub const DECISIONS: &str = "pastdue_decisions_total";
+/// Decisions made from the cache.
+pub const CACHE_HITS: &str = "pastdue_cache_hits_total";
+/// Decisions that needed a store read.
+pub const CACHE_MISSES: &str = "pastdue_cache_misses_total";
+/// Invalidations applied to the cache.
+pub const CACHE_EVICTIONS: &str = "pastdue_cache_evictions_total";
+/// Failed store calls.
+pub const STORE_ERRORS: &str = "pastdue_store_errors_total";
+/// Decisions made from last known state because the store failed.
+pub const STALE_DECISIONS: &str = "pastdue_stale_decisions_total";
+/// Uncached accounts decided by the outage policy.
+pub const FAIL_OPEN: &str = "pastdue_fail_open_total";
+/// Webhook outcomes.
+pub const WEBHOOKS: &str = "pastdue_webhooks_total";
+/// Invalidation-listener (re)subscriptions.
+pub const RESUBSCRIBES: &str = "pastdue_invalidation_resubscribes_total";
+
+/// The event types webhooks are counted by; anything else counts as `other`,
+/// so a flood of odd types cannot blow up label cardinality.
+pub(crate) fn event_type_label(kind: &str) -> &'static str {
+    const KNOWN: [&str; 13] = [
+        "invoice.payment_failed",
+        "invoice.overdue",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.voided",
+        "invoice.marked_uncollectible",
+        "customer.created",
+        "customer.updated",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+    ];
+    KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
+}
