@@ -1,5 +1,6 @@
 //! The admin API on the memory store and a real `redis-server`.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -11,27 +12,12 @@ use chrono::{TimeDelta, Utc};
 use common::*;
 use http::{Request, StatusCode};
 use pastdue::config::{Config, NamedToken, StageConfig};
-use pastdue::store::{RedisOptions, RedisStore, Store, StoreUrl};
-use pastdue::{AccountId, MemoryStore};
+use pastdue::store::Store;
+use pastdue::AccountId;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 const TOKEN: &str = "t0k3n-for-tests";
-
-struct Backend {
-    store: Arc<dyn Store>,
-    _redis: Option<RedisServer>,
-}
-
-async fn memory() -> Backend {
-    Backend { store: Arc::new(MemoryStore::new()), _redis: None }
-}
-
-async fn redis() -> Backend {
-    let server = RedisServer::start();
-    let store = Arc::new(RedisStore::connect(StoreUrl::Redis(server.url()), RedisOptions::default()).await.unwrap());
-    Backend { store, _redis: Some(server) }
-}
 
 fn config() -> Config {
     let mut c = Config::default();
@@ -93,20 +79,7 @@ async fn owe_since(store: &Arc<dyn Store>, account: &str, since: chrono::DateTim
     store.apply(&acct(account), None, &[unpaid("in_1", 1500, since)]).await.unwrap();
 }
 
-macro_rules! admin_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::memory().await).await })*
-        }
-        mod redis_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::redis().await).await })*
-        }
-    };
-}
-
-admin_suite!(
+backend_suite!(
     auth_none_wrong_right_and_named,
     account_view_and_overrides,
     every_bad_input_names_its_field,

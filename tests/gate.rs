@@ -1,6 +1,7 @@
 //! The gate end to end through axum apps, on the memory store and a real
 //! `redis-server`.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -15,28 +16,9 @@ use http::{Request, StatusCode};
 use pastdue::config::{Config, Policy};
 use pastdue::gate::{ExtensionResolver, GateLayer, SubdomainResolver};
 use pastdue::state::{Change, Override, OverrideMode};
-use pastdue::store::{RedisOptions, RedisStore, Store, StoreUrl};
-use pastdue::{AccountId, Action, Ladder, MemoryStore, Standing};
+use pastdue::store::Store;
+use pastdue::{AccountId, Action, Ladder, Standing};
 use tower::ServiceExt;
-
-struct Backend {
-    store: Arc<dyn Store>,
-    _redis: Option<RedisServer>,
-}
-
-async fn memory() -> Backend {
-    Backend { store: Arc::new(MemoryStore::new()), _redis: None }
-}
-
-async fn redis() -> Backend {
-    let server = RedisServer::start();
-    let store = redis_store(&server).await;
-    Backend { store, _redis: Some(server) }
-}
-
-async fn redis_store(server: &RedisServer) -> Arc<dyn Store> {
-    Arc::new(RedisStore::connect(StoreUrl::Redis(server.url()), RedisOptions::default()).await.unwrap())
-}
 
 fn acct(id: &str) -> AccountId {
     AccountId::new(id).unwrap()
@@ -103,20 +85,7 @@ fn req(method: &str, path: &str, account: Option<&str>, accept: Option<&str>) ->
     b.body(Body::empty()).unwrap()
 }
 
-macro_rules! gate_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::memory().await).await })*
-        }
-        mod redis_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::redis().await).await })*
-        }
-    };
-}
-
-gate_suite!(
+backend_suite!(
     each_action_end_to_end,
     browsers_get_the_page_and_api_clients_problem_json,
     exempt_paths_and_requests_without_account_pass_untouched,
@@ -307,7 +276,18 @@ async fn canceled_gets_its_own_words(b: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_redis_and_see_each_others_writes() {
     let server = RedisServer::start();
-    let (store_a, store_b) = (redis_store(&server).await, redis_store(&server).await);
+    two_instances(&server.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_redis_cluster_and_see_each_others_writes() {
+    let cluster = RedisCluster::start();
+    two_instances(&cluster.url()).await;
+}
+
+/// Two gates, each with its own connection, listener and cache.
+async fn two_instances(url: &str) {
+    let (store_a, store_b) = (store_at(url).await, store_at(url).await);
     let app_b = app(GateLayer::new(store_b));
     // B caches "active" first, so only an invalidation can change its mind.
     for _ in 0..3 {
@@ -326,7 +306,7 @@ async fn two_instances_share_one_redis_and_see_each_others_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_keeps_cached_decisions_and_applies_the_policy_to_the_rest() {
     let mut server = RedisServer::start();
-    let store = redis_store(&server).await;
+    let store = store_at(&server.url()).await;
     owe(&store, "late", 30).await;
     let fail_open = app(GateLayer::new(store.clone()));
     let mut config = Config::default();

@@ -1,5 +1,6 @@
 //! One suite, every backend: the memory store and a real `redis-server`.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -7,24 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use pastdue::store::{Applied, Invalidation, RedisOptions, RedisStore, Store, StoreUrl};
-use pastdue::{AccountId, MemoryStore};
+use pastdue::AccountId;
 use tokio::sync::broadcast;
-
-/// A store plus whatever keeps its backend alive.
-struct Backend {
-    store: Arc<dyn Store>,
-    _redis: Option<RedisServer>,
-}
-
-async fn memory() -> Backend {
-    Backend { store: Arc::new(MemoryStore::new()), _redis: None }
-}
-
-async fn redis() -> Backend {
-    let server = RedisServer::start();
-    let store = RedisStore::connect(StoreUrl::Redis(server.url()), RedisOptions::default()).await.unwrap();
-    Backend { store: Arc::new(store), _redis: Some(server) }
-}
 
 fn acct(id: &str) -> AccountId {
     AccountId::new(id).unwrap()
@@ -41,20 +26,7 @@ async fn next_account(rx: &mut broadcast::Receiver<Invalidation>) -> AccountId {
     }
 }
 
-macro_rules! store_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::memory().await).await })*
-        }
-        mod redis_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::redis().await).await })*
-        }
-    };
-}
-
-store_suite!(
+backend_suite!(
     round_trip,
     unknown_account_is_none,
     concurrent_writers_lose_nothing,

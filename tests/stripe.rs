@@ -1,6 +1,7 @@
 //! Stripe webhooks end to end: signatures as Stripe computes them, events
 //! built from Stripe's own example objects, real Redis, and localstripe.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -13,9 +14,9 @@ use common::*;
 use http::{Request, StatusCode};
 use pastdue::config::{Config, Unmapped};
 use pastdue::state::SubscriptionStatus;
-use pastdue::store::{RedisOptions, RedisStore, Store, StoreUrl};
+use pastdue::store::Store;
 use pastdue::stripe::signature::sign;
-use pastdue::{AccountId, BillingState, MemoryStore};
+use pastdue::{AccountId, BillingState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -108,21 +109,6 @@ async fn post(app: &Router, body: Vec<u8>) -> (StatusCode, Value) {
     post_signed(app, body, Some(header)).await
 }
 
-struct Backend {
-    store: Arc<dyn Store>,
-    redis: Option<RedisServer>,
-}
-
-async fn memory() -> Backend {
-    Backend { store: Arc::new(MemoryStore::new()), redis: None }
-}
-
-async fn redis() -> Backend {
-    let server = RedisServer::start();
-    let store = Arc::new(RedisStore::connect(StoreUrl::Redis(server.url()), RedisOptions::default()).await.unwrap());
-    Backend { store, redis: Some(server) }
-}
-
 fn acct(id: &str) -> AccountId {
     AccountId::new(id).unwrap()
 }
@@ -131,20 +117,7 @@ async fn state(store: &Arc<dyn Store>, account: &str) -> BillingState {
     store.load(&acct(account)).await.unwrap().unwrap_or_default()
 }
 
-macro_rules! stripe_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::memory().await).await })*
-        }
-        mod redis_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::redis().await).await })*
-        }
-    };
-}
-
-stripe_suite!(
+backend_suite!(
     every_event_type_in_both_shapes,
     duplicates_apply_once_even_concurrently,
     bad_signatures_and_bodies_are_refused_and_change_nothing,

@@ -269,7 +269,9 @@ impl Store for RedisStore {
     ) -> Result<Applied, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.state_key(account);
-        let event_key = event_id.map(|id| self.event_key(account, id)).unwrap_or_default();
+        // Without an event id the marker key is unused, but it still must
+        // share the account's slot (a Cluster refuses cross-slot scripts).
+        let event_key = event_id.map_or_else(|| key.clone(), |id| self.event_key(account, id));
         let ttl = self.opts.dedupe_ttl.as_secs().max(1);
         for _ in 0..MAX_ROUNDS {
             let (version, doc): (Option<u64>, Option<String>) = self

@@ -204,3 +204,128 @@ impl Drop for Localstripe {
         let _ = self.child.wait();
     }
 }
+
+// ---- Redis Cluster -----------------------------------------------------------
+
+/// A private 3-master Redis Cluster on loopback, killed (and its files
+/// removed) on drop.
+pub struct RedisCluster {
+    nodes: Vec<Child>,
+    ports: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        for attempt in 0..5 {
+            if let Some(cluster) = Self::try_start(attempt) {
+                return cluster;
+            }
+        }
+        panic!("could not start a 3-node redis cluster");
+    }
+
+    fn try_start(attempt: u32) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("pastdue-cluster-{}-{}-{attempt}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).ok()?;
+        // A node needs its port and port + 10000 (the cluster bus) free.
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            let p = free_port();
+            if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() && !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let mut cluster = Self { nodes: Vec::new(), ports: ports.clone(), dir: dir.clone() };
+        for &p in &ports {
+            let conf = dir.join(format!("nodes-{p}.conf"));
+            let child = spawn_redis(p, &["--cluster-enabled", "yes", "--cluster-config-file", conf.to_str()?, "--dir", dir.to_str()?])?;
+            cluster.nodes.push(child);
+        }
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&hosts)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        if !created.success() {
+            return None;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = ports.iter().all(|&p| raw_command(p, "CLUSTER INFO").is_some_and(|i| i.contains("cluster_state:ok")));
+            if ok {
+                return Some(cluster);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3`
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// ---- one suite, every backend ----------------------------------------------------
+
+/// A store plus whatever keeps its backend alive.
+pub struct Backend {
+    pub store: std::sync::Arc<dyn pastdue::Store>,
+    pub redis: Option<RedisServer>,
+    pub cluster: Option<RedisCluster>,
+}
+
+pub async fn store_at(url: &str) -> std::sync::Arc<dyn pastdue::Store> {
+    let url = pastdue::store::StoreUrl::parse(url).unwrap();
+    std::sync::Arc::new(pastdue::RedisStore::connect(url, pastdue::store::RedisOptions::default()).await.unwrap())
+}
+
+pub async fn memory() -> Backend {
+    Backend { store: std::sync::Arc::new(pastdue::MemoryStore::new()), redis: None, cluster: None }
+}
+
+pub async fn redis() -> Backend {
+    let server = RedisServer::start();
+    Backend { store: store_at(&server.url()).await, redis: Some(server), cluster: None }
+}
+
+pub async fn cluster() -> Backend {
+    let cluster = RedisCluster::start();
+    Backend { store: store_at(&cluster.url()).await, redis: None, cluster: Some(cluster) }
+}
+
+/// Runs each named `async fn(Backend)` against the memory store, a private
+/// `redis-server` and a private 3-master Redis Cluster.
+#[macro_export]
+macro_rules! backend_suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::memory().await).await })*
+        }
+        mod redis_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::redis().await).await })*
+        }
+        mod redis_cluster {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::cluster().await).await })*
+        }
+    };
+}
