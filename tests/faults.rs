@@ -58,7 +58,7 @@ async fn killing_redis_under_load_never_gives_a_5xx_or_a_stuck_request() {
                     let (status, took) = status_and_time(&app, &account).await;
                     assert!(status == StatusCode::OK || status == StatusCode::PAYMENT_REQUIRED, "{account}: {status}");
                     let outage = down.load(std::sync::atomic::Ordering::SeqCst);
-                    if outage && account.starts_with("acct-") && n % 40 % 4 == 0 && n >= 40 {
+                    if outage && account.starts_with("acct-") && (n % 40).is_multiple_of(4) && n >= 40 {
                         assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{account}: the cached debt still blocks");
                     }
                     worst = worst.max(took);
