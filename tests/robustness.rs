@@ -1,0 +1,130 @@
+//! Bad input, systematically: every parser that faces the outside world
+//! takes arbitrary input without panicking, and answers as documented.
+//! (Coverage-guided fuzz targets for the same parsers live in `fuzz/`.)
+
+use chrono::{TimeZone, Utc};
+use pastdue::gate::prefers_html;
+use pastdue::stripe::event::{facts, Event};
+use pastdue::stripe::signature::{sign, verify, SignatureHeader};
+use pastdue::{AccountId, Config};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|f| json!(f)),
+        "[a-z_.]{0,12}".prop_map(Value::String),
+        prop::sample::select(vec!["in_1", "cus_1", "eur", "past_due", "account_id", "open", ""]).prop_map(|s| json!(s)),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "id", "customer", "amount_due", "amount_remaining", "currency", "hosted_invoice_url", "number",
+                    "customer_email", "due_date", "status", "parent", "subscription_details", "subscription", "metadata",
+                    "account_id", "email", "x",
+                ])
+                .prop_map(str::to_owned),
+                inner,
+                0..6,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+const TYPES: [&str; 8] = [
+    "invoice.payment_failed",
+    "invoice.overdue",
+    "invoice.paid",
+    "invoice.marked_uncollectible",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.updated",
+    "charge.succeeded",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn signature_headers_never_panic(header in ".{0,200}", body in prop::collection::vec(any::<u8>(), 0..64)) {
+        let _ = SignatureHeader::parse(&header);
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let r = verify(Some(&header), &body, &["whsec_x".into()], std::time::Duration::from_secs(300), now);
+        // A random header is never a valid signature.
+        prop_assert!(r.is_err());
+    }
+
+    #[test]
+    fn only_the_right_signature_verifies(body in prop::collection::vec(any::<u8>(), 0..256), t in 1_600_000_000i64..1_900_000_000, flip in any::<prop::sample::Index>()) {
+        let now = Utc.timestamp_opt(t, 0).unwrap();
+        let secrets = ["whsec_a".to_owned()];
+        let good = sign("whsec_a", t, &body);
+        prop_assert!(verify(Some(&good), &body, &secrets, std::time::Duration::from_secs(300), now).is_ok());
+        if !body.is_empty() {
+            let mut tampered = body.clone();
+            let i = flip.index(tampered.len());
+            tampered[i] ^= 1;
+            prop_assert!(verify(Some(&good), &tampered, &secrets, std::time::Duration::from_secs(300), now).is_err());
+        }
+    }
+
+    #[test]
+    fn event_bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(event) = Event::parse(&bytes) {
+            let _ = facts(&event, "account_id");
+        }
+    }
+
+    #[test]
+    fn event_objects_of_any_shape_never_panic(object in arb_json(), kind in prop::sample::select(TYPES.to_vec()), created in any::<i64>()) {
+        let body = serde_json::to_vec(&json!({ "id": "evt_1", "type": kind, "created": created, "data": { "object": object } })).unwrap();
+        if let Ok(event) = Event::parse(&body) {
+            if let Some(f) = facts(&event, "account_id") {
+                // Whatever the shape, a fact never invents money from nothing.
+                for change in &f.changes {
+                    if let pastdue::Change::InvoiceUnpaid { invoice, .. } = change {
+                        prop_assert!(invoice.amount_due > 0);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn config_text_never_panics(text in "(\\[[a-z_.]{0,10}\\]\n|[a-z_]{1,12} = (\"[a-z0-9:/.]{0,12}\"|[0-9]{1,5}|true|\\[\\])\n){0,8}") {
+        let _ = Config::from_toml(&text);
+    }
+
+    #[test]
+    fn env_overrides_never_panic(key in "PASTDUE_[A-Z_]{0,20}", value in ".{0,30}") {
+        let _ = Config::load_from(None, vec![(key, value)]);
+    }
+
+    #[test]
+    fn account_ids_follow_the_documented_alphabet(id in ".{0,140}") {
+        let expected = !id.is_empty() && id.len() <= 128
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:@".contains(&b));
+        prop_assert_eq!(AccountId::new(&id).is_ok(), expected);
+    }
+
+    #[test]
+    fn accept_headers_never_panic(accept in ".{0,200}") {
+        let _ = prefers_html(Some(&accept));
+    }
+
+    #[test]
+    fn accept_headers_from_parts(parts in prop::collection::vec(("(text|application|image|\\*)/(html|json|problem\\+json|\\*|xml)", prop::option::of("q=(0(\\.[0-9]{0,3})?|1(\\.0{0,3})?)")), 0..6)) {
+        let header = parts.iter().map(|(m, q)| match q { Some(q) => format!("{m};{q}"), None => m.clone() }).collect::<Vec<_>>().join(", ");
+        let html = prefers_html(Some(&header));
+        // Naming only JSON types never yields HTML.
+        if parts.iter().all(|(m, _)| m.starts_with("application/")) {
+            prop_assert!(!html, "{}", header);
+        }
+    }
+}
