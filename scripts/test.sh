@@ -59,3 +59,26 @@ wait_port "$app_port" || { echo "the demo did not start" >&2; exit 1; }
 .venv/bin/schemathesis run "http://127.0.0.1:$app_port/admin/openapi.json" \
   -H "Authorization: Bearer $token" --checks not_a_server_error \
   --max-examples 30 --seed 1 --no-color
+
+# Coverage-guided fuzzing (libFuzzer via cargo-fuzz, on stable with no
+# sanitizer): a bounded smoke run of every target. SKIP_FUZZ=1 skips it.
+if [ -z "${SKIP_FUZZ:-}" ]; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+  fi
+  log "fuzz smoke run (${FUZZ_SECONDS:-8}s per target)"
+  (
+    cd fuzz
+    cargo fuzz build -s none -O
+    out=$(mktemp)
+    for target in signature_header stripe_event config account_id accept; do
+      if ! cargo fuzz run "$target" -s none -O -- -max_total_time="${FUZZ_SECONDS:-8}" -rss_limit_mb=2048 >"$out" 2>&1; then
+        tail -40 "$out" >&2
+        echo "fuzz target $target failed (artifacts in fuzz/artifacts/$target)" >&2
+        exit 1
+      fi
+      printf '%s: %s\n' "$target" "$(grep -E '^Done' "$out" || echo done)"
+    done
+  )
+fi
