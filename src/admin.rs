@@ -28,7 +28,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::account::AccountId;
 use crate::config::{Config, ConfigError};
-use crate::standing::{Ladder, Reason, Standing};
+use crate::standing::{Ladder, Standing};
 use crate::state::{BillingState, Change, Override, OverrideMode};
 use crate::store::{AuditEntry, Index, IndexEntry, Store, NEVER};
 use crate::stripe::Mapper;
@@ -177,18 +177,6 @@ pub struct AccountView {
     updated_at: Option<DateTime<Utc>>,
 }
 
-fn reason_name(r: Reason) -> &'static str {
-    match r {
-        Reason::GoodStanding => "good_standing",
-        Reason::Unknown => "unknown",
-        Reason::Debt => "debt",
-        Reason::Canceled => "canceled",
-        Reason::Paused => "paused",
-        Reason::Override(_) => "override",
-        Reason::StoreUnavailable => "unavailable",
-    }
-}
-
 fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> AccountView {
     let standing = Standing::evaluate(state, ladder, now);
     let s = state.cloned().unwrap_or_default();
@@ -197,7 +185,7 @@ fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now:
         known: state.is_some(),
         stage: standing.stage().name().to_owned(),
         action: standing.action().as_str().to_owned(),
-        reason: reason_name(standing.reason()).to_owned(),
+        reason: standing.reason().as_str().to_owned(),
         since: standing.since(),
         past_due_since: standing.past_due_since(),
         amount_due: standing.amount_due().map_or(0, |(a, _)| a),

@@ -163,8 +163,9 @@ pub struct PageConfig {
     pub template: String,
 }
 
-/// `[stripe]`: webhooks, the Stripe API, pay links.
-#[derive(Clone, Debug, Deserialize)]
+/// `[stripe]`: webhooks, the Stripe API, pay links. `Debug` hides the
+/// secrets.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StripeConfig {
@@ -192,6 +193,27 @@ pub struct StripeConfig {
     pub portal_return_url: String,
 }
 
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { "***" }
+}
+
+impl std::fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("webhook_path", &self.webhook_path)
+            .field("webhook_secret", &redacted(&self.webhook_secret))
+            .field("webhook_secrets", &self.webhook_secrets.len())
+            .field("tolerance", &self.tolerance)
+            .field("api_key", &redacted(&self.api_key))
+            .field("api_base", &self.api_base)
+            .field("metadata_key", &self.metadata_key)
+            .field("unmapped", &self.unmapped)
+            .field("sync_interval", &self.sync_interval)
+            .field("portal_return_url", &self.portal_return_url)
+            .finish()
+    }
+}
+
 impl StripeConfig {
     /// Every accepted signing secret, non-empty ones only.
     pub fn secrets(&self) -> Vec<String> {
@@ -208,8 +230,8 @@ impl StripeConfig {
     }
 }
 
-/// `[admin]`: the admin API.
-#[derive(Clone, Debug, Deserialize)]
+/// `[admin]`: the admin API. `Debug` hides the tokens.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AdminConfig {
@@ -242,6 +264,16 @@ impl NamedToken {
 impl std::fmt::Debug for NamedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NamedToken").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("path", &self.path)
+            .field("token", &redacted(&self.token))
+            .field("tokens", &self.tokens)
+            .finish()
     }
 }
 

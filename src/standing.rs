@@ -288,6 +288,21 @@ pub enum Reason {
     StoreUnavailable,
 }
 
+impl Reason {
+    /// The name used in pages, problem+json and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::GoodStanding => "good_standing",
+            Reason::Unknown => "unknown",
+            Reason::Debt => "debt",
+            Reason::Canceled => "canceled",
+            Reason::Paused => "paused",
+            Reason::Override(_) => "override",
+            Reason::StoreUnavailable => "unavailable",
+        }
+    }
+}
+
 /// An account's standing at one instant.
 ///
 /// Cheap to clone: the gate puts one in every gated request's extensions.

@@ -161,3 +161,15 @@ fn the_shipped_default_file_is_the_built_in_one() {
     let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap();
     assert_eq!(on_disk, pastdue::config::DEFAULT_TOML);
 }
+
+#[test]
+fn debug_output_hides_secrets() {
+    let mut c = Config::default();
+    c.stripe.webhook_secret = "whsec_SECRET1".into();
+    c.stripe.api_key = "sk_live_SECRET2".into();
+    c.admin.token = "SECRET3".into();
+    c.admin.tokens = vec![pastdue::config::NamedToken::new("alice", "SECRET4")];
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(shown.contains("alice"));
+}

@@ -287,7 +287,7 @@ async fn two_instances_share_one_redis_cluster_and_see_each_others_writes() {
 
 /// Two gates, each with its own connection, listener and cache.
 async fn two_instances(url: &str) {
-    let (store_a, store_b) = (store_at(url).await, store_at(url).await);
+    let (store_a, store_b) = (store_with(url, relaxed()).await, store_with(url, relaxed()).await);
     let app_b = app(GateLayer::new(store_b));
     // B caches "active" first, so only an invalidation can change its mind.
     for _ in 0..3 {

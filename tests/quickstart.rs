@@ -85,7 +85,12 @@ fn start_demo(envs: &[(&str, String)]) -> Demo {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_binary_serves_over_http_on_redis() {
     let redis = common::RedisServer::start();
-    let demo = start_demo(&[("PASTDUE_STORE__URL", redis.url()), ("PASTDUE_STRIPE__WEBHOOK_SECRET", "whsec_demo".into())]);
+    // A loaded CI machine must not turn a slow read into fail-open here.
+    let demo = start_demo(&[
+        ("PASTDUE_STORE__URL", redis.url()),
+        ("PASTDUE_STORE__READ_TIMEOUT", "2s".into()),
+        ("PASTDUE_STRIPE__WEBHOOK_SECRET", "whsec_demo".into()),
+    ]);
     let http = reqwest::Client::new();
     let get = |path: &str, account: Option<&str>| {
         let mut r = http.get(format!("{}{path}", demo.url));

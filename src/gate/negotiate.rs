@@ -71,7 +71,8 @@ mod tests {
             (Some("text/html, application/json;q=0.9"), true),
             (Some("text/*"), true),
             (Some("text/html;q=0"), false),
-            (Some("application/json;q=0, */*"), false), // json via problem+json? no: */* gives problem+json 1.0
+            // JSON refused, but */* still admits problem+json at q=1: a tie, so JSON.
+            (Some("application/json;q=0, */*"), false),
             (Some("TEXT/HTML"), true),
             (Some("garbage,,;;=q"), false),
             (Some("text/html;q=abc"), false),

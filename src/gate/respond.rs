@@ -95,18 +95,6 @@ fn date(t: DateTime<Utc>) -> String {
     t.format("%-d %B %Y").to_string()
 }
 
-fn reason_name(r: Reason) -> &'static str {
-    match r {
-        Reason::GoodStanding => "good_standing",
-        Reason::Unknown => "unknown",
-        Reason::Debt => "debt",
-        Reason::Canceled => "canceled",
-        Reason::Paused => "paused",
-        Reason::Override(_) => "override",
-        Reason::StoreUnavailable => "unavailable",
-    }
-}
-
 impl PaymentPage {
     /// The page described by `[page]`: the built-in template, or the file
     /// named by `page.template`.
@@ -158,7 +146,7 @@ impl PaymentPage {
             account,
             stage: standing.stage().name(),
             action: standing.action().as_str(),
-            reason: reason_name(standing.reason()),
+            reason: standing.reason().as_str(),
             read_only: standing.action() == Action::ReadOnly,
             amount: standing.amount_due().map(|(a, c)| format_money(a, c)),
             amount_due: standing.amount_due().map(|(a, _)| a),

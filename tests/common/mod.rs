@@ -307,9 +307,23 @@ pub struct Backend {
     pub cluster: Option<RedisCluster>,
 }
 
+/// A Redis store with the production defaults (a 50 ms read timeout).
 pub async fn store_at(url: &str) -> std::sync::Arc<dyn pastdue::Store> {
+    store_with(url, pastdue::store::RedisOptions::default()).await
+}
+
+pub async fn store_with(url: &str, opts: pastdue::store::RedisOptions) -> std::sync::Arc<dyn pastdue::Store> {
     let url = pastdue::store::StoreUrl::parse(url).unwrap();
-    std::sync::Arc::new(pastdue::RedisStore::connect(url, pastdue::store::RedisOptions::default()).await.unwrap())
+    std::sync::Arc::new(pastdue::RedisStore::connect(url, opts).await.unwrap())
+}
+
+/// For suites that test behaviour, not timing: a loaded CI machine must not
+/// turn a slow read into a failed assertion. (Timeouts are tested in
+/// `faults.rs` with the production defaults.)
+pub fn relaxed() -> pastdue::store::RedisOptions {
+    let mut opts = pastdue::store::RedisOptions::default();
+    opts.read_timeout = Duration::from_secs(2);
+    opts
 }
 
 pub async fn memory() -> Backend {
@@ -318,12 +332,12 @@ pub async fn memory() -> Backend {
 
 pub async fn redis() -> Backend {
     let server = RedisServer::start();
-    Backend { store: store_at(&server.url()).await, redis: Some(server), cluster: None }
+    Backend { store: store_with(&server.url(), relaxed()).await, redis: Some(server), cluster: None }
 }
 
 pub async fn cluster() -> Backend {
     let cluster = RedisCluster::start();
-    Backend { store: store_at(&cluster.url()).await, redis: None, cluster: Some(cluster) }
+    Backend { store: store_with(&cluster.url(), relaxed()).await, redis: None, cluster: Some(cluster) }
 }
 
 /// Runs each named `async fn(Backend)` against the memory store, a private
