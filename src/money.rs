@@ -16,7 +16,7 @@ pub fn format_money(amount: i64, currency: Currency) -> String {
     }
 }
 
-fn symbol(currency: Currency) -> Option<&'static str> {
+pub(crate) fn symbol(currency: Currency) -> Option<&'static str> {
     Some(match currency.as_str() {
         "eur" => "€",
         "usd" => "$",

@@ -55,12 +55,14 @@ use crate::store::Store;
 
 mod exempt;
 mod extract;
+mod i18n;
 mod negotiate;
 mod resolve;
 mod respond;
 
 pub use self::exempt::ExemptPaths;
 pub use self::extract::MissingStanding;
+pub use self::i18n::{Language, Languages, DEFAULT_LANGUAGE};
 pub use self::negotiate::prefers_html;
 pub use self::resolve::{
     from_fn, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,
@@ -271,8 +273,10 @@ impl Shared {
         let allowed = standing.allows(req.method());
         self.counters.decision(standing.stage().name(), allowed);
         if !allowed {
-            let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
-            return Decision::Answer(self.page.respond(account, &standing, state, prefers_html(accept)));
+            let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+            let html = prefers_html(header(http::header::ACCEPT));
+            let response = self.page.respond(account, &standing, state, html, header(http::header::ACCEPT_LANGUAGE));
+            return Decision::Answer(response);
         }
         let stage = (!standing.stage().is_active()).then(|| standing.stage().header_value().clone());
         req.extensions_mut().insert(standing);

@@ -1,15 +1,16 @@
 //! The 402 answers: an HTML page for browsers, `application/problem+json`
 //! (RFC 9457) for everyone else.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, VARY};
 use http::{HeaderValue, Response, StatusCode};
 use minijinja::Environment;
 use serde::Serialize;
 
 use crate::config::PageConfig;
-use crate::money::format_money;
 use crate::standing::{Action, Reason, Standing};
 use crate::state::BillingState;
 
@@ -51,6 +52,7 @@ pub struct PaymentPage {
     support_email: String,
     portal_url: Option<String>,
     pay_endpoint: Option<String>,
+    languages: super::Languages,
 }
 
 impl Default for PaymentPage {
@@ -81,18 +83,25 @@ struct PageContext<'a> {
     next_stage: Option<&'a str>,
     next_stage_at: Option<String>,
     notices: Vec<NoticeView<'a>>,
+    /// Every message of the chosen language, placeholders filled in.
+    text: BTreeMap<&'a str, String>,
 }
+
+/// The messages a page template gets as `text.*`.
+const TEXT_KEYS: [&str; 21] = [
+    "title", "heading_block", "heading_read_only", "owed_to", "since", "invoice", "reassure", "pay_amount", "pay",
+    "returns", "reminders", "spam", "canceled_heading", "canceled_body", "reactivate", "paused_heading",
+    "paused_body", "add_payment_method", "unknown_heading", "unknown_body", "help",
+];
 
 #[derive(Serialize)]
 struct NoticeView<'a> {
     date: String,
+    /// "3 November 2026, to billing@…" in the page's language.
+    text_to: Option<String>,
     stage: &'a str,
     channel: &'a str,
     to: Option<&'a str>,
-}
-
-fn date(t: DateTime<Utc>) -> String {
-    t.format("%-d %B %Y").to_string()
 }
 
 impl PaymentPage {
@@ -105,6 +114,7 @@ impl PaymentPage {
             std::fs::read_to_string(&config.template)
                 .map_err(|source| PageError::Read { path: config.template.clone(), source })?
         };
+        let languages = super::Languages::builtin().map_err(PageError::Template)?;
         let mut env = Environment::new();
         env.add_template_owned(TEMPLATE, source).map_err(|e| PageError::Template(e.to_string()))?;
         let page = Self {
@@ -113,34 +123,72 @@ impl PaymentPage {
             support_email: config.support_email.clone(),
             portal_url: Some(config.billing_portal_url.clone()).filter(|u| !u.is_empty()),
             pay_endpoint: None,
+            languages,
         };
         page.validate()?;
         Ok(page)
     }
 
-    /// Renders against a sample debt so a template that fails at run time
-    /// (an undefined filter, a bad loop) is refused now.
+    /// Renders against a sample debt, in every language, so a template that
+    /// fails at run time (an undefined filter, a bad loop) is refused now.
     fn validate(&self) -> Result<(), PageError> {
         let sample = sample_state();
         let now = Utc::now();
         let standing = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(20));
-        self.try_render("acct_sample", &standing, Some(&sample)).map(|_| ()).map_err(PageError::Template)
+        for code in self.languages.codes() {
+            self.try_render("acct_sample", &standing, Some(&sample), Some(code), None).map_err(PageError::Template)?;
+        }
+        Ok(())
     }
 
-    fn try_render(&self, account: &str, standing: &Standing, state: Option<&BillingState>) -> Result<String, String> {
+    /// The languages the page speaks.
+    pub fn languages(&self) -> &super::Languages {
+        &self.languages
+    }
+
+    fn try_render(
+        &self,
+        account: &str,
+        standing: &Standing,
+        state: Option<&BillingState>,
+        language: Option<&str>,
+        accept_language: Option<&str>,
+    ) -> Result<String, String> {
+        let lang = self.languages.choose(language.or(state.and_then(BillingState::language)), accept_language);
         let invoice = state.and_then(BillingState::oldest_unpaid);
+        let amount = standing.amount_due().map(|(a, c)| lang.money(a, c));
         let notices = state
             .map(|s| {
                 s.notices()
                     .iter()
                     .filter(|n| Some(n.episode) == standing.past_due_since())
-                    .map(|n| NoticeView { date: date(n.at), stage: &n.stage, channel: &n.channel, to: n.to.as_deref() })
+                    .map(|n| {
+                        let date = lang.date(n.at);
+                        let text_to = n.to.as_deref().map(|to| lang.text("reminder_to", &[("date", &date), ("to", to)]));
+                        NoticeView { date, text_to, stage: &n.stage, channel: &n.channel, to: n.to.as_deref() }
+                    })
                     .collect()
             })
             .unwrap_or_default();
+        let vars = [
+            ("product", self.product_name.as_str()),
+            ("amount", amount.as_deref().unwrap_or("")),
+            ("date", &standing.past_due_since().map(|t| lang.date(t)).unwrap_or_default()),
+            ("number", invoice.and_then(|(_, i)| i.number.as_deref()).unwrap_or("")),
+            ("email", "\u{0}"),
+        ]
+        .map(|(k, v)| (k, v.to_owned()));
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut text: BTreeMap<&str, String> = TEXT_KEYS.iter().map(|k| (*k, lang.text(k, &vars))).collect();
+        // The e-mail address is a link: split the sentence around it.
+        let help = lang.text("help", &vars);
+        let (before, after) = help.split_once('\u{0}').unwrap_or((help.as_str(), ""));
+        text.insert("help_before", before.to_owned());
+        text.insert("help_after", after.to_owned());
+        let title = text["title"].clone();
         let ctx = PageContext {
-            lang: "en",
-            title: "Payment required",
+            lang: lang.code(),
+            title: &title,
             product_name: &self.product_name,
             support_email: &self.support_email,
             account,
@@ -148,16 +196,17 @@ impl PaymentPage {
             action: standing.action().as_str(),
             reason: standing.reason().as_str(),
             read_only: standing.action() == Action::ReadOnly,
-            amount: standing.amount_due().map(|(a, c)| format_money(a, c)),
+            amount,
             amount_due: standing.amount_due().map(|(a, _)| a),
             currency: standing.amount_due().map(|(_, c)| c),
             invoice_number: invoice.and_then(|(_, i)| i.number.as_deref()),
-            past_due_since: standing.past_due_since().map(date),
-            since: standing.since().map(date),
+            past_due_since: standing.past_due_since().map(|t| lang.date(t)),
+            since: standing.since().map(|t| lang.date(t)),
             pay_url: self.pay_url(account, standing),
             next_stage: standing.next().map(|(s, _)| s.name()),
-            next_stage_at: standing.next().map(|(_, t)| date(t)),
+            next_stage_at: standing.next().map(|(_, t)| lang.date(t)),
             notices,
+            text,
         };
         let template = self.env.get_template(TEMPLATE).map_err(|e| e.to_string())?;
         template.render(&ctx).map_err(|e| e.to_string())
@@ -179,8 +228,11 @@ impl PaymentPage {
 
     /// The HTML page. Never fails: a template error at run time falls back
     /// to a plain built-in message (and is logged).
-    pub fn render(&self, account: &str, standing: &Standing, state: Option<&BillingState>) -> String {
-        self.try_render(account, standing, state).unwrap_or_else(|e| {
+    ///
+    /// The language is the account's own (`Change::Language`) when we speak
+    /// it, else the best match for `accept_language`, else English.
+    pub fn render(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> String {
+        self.try_render(account, standing, state, None, accept_language).unwrap_or_else(|e| {
             tracing::error!(error = %e, "page template failed; serving the plain fallback");
             format!(
                 "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Payment required</title><p>A payment to {} is required to continue. Please contact {}.</p></html>",
@@ -231,9 +283,10 @@ impl PaymentPage {
         standing: &Standing,
         state: Option<&BillingState>,
         html: bool,
+        accept_language: Option<&str>,
     ) -> Response<B> {
         let (body, content_type) = if html {
-            (Bytes::from(self.render(account, standing, state)), "text/html; charset=utf-8")
+            (Bytes::from(self.render(account, standing, state, accept_language)), "text/html; charset=utf-8")
         } else {
             let json = serde_json::to_vec(&self.problem(account, standing)).unwrap_or_default();
             (Bytes::from(json), "application/problem+json")
@@ -243,7 +296,7 @@ impl PaymentPage {
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(VARY, HeaderValue::from_static("accept"));
+        h.insert(VARY, HeaderValue::from_static("accept, accept-language"));
         h.insert(BILLING_STAGE, standing.stage().header_value().clone());
         res
     }

@@ -1,0 +1,24 @@
+//! Embeds every translation file in templates/i18n/, so adding a language
+//! is adding a file: no Rust change.
+
+use std::fmt::Write as _;
+
+fn main() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/i18n");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("templates/i18n exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut out = String::from("/// (file name, contents) of every built-in translation.\npub(crate) const BUILTIN: &[(&str, &str)] = &[\n");
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+        let name = f.file_stem().and_then(|s| s.to_str()).expect("utf-8 file name");
+        writeln!(out, "    ({name:?}, include_str!({:?})),", f.display().to_string()).unwrap();
+    }
+    out.push_str("];\n");
+    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("i18n.rs");
+    std::fs::write(dest, out).expect("write i18n.rs");
+}

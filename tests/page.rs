@@ -1,0 +1,103 @@
+//! The please-pay page in every language, for every kind of 402.
+
+mod common;
+
+use chrono::{TimeDelta, Utc};
+use common::*;
+use pastdue::config::Config;
+use pastdue::gate::{Languages, PaymentPage};
+use pastdue::state::{Change, NoticeSent, Override, OverrideMode, SubscriptionStatus};
+use pastdue::{BillingState, Ladder, Standing};
+
+fn state(changes: &[Change]) -> BillingState {
+    let mut s = BillingState::default();
+    for c in changes {
+        s.apply(c);
+    }
+    s
+}
+
+/// What a browser reads: minijinja escapes '/' and quotes in attributes.
+fn text(html: &str) -> String {
+    html.replace("&#x2f;", "/").replace("&#x27;", "'").replace("&quot;", "\"")
+}
+
+#[test]
+fn every_language_renders_every_kind_of_402() {
+    let page = PaymentPage::default();
+    let langs = Languages::builtin().unwrap();
+    let since = Utc::now() - TimeDelta::days(20);
+    let debt = state(&[
+        unpaid("in_1", 123_456, since),
+        Change::NoticeSent(NoticeSent { episode: since, stage: "notice".into(), channel: "email".into(), at: since, to: Some("billing@acme.test".into()) }),
+    ]);
+    let canceled = state(&[subscription("sub_1", SubscriptionStatus::Canceled, since)]);
+    let paused = state(&[subscription("sub_1", SubscriptionStatus::Paused, since)]);
+    let blocked_by_admin = state(&[Change::SetOverride(Override { mode: OverrideMode::Block, until: None, reason: "r".into(), by: "a".into(), at: since })]);
+    let ladder = Ladder::standard();
+    let now = Utc::now();
+    for code in langs.codes() {
+        let lang = langs.get(code).unwrap();
+        for (kind, s) in [("debt", Some(&debt)), ("canceled", Some(&canceled)), ("paused", Some(&paused)), ("override", Some(&blocked_by_admin)), ("unknown", None)] {
+            let standing = if kind == "unknown" { Standing::unavailable(&ladder, pastdue::Action::Block) } else { Standing::evaluate(s, &ladder, now) };
+            let html = text(&page.render("acme", &standing, s, Some(code)));
+            assert!(html.contains(&format!("<html lang=\"{code}\">")), "{code}/{kind}");
+            assert!(html.contains("billing@example.com"), "{code}/{kind}: support contact");
+            assert!(!html.contains("{product}") && !html.contains("{amount}") && !html.contains("{date}"), "{code}/{kind}: unfilled placeholder");
+            assert!(!html.contains("<script"), "{code}/{kind}");
+            if kind == "debt" {
+                let amount = lang.money(123_456, pastdue::state::Currency::new("eur").unwrap());
+                assert!(html.contains(&amount), "{code}: amount {amount}");
+                assert!(html.contains(&lang.date(since)), "{code}: since");
+                assert!(html.contains("billing@acme.test"), "{code}: the reminder sent");
+                assert!(html.contains("https://invoice.stripe.com/i/in_1"), "{code}: pay link");
+            }
+            if kind == "canceled" {
+                assert!(!html.contains(&lang.money(123_456, pastdue::state::Currency::new("eur").unwrap())), "{code}: canceled is not debt");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_page_speaks_the_visitors_language() {
+    let page = PaymentPage::default();
+    let s = state(&[unpaid("in_1", 4_900, Utc::now() - TimeDelta::days(20))]);
+    let standing = Standing::evaluate(Some(&s), &Ladder::standard(), Utc::now());
+    let es = page.render("acme", &standing, Some(&s), Some("es-MX,es;q=0.9,en;q=0.5"));
+    assert!(es.contains("<html lang=\"es\">") && es.contains("49,00\u{a0}€") && es.contains("Pagar"));
+    let de = page.render("acme", &standing, Some(&s), Some("de-AT"));
+    assert!(de.contains("<html lang=\"de\">") && de.contains("49,00\u{a0}€ jetzt bezahlen"), "{de}");
+    let unknown = page.render("acme", &standing, Some(&s), Some("tlh"));
+    assert!(unknown.contains("<html lang=\"en\">") && unknown.contains("€49.00"));
+    // The account's own language beats the browser's.
+    let mut with_lang = s.clone();
+    with_lang.apply(&Change::Language("it".into()));
+    let it = page.render("acme", &standing, Some(&with_lang), Some("fr"));
+    assert!(it.contains("<html lang=\"it\">"));
+}
+
+#[test]
+fn operator_templates_are_checked_at_start_up() {
+    let dir = std::env::temp_dir().join(format!("pastdue-page-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.html");
+    std::fs::write(&good, "<html lang=\"{{ lang }}\"><h1>{{ text.heading_block }}</h1><p>{{ amount }} · {{ account }}</p><a href=\"{{ pay_url }}\">{{ text.pay }}</a></html>").unwrap();
+    let mut config = Config::default();
+    config.page.template = good.to_string_lossy().into_owned();
+    let page = PaymentPage::new(&config.page).expect("a good template is accepted");
+    let s = state(&[unpaid("in_1", 100, Utc::now() - TimeDelta::days(20))]);
+    let standing = Standing::evaluate(Some(&s), &Ladder::standard(), Utc::now());
+    let html = text(&page.render("acme", &standing, Some(&s), Some("fr")));
+    assert!(html.contains("<html lang=\"fr\"><h1>L'accès est suspendu jusqu'au paiement</h1><p>1,00\u{a0}€ · acme</p>"), "{html}");
+
+    for (name, body) in [("syntax", "{% if %}"), ("runtime", "{{ amount | no_such_filter }}"), ("loop", "{% for x in 5 %}{{ x }}{% endfor %}")] {
+        let bad = dir.join(format!("{name}.html"));
+        std::fs::write(&bad, body).unwrap();
+        config.page.template = bad.to_string_lossy().into_owned();
+        assert!(PaymentPage::new(&config.page).is_err(), "{name} template accepted");
+    }
+    config.page.template = "/nonexistent/page.html".into();
+    assert!(PaymentPage::new(&config.page).unwrap_err().to_string().contains("/nonexistent/page.html"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
