@@ -35,6 +35,8 @@ struct AppState {
 pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
     let mut config = config.clone();
     config.gate.exempt.push("/demo/**".into());
+    // The demo shows the injected reminder banner on its HTML pages.
+    config.banner.inject = true;
     let header = axum::http::HeaderName::from_bytes(config.gate.account_header.as_bytes())
         .map_err(|_| ConfigError::Key { key: "gate.account_header".into(), message: "bad header name".into() })?;
     let resolver = HeaderResolver::new(header)
@@ -73,26 +75,19 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .merge(admin))
 }
 
+/// The dashboard. The reminder banner is injected by the gate
+/// (`[banner] inject = true`); the handler reads the same `Standing` to say
+/// what it knows, the way an app renders its own notice.
 async fn dashboard(standing: Option<Standing>, Query(q): Query<HashMap<String, String>>) -> Html<String> {
     let account = q.get("account").map(String::as_str).unwrap_or("(none)");
-    let banner = match standing.as_ref().map(|s| (s.action(), s)) {
-        Some((Action::Notice, s)) => format!(
-            r#"<p class="banner notice">Friendly reminder: a payment of {} did not go through. <a href="{}">Update payment</a></p>"#,
-            amount(s),
-            s.pay_url().unwrap_or("/billing")
-        ),
-        Some((Action::Warn, s)) => format!(
-            r#"<p class="banner warn">Your account will be suspended on {} unless {} is paid. <a href="{}">Pay now</a></p>"#,
-            s.next().map(|(_, at)| at.format("%-d %B %Y").to_string()).unwrap_or_default(),
-            amount(s),
-            s.pay_url().unwrap_or("/billing")
-        ),
+    let stage = standing.as_ref().map_or("no account", |s| s.stage().name());
+    let owed = match standing.as_ref().and_then(|s| s.amount_due().map(|(a, c)| (s.action(), a, c))) {
+        Some((Action::Notice | Action::Warn, a, c)) => format!("<p>Amount due: {}</p>", pastdue::money::format_money(a, c)),
         _ => String::new(),
     };
-    let stage = standing.as_ref().map_or("no account", |s| s.stage().name());
     Html(format!(
-        r#"<!doctype html><html lang="en"><meta charset="utf-8"><title>Dashboard</title>
-<body>{banner}<h1>Dashboard</h1><p>Account: <code>{account}</code> · stage: <code>{stage}</code></p>
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Dashboard</title></head>
+<body><h1>Dashboard</h1><p>Account: <code>{account}</code> · stage: <code>{stage}</code></p>{owed}
 <p><a href="/billing?account={account}">Billing</a></p></body></html>"#,
         account = html_escape(account)
     ))
@@ -114,10 +109,6 @@ async fn metrics_text() -> impl IntoResponse {
         Some(handle) => (StatusCode::OK, handle.render()),
         None => (StatusCode::NOT_FOUND, "no metrics exporter installed\n".to_owned()),
     }
-}
-
-fn amount(s: &Standing) -> String {
-    s.amount_due().map(|(a, c)| pastdue::money::format_money(a, c)).unwrap_or_default()
 }
 
 fn html_escape(s: &str) -> String {

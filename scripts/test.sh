@@ -23,6 +23,8 @@ apt_install() {
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)" >&2; exit 1; }
 command -v redis-server >/dev/null || apt_install redis-server
 command -v redis-cli >/dev/null || apt_install redis-tools
+# The browser test drives Debian's Chromium, headless.
+[ -x /usr/bin/chromium ] || apt_install chromium
 
 # Python test tools (the Stripe emulator) live in a local venv, .venv/.
 command -v python3 >/dev/null || apt_install python3

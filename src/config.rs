@@ -36,6 +36,8 @@ pub struct Config {
     pub ladder: LadderConfig,
     /// `[page]`
     pub page: PageConfig,
+    /// `[banner]`
+    pub banner: BannerConfig,
     /// `[stripe]`
     pub stripe: StripeConfig,
     /// `[admin]`
@@ -160,6 +162,19 @@ pub struct PageConfig {
     /// `billing_portal_url`: fallback pay link (`""` = none).
     pub billing_portal_url: String,
     /// `template`: path of a template replacing the built-in page (`""` = built-in).
+    pub template: String,
+}
+
+/// `[banner]`: the optional reminder injected into the app's HTML.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BannerConfig {
+    /// `inject`: whether to inject it.
+    pub inject: bool,
+    /// `max_bytes`: largest response buffered for injection.
+    pub max_bytes: usize,
+    /// `template`: path of a template replacing the built-in banner.
     pub template: String,
 }
 

@@ -362,3 +362,44 @@ async fn redis_is_down(store: &Arc<dyn Store>) -> bool {
     }
     false
 }
+
+/// The reminder banner goes into the app's HTML, once, and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banner_is_injected_into_html_only() {
+    use axum::response::{Html, IntoResponse};
+    let b = memory().await;
+    owe(&b.store, "reminded", 0).await; // notice
+    owe(&b.store, "warned", 15).await; // warning
+    let page = "<!doctype html><html><head><title>x</title></head><body class=\"app\"><h1>Dashboard</h1></body></html>";
+    let app = Router::new()
+        .route("/html", get(move || async move { Html(page) }))
+        .route("/json", get(|| async { axum::Json(serde_json::json!({ "body": "<body>" })) }))
+        .route("/gzip", get(move || async move { ([("content-encoding", "gzip"), ("content-type", "text/html")], page).into_response() }))
+        .route("/stream", get(move || async move {
+            let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(page))]);
+            ([("content-type", "text/html")], Body::from_stream(chunks)).into_response()
+        }))
+        .layer(GateLayer::new(b.store.clone()).with_banner(Some(64 * 1024)));
+    let get_page = |path: &str, account: &str, lang: &str| {
+        Request::get(path).header("x-account-id", account).header("accept-language", lang).body(Body::empty()).unwrap()
+    };
+
+    let res = app.clone().oneshot(get_page("/html", "reminded", "en")).await.unwrap();
+    let declared: usize = res.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let body = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert_eq!(declared, body.len(), "Content-Length matches the new body");
+    assert_eq!(body.matches("id=\"pastdue-dismiss\"").count(), 1, "exactly one banner");
+    assert!(body.starts_with("<!doctype html><html><head><title>x</title></head><body class=\"app\"><input type=\"checkbox\" id=\"pastdue-dismiss\""));
+    assert!(body.contains("€12.00") && body.contains("Friendly reminder") && body.contains("<h1>Dashboard</h1>"));
+    assert!(!body.contains("<script"));
+
+    let res = app.clone().oneshot(get_page("/html", "warned", "de")).await.unwrap();
+    let body = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(body.contains("pastdue-warn") && body.contains("12,00\u{a0}€") && body.contains("lang=\"de\""), "{body}");
+
+    for (path, account) in [("/json", "reminded"), ("/gzip", "reminded"), ("/stream", "reminded"), ("/html", "paying-customer")] {
+        let res = app.clone().oneshot(get_page(path, account, "en")).await.unwrap();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("pastdue-banner"), "{path} for {account} must pass untouched");
+    }
+}

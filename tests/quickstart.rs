@@ -7,8 +7,6 @@ mod common;
 #[allow(dead_code, unreachable_pub)]
 mod quickstart;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -38,55 +36,11 @@ async fn app_reads_the_account_from_header_query_or_cookie() {
     assert_eq!(call(billing).await.status(), StatusCode::OK, "/billing is exempt");
 }
 
-/// The example binary, killed on drop.
-struct Demo {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_demo(envs: &[(&str, String)]) -> Demo {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "quickstart"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the quickstart example failed");
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").into());
-    let port = common::free_port();
-    let mut cmd = Command::new(format!("{target}/debug/examples/quickstart"));
-    cmd.env("PASTDUE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("PASTDUE_CONFIG")
-        .env_remove("PASTDUE_STORE__URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    // The demo prints its URL once it is listening.
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout);
-    let mut first = String::new();
-    lines.read_line(&mut first).unwrap();
-    // Keep draining, so the demo's later prints never hit a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-    assert!(first.contains(&format!("http://127.0.0.1:{port}")), "unexpected first line: {first:?}");
-    Demo { child, url: format!("http://127.0.0.1:{port}") }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_binary_serves_over_http_on_redis() {
     let redis = common::RedisServer::start();
     // A loaded CI machine must not turn a slow read into fail-open here.
-    let demo = start_demo(&[
+    let demo = common::start_demo(&[
         ("PASTDUE_STORE__URL", redis.url()),
         ("PASTDUE_STORE__READ_TIMEOUT", "2s".into()),
         ("PASTDUE_STRIPE__WEBHOOK_SECRET", "whsec_demo".into()),

@@ -50,9 +50,10 @@ use tower_service::Service;
 use crate::account::{validate, AccountId};
 use crate::cache::{Lookup, StateCache};
 use crate::config::{Config, ConfigError, Policy};
-use crate::standing::{Ladder, Standing};
+use crate::standing::{Action, Ladder, Standing};
 use crate::store::Store;
 
+mod banner;
 mod exempt;
 mod extract;
 mod i18n;
@@ -85,6 +86,8 @@ struct Shared {
     page: PaymentPage,
     unavailable: Standing,
     counters: Arc<Counters>,
+    /// `Some(max_bytes)` when the reminder banner is injected.
+    banner: Option<usize>,
 }
 
 /// Counters registered once, so a decision costs an atomic add, not a
@@ -166,6 +169,11 @@ impl GateLayer {
         })?;
         let mut page = PaymentPage::new(&config.page)
             .map_err(|e| ConfigError::Key { key: "page.template".into(), message: e.to_string() })?;
+        if !config.banner.template.is_empty() {
+            page = page
+                .with_banner_template(&config.banner.template)
+                .map_err(|e| ConfigError::Key { key: "banner.template".into(), message: e.to_string() })?;
+        }
         if !config.stripe.portal_return_url.is_empty() {
             page = page.with_pay_endpoint(crate::stripe::PAY_PATH);
         }
@@ -174,6 +182,7 @@ impl GateLayer {
         Ok(Self {
             shared: Arc::new(Shared {
                 counters: Arc::new(Counters::new(&ladder, &unavailable)),
+                banner: config.banner.inject.then_some(config.banner.max_bytes),
                 unavailable,
                 cache,
                 ladder,
@@ -216,6 +225,13 @@ impl GateLayer {
         })
     }
 
+    /// Injects the reminder banner into HTML responses of accounts in a
+    /// `notice` or `warn` stage, buffering at most `max_bytes`; `None` turns
+    /// it off.
+    pub fn with_banner(self, max_bytes: Option<usize>) -> Self {
+        self.edit(|s| s.banner = max_bytes)
+    }
+
     /// The please-pay page.
     pub fn with_page(self, page: PaymentPage) -> Self {
         self.edit(|s| s.page = page)
@@ -255,8 +271,9 @@ impl<S> std::fmt::Debug for Gate<S> {
 
 /// What the gate decided for one request.
 enum Decision<B> {
-    /// Pass, with this `Billing-Stage` value (none for `active`).
-    Pass(Option<HeaderValue>),
+    /// Pass, with this `Billing-Stage` value (none for `active`), and the
+    /// banner to inject, if any.
+    Pass(Option<HeaderValue>, Option<String>),
     /// Answer with this (402, or 400 for a bad account id).
     Answer(Response<B>),
 }
@@ -279,8 +296,18 @@ impl Shared {
             return Decision::Answer(response);
         }
         let stage = (!standing.stage().is_active()).then(|| standing.stage().header_value().clone());
+        let banner = match standing.action() {
+            Action::Notice | Action::Warn if self.banner.is_some() => {
+                let language = req.headers().get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+                self.page
+                    .banner(&standing, state, language)
+                    .map_err(|e| tracing::error!(error = %e, "banner template failed; no banner"))
+                    .ok()
+            }
+            _ => None,
+        };
         req.extensions_mut().insert(standing);
-        Decision::Pass(stage)
+        Decision::Pass(stage, banner)
     }
 
     fn standing_of(&self, lookup: &Lookup) -> Standing {
@@ -311,7 +338,8 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: From<Bytes> + Send + 'static,
+    ResBody: http_body::Body + From<Bytes> + Send + 'static,
+    ResBody::Data: Send,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -341,7 +369,16 @@ where
             let standing = cached.standing(&shared.ladder, now);
             let account = detach(&account);
             return match shared.decide(&mut req, &account, standing, cached.state()) {
-                Decision::Pass(stage) => ResponseFuture::inner(self.inner.call(req), stage),
+                Decision::Pass(stage, None) => ResponseFuture::inner(self.inner.call(req), stage),
+                Decision::Pass(stage, Some(banner)) => {
+                    let fut = self.inner.call(req);
+                    let max = shared.banner.unwrap_or(0);
+                    ResponseFuture::lookup(Box::pin(async move {
+                        let mut res = fut.await?;
+                        set_stage(&mut res, stage);
+                        Ok(banner::inject(res, &banner, max).await)
+                    }))
+                }
                 Decision::Answer(res) => ResponseFuture::ready(res),
             };
         }
@@ -357,10 +394,13 @@ where
             let lookup = shared.cache.load(&account, Utc::now()).await;
             let standing = shared.standing_of(&lookup);
             match shared.decide(&mut req, account.as_str(), standing, state_of(&lookup)) {
-                Decision::Pass(stage) => {
+                Decision::Pass(stage, banner) => {
                     let mut res = inner.call(req).await?;
                     set_stage(&mut res, stage);
-                    Ok(res)
+                    match banner {
+                        Some(b) => Ok(banner::inject(res, &b, shared.banner.unwrap_or(0)).await),
+                        None => Ok(res),
+                    }
                 }
                 Decision::Answer(res) => Ok(res),
             }

@@ -24,6 +24,8 @@ pub const ENDED_TYPE: &str = "https://docs.rs/pastdue/latest/pastdue/#subscripti
 
 const BUILTIN: &str = include_str!("../../templates/page.html");
 const TEMPLATE: &str = "page.html";
+const BUILTIN_BANNER: &str = include_str!("../../templates/banner.html");
+const BANNER: &str = "banner.html";
 
 /// Why a page template was refused.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,7 @@ impl PaymentPage {
         let languages = super::Languages::builtin().map_err(PageError::Template)?;
         let mut env = Environment::new();
         env.add_template_owned(TEMPLATE, source).map_err(|e| PageError::Template(e.to_string()))?;
+        env.add_template_owned(BANNER, BUILTIN_BANNER.to_owned()).map_err(|e| PageError::Template(e.to_string()))?;
         let page = Self {
             env,
             product_name: config.product_name.clone(),
@@ -135,10 +138,45 @@ impl PaymentPage {
         let sample = sample_state();
         let now = Utc::now();
         let standing = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(20));
+        let warning = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(15));
         for code in self.languages.codes() {
             self.try_render("acct_sample", &standing, Some(&sample), Some(code), None).map_err(PageError::Template)?;
+            self.banner(&warning, Some(&sample), Some(code)).map_err(PageError::Template)?;
         }
         Ok(())
+    }
+
+    /// Replaces the banner with the template in the file `path`, validated
+    /// (like the page) against a sample in every language.
+    pub fn with_banner_template(mut self, path: &str) -> Result<Self, PageError> {
+        let source = std::fs::read_to_string(path).map_err(|source| PageError::Read { path: path.to_owned(), source })?;
+        self.env.add_template_owned(BANNER, source).map_err(|e| PageError::Template(e.to_string()))?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The reminder banner for a `notice` or `warn` standing, in the
+    /// visitor's language.
+    pub fn banner(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, String> {
+        let lang = self.languages.choose(state.and_then(BillingState::language), accept_language);
+        let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
+        let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
+        let vars = [("product", self.product_name.as_str()), ("amount", amount.as_str()), ("date", date.as_str())];
+        let key = if standing.action() == Action::Warn { "banner_warn" } else { "banner_notice" };
+        let text: BTreeMap<&str, String> =
+            ["banner_pay", "banner_dismiss"].iter().map(|k| (*k, lang.text(k, &vars))).collect();
+        let ctx = minijinja::context! {
+            lang => lang.code(),
+            action => standing.action().as_str(),
+            stage => standing.stage().name(),
+            message => lang.text(key, &vars),
+            amount => amount,
+            next_stage_at => date,
+            pay_url => standing.pay_url().map(str::to_owned).or_else(|| self.portal_url.clone()),
+            text => text,
+        };
+        let template = self.env.get_template(BANNER).map_err(|e| e.to_string())?;
+        template.render(ctx).map_err(|e| e.to_string())
     }
 
     /// The languages the page speaks.

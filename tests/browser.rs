@@ -1,0 +1,103 @@
+//! The please-pay page and the banner in a real browser: headless Chromium
+//! (Debian's `chromium`, installed by scripts/test.sh) loads the demo and
+//! the test asserts on the DOM it rendered. Screenshots are kept under
+//! `target/browser/` as artifacts.
+
+#[macro_use]
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn chromium() -> String {
+    let bin = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(std::path::Path::new(&bin).exists(), "{bin} is missing: scripts/test.sh installs Debian's chromium");
+    bin
+}
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs headless Chromium once with a fresh profile; returns stdout.
+fn browse(url: &str, lang: &str, extra: &[String]) -> String {
+    let profile = tempdir();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--accept-lang={lang}"))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pastdue-chromium-{}-{}", std::process::id(), common::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn dom(url: &str, lang: &str) -> String {
+    browse(url, lang, &["--dump-dom".into()])
+}
+
+fn screenshot(url: &str, lang: &str, name: &str, width: u32) {
+    let path = artifacts().join(format!("{name}.png"));
+    browse(url, lang, &[format!("--screenshot={}", path.display()), format!("--window-size={width},900")]);
+    assert!(std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000), "screenshot {name} was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_the_page_in_two_languages_and_the_banner_once() {
+    let demo = common::start_demo(&[]);
+    let http = reqwest::Client::new();
+    for (account, days) in [("late-customer", 20), ("reminded", 0)] {
+        let url = format!("{}/demo/invoice-failed?account={account}&days_ago={days}", demo.url);
+        assert!(http.post(url).send().await.unwrap().status().is_success());
+    }
+    let blocked = format!("{}/?account=late-customer", demo.url);
+    let reminded = format!("{}/?account=reminded", demo.url);
+
+    let (url, demo_url) = (blocked.clone(), demo.url.clone());
+    let (es, de, banner) = tokio::task::spawn_blocking(move || {
+        let es = dom(&url, "es-MX,es");
+        let de = dom(&url, "de");
+        let banner = dom(&format!("{demo_url}/?account=reminded"), "en");
+        (es, de, banner)
+    })
+    .await
+    .unwrap();
+
+    assert!(es.contains("<html lang=\"es\">"), "{es}");
+    assert!(es.contains("49,00\u{a0}€") || es.contains("49,00&nbsp;€"), "Spanish amount");
+    assert!(es.contains("Pagar 49,00"), "Spanish pay button");
+    assert!(es.contains("href=\"/billing?account=late-customer&amp;invoice=in_demo\""), "pay link: {es}");
+    assert!(!es.contains("<script"), "no JavaScript");
+
+    assert!(de.contains("<html lang=\"de\">") && de.contains("jetzt bezahlen"), "German page");
+
+    assert_eq!(banner.matches("id=\"pastdue-dismiss\"").count(), 1, "the banner, once: {banner}");
+    assert!(banner.contains("Friendly reminder") && banner.contains("<h1>Dashboard</h1>"));
+
+    tokio::task::spawn_blocking(move || {
+        screenshot(&blocked, "es", "blocked-es-320", 320);
+        screenshot(&blocked, "de", "blocked-de-1920", 1920);
+        screenshot(&reminded, "en", "banner-en", 1280);
+    })
+    .await
+    .unwrap();
+}
