@@ -157,6 +157,8 @@ pub struct StageConfig {
 pub struct PageConfig {
     /// `product_name`: who is asking.
     pub product_name: String,
+    /// `logo_url`: the operator's logo (`""` = none).
+    pub logo_url: String,
     /// `support_email`: where to reach a human.
     pub support_email: String,
     /// `billing_portal_url`: fallback pay link (`""` = none).

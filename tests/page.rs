@@ -60,6 +60,20 @@ fn every_language_renders_every_kind_of_402() {
 }
 
 #[test]
+fn the_page_names_who_is_asking() {
+    let mut config = Config::default();
+    config.page.product_name = "Globex Analytics".into();
+    config.page.logo_url = "/static/logo.svg".into();
+    let page = PaymentPage::new(&config.page).unwrap();
+    let s = state(&[unpaid("in_1", 4_900, Utc::now() - TimeDelta::days(20))]);
+    let standing = Standing::evaluate(Some(&s), &Ladder::standard(), Utc::now());
+    let html = text(&page.render("acme", &standing, Some(&s), None));
+    assert!(html.contains("<img class=\"logo\" src=\"/static/logo.svg\"") && html.contains("Globex Analytics"), "{html}");
+    let plain = PaymentPage::default().render("acme", &standing, Some(&s), None);
+    assert!(!plain.contains("<img"), "no logo configured, no image request");
+}
+
+#[test]
 fn the_page_speaks_the_visitors_language() {
     let page = PaymentPage::default();
     let s = state(&[unpaid("in_1", 4_900, Utc::now() - TimeDelta::days(20))]);

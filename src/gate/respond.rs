@@ -51,6 +51,7 @@ pub enum PageError {
 pub struct PaymentPage {
     env: Environment<'static>,
     product_name: String,
+    logo_url: Option<String>,
     support_email: String,
     portal_url: Option<String>,
     pay_endpoint: Option<String>,
@@ -69,6 +70,7 @@ struct PageContext<'a> {
     lang: &'a str,
     title: &'a str,
     product_name: &'a str,
+    logo_url: Option<&'a str>,
     support_email: &'a str,
     account: &'a str,
     stage: &'a str,
@@ -123,6 +125,7 @@ impl PaymentPage {
         let page = Self {
             env,
             product_name: config.product_name.clone(),
+            logo_url: Some(config.logo_url.clone()).filter(|u| !u.is_empty()),
             support_email: config.support_email.clone(),
             portal_url: Some(config.billing_portal_url.clone()).filter(|u| !u.is_empty()),
             pay_endpoint: None,
@@ -228,6 +231,7 @@ impl PaymentPage {
             lang: lang.code(),
             title: &title,
             product_name: &self.product_name,
+            logo_url: self.logo_url.as_deref(),
             support_email: &self.support_email,
             account,
             stage: standing.stage().name(),
