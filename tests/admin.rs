@@ -26,7 +26,7 @@ fn config() -> Config {
     c
 }
 
-/// A ladder in seconds: notice at 0, warning at 2 s, suspended at 4 s.
+/// A ladder in seconds: notice at 0, warning at 4 s, suspended at 8 s.
 fn seconds_config() -> Config {
     let mut c = config();
     let toml = r#"
@@ -36,11 +36,11 @@ fn seconds_config() -> Config {
         action = "notice"
         [[ladder.stages]]
         name = "warning"
-        after = "2s"
+        after = "4s"
         action = "warn"
         [[ladder.stages]]
         name = "suspended"
-        after = "4s"
+        after = "8s"
         action = "block"
     "#;
     c.ladder.stages = Config::from_toml(toml).unwrap().ladder.stages;
@@ -231,7 +231,7 @@ async fn listing_by_stage_follows_the_clock(b: Backend) {
     let app = app(&b, &seconds_config());
     let now = Utc::now();
     owe_since(&b.store, "fresh", now + TimeDelta::seconds(60)).await; // clock behind: notice
-    owe_since(&b.store, "moving", now - TimeDelta::milliseconds(1000)).await; // notice now, warning in ~1 s
+    owe_since(&b.store, "moving", now - TimeDelta::milliseconds(1500)).await; // notice now, warning in ~2.5 s
     owe_since(&b.store, "late", now - TimeDelta::seconds(30)).await;
     b.store.apply(&acct("gone"), None, &[subscription("sub_1", pastdue::state::SubscriptionStatus::Canceled, now)]).await.unwrap();
     b.store.apply(&acct("paid-up"), None, &[unpaid("in_9", 5, now), settled("in_9", now)]).await.unwrap();
@@ -244,7 +244,7 @@ async fn listing_by_stage_follows_the_clock(b: Backend) {
     assert_eq!(list(&app, "canceled").await, ["gone"]);
 
     // Only time passes: "moving" must now be listed as a warning.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while list(&app, "warning").await != ["moving"] {
         assert!(tokio::time::Instant::now() < deadline, "moving never showed up under warning");
         tokio::time::sleep(Duration::from_millis(50)).await;
