@@ -370,14 +370,9 @@ where
             let account = detach(&account);
             return match shared.decide(&mut req, &account, standing, cached.state()) {
                 Decision::Pass(stage, None) => ResponseFuture::inner(self.inner.call(req), stage),
-                Decision::Pass(stage, Some(banner)) => {
-                    let fut = self.inner.call(req);
+                Decision::Pass(stage, banner) => {
                     let max = shared.banner.unwrap_or(0);
-                    ResponseFuture::lookup(Box::pin(async move {
-                        let mut res = fut.await?;
-                        set_stage(&mut res, stage);
-                        Ok(banner::inject(res, &banner, max).await)
-                    }))
+                    ResponseFuture::lookup(Box::pin(finish(self.inner.call(req), stage, banner, max)))
                 }
                 Decision::Answer(res) => ResponseFuture::ready(res),
             };
@@ -394,14 +389,7 @@ where
             let lookup = shared.cache.load(&account, Utc::now()).await;
             let standing = shared.standing_of(&lookup);
             match shared.decide(&mut req, account.as_str(), standing, state_of(&lookup)) {
-                Decision::Pass(stage, banner) => {
-                    let mut res = inner.call(req).await?;
-                    set_stage(&mut res, stage);
-                    match banner {
-                        Some(b) => Ok(banner::inject(res, &b, shared.banner.unwrap_or(0)).await),
-                        None => Ok(res),
-                    }
-                }
+                Decision::Pass(stage, banner) => finish(inner.call(req), stage, banner, shared.banner.unwrap_or(0)).await,
                 Decision::Answer(res) => Ok(res),
             }
         }))
@@ -429,6 +417,20 @@ fn detach(account: &str) -> AccountStr {
     let len = account.len().min(buf.len());
     buf[..len].copy_from_slice(&account.as_bytes()[..len]);
     AccountStr { buf, len }
+}
+
+/// Awaits the app's response, then adds the stage header and the banner.
+async fn finish<F, B, E>(fut: F, stage: Option<HeaderValue>, banner: Option<String>, max_bytes: usize) -> Result<Response<B>, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body + From<Bytes>,
+{
+    let mut res = fut.await?;
+    set_stage(&mut res, stage);
+    Ok(match banner {
+        Some(banner) => banner::inject(res, &banner, max_bytes).await,
+        None => res,
+    })
 }
 
 fn set_stage<B>(res: &mut Response<B>, stage: Option<HeaderValue>) {
