@@ -226,8 +226,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let store = pastdue::store::connect(&config.store).await?;
     let app = app(&config, store.clone())?;
-    let mapper = pastdue::stripe::Mapper::new(&config, store)?;
+    let mapper = pastdue::stripe::Mapper::new(&config, store.clone())?;
     let _sync = pastdue::stripe::spawn_periodic_sync(mapper, config.stripe.sync_interval);
+    // Stage notices, when a channel is configured (PASTDUE_NOTIFY__WEBHOOK_URL).
+    let _notices = pastdue::notify::Notifier::from_config(&config, store)?.map(|n| n.spawn());
     let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
     println!("pastdue quickstart listening on {url}");

@@ -38,6 +38,8 @@ pub struct Config {
     pub page: PageConfig,
     /// `[banner]`
     pub banner: BannerConfig,
+    /// `[notify]`
+    pub notify: NotifyConfig,
     /// `[stripe]`
     pub stripe: StripeConfig,
     /// `[admin]`
@@ -165,6 +167,37 @@ pub struct PageConfig {
     pub billing_portal_url: String,
     /// `template`: path of a template replacing the built-in page (`""` = built-in).
     pub template: String,
+}
+
+/// `[notify]`: stage notices. `Debug` hides the secret.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NotifyConfig {
+    /// `webhook_url`: where notices are POSTed (`""` = off).
+    pub webhook_url: String,
+    /// `webhook_secret`: the signing secret.
+    pub webhook_secret: String,
+    /// `poll_interval`: how often time-caused stage entries are looked for.
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    /// `lease`: how long a claimed notice is reserved.
+    #[serde(deserialize_with = "de_duration")]
+    pub lease: Duration,
+    /// `max_attempts`: delivery attempts per notice and pass.
+    pub max_attempts: u32,
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("webhook_url", &self.webhook_url)
+            .field("webhook_secret", &redacted(&self.webhook_secret))
+            .field("poll_interval", &self.poll_interval)
+            .field("lease", &self.lease)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
 }
 
 /// `[banner]`: the optional reminder injected into the app's HTML.

@@ -19,3 +19,4 @@ pub mod money;
 pub mod stripe;
 pub mod admin;
 pub mod metrics;
+pub mod notify;

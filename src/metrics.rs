@@ -15,6 +15,7 @@
 //! | `pastdue_fail_open_total` | `policy` (`allow`/`block`) | uncached accounts decided by `on_store_error` |
 //! | `pastdue_webhooks_total` | `type`, `result` | webhook outcomes (`applied`, `duplicate`, `ignored`, `unmapped`, `bad_signature`, `bad_request`, `unavailable`) |
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
+//! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`) | stage notices |
 
 /// Gated requests by stage, action and result.
 pub const DECISIONS: &str = "pastdue_decisions_total";
@@ -34,6 +35,8 @@ pub const FAIL_OPEN: &str = "pastdue_fail_open_total";
 pub const WEBHOOKS: &str = "pastdue_webhooks_total";
 /// Invalidation-listener (re)subscriptions.
 pub const RESUBSCRIBES: &str = "pastdue_invalidation_resubscribes_total";
+/// Stage notices by channel and result.
+pub const NOTICES: &str = "pastdue_notices_total";
 
 /// The event types webhooks are counted by; anything else counts as `other`,
 /// so a flood of odd types cannot blow up label cardinality.

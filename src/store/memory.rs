@@ -31,6 +31,7 @@ struct Inner {
     seen: HashMap<(AccountId, Box<str>), Instant>,
     customers: HashMap<String, AccountId>,
     indexes: HashMap<Index, BTreeSet<String>>,
+    claims: HashMap<(AccountId, String), Instant>,
     audit: Vec<AuditEntry>,
     audit_seq: u64,
 }
@@ -137,6 +138,18 @@ impl Store for MemoryStore {
             .filter(|e| e.score >= min)
             .take(limit)
             .collect())
+    }
+
+    async fn claim(&self, account: &AccountId, what: &str, lease: Duration) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        inner.claims.retain(|_, until| *until > now);
+        let key = (account.clone(), what.to_owned());
+        if inner.claims.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.claims.insert(key, now + lease);
+        Ok(true)
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError> {

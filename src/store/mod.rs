@@ -117,6 +117,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<IndexEntry>, StoreError>;
 
+    /// Reserves `what` (a notice) for `lease`: `true` for exactly one caller
+    /// until the lease runs out, then for exactly one caller again.
+    async fn claim(&self, account: &AccountId, what: &str, lease: Duration) -> Result<bool, StoreError>;
+
     /// Appends an entry to the account's audit log and to the global one;
     /// returns the entry's id.
     async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError>;

@@ -369,6 +369,18 @@ impl Store for RedisStore {
         Ok(members.iter().filter_map(|m| IndexEntry::parse(m)).collect())
     }
 
+    async fn claim(&self, account: &AccountId, what: &str, lease: Duration) -> Result<bool, StoreError> {
+        let key = format!("{}:{{{}}}:claim:{}", self.opts.prefix, account, what);
+        let mut conn = self.conn.clone();
+        let set: Option<String> = self
+            .bounded(
+                self.opts.write_timeout,
+                redis::cmd("SET").arg(key).arg("1").arg("NX").arg("PX").arg(lease.as_millis().max(1) as u64).query_async(&mut conn),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError> {
         let account = entry.account.as_deref().and_then(|a| AccountId::new(a).ok());
         let json = serde_json::to_string(entry).map_err(|e| StoreError::Backend(e.to_string()))?;

@@ -1,0 +1,208 @@
+//! Stage notices: "a friendly reminder, then a firmer warning, then
+//! suspension", each sent once per stage per debt episode, by signed
+//! outbound webhook.
+//!
+//! Every app instance may run a [`Notifier`]. It checks an account when the
+//! store announces a change (a webhook-caused stage entry is notified at
+//! once) and sweeps the accounts in debt every `notify.poll_interval` for
+//! stage entries caused by time passing. Exactly once:
+//!
+//! - a notice already recorded on the account (`notices`) is never sent
+//!   again;
+//! - before sending, an instance claims the notice in the store for
+//!   `notify.lease`; only one instance holds a claim, and a claim whose
+//!   holder crashed expires, so someone else sends it;
+//! - the send is recorded on the account as soon as the receiver accepts
+//!   it. A crash in the instant between acceptance and recording can repeat
+//!   a delivery; its `id` is the same, so receivers can drop the repeat.
+//!
+//! Only the current stage is announced: an account that enters the ladder
+//! already past some stages gets only its current stage's notice. Admin
+//! overrides and canceled subscriptions are not debt episodes and send
+//! nothing. E-mail over SMTP is not implemented yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::account::AccountId;
+use crate::config::{Config, ConfigError, NotifyConfig};
+use crate::standing::{Action, Ladder, Reason, Standing};
+use crate::state::{BillingState, Change, NoticeSent};
+use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
+
+/// The header that signs outbound notices (same scheme as Stripe's).
+pub const SIGNATURE_HEADER: &str = "Pastdue-Signature";
+const CHANNEL: &str = "webhook";
+
+/// Sends stage notices; see the [module docs](self).
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    ladder: Ladder,
+    config: NotifyConfig,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier").field("webhook_url", &self.inner.config.webhook_url).finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// A notifier from `[notify]`, or `None` when no channel is configured.
+    pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
+        let n = &config.notify;
+        if n.webhook_url.is_empty() {
+            return Ok(None);
+        }
+        if !(n.webhook_url.starts_with("http://") || n.webhook_url.starts_with("https://")) {
+            return Err(ConfigError::Key { key: "notify.webhook_url".into(), message: "must be an http(s) URL".into() });
+        }
+        if n.webhook_secret.is_empty() {
+            return Err(ConfigError::Key { key: "notify.webhook_secret".into(), message: "is needed to sign notices".into() });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ConfigError::Key { key: "notify.webhook_url".into(), message: e.to_string() })?;
+        let inner = Inner { store, ladder: config.ladder()?, config: n.clone(), http };
+        Ok(Some(Self { inner: Arc::new(inner) }))
+    }
+
+    /// Runs the notifier in the background: at once for every change the
+    /// store announces, and a sweep every `poll_interval`.
+    pub fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut changes = self.inner.store.invalidations();
+            let mut tick = tokio::time::interval(self.inner.config.poll_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    msg = changes.recv() => match msg {
+                        Ok(Invalidation::Account(account)) => {
+                            let me = self.clone();
+                            tokio::spawn(async move { me.log(me.check(&account).await.map(|_| ())) });
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.log(self.sweep().await.map(|_| ())),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => self.log(self.sweep().await.map(|_| ())),
+                }
+            }
+        })
+    }
+
+    fn log(&self, result: Result<(), StoreError>) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "notice check failed; the next sweep retries");
+        }
+    }
+
+    /// Checks every account in debt; returns how many notices went out.
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let mut sent = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.inner.store.scan_index(Index::Debt, 0, NEVER, cursor.as_deref(), 200).await?;
+            let Some(last) = page.last() else { return Ok(sent) };
+            cursor = Some(last.cursor());
+            for entry in &page {
+                sent += usize::from(self.check(&entry.account).await?);
+            }
+        }
+    }
+
+    /// Sends the account's current-stage notice if it is due and nobody has;
+    /// returns whether this call sent it.
+    pub async fn check(&self, account: &AccountId) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let Some(state) = inner.store.load(account).await? else { return Ok(false) };
+        let now = Utc::now();
+        let standing = Standing::evaluate(Some(&state), &inner.ladder, now);
+        let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(false) };
+        if matches!(standing.action(), Action::Allow) {
+            return Ok(false);
+        }
+        let stage = standing.stage().name().to_owned();
+        let already = state.notices().iter().any(|n| n.episode == episode && n.stage == stage && n.channel == CHANNEL);
+        if already {
+            return Ok(false);
+        }
+        let what = format!("{}:{stage}:{CHANNEL}", episode.timestamp());
+        if !inner.store.claim(account, &what, inner.config.lease).await? {
+            return Ok(false);
+        }
+        let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
+        let body = payload(&id, account, &standing, &state);
+        if !self.deliver(&body).await {
+            // The claim lapses after the lease; a later sweep tries again.
+            metrics::counter!(crate::metrics::NOTICES, "channel" => CHANNEL, "result" => "failed").increment(1);
+            return Ok(false);
+        }
+        let record = Change::NoticeSent(NoticeSent {
+            episode,
+            stage,
+            channel: CHANNEL.into(),
+            at: Utc::now(),
+            to: None,
+        });
+        inner.store.apply(account, None, &[record]).await?;
+        metrics::counter!(crate::metrics::NOTICES, "channel" => CHANNEL, "result" => "sent").increment(1);
+        Ok(true)
+    }
+
+    /// POSTs the signed body, retrying with doubling backoff.
+    async fn deliver(&self, body: &[u8]) -> bool {
+        let inner = &self.inner;
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1..=inner.config.max_attempts.max(1) {
+            let signature = crate::stripe::signature::sign(&inner.config.webhook_secret, Utc::now().timestamp(), body);
+            let sent = inner
+                .http
+                .post(&inner.config.webhook_url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(SIGNATURE_HEADER, signature)
+                .body(body.to_vec())
+                .send()
+                .await;
+            match sent {
+                Ok(res) if res.status().is_success() => return true,
+                Ok(res) => tracing::info!(attempt, status = %res.status(), "notice receiver refused; retrying"),
+                Err(e) => tracing::info!(attempt, error = %e, "notice receiver unreachable; retrying"),
+            }
+            if attempt < inner.config.max_attempts {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        false
+    }
+}
+
+fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingState) -> Vec<u8> {
+    let body = json!({
+        "type": "pastdue.stage_entered",
+        "id": id,
+        "account": account,
+        "stage": standing.stage().name(),
+        "action": standing.action().as_str(),
+        "past_due_since": standing.past_due_since(),
+        "next_stage": standing.next().map(|(s, _)| s.name()),
+        "next_stage_at": standing.next().map(|(_, t)| t),
+        "amount_due": standing.amount_due().map_or(0, |(a, _)| a),
+        "currency": standing.amount_due().map(|(_, c)| c),
+        "pay_url": standing.pay_url(),
+        "contact_email": state.contact_email(),
+        "created": Utc::now().timestamp(),
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}

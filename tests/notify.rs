@@ -1,0 +1,172 @@
+//! Stage notices by signed webhook: several notifier instances on one real
+//! Redis, a real HTTP receiver on loopback, a ladder in seconds.
+
+#[macro_use]
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use chrono::{TimeDelta, Utc};
+use common::*;
+use pastdue::config::Config;
+use pastdue::notify::Notifier;
+use pastdue::store::Store;
+use pastdue::AccountId;
+use serde_json::Value;
+
+const SECRET: &str = "whsec_notices";
+
+/// What the receiver saw: accepted notices, and how many it refused.
+#[derive(Default)]
+struct Received {
+    accepted: Vec<Value>,
+    refused: usize,
+    fail_first: usize,
+}
+
+async fn receive(State(seen): State<Arc<Mutex<Received>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let sig = headers.get("pastdue-signature").and_then(|v| v.to_str().ok());
+    pastdue::stripe::signature::verify(sig, &body, &[SECRET.into()], Duration::from_secs(300), Utc::now())
+        .expect("every notice is signed with notify.webhook_secret");
+    let mut seen = seen.lock().unwrap();
+    if seen.refused < seen.fail_first {
+        seen.refused += 1;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    seen.accepted.push(serde_json::from_slice(&body).unwrap());
+    StatusCode::OK
+}
+
+async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Received>>) {
+    let seen = Arc::new(Mutex::new(Received { fail_first, ..Received::default() }));
+    let app = Router::new().route("/hook", post(receive)).with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// notice at 0, warning at 2 s, suspended at 4 s.
+fn config(url: &str) -> Config {
+    let mut c = Config::from_toml(
+        r#"
+        [notify]
+        poll_interval = "200ms"
+        lease = "2s"
+        max_attempts = 4
+        [[ladder.stages]]
+        name = "notice"
+        after = "0s"
+        action = "notice"
+        [[ladder.stages]]
+        name = "warning"
+        after = "2s"
+        action = "warn"
+        [[ladder.stages]]
+        name = "suspended"
+        after = "4s"
+        action = "block"
+    "#,
+    )
+    .unwrap();
+    c.notify.webhook_url = url.into();
+    c.notify.webhook_secret = SECRET.into();
+    c
+}
+
+/// Three instances, each with its own connection to one Redis.
+async fn instances(server: &RedisServer, url: &str, n: usize) -> (Arc<dyn Store>, Vec<tokio::task::JoinHandle<()>>) {
+    let writer = store_with(&server.url(), relaxed()).await;
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let store = store_with(&server.url(), relaxed()).await;
+        handles.push(Notifier::from_config(&config(url), store).unwrap().unwrap().spawn());
+    }
+    (writer, handles)
+}
+
+fn stages(seen: &Arc<Mutex<Received>>, account: &str) -> Vec<String> {
+    seen.lock().unwrap().accepted.iter().filter(|n| n["account"] == account).map(|n| n["stage"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn wait_for(seen: &Arc<Mutex<Received>>, account: &str, count: usize, limit: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let got = stages(seen, account);
+        if got.len() >= count || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stage_is_notified_once_in_order_across_three_instances() {
+    let server = RedisServer::start();
+    let (url, seen) = receiver(0).await;
+    let (store, _instances) = instances(&server, &url, 3).await;
+    let started = std::time::Instant::now();
+    store.apply(&AccountId::new("acme").unwrap(), None, &[unpaid("in_1", 4_900, Utc::now())]).await.unwrap();
+    // The webhook-caused entry is notified at once, not at the next sweep.
+    let first = wait_for(&seen, "acme", 1, Duration::from_secs(2)).await;
+    assert_eq!(first, ["notice"], "immediate notice (after {:?})", started.elapsed());
+    let all = wait_for(&seen, "acme", 3, Duration::from_secs(10)).await;
+    assert_eq!(all, ["notice", "warning", "suspended"]);
+    // Nothing more after the last stage, and nothing twice.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(stages(&seen, "acme"), ["notice", "warning", "suspended"]);
+    let n = seen.lock().unwrap().accepted[2].clone();
+    assert_eq!((n["type"].as_str(), n["action"].as_str(), n["amount_due"].as_i64(), n["currency"].as_str()), (Some("pastdue.stage_entered"), Some("block"), Some(4_900), Some("eur")));
+    assert!(n["id"].as_str().unwrap().starts_with("ntc_acme_"));
+    // The admin view and the page can say when we wrote.
+    let state = store.load(&AccountId::new("acme").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.notices().iter().map(|n| n.stage.as_str()).collect::<Vec<_>>(), ["notice", "suspended", "warning"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entering_late_sends_only_the_current_stage_and_payment_stops_the_rest() {
+    let server = RedisServer::start();
+    let (url, seen) = receiver(0).await;
+    let (store, _instances) = instances(&server, &url, 2).await;
+    // First heard of 2.5 s after the failure: already in "warning".
+    store.apply(&AccountId::new("late").unwrap(), None, &[unpaid("in_1", 100, Utc::now() - TimeDelta::milliseconds(2500))]).await.unwrap();
+    assert_eq!(wait_for(&seen, "late", 1, Duration::from_secs(2)).await, ["warning"]);
+    // Pays before suspension: no further notice.
+    store.apply(&AccountId::new("late").unwrap(), None, &[settled("in_1", Utc::now())]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stages(&seen, "late"), ["warning"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_fails_twice_gets_exactly_one_accepted_delivery() {
+    let server = RedisServer::start();
+    let (url, seen) = receiver(2).await;
+    let (store, _instances) = instances(&server, &url, 2).await;
+    store.apply(&AccountId::new("flaky").unwrap(), None, &[unpaid("in_1", 100, Utc::now())]).await.unwrap();
+    assert_eq!(wait_for(&seen, "flaky", 1, Duration::from_secs(5)).await, ["notice"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let seen = seen.lock().unwrap();
+    assert_eq!((seen.refused, seen.accepted.len()), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_holder_died_is_taken_over_after_the_lease() {
+    let server = RedisServer::start();
+    let (url, seen) = receiver(0).await;
+    let store = store_with(&server.url(), relaxed()).await;
+    let account = AccountId::new("orphan").unwrap();
+    let since = Utc::now();
+    store.apply(&account, None, &[unpaid("in_1", 100, since)]).await.unwrap();
+    // An instance claims the notice and dies before sending it.
+    assert!(store.claim(&account, &format!("{}:notice:webhook", since.timestamp()), Duration::from_millis(800)).await.unwrap());
+    let (_, _instances) = instances(&server, &url, 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(stages(&seen, "orphan").is_empty(), "the claim is respected while it lasts");
+    assert_eq!(wait_for(&seen, "orphan", 1, Duration::from_secs(5)).await, ["notice"], "then someone sends it");
+}
