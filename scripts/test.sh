@@ -31,9 +31,9 @@ command -v python3 >/dev/null || apt_install python3
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; python3 -m venv .venv; }
 fi
-if [ ! -x .venv/bin/localstripe ] || [ ! -x .venv/bin/schemathesis ]; then
-  log "installing localstripe and schemathesis into .venv"
-  .venv/bin/pip install --quiet --disable-pip-version-check localstripe==1.15.10 schemathesis==4.32.5
+if [ ! -x .venv/bin/localstripe ] || [ ! -x .venv/bin/schemathesis ] || ! .venv/bin/python -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing localstripe, schemathesis and aiosmtpd into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check localstripe==1.15.10 schemathesis==4.32.5 aiosmtpd==1.4.6
 fi
 export LOCALSTRIPE_BIN="$PWD/.venv/bin/localstripe"
 

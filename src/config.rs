@@ -178,6 +178,10 @@ pub struct NotifyConfig {
     pub webhook_url: String,
     /// `webhook_secret`: the signing secret.
     pub webhook_secret: String,
+    /// `smtp_url`: where e-mail notices are sent (`""` = off).
+    pub smtp_url: String,
+    /// `from`: the sender of e-mail notices.
+    pub from: String,
     /// `poll_interval`: how often time-caused stage entries are looked for.
     #[serde(deserialize_with = "de_duration")]
     pub poll_interval: Duration,
@@ -193,6 +197,8 @@ impl std::fmt::Debug for NotifyConfig {
         f.debug_struct("NotifyConfig")
             .field("webhook_url", &self.webhook_url)
             .field("webhook_secret", &redacted(&self.webhook_secret))
+            .field("smtp_url", &self.smtp_url.split('@').next_back().unwrap_or(""))
+            .field("from", &self.from)
             .field("poll_interval", &self.poll_interval)
             .field("lease", &self.lease)
             .field("max_attempts", &self.max_attempts)

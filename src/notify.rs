@@ -19,12 +19,19 @@
 //! Only the current stage is announced: an account that enters the ladder
 //! already past some stages gets only its current stage's notice. Admin
 //! overrides and canceled subscriptions are not debt episodes and send
-//! nothing. E-mail over SMTP is not implemented yet.
+//! nothing.
+//!
+//! Channels, each optional: the signed webhook (`notify.webhook_url`) and
+//! e-mail over SMTP (`notify.smtp_url`) to the billing contact, in the
+//! account's language. Each channel is claimed, sent and recorded on its own.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -36,7 +43,8 @@ use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
 
 /// The header that signs outbound notices (same scheme as Stripe's).
 pub const SIGNATURE_HEADER: &str = "Pastdue-Signature";
-const CHANNEL: &str = "webhook";
+const WEBHOOK: &str = "webhook";
+const EMAIL: &str = "email";
 
 /// Sends stage notices; see the [module docs](self).
 #[derive(Clone)]
@@ -49,6 +57,11 @@ struct Inner {
     ladder: Ladder,
     config: NotifyConfig,
     http: reqwest::Client,
+    smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Option<Mailbox>,
+    languages: crate::gate::Languages,
+    product_name: String,
+    support_email: String,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -61,20 +74,44 @@ impl Notifier {
     /// A notifier from `[notify]`, or `None` when no channel is configured.
     pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
         let n = &config.notify;
-        if n.webhook_url.is_empty() {
+        let key = |key: &str, message: String| ConfigError::Key { key: key.into(), message };
+        if n.webhook_url.is_empty() && n.smtp_url.is_empty() {
             return Ok(None);
         }
-        if !(n.webhook_url.starts_with("http://") || n.webhook_url.starts_with("https://")) {
-            return Err(ConfigError::Key { key: "notify.webhook_url".into(), message: "must be an http(s) URL".into() });
+        if !n.webhook_url.is_empty() {
+            if !(n.webhook_url.starts_with("http://") || n.webhook_url.starts_with("https://")) {
+                return Err(key("notify.webhook_url", "must be an http(s) URL".into()));
+            }
+            if n.webhook_secret.is_empty() {
+                return Err(key("notify.webhook_secret", "is needed to sign notices".into()));
+            }
         }
-        if n.webhook_secret.is_empty() {
-            return Err(ConfigError::Key { key: "notify.webhook_secret".into(), message: "is needed to sign notices".into() });
-        }
+        let (smtp, from) = if n.smtp_url.is_empty() {
+            (None, None)
+        } else {
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&n.smtp_url)
+                .map_err(|e| key("notify.smtp_url", e.to_string()))?
+                .timeout(Some(Duration::from_secs(10)))
+                .build();
+            let from: Mailbox = n.from.parse().map_err(|e: lettre::address::AddressError| key("notify.from", e.to_string()))?;
+            (Some(transport), Some(from))
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| ConfigError::Key { key: "notify.webhook_url".into(), message: e.to_string() })?;
-        let inner = Inner { store, ladder: config.ladder()?, config: n.clone(), http };
+            .map_err(|e| key("notify.webhook_url", e.to_string()))?;
+        let languages = crate::gate::Languages::builtin().map_err(|e| key("page", e))?;
+        let inner = Inner {
+            store,
+            ladder: config.ladder()?,
+            config: n.clone(),
+            http,
+            smtp,
+            from,
+            languages,
+            product_name: config.page.product_name.clone(),
+            support_email: config.page.support_email.clone(),
+        };
         Ok(Some(Self { inner: Arc::new(inner) }))
     }
 
@@ -116,48 +153,110 @@ impl Notifier {
             let Some(last) = page.last() else { return Ok(sent) };
             cursor = Some(last.cursor());
             for entry in &page {
-                sent += usize::from(self.check(&entry.account).await?);
+                sent += self.check(&entry.account).await?;
             }
         }
     }
 
-    /// Sends the account's current-stage notice if it is due and nobody has;
-    /// returns whether this call sent it.
-    pub async fn check(&self, account: &AccountId) -> Result<bool, StoreError> {
+    /// Sends the account's current-stage notice on every channel where it
+    /// is due and nobody has; returns how many this call sent.
+    pub async fn check(&self, account: &AccountId) -> Result<usize, StoreError> {
         let inner = &self.inner;
-        let Some(state) = inner.store.load(account).await? else { return Ok(false) };
-        let now = Utc::now();
-        let standing = Standing::evaluate(Some(&state), &inner.ladder, now);
-        let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(false) };
+        let Some(state) = inner.store.load(account).await? else { return Ok(0) };
+        let standing = Standing::evaluate(Some(&state), &inner.ladder, Utc::now());
+        let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(0) };
         if matches!(standing.action(), Action::Allow) {
-            return Ok(false);
+            return Ok(0);
         }
         let stage = standing.stage().name().to_owned();
-        let already = state.notices().iter().any(|n| n.episode == episode && n.stage == stage && n.channel == CHANNEL);
-        if already {
-            return Ok(false);
+        let mut sent = 0;
+        for channel in [WEBHOOK, EMAIL] {
+            let to = match channel {
+                WEBHOOK if !inner.config.webhook_url.is_empty() => None,
+                EMAIL if inner.smtp.is_some() => match state.contact_email() {
+                    Some(address) => Some(address.to_owned()),
+                    None => continue, // nobody to write to (yet)
+                },
+                _ => continue,
+            };
+            let already = state.notices().iter().any(|n| n.episode == episode && n.stage == stage && n.channel == channel);
+            if already {
+                continue;
+            }
+            let what = format!("{}:{stage}:{channel}", episode.timestamp());
+            if !inner.store.claim(account, &what, inner.config.lease).await? {
+                continue;
+            }
+            let delivered = match &to {
+                None => {
+                    let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
+                    self.deliver(&payload(&id, account, &standing, &state)).await
+                }
+                Some(address) => self.email(address, &standing, &state).await,
+            };
+            if !delivered {
+                // The claim lapses after the lease; a later sweep tries again.
+                metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
+                continue;
+            }
+            let record = Change::NoticeSent(NoticeSent { episode, stage: stage.clone(), channel: channel.into(), at: Utc::now(), to });
+            inner.store.apply(account, None, &[record]).await?;
+            metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
+            sent += 1;
         }
-        let what = format!("{}:{stage}:{CHANNEL}", episode.timestamp());
-        if !inner.store.claim(account, &what, inner.config.lease).await? {
-            return Ok(false);
+        Ok(sent)
+    }
+
+    /// Sends the stage's e-mail, in the account's language, retrying like
+    /// the webhook.
+    async fn email(&self, to: &str, standing: &Standing, state: &BillingState) -> bool {
+        let inner = &self.inner;
+        let (Some(smtp), Some(from)) = (&inner.smtp, &inner.from) else { return false };
+        let Ok(to) = to.parse::<Mailbox>() else {
+            tracing::warn!(to, "billing contact is not a valid e-mail address; no e-mail notice");
+            return false;
+        };
+        let lang = inner.languages.choose(state.language(), None);
+        let kind = match standing.action() {
+            Action::Notice => "notice",
+            Action::Warn => "warn",
+            _ => "block",
+        };
+        let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
+        let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
+        let pay_url = standing.pay_url().unwrap_or("");
+        let vars = [
+            ("product", inner.product_name.as_str()),
+            ("amount", amount.as_str()),
+            ("date", date.as_str()),
+            ("pay_url", pay_url),
+            ("support", inner.support_email.as_str()),
+        ];
+        let message = Message::builder()
+            .from(from.clone())
+            .to(to)
+            .subject(lang.text(&format!("email_{kind}_subject"), &vars))
+            .header(ContentType::TEXT_PLAIN)
+            .body(lang.text(&format!("email_{kind}_body"), &vars));
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "e-mail notice could not be built");
+                return false;
+            }
+        };
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1..=inner.config.max_attempts.max(1) {
+            match smtp.send(message.clone()).await {
+                Ok(_) => return true,
+                Err(e) => tracing::info!(attempt, error = %e, "SMTP send failed; retrying"),
+            }
+            if attempt < inner.config.max_attempts {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
         }
-        let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
-        let body = payload(&id, account, &standing, &state);
-        if !self.deliver(&body).await {
-            // The claim lapses after the lease; a later sweep tries again.
-            metrics::counter!(crate::metrics::NOTICES, "channel" => CHANNEL, "result" => "failed").increment(1);
-            return Ok(false);
-        }
-        let record = Change::NoticeSent(NoticeSent {
-            episode,
-            stage,
-            channel: CHANNEL.into(),
-            at: Utc::now(),
-            to: None,
-        });
-        inner.store.apply(account, None, &[record]).await?;
-        metrics::counter!(crate::metrics::NOTICES, "channel" => CHANNEL, "result" => "sent").increment(1);
-        Ok(true)
+        false
     }
 
     /// POSTs the signed body, retrying with doubling backoff.

@@ -170,3 +170,68 @@ async fn a_claim_whose_holder_died_is_taken_over_after_the_lease() {
     assert!(stages(&seen, "orphan").is_empty(), "the claim is respected while it lasts");
     assert_eq!(wait_for(&seen, "orphan", 1, Duration::from_secs(5)).await, ["notice"], "then someone sends it");
 }
+
+/// E-mail: one per stage, to the billing contact, in the account's language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_mails_go_to_the_billing_contact_once_per_stage_in_their_language() {
+    let server = RedisServer::start();
+    let smtp = SmtpServer::start();
+    let mut c = config("");
+    c.notify.webhook_url = String::new();
+    c.notify.smtp_url = smtp.url();
+    c.notify.from = "Acme Billing <billing@acme.test>".into();
+    let writer = store_with(&server.url(), relaxed()).await;
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        let store = store_with(&server.url(), relaxed()).await;
+        handles.push(Notifier::from_config(&c, store).unwrap().unwrap().spawn());
+    }
+    let account = AccountId::new("mailed").unwrap();
+    writer
+        .apply(&account, None, &[pastdue::Change::ContactEmail("kasse@kunde.test".into()), pastdue::Change::Language("de".into()), unpaid("in_1", 4_900, Utc::now())])
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    while smtp.messages().len() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 3, "one e-mail per stage");
+    assert!(mails.iter().all(|m| m.contains("To: kasse@kunde.test") && m.contains("billing@acme.test")));
+    let all = mails.join("\n");
+    assert!(all.contains("Zahlungserinnerung") && all.contains("Zweite Erinnerung") && all.contains("gesperrt"), "German subjects");
+    let state = writer.load(&account).await.unwrap().unwrap();
+    assert!(state.notices().iter().all(|n| n.channel == "email" && n.to.as_deref() == Some("kasse@kunde.test")));
+}
+
+/// SMTP down: retried, not lost, not duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_down_is_retried_not_lost_not_duplicated() {
+    let server = RedisServer::start();
+    let mut smtp = SmtpServer::reserved();
+    let mut c = config("");
+    c.notify.webhook_url = String::new();
+    c.notify.smtp_url = smtp.url();
+    c.notify.lease = Duration::from_millis(700);
+    c.notify.max_attempts = 2;
+    let store = store_with(&server.url(), relaxed()).await;
+    let _h = Notifier::from_config(&c, store.clone()).unwrap().unwrap().spawn();
+    let account = AccountId::new("patient").unwrap();
+    store.apply(&account, None, &[pastdue::Change::ContactEmail("ap@client.test".into()), unpaid("in_1", 100, Utc::now())]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(store.load(&account).await.unwrap().unwrap().notices().is_empty(), "nothing recorded while SMTP is down");
+    let smtp = tokio::task::spawn_blocking(move || {
+        smtp.restart();
+        smtp
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while smtp.messages().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let notices: Vec<_> = smtp.messages().iter().filter(|m| m.contains("Payment reminder")).cloned().collect();
+    assert_eq!(notices.len(), 1, "the notice e-mail arrived once");
+}
