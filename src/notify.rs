@@ -245,13 +245,35 @@ impl Notifier {
                 return false;
             }
         };
-        let mut backoff = Duration::from_millis(200);
-        for attempt in 1..=inner.config.max_attempts.max(1) {
-            match smtp.send(message.clone()).await {
-                Ok(_) => return true,
-                Err(e) => tracing::info!(attempt, error = %e, "SMTP send failed; retrying"),
+        self.retry(|attempt| {
+            let message = message.clone();
+            async move {
+                match smtp.send(message).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::info!(attempt, error = %e, "SMTP send failed; retrying");
+                        false
+                    }
+                }
             }
-            if attempt < inner.config.max_attempts {
+        })
+        .await
+    }
+
+    /// Runs `attempt` up to `notify.max_attempts` times with doubling
+    /// backoff from 200 ms; whether one succeeded.
+    async fn retry<F, Fut>(&self, mut attempt: F) -> bool
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let max = self.inner.config.max_attempts.max(1);
+        let mut backoff = Duration::from_millis(200);
+        for n in 1..=max {
+            if attempt(n).await {
+                return true;
+            }
+            if n < max {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
@@ -259,11 +281,10 @@ impl Notifier {
         false
     }
 
-    /// POSTs the signed body, retrying with doubling backoff.
+    /// POSTs the signed body (signed anew per attempt), with retries.
     async fn deliver(&self, body: &[u8]) -> bool {
         let inner = &self.inner;
-        let mut backoff = Duration::from_millis(200);
-        for attempt in 1..=inner.config.max_attempts.max(1) {
+        self.retry(|attempt| async move {
             let signature = crate::stripe::signature::sign(&inner.config.webhook_secret, Utc::now().timestamp(), body);
             let sent = inner
                 .http
@@ -274,16 +295,18 @@ impl Notifier {
                 .send()
                 .await;
             match sent {
-                Ok(res) if res.status().is_success() => return true,
-                Ok(res) => tracing::info!(attempt, status = %res.status(), "notice receiver refused; retrying"),
-                Err(e) => tracing::info!(attempt, error = %e, "notice receiver unreachable; retrying"),
+                Ok(res) if res.status().is_success() => true,
+                Ok(res) => {
+                    tracing::info!(attempt, status = %res.status(), "notice receiver refused; retrying");
+                    false
+                }
+                Err(e) => {
+                    tracing::info!(attempt, error = %e, "notice receiver unreachable; retrying");
+                    false
+                }
             }
-            if attempt < inner.config.max_attempts {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-        false
+        })
+        .await
     }
 }
 

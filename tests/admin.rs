@@ -11,7 +11,7 @@ use axum::Router;
 use chrono::{TimeDelta, Utc};
 use common::*;
 use http::{Request, StatusCode};
-use pastdue::config::{Config, NamedToken, StageConfig};
+use pastdue::config::{Config, NamedToken};
 use pastdue::store::Store;
 use pastdue::AccountId;
 use serde_json::{json, Value};
@@ -26,25 +26,11 @@ fn config() -> Config {
     c
 }
 
-/// A ladder in seconds: notice at 0, warning at 4 s, suspended at 8 s.
+/// The admin config with a ladder in seconds: warning at 4 s, suspended at 8 s.
 fn seconds_config() -> Config {
-    let mut c = config();
-    let toml = r#"
-        [[ladder.stages]]
-        name = "notice"
-        after = "0s"
-        action = "notice"
-        [[ladder.stages]]
-        name = "warning"
-        after = "4s"
-        action = "warn"
-        [[ladder.stages]]
-        name = "suspended"
-        after = "8s"
-        action = "block"
-    "#;
-    c.ladder.stages = Config::from_toml(toml).unwrap().ladder.stages;
-    let _: &Vec<StageConfig> = &c.ladder.stages;
+    let mut c = seconds_ladder(4, 8);
+    c.admin.token = TOKEN.into();
+    c.admin.tokens = vec![NamedToken::new("alice", "alice-secret")];
     c
 }
 

@@ -52,29 +52,12 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Received>>) {
     (url, seen)
 }
 
-/// notice at 0, warning at 2 s, suspended at 4 s.
+/// notice at 0, warning at 2 s, suspended at 4 s; a fast sweep, short lease.
 fn config(url: &str) -> Config {
-    let mut c = Config::from_toml(
-        r#"
-        [notify]
-        poll_interval = "200ms"
-        lease = "2s"
-        max_attempts = 4
-        [[ladder.stages]]
-        name = "notice"
-        after = "0s"
-        action = "notice"
-        [[ladder.stages]]
-        name = "warning"
-        after = "2s"
-        action = "warn"
-        [[ladder.stages]]
-        name = "suspended"
-        after = "4s"
-        action = "block"
-    "#,
-    )
-    .unwrap();
+    let mut c = seconds_ladder(2, 4);
+    c.notify.poll_interval = Duration::from_millis(200);
+    c.notify.lease = Duration::from_secs(2);
+    c.notify.max_attempts = 4;
     c.notify.webhook_url = url.into();
     c.notify.webhook_secret = SECRET.into();
     c

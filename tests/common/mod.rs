@@ -481,3 +481,25 @@ impl Drop for SmtpServer {
         let _ = std::fs::remove_dir_all(&self.maildir);
     }
 }
+
+/// The default config with a ladder in seconds: notice at 0, warning and
+/// suspended after the given seconds (for tests where time really passes).
+pub fn seconds_ladder(warning: u32, suspended: u32) -> pastdue::Config {
+    pastdue::Config::from_toml(&format!(
+        r#"
+        [[ladder.stages]]
+        name = "notice"
+        after = "0s"
+        action = "notice"
+        [[ladder.stages]]
+        name = "warning"
+        after = "{warning}s"
+        action = "warn"
+        [[ladder.stages]]
+        name = "suspended"
+        after = "{suspended}s"
+        action = "block"
+    "#
+    ))
+    .unwrap()
+}
