@@ -179,7 +179,8 @@ pub struct AccountView {
 
 fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> AccountView {
     let standing = Standing::evaluate(state, ladder, now);
-    let s = state.cloned().unwrap_or_default();
+    let empty = BillingState::default();
+    let s = state.unwrap_or(&empty);
     AccountView {
         account: account.to_string(),
         known: state.is_some(),

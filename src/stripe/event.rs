@@ -61,12 +61,12 @@ pub struct Facts {
     pub changes: Vec<Change>,
 }
 
-fn str_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     obj.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 /// A field that is an id, or an expanded object with an `id`.
-fn id_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+pub(crate) fn id_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     match obj.get(key)? {
         Value::String(s) if !s.is_empty() => Some(s),
         Value::Object(o) => str_at(o, "id"),
@@ -74,11 +74,11 @@ fn id_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     }
 }
 
-fn time_at(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn time_at(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
     obj.get(key).and_then(Value::as_i64).and_then(|t| Utc.timestamp_opt(t, 0).single())
 }
 
-fn metadata<'a>(obj: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
+pub(crate) fn metadata<'a>(obj: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
     obj?.get("metadata").and_then(Value::as_object).and_then(|m| str_at(m, key))
 }
 
@@ -91,19 +91,14 @@ fn subscription_details(invoice: &Map<String, Value>) -> Option<&Map<String, Val
         .or_else(|| invoice.get("subscription_details").and_then(Value::as_object))
 }
 
-/// The account named in an invoice's metadata, either shape.
-fn invoice_hint<'a>(invoice: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+/// The account named in an invoice's metadata, either API shape.
+pub fn invoice_hint<'a>(invoice: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     metadata(subscription_details(invoice), key)
         .or_else(|| match invoice.get("subscription") {
             Some(Value::Object(sub)) => metadata(Some(sub), key),
             _ => None,
         })
         .or_else(|| metadata(Some(invoice), key))
-}
-
-/// The account an invoice's metadata names (either API shape).
-pub fn facts_hint<'a>(invoice: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    invoice_hint(invoice, key)
 }
 
 /// An invoice as an unpaid-invoice record; `None` when nothing is owed.

@@ -103,11 +103,7 @@ impl Mapper {
         }
         if let Some(api) = &self.api {
             let fetched = api.customer(customer).await?;
-            let named = fetched
-                .get("metadata")
-                .and_then(|m| m.get(&self.metadata_key))
-                .and_then(serde_json::Value::as_str)
-                .and_then(|a| valid(a, "customer metadata"));
+            let named = fetched.as_object().and_then(|c| event::metadata(Some(c), &self.metadata_key)).and_then(|a| valid(a, "customer metadata"));
             if let Some(account) = named {
                 self.store.link_customer(customer, &account).await?;
                 return Ok(Some(account));

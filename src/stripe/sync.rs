@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::event::unpaid_invoice;
+use super::event::{id_at, invoice_hint, metadata, time_at, unpaid_invoice};
 use super::{MapError, Mapper, Params};
 use crate::account::AccountId;
 use crate::state::{Change, SubscriptionFact, SubscriptionStatus};
@@ -26,20 +26,12 @@ pub struct SyncReport {
     pub unmapped: usize,
 }
 
-fn time(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
-    obj.get(key).and_then(Value::as_i64).and_then(|t| Utc.timestamp_opt(t, 0).single())
-}
-
 fn transition(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
-    obj.get("status_transitions").and_then(Value::as_object).and_then(|t| time(t, key))
+    obj.get("status_transitions").and_then(Value::as_object).and_then(|t| time_at(t, key))
 }
 
 fn customer_of(obj: &Map<String, Value>) -> Option<&str> {
-    match obj.get("customer")? {
-        Value::String(s) => Some(s),
-        Value::Object(o) => o.get("id").and_then(Value::as_str),
-        _ => None,
-    }
+    id_at(obj, "customer")
 }
 
 /// Lists subscriptions and invoices through the Stripe API and folds what
@@ -64,7 +56,7 @@ pub async fn sync(mapper: &Mapper) -> Result<SyncReport, MapError> {
         let (Some(id), Some(status)) = (sub.get("id").and_then(Value::as_str), sub.get("status").and_then(Value::as_str)) else {
             continue;
         };
-        let hint = sub.get("metadata").and_then(|m| m.get(&mapper.metadata_key)).and_then(Value::as_str);
+        let hint = metadata(Some(sub), &mapper.metadata_key);
         let change = Change::Subscription {
             id: id.to_owned(),
             fact: SubscriptionFact { status: SubscriptionStatus::from_stripe(status), at: now },
@@ -79,12 +71,12 @@ pub async fn sync(mapper: &Mapper) -> Result<SyncReport, MapError> {
     report.invoices = invoices.len();
     for inv in invoices.iter().filter_map(Value::as_object) {
         let Some(id) = inv.get("id").and_then(Value::as_str) else { continue };
-        let due = time(inv, "due_date");
+        let due = time_at(inv, "due_date");
         let change = match inv.get("status").and_then(Value::as_str) {
             Some("paid") => Change::InvoiceSettled { id: id.into(), at: transition(inv, "paid_at").unwrap_or(now) },
             Some("void") => Change::InvoiceSettled { id: id.into(), at: transition(inv, "voided_at").unwrap_or(now) },
             Some("open" | "uncollectible") if due.is_none_or(|d| d <= now) => {
-                let since = due.or_else(|| transition(inv, "finalized_at")).or_else(|| time(inv, "created")).unwrap_or(now);
+                let since = due.or_else(|| transition(inv, "finalized_at")).or_else(|| time_at(inv, "created")).unwrap_or(now);
                 match unpaid_invoice(inv, since, now) {
                     Some(invoice) => Change::InvoiceUnpaid { id: id.into(), invoice },
                     None => continue,
@@ -92,7 +84,7 @@ pub async fn sync(mapper: &Mapper) -> Result<SyncReport, MapError> {
             }
             _ => continue,
         };
-        let hint = super::event::facts_hint(inv, &mapper.metadata_key);
+        let hint = invoice_hint(inv, &mapper.metadata_key);
         match mapper.account(customer_of(inv), hint).await? {
             Some(account) => {
                 let changes = by_account.entry(account).or_default();
