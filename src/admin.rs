@@ -251,6 +251,9 @@ fn parse_override(body: &serde_json::Map<String, Value>, who: &str, now: DateTim
         Some(Value::String(s)) => {
             let t = DateTime::parse_from_rfc3339(s).map_err(|_| bad("until", format!("{s:?} is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)")))?;
             let t = t.with_timezone(&Utc);
+            if crate::state::sane_time(t.timestamp()).is_none() {
+                return Err(bad("until", "until must lie between 2000 and 2100"));
+            }
             if t <= now {
                 return Err(bad("until", "until is in the past"));
             }
@@ -418,14 +421,15 @@ fn sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Option<Vec<(Inde
         // changed only because time passed are found where they are now.
         // A debt stamped in the future (clocks disagree) counts as just
         // started, so a stage starting at 0 takes every later score too.
-        let after = stages[i].after().as_secs() as i64;
-        let max = if after == 0 { NEVER } else { now_s - after };
-        let min = stages.get(i + 1).map_or(0, |next| now_s - next.after().as_secs() as i64 + 1);
+        let secs = |s: &crate::standing::Stage| i64::try_from(s.after().as_secs()).unwrap_or(i64::MAX);
+        let after = secs(&stages[i]);
+        let max = if after == 0 { NEVER } else { now_s.saturating_sub(after) };
+        let min = stages.get(i + 1).map_or(0, |next| now_s.saturating_sub(secs(next)).saturating_add(1));
         out.push((Index::Debt, min, max));
     }
     if stage == ladder.override_block_stage().name() {
         // Overrides in force (expiring after now) can block any account.
-        out.push((Index::Override, now_s + 1, NEVER));
+        out.push((Index::Override, now_s.saturating_add(1), NEVER));
     }
     if stage == ladder.canceled().name() {
         out.push((Index::Ended, 0, NEVER));

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod config;
 pub mod gate;
+pub mod href;
 pub mod standing;
 pub mod state;
 pub mod store;

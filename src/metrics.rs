@@ -13,7 +13,7 @@
 //! | `pastdue_store_errors_total` | `op` | failed store calls |
 //! | `pastdue_stale_decisions_total` | | decisions from last known state during an outage |
 //! | `pastdue_fail_open_total` | `policy` (`allow`/`block`) | uncached accounts decided by `on_store_error` |
-//! | `pastdue_webhooks_total` | `type`, `result` | webhook outcomes (`applied`, `duplicate`, `ignored`, `unmapped`, `bad_signature`, `bad_request`, `unavailable`) |
+//! | `pastdue_webhooks_total` | `type`, `result` | webhook outcomes (`applied`, `duplicate`, `ignored`, `unmapped`, `bad_signature`, `bad_request`, `too_large`, `unavailable`) |
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
 //! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`) | stage notices |
 

@@ -383,7 +383,14 @@ impl Standing {
         // A clock that runs behind the event time counts as "just started".
         let elapsed = (now - start).to_std().unwrap_or(Duration::ZERO);
         let reached = ladder.stages.iter().rposition(|s| s.after() <= elapsed);
-        let at = |s: &Stage| start + TimeDelta::from_std(s.after()).unwrap_or(TimeDelta::MAX);
+        // Checked: a stored time near the end of chrono's range must not
+        // panic a request; such a stage is simply never reached.
+        let at = |s: &Stage| {
+            TimeDelta::from_std(s.after())
+                .ok()
+                .and_then(|d| start.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
         let next_index = reached.map_or(0, |i| i + 1);
         let next = ladder.stages.get(next_index).map(|s| (s.clone(), at(s)));
         match reached {
@@ -431,9 +438,10 @@ impl Standing {
         self.amount_due
     }
 
-    /// Where to pay: the oldest unpaid invoice's hosted page.
+    /// Where to pay: the oldest unpaid invoice's hosted page, when it is a
+    /// URL that may be rendered ([`crate::href::is_safe`]).
     pub fn pay_url(&self) -> Option<&str> {
-        self.pay_url.as_deref()
+        self.pay_url.as_deref().filter(|u| crate::href::is_safe(u))
     }
 
     /// Whether a request with this method passes.

@@ -19,6 +19,23 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// fewer invoices than this in that window.
 pub const MAX_TOMBSTONES: usize = 64;
 
+/// The earliest time accepted from outside (a Stripe event, an invoice,
+/// an admin request): 2000-01-01T00:00:00Z.
+pub const EARLIEST_TIME: i64 = 946_684_800;
+/// The latest time accepted from outside: 2100-01-01T00:00:00Z.
+pub const LATEST_TIME: i64 = 4_102_444_800;
+
+/// `unix` seconds as a time, when it lies in the sane window
+/// [`EARLIEST_TIME`]`..`[`LATEST_TIME`]; `None` otherwise. Times outside it
+/// are refused where they enter, so no stored fact is absurd.
+pub fn sane_time(unix: i64) -> Option<DateTime<Utc>> {
+    if (EARLIEST_TIME..LATEST_TIME).contains(&unix) {
+        DateTime::from_timestamp(unix, 0)
+    } else {
+        None
+    }
+}
+
 /// An ISO 4217 currency code, stored lower case as Stripe sends it (`"eur"`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency([u8; 3]);
@@ -285,6 +302,15 @@ impl BillingState {
                 if self.settled.contains_key(id) {
                     return false;
                 }
+                // A URL that may not be rendered is never stored.
+                let cleaned;
+                let invoice = match &invoice.hosted_url {
+                    Some(u) if !crate::href::is_safe(u) => {
+                        cleaned = UnpaidInvoice { hosted_url: None, ..invoice.clone() };
+                        &cleaned
+                    }
+                    _ => invoice,
+                };
                 match self.unpaid.get_mut(id) {
                     None => {
                         self.unpaid.insert(id.clone(), invoice.clone());
@@ -457,8 +483,7 @@ impl BillingState {
             .unpaid
             .values()
             .filter(|i| i.currency == first.currency)
-            .map(|i| i.amount_due)
-            .sum();
+            .fold(0i64, |sum, i| sum.saturating_add(i.amount_due));
         Some((total, first.currency))
     }
 }

@@ -128,3 +128,70 @@ proptest! {
         }
     }
 }
+
+/// Any representable time, from arbitrary `i64` seconds: chrono's range
+/// is narrower than `i64`, so out-of-range values clamp to its ends.
+fn any_time(secs: i64) -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or(if secs < 0 {
+        chrono::DateTime::<Utc>::MIN_UTC
+    } else {
+        chrono::DateTime::<Utc>::MAX_UTC
+    })
+}
+
+fn arb_time() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        any::<i64>(),
+        Just(i64::MAX),
+        Just(i64::MIN),
+        Just(8_210_266_876_799),  // chrono's last second
+        Just(-8_334_601_228_800), // chrono's first second
+        0i64..4_102_444_800,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Nothing stored can panic the gate: for a state with arbitrary times
+    /// and amounts and any `now`, evaluating the ladder and rendering the
+    /// 402 (page, problem+json, banner) never panics.
+    #[test]
+    fn evaluating_and_rendering_any_stored_state_never_panics(
+        invoices in prop::collection::vec((arb_time(), arb_time(), any::<i64>()), 0..4),
+        sub in proptest::option::of((arb_time(), prop::sample::select(vec!["active", "past_due", "canceled", "paused", "unpaid"]))),
+        override_until in proptest::option::of(arb_time()),
+        now in arb_time(),
+    ) {
+        use pastdue::state::{Change, Currency, Override, OverrideMode, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+        let mut state = pastdue::BillingState::default();
+        for (i, (since, observed, amount)) in invoices.iter().enumerate() {
+            state.apply(&Change::InvoiceUnpaid {
+                id: format!("in_{i}"),
+                invoice: UnpaidInvoice {
+                    amount_due: *amount,
+                    currency: Currency::new(if i % 2 == 0 { "eur" } else { "jpy" }).unwrap(),
+                    hosted_url: Some("https://invoice.stripe.com/i/x".into()),
+                    number: Some("N-1".into()),
+                    since: any_time(*since),
+                    observed: any_time(*observed),
+                    uncollectible: false,
+                },
+            });
+        }
+        if let Some((at, status)) = sub {
+            state.apply(&Change::Subscription { id: "sub_1".into(), fact: SubscriptionFact { status: SubscriptionStatus::from_stripe(status), at: any_time(at) } });
+        }
+        if let Some(until) = override_until {
+            state.apply(&Change::SetOverride(Override { mode: OverrideMode::Block, until: Some(any_time(until)), reason: "r".into(), by: "t".into(), at: any_time(until) }));
+        }
+        let page = pastdue::gate::PaymentPage::default();
+        for ladder in [pastdue::Ladder::standard(), pastdue::Ladder::new([("late", std::time::Duration::from_secs(u64::MAX / 2), pastdue::Action::Block)]).unwrap()] {
+            let standing = pastdue::Standing::evaluate(Some(&state), &ladder, any_time(now));
+            let _ = page.render("acct", &standing, Some(&state), Some("de"));
+            let _ = page.problem("acct", &standing);
+            let _ = page.banner(&standing, Some(&state), None);
+            let _ = serde_json::to_string(&page.problem("acct", &standing)).unwrap();
+        }
+    }
+}

@@ -122,7 +122,81 @@ backend_suite!(
     duplicates_apply_once_even_concurrently,
     bad_signatures_and_bodies_are_refused_and_change_nothing,
     mapping_follows_the_documented_order,
+    hostile_urls_in_signed_events_are_never_stored_or_rendered,
+    absurd_times_are_refused_and_nothing_is_written,
+    a_malformed_customer_id_is_ignored_not_retried,
 );
+
+async fn hostile_urls_in_signed_events_are_never_stored_or_rendered(b: Backend) {
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let t0 = Utc::now().timestamp() - 20 * 86_400;
+    for (i, url) in ["javascript:alert(document.cookie)", "data:text/html,<script>alert(1)</script>", "http://evil.example/pay"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut inv = invoice(&format!("in_evil{i}"), "cus_evil", 4900, Shape::Current, Some("acct_evil"));
+        inv["hosted_invoice_url"] = json!(url);
+        let (status, _) = post(&app, event(&format!("evt_evil{i}"), "invoice.payment_failed", t0, inv)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let s = state(&b.store, "acct_evil").await;
+    assert_eq!(s.unpaid().len(), 3, "the debts are recorded");
+    assert!(s.unpaid().values().all(|i| i.hosted_url.is_none()), "no unsafe URL is stored: {s:?}");
+    let standing = pastdue::Standing::evaluate(Some(&s), &pastdue::Ladder::standard(), Utc::now());
+    assert_eq!(standing.pay_url(), None);
+    let page = pastdue::gate::PaymentPage::default();
+    let html = page.render("acct_evil", &standing, Some(&s), None);
+    assert!(!html.contains("javascript:") && !html.contains("data:text") && !html.contains("evil.example"), "{html}");
+}
+
+async fn absurd_times_are_refused_and_nothing_is_written(b: Backend) {
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let inv = invoice("in_far", "cus_far", 4900, Shape::Current, Some("acct_far"));
+    // Near the end of chrono's range, before 2000, and a due date past 2100.
+    for (id, created, due) in [("evt_far1", 8_210_266_876_799i64, None), ("evt_far2", 100, None), ("evt_far3", Utc::now().timestamp(), Some(9_000_000_000i64))] {
+        let mut inv = inv.clone();
+        if let Some(due) = due {
+            inv["due_date"] = json!(due);
+        }
+        let (status, body) = post(&app, event(id, "invoice.overdue", created, inv)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{id}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("between 2000 and 2100"), "{body}");
+    }
+    assert_eq!(b.store.load(&acct("acct_far")).await.unwrap(), None, "nothing written");
+}
+
+async fn a_malformed_customer_id_is_ignored_not_retried(b: Backend) {
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    // Validly signed, but the customer id could never be part of a key.
+    let inv = invoice("in_badcus", "cus_{bad} id", 4900, Shape::Current, None);
+    let (status, body) = post(&app, event("evt_badcus", "invoice.payment_failed", Utc::now().timestamp(), inv)).await;
+    assert_eq!(status, StatusCode::OK, "a retry cannot help, so no 5xx: {body}");
+    assert_eq!(body["result"], "ignored");
+}
+
+/// A request without `Stripe-Signature` is refused before its body is read:
+/// a stranger cannot make the endpoint wait for (or buffer) a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_signature_is_refused_before_the_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), Arc::new(pastdue::MemoryStore::new())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Announce 1000 bytes and send none of them.
+    conn.write_all(b"POST /webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.contains("missing Stripe-Signature"), "{head}");
+}
 
 async fn every_event_type_in_both_shapes(b: Backend) {
     let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();

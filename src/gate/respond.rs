@@ -125,9 +125,17 @@ impl PaymentPage {
         let page = Self {
             env,
             product_name: config.product_name.clone(),
-            logo_url: Some(config.logo_url.clone()).filter(|u| !u.is_empty()),
+            // Checked like every rendered URL: anything but https (or http
+            // on loopback, or a root-relative path) is dropped, with a warning.
+            logo_url: Some(config.logo_url.as_str())
+                .filter(|u| !u.is_empty())
+                .and_then(|u| crate::href::checked(u, "page.logo_url"))
+                .map(str::to_owned),
             support_email: config.support_email.clone(),
-            portal_url: Some(config.billing_portal_url.clone()).filter(|u| !u.is_empty()),
+            portal_url: Some(config.billing_portal_url.as_str())
+                .filter(|u| !u.is_empty())
+                .and_then(|u| crate::href::checked(u, "page.billing_portal_url"))
+                .map(str::to_owned),
             pay_endpoint: None,
             languages,
         };

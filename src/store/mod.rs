@@ -45,6 +45,18 @@ pub enum StoreError {
     /// Too many concurrent writers kept winning the race for one account.
     #[error("gave up after {0} conflicting concurrent writes")]
     Contended(u32),
+    /// The caller's input cannot be stored (a malformed customer id, a bad
+    /// cursor). Retrying the same call cannot help: this is not an outage.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (an outage, a timeout, a
+    /// race), as opposed to input that will never be accepted.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StoreError::InvalidInput(_))
+    }
 }
 
 /// What [`Store::apply`] did.
@@ -343,7 +355,7 @@ pub(crate) fn check_customer(customer: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Backend(format!("{customer:?} is not a Stripe customer id")))
+        Err(StoreError::InvalidInput(format!("{customer:?} is not a Stripe customer id")))
     }
 }
 

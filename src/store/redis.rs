@@ -420,7 +420,7 @@ impl Store for RedisStore {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let end = match before {
             Some(id) if id.bytes().all(|b| b.is_ascii_digit() || b == b'-') => format!("({id}"),
-            Some(_) => return Err(StoreError::Backend("bad audit cursor".into())),
+            Some(_) => return Err(StoreError::InvalidInput("bad audit cursor".into())),
             None => "+".to_owned(),
         };
         let mut conn = self.conn.clone();

@@ -5,10 +5,10 @@
 //! (the current invoice shape with `parent.subscription_details`, or the
 //! older one with top-level `subscription`/`subscription_details`) works.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::state::{Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+use crate::state::{sane_time, Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
 
 /// The envelope of a Stripe event.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,15 +40,26 @@ impl Event {
         }
         let kind = envelope.get("type").and_then(Value::as_str).ok_or_else(|| bad("no string `type`"))?;
         let created = envelope.get("created").and_then(Value::as_i64).ok_or_else(|| bad("no integer `created`"))?;
-        let created = Utc.timestamp_opt(created, 0).single().ok_or_else(|| bad("`created` is out of range"))?;
+        let created = sane_time(created).ok_or_else(|| bad("`created` is not a time between 2000 and 2100"))?;
         let object = envelope
             .get("data")
             .and_then(|d| d.get("object"))
             .and_then(Value::as_object)
             .ok_or_else(|| bad("no object at `data.object`"))?;
+        // The other times pastdue reads: refused here, so nothing absurd is stored.
+        for key in TIME_FIELDS {
+            if let Some(t) = object.get(*key).filter(|v| !v.is_null()) {
+                if t.as_i64().and_then(sane_time).is_none() {
+                    return Err(ParseError(format!("`data.object.{key}` is not a time between 2000 and 2100")));
+                }
+            }
+        }
         Ok(Self { id: id.to_owned(), kind: kind.to_owned(), created, object: object.clone() })
     }
 }
+
+/// The object's time fields pastdue reads (besides the envelope's `created`).
+const TIME_FIELDS: &[&str] = &["due_date"];
 
 /// What one event says about one customer.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +86,7 @@ pub(crate) fn id_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a st
 }
 
 pub(crate) fn time_at(obj: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
-    obj.get(key).and_then(Value::as_i64).and_then(|t| Utc.timestamp_opt(t, 0).single())
+    obj.get(key).and_then(Value::as_i64).and_then(sane_time)
 }
 
 pub(crate) fn metadata<'a>(obj: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
@@ -113,7 +124,7 @@ pub fn unpaid_invoice(invoice: &Map<String, Value>, since: DateTime<Utc>, observ
     Some(UnpaidInvoice {
         amount_due: amount,
         currency: str_at(invoice, "currency").and_then(Currency::new)?,
-        hosted_url: str_at(invoice, "hosted_invoice_url").map(Into::into),
+        hosted_url: str_at(invoice, "hosted_invoice_url").and_then(|u| crate::href::checked(u, "hosted_invoice_url")).map(Into::into),
         number: str_at(invoice, "number").map(str::to_owned),
         since,
         observed,

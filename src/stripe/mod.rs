@@ -19,9 +19,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use http_body_util::BodyExt;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -161,9 +161,25 @@ fn count(kind: &str, result: &'static str) {
     metrics::counter!(crate::metrics::WEBHOOKS, "type" => crate::metrics::event_type_label(kind), "result" => result).increment(1);
 }
 
-async fn receive(State(w): State<Arc<Webhooks>>, headers: HeaderMap, body: Bytes) -> Response {
-    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
-    if let Err(e) = signature::verify(header, &body, &w.secrets, w.tolerance, Utc::now()) {
+async fn receive(State(w): State<Arc<Webhooks>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // No signature, no read: a stranger cannot make us buffer a body.
+    let Some(header) = parts.headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
+        count("other", "bad_signature");
+        return reply(StatusCode::BAD_REQUEST, json!({ "error": signature::SignatureError::Missing.to_string() }));
+    };
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            count("other", "too_large");
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": "the body is larger than 1 MiB" }));
+        }
+        Err(e) => {
+            count("other", "bad_request");
+            return reply(StatusCode::BAD_REQUEST, json!({ "error": format!("the body could not be read: {e}") }));
+        }
+    };
+    if let Err(e) = signature::verify(Some(header), &body, &w.secrets, w.tolerance, Utc::now()) {
         tracing::info!(error = %e, "webhook refused: bad signature");
         count("other", "bad_signature");
         return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));
@@ -185,9 +201,14 @@ async fn handle(w: &Webhooks, event: &Event) -> (Response, &'static str) {
     let Some(facts) = event::facts(event, &w.mapper.metadata_key) else {
         return (reply(StatusCode::OK, json!({ "received": true, "result": "ignored" })), "ignored");
     };
+    let ignored = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "webhook ignored: its input can never be stored");
+        (reply(StatusCode::OK, json!({ "received": true, "result": "ignored", "reason": e.to_string() })), "ignored")
+    };
     let account = match w.mapper.account(facts.customer.as_deref(), facts.account_hint.as_deref()).await {
         Ok(Some(account)) => account,
         Ok(None) => return (reply(StatusCode::OK, json!({ "received": true, "result": "unmapped" })), "unmapped"),
+        Err(MapError::Store(e)) if !e.is_retryable() => return ignored(&e),
         Err(e) => {
             tracing::warn!(error = %e, "webhook not applied (Stripe will retry)");
             return (reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() })), "unavailable");
@@ -203,6 +224,7 @@ async fn handle(w: &Webhooks, event: &Event) -> (Response, &'static str) {
             tracing::debug!(result, "webhook processed");
             (reply(StatusCode::OK, json!({ "received": true, "result": result, "account": account })), result)
         }
+        Err(e) if !e.is_retryable() => ignored(&e),
         Err(e) => {
             tracing::warn!(error = %e, "webhook not applied (Stripe will retry)");
             metrics::counter!(crate::metrics::STORE_ERRORS, "op" => "apply").increment(1);

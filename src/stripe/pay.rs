@@ -93,6 +93,9 @@ async fn pay(State(p): State<Arc<Pay>>, req: Request) -> Response {
 }
 
 fn redirect(url: &str) -> Response {
+    if !crate::href::is_safe(url) {
+        return problem(StatusCode::BAD_GATEWAY, "refusing to redirect to a URL that is not https");
+    }
     match HeaderValue::from_str(url) {
         Ok(location) => (
             StatusCode::SEE_OTHER,
