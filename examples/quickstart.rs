@@ -24,6 +24,8 @@ use pastdue::state::{Change, Currency, UnpaidInvoice};
 use pastdue::store::Store;
 use pastdue::{AccountId, Action, Standing};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
 struct AppState {
@@ -42,10 +44,22 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
     let resolver = HeaderResolver::new(header)
         .or(QueryResolver::new("account"))
         .or(CookieResolver::new("account"));
-    let gate = GateLayer::from_config(&config, store.clone())?.with_resolver(resolver.clone());
-    // With a billing portal configured, pay buttons mint a portal session.
-    let pay = pastdue::stripe::pay_router(&config, store.clone(), resolver)?.unwrap_or_default();
+    let gate = GateLayer::from_config(&config, store.clone())?.with_resolver(resolver);
+    // With a billing portal configured, pages and e-mails carry signed pay
+    // links, and `pay` serves them: one call wires both.
+    let (gate, pay) = pastdue::stripe::with_pay_links(gate, &config, store.clone())?;
     let state = AppState { store: store.clone(), projects: Arc::default() };
+    // The /demo/* shortcuts record payments without Stripe: anyone who can
+    // reach them can unblock any account. So they are open on the memory
+    // store only; on Redis they need the admin token.
+    let demo_guard = DemoGuard {
+        open: config.store.url == "memory://",
+        tokens: config.admin.all_tokens().iter().map(|t| Sha256::digest(t.token.as_bytes()).into()).collect(),
+    };
+    let demo = Router::new()
+        .route("/demo/invoice-failed", post(demo_invoice_failed))
+        .route("/demo/invoice-paid", post(demo_invoice_paid))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::new(demo_guard), guard_demo));
     // The webhook is mounted when a signing secret is configured.
     let webhooks = if config.stripe.secrets().is_empty() {
         Router::new()
@@ -66,13 +80,36 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/demo/invoice-failed", post(demo_invoice_failed))
-        .route("/demo/invoice-paid", post(demo_invoice_paid))
+        .merge(demo)
         .layer(gate)
         .with_state(state)
         .merge(webhooks)
         .merge(pay)
         .merge(admin))
+}
+
+/// Who may use the /demo/* shortcuts.
+struct DemoGuard {
+    /// On the memory store: anyone (it is a toy).
+    open: bool,
+    /// Otherwise: the admin tokens' SHA-256 digests.
+    tokens: Vec<[u8; 32]>,
+}
+
+async fn guard_demo(State(g): State<Arc<DemoGuard>>, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| Sha256::digest(t.trim().as_bytes()));
+    let allowed = g.open || presented.is_some_and(|d| g.tokens.iter().any(|k| bool::from(k.ct_eq(d.as_slice()))));
+    if allowed {
+        next.run(req).await
+    } else {
+        (StatusCode::UNAUTHORIZED, "the /demo/* shortcuts need the admin token on a shared store\n").into_response()
+    }
 }
 
 /// The dashboard. The reminder banner is injected by the gate
@@ -202,8 +239,17 @@ async fn demo_invoice_paid(State(app): State<AppState>, Query(d): Query<DemoInvo
     }
 }
 
-/// The admin token the demo uses when none is configured (it says so).
-const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
+/// The admin token the demo uses when none is configured (it says so, and
+/// refuses it on any address but loopback).
+const DEMO_ADMIN_TOKEN: &str = "demo-admin-token-not-a-secret";
+
+/// `bytes` random bytes as hex, from the OS (for the demo's made-up secret).
+fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("the OS provides random bytes");
+    hex::encode(buf)
+}
 
 #[allow(dead_code)]
 #[tokio::main]
@@ -219,6 +265,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = METRICS.set(handle);
     let mut config = Config::load()?;
     let demo_token = config.admin.all_tokens().is_empty();
+    let loopback = config
+        .server
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| config.server.listen.starts_with("localhost:"));
+    if demo_token && !loopback {
+        return Err(format!(
+            "refusing to serve the admin API with the demo's well-known token on {} (not a loopback address): set PASTDUE_ADMIN__TOKEN to a secret of at least 16 bytes",
+            config.server.listen
+        )
+        .into());
+    }
+    let demo_links_secret = !config.stripe.portal_return_url.is_empty() && config.links.secret.is_empty();
+    if demo_links_secret {
+        // Pay links need a secret shared by every instance; a demo makes
+        // one up (and says so), so its links die with the process.
+        config.links.secret = random_hex(32);
+    }
     if demo_token {
         // Never a silent default: the demo says loudly that it runs with a
         // well-known token, and a real deployment sets its own.
@@ -242,6 +307,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("stripe webhooks: off (set PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_… to mount {})", config.stripe.webhook_path);
     } else {
         println!("stripe webhooks: POST {url}{}", config.stripe.webhook_path);
+    }
+    if demo_links_secret {
+        println!("pay links: signed with a random links.secret made up for this run (links stop working on restart; set PASTDUE_LINKS__SECRET, the same on every instance)");
+    }
+    if config.store.url == "memory://" {
+        println!("/demo/* shortcuts: open to anyone (memory store only: they can mark any account paid)");
+    } else {
+        println!("/demo/* shortcuts: need 'Authorization: Bearer <admin token>' (anyone could otherwise mark any account paid)");
     }
     if demo_token {
         println!(

@@ -41,13 +41,13 @@ bare_port=$(free_port); naive_port=$(free_port); pastdue_port=$(free_port)
 PASTDUE_SERVER__LISTEN="127.0.0.1:$bare_port" "$bin/bare" >/dev/null & pids+=($!)
 PASTDUE_SERVER__LISTEN="127.0.0.1:$naive_port" PASTDUE_STORE__URL="$redis_url" "$bin/naive" >/dev/null & pids+=($!)
 PASTDUE_SERVER__LISTEN="127.0.0.1:$pastdue_port" PASTDUE_STORE__URL="$redis_url" \
-  PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_bench PASTDUE_ADMIN__TOKEN=bench-token "$bin/quickstart" >/dev/null & pids+=($!)
+  PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_bench PASTDUE_ADMIN__TOKEN=bench-admin-token-0123456789 "$bin/quickstart" >/dev/null & pids+=($!)
 for p in "$bare_port" "$naive_port" "$pastdue_port"; do wait_port "$p"; done
 
 log "blocking 2% of the 10,000 accounts (every 50th) in both gates"
 for i in $(seq 0 50 9999); do
   redis-cli -p "$redis_port" SET "naive:acct-$i" blocked >/dev/null
-  curl -sf -XPOST "http://127.0.0.1:$pastdue_port/demo/invoice-failed?account=acct-$i&days_ago=30" >/dev/null
+  curl -sf -XPOST -H "Authorization: Bearer bench-admin-token-0123456789" "http://127.0.0.1:$pastdue_port/demo/invoice-failed?account=acct-$i&days_ago=30" >/dev/null
 done
 blocked=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Account-Id: acct-50' "http://127.0.0.1:$pastdue_port/api/ping")
 [ "$blocked" = 402 ] || { echo "acct-50 should be blocked, got $blocked" >&2; exit 1; }

@@ -10,6 +10,7 @@
 //!
 //! The OpenAPI document is served at `<admin.path>/openapi.json`.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -30,7 +31,7 @@ use crate::account::AccountId;
 use crate::config::{Config, ConfigError};
 use crate::standing::{Ladder, Standing};
 use crate::state::{BillingState, Change, Override, OverrideMode};
-use crate::store::{AuditEntry, Index, IndexEntry, Store, NEVER};
+use crate::store::{AuditDraft, AuditEntry, Index, IndexEntry, LinkSource, Linked, Store, NEVER};
 use crate::stripe::Mapper;
 
 /// Most entries one page returns.
@@ -41,6 +42,9 @@ struct Admin {
     ladder: Ladder,
     mapper: Mapper,
     tokens: Vec<([u8; 32], String)>,
+    auth_failures: metrics::Counter,
+    /// The unix second of the last logged failure.
+    last_failure_log: AtomicI64,
 }
 
 /// Who made the request (the token's name), for the audit log.
@@ -68,6 +72,8 @@ pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigEr
         mapper: Mapper::new(config, store.clone())?,
         store,
         tokens,
+        auth_failures: metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES),
+        last_failure_log: AtomicI64::new(0),
     });
     let base = &config.admin.path;
     let api = Router::new()
@@ -116,8 +122,10 @@ async fn authenticate(State(admin): State<Arc<Admin>>, mut req: Request, next: N
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| Sha256::digest(t.trim().as_bytes()));
+        .and_then(|v| v.trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| Sha256::digest(t.trim().as_bytes()));
     let mut who = None;
     if let Some(digest) = presented {
         // Every token is compared, match or not, in constant time.
@@ -132,13 +140,26 @@ async fn authenticate(State(admin): State<Arc<Admin>>, mut req: Request, next: N
             req.extensions_mut().insert(Caller(name));
             next.run(req).await
         }
-        None => (
+        None => {
+            admin.auth_failures.increment(1);
+            // Logged at most once a second: a scanner cannot flood the log.
+            let now = Utc::now().timestamp();
+            let last = admin.last_failure_log.swap(now, Ordering::Relaxed);
+            if last != now {
+                tracing::warn!(path = %req.uri().path(), "admin API: request with a missing or wrong bearer token refused");
+            }
+            unauthorized()
+        }
+    }
+}
+
+fn unauthorized() -> Response {
+    (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
             Json(json!({ "error": "missing or wrong bearer token" })),
         )
-            .into_response(),
-    }
+            .into_response()
 }
 
 fn parse_account(raw: &str) -> Result<AccountId, Failure> {
@@ -169,6 +190,10 @@ pub struct AccountView {
     #[schema(value_type = Vec<Object>)]
     notices: Vec<crate::state::NoticeSent>,
     customers: Vec<String>,
+    /// Customers linked here by an admin that Stripe metadata names for
+    /// another account (the admin link stays).
+    #[schema(value_type = Vec<Object>)]
+    link_conflicts: Vec<crate::state::LinkConflict>,
     #[schema(value_type = Object)]
     unpaid_invoices: Value,
     #[schema(value_type = Object)]
@@ -198,6 +223,7 @@ fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now:
         override_: s.override_().cloned(),
         notices: s.notices().to_vec(),
         customers: s.customers().iter().cloned().collect(),
+        link_conflicts: s.link_conflicts().to_vec(),
         unpaid_invoices: serde_json::to_value(s.unpaid()).unwrap_or_default(),
         subscriptions: serde_json::to_value(s.subscriptions()).unwrap_or_default(),
         contact_email: s.contact_email().map(str::to_owned),
@@ -211,7 +237,7 @@ fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now:
 async fn view_account(State(admin): State<Arc<Admin>>, Path(account): Path<String>) -> Reply {
     let account = parse_account(&account)?;
     let state = admin.store.load(&account).await.map_err(unavailable)?;
-    Ok(Json(view(&account, state.as_ref(), &admin.ladder, Utc::now())).into_response())
+    account_view(&admin, &account, state.as_ref()).await
 }
 
 /// The body of `PUT …/override`.
@@ -268,34 +294,35 @@ fn parse_override(body: &serde_json::Map<String, Value>, who: &str, now: DateTim
     Ok(Override { mode, until, reason: reason.to_owned(), by: who.to_owned(), at: now })
 }
 
-/// Applies `change`, writes the audit entry, answers with the new view.
-async fn change_and_audit(
-    admin: &Admin,
-    account: &AccountId,
-    who: &str,
-    action: &str,
-    change: Change,
-    reason: Option<String>,
-    pick: fn(&BillingState) -> Value,
-) -> Reply {
-    let before = admin.store.load(account).await.map_err(unavailable)?;
-    let applied = admin.store.apply(account, None, &[change]).await.map_err(unavailable)?;
+/// Applies `change` and writes its audit entry in one atomic step (the
+/// entry's `before` is read in that step; no entry, no change); answers
+/// with the new view.
+async fn change_and_audit(admin: &Admin, account: &AccountId, change: Change, draft: AuditDraft<'_>) -> Reply {
+    let (applied, _entry) = admin.store.apply_audited(account, &[change], &draft).await.map_err(|e| {
+        tracing::error!(error = %e, action = draft.action, account = %account, "change not made: it could not be audited");
+        unavailable(e)
+    })?;
     let after = applied.state().cloned().unwrap_or_default();
-    let entry = AuditEntry {
-        id: String::new(),
-        at: Utc::now(),
-        who: who.to_owned(),
-        action: action.to_owned(),
-        account: Some(account.to_string()),
-        before: before.as_ref().map_or(Value::Null, pick),
-        after: pick(&after),
-        reason,
-    };
-    if let Err(e) = admin.store.audit(&entry).await {
-        tracing::error!(error = %e, action, account = %account, "audit entry not written");
-        return Err(unavailable(e));
+    account_view(admin, account, Some(&after)).await
+}
+
+/// The admin view, with the customer list read from the links (a customer
+/// moved to another account is no longer listed here, even before this
+/// account's copy catches up).
+async fn account_view(admin: &Admin, account: &AccountId, state: Option<&BillingState>) -> Reply {
+    let mut v = view(account, state, &admin.ladder, Utc::now());
+    let mut linked = Vec::with_capacity(v.customers.len());
+    for c in v.customers.drain(..) {
+        if admin.store.customer_account(&c).await.map_err(unavailable)?.as_ref() == Some(account) {
+            linked.push(c);
+        }
     }
-    Ok(Json(view(account, Some(&after), &admin.ladder, Utc::now())).into_response())
+    v.customers = linked;
+    Ok(Json(v).into_response())
+}
+
+fn draft<'a>(who: &'a str, action: &'a str, reason: Option<&'a str>, pick: fn(&BillingState) -> Value) -> AuditDraft<'a> {
+    AuditDraft { who, action, reason, pick, extra: None }
 }
 
 fn pick_override(s: &BillingState) -> Value {
@@ -320,8 +347,8 @@ async fn set_override(
     let account = parse_account(&account)?;
     let body = json_body(&headers, &body)?;
     let o = parse_override(&body, &who, Utc::now())?;
-    let reason = Some(o.reason.clone());
-    change_and_audit(&admin, &account, &who, "override.set", Change::SetOverride(o), reason, pick_override).await
+    let reason = o.reason.clone();
+    change_and_audit(&admin, &account, Change::SetOverride(o), draft(&who, "override.set", Some(&reason), pick_override)).await
 }
 
 #[utoipa::path(delete, path = "/admin/accounts/{account}/override", tag = "accounts",
@@ -333,7 +360,7 @@ async fn remove_override(
     Path(account): Path<String>,
 ) -> Reply {
     let account = parse_account(&account)?;
-    change_and_audit(&admin, &account, &who, "override.removed", Change::ClearOverride, None, pick_override).await
+    change_and_audit(&admin, &account, Change::ClearOverride, draft(&who, "override.removed", None, pick_override)).await
 }
 
 /// The body of `POST …/customers`.
@@ -364,9 +391,22 @@ async fn link_customer(
     if !valid {
         return Err(bad("customer", "customer must be a Stripe customer id (cus_…)"));
     }
-    admin.store.link_customer(customer, &account).await.map_err(unavailable)?;
-    let change = Change::LinkCustomer(customer.to_owned());
-    change_and_audit(&admin, &account, &who, "customer.linked", change, None, pick_customers).await
+    // The link moves first (it decides whose customer this is); then both
+    // accounts' copies follow, each with its audit entry.
+    let linked = admin.store.link_customer(customer, &account, LinkSource::Admin).await.map_err(unavailable)?;
+    let moved_from = match &linked {
+        Linked::Moved { from } => Some(from.clone()),
+        _ => None,
+    };
+    if let Some(from) = &moved_from {
+        let away = AuditDraft { extra: Some(("moved_to", account.as_str())), ..draft(&who, "customer.moved", None, pick_customers) };
+        admin.store.apply_audited(from, &[Change::UnlinkCustomer(customer.to_owned())], &away).await.map_err(unavailable)?;
+    }
+    let here = AuditDraft {
+        extra: moved_from.as_ref().map(|f| ("moved_from", f.as_str())),
+        ..draft(&who, "customer.linked", None, pick_customers)
+    };
+    change_and_audit(&admin, &account, Change::LinkCustomer(customer.to_owned()), here).await
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]

@@ -15,6 +15,9 @@ use crate::standing::{Action, Ladder, LadderError};
 /// The built-in defaults, the same text as `config/default.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
+/// The shortest admin token accepted at start-up, in bytes.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
 /// The environment variable naming a config file that replaces the defaults.
 pub const CONFIG_ENV: &str = "PASTDUE_CONFIG";
 const ENV_PREFIX: &str = "PASTDUE_";
@@ -44,6 +47,30 @@ pub struct Config {
     pub stripe: StripeConfig,
     /// `[admin]`
     pub admin: AdminConfig,
+    /// `[links]`
+    pub links: LinksConfig,
+}
+
+/// `[links]`: signed pay links. `Debug` hides the secret.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LinksConfig {
+    /// `secret`: the HMAC-SHA256 key of link tokens (at least 32 bytes,
+    /// the same on every instance; `""` = no pay links).
+    pub secret: String,
+    /// `ttl`: how long a link stays valid.
+    #[serde(deserialize_with = "de_duration")]
+    pub ttl: Duration,
+    /// `base_url`: the app's public origin, for links in e-mails (`""` =
+    /// the origin of `stripe.portal_return_url`).
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for LinksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinksConfig").field("secret", &redacted(&self.secret)).field("ttl", &self.ttl).field("base_url", &self.base_url).finish()
+    }
 }
 
 /// `[server]`: where the demo listens.
@@ -110,6 +137,20 @@ pub struct GateConfig {
     pub on_store_error: Policy,
     /// `exempt`: glob patterns of paths that pass untouched.
     pub exempt: Vec<String>,
+    /// `missing_account`: what a gated request with no account gets.
+    pub missing_account: MissingAccount,
+}
+
+/// `gate.missing_account`: what a gated request that resolves no account
+/// gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingAccount {
+    /// Pass untouched (counted in `pastdue_no_account_total`).
+    Pass,
+    /// Answer `401` problem+json: for apps whose every gated route needs an
+    /// account.
+    Deny,
 }
 
 /// `[cache]`: the in-process cache in front of the store.
@@ -190,6 +231,9 @@ pub struct NotifyConfig {
     pub lease: Duration,
     /// `max_attempts`: delivery attempts per notice and pass.
     pub max_attempts: u32,
+    /// `timeout`: longest one delivery attempt (HTTP or SMTP) may take.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for NotifyConfig {
@@ -202,6 +246,7 @@ impl std::fmt::Debug for NotifyConfig {
             .field("poll_interval", &self.poll_interval)
             .field("lease", &self.lease)
             .field("max_attempts", &self.max_attempts)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -480,6 +525,25 @@ impl Config {
                 key: "admin.path".into(),
                 message: "must start with / and not end with one".into(),
             });
+        }
+        if !self.links.secret.is_empty() && self.links.secret.len() < crate::links::MIN_SECRET_LEN {
+            return Err(ConfigError::Key { key: "links.secret".into(), message: crate::links::WeakSecret.to_string() });
+        }
+        if self.notify.lease < Duration::from_millis(30) {
+            return Err(ConfigError::Key { key: "notify.lease".into(), message: "must be at least 30ms".into() });
+        }
+        if self.links.ttl.is_zero() {
+            return Err(ConfigError::Key { key: "links.ttl".into(), message: "must be longer than 0s".into() });
+        }
+        let tokens = std::iter::once(("admin.token".to_owned(), &self.admin.token))
+            .chain(self.admin.tokens.iter().enumerate().map(|(i, t)| (format!("admin.tokens[{i}].token"), &t.token)));
+        for (key, token) in tokens {
+            if !token.is_empty() && token.len() < MIN_ADMIN_TOKEN_LEN {
+                return Err(ConfigError::Key {
+                    key,
+                    message: format!("is {} bytes; admin tokens must be at least {MIN_ADMIN_TOKEN_LEN} bytes", token.len()),
+                });
+            }
         }
         if self.cache.capacity == 0 {
             return Err(ConfigError::Key {

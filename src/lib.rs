@@ -6,6 +6,7 @@ pub mod account;
 pub mod config;
 pub mod gate;
 pub mod href;
+pub mod links;
 pub mod standing;
 pub mod state;
 pub mod store;

@@ -7,6 +7,7 @@
 //! | name | labels | what |
 //! |---|---|---|
 //! | `pastdue_decisions_total` | `stage`, `action`, `result` (`pass`/`deny`) | gated requests |
+//! | `pastdue_no_account_total` | | gated requests that resolved no account |
 //! | `pastdue_cache_hits_total` | | decisions made from the in-process cache |
 //! | `pastdue_cache_misses_total` | | decisions that needed a store read |
 //! | `pastdue_cache_evictions_total` | `reason` (`write`/`resync`) | invalidations applied |
@@ -14,11 +15,16 @@
 //! | `pastdue_stale_decisions_total` | | decisions from last known state during an outage |
 //! | `pastdue_fail_open_total` | `policy` (`allow`/`block`) | uncached accounts decided by `on_store_error` |
 //! | `pastdue_webhooks_total` | `type`, `result` | webhook outcomes (`applied`, `duplicate`, `ignored`, `unmapped`, `bad_signature`, `bad_request`, `too_large`, `unavailable`) |
+//! | `pastdue_pay_links_total` | `result` (`minted`, `reused`, `unauthorized`, `forbidden`, `expired`, `failed`, `unavailable`) | clicks on `/billing/pay` |
+//! | `pastdue_admin_auth_failures_total` | | admin requests refused for a missing or wrong token |
+//! | `pastdue_link_conflicts_total` | | Stripe metadata that disagreed with an admin's customer link (the admin link stays) |
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
 //! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`) | stage notices |
 
 /// Gated requests by stage, action and result.
 pub const DECISIONS: &str = "pastdue_decisions_total";
+/// Gated (not exempt) requests that resolved no account.
+pub const NO_ACCOUNT: &str = "pastdue_no_account_total";
 /// Decisions made from the cache.
 pub const CACHE_HITS: &str = "pastdue_cache_hits_total";
 /// Decisions that needed a store read.
@@ -33,6 +39,12 @@ pub const STALE_DECISIONS: &str = "pastdue_stale_decisions_total";
 pub const FAIL_OPEN: &str = "pastdue_fail_open_total";
 /// Webhook outcomes.
 pub const WEBHOOKS: &str = "pastdue_webhooks_total";
+/// Clicks on pay links, by result.
+pub const PAY_LINKS: &str = "pastdue_pay_links_total";
+/// Admin requests refused for a missing or wrong token.
+pub const ADMIN_AUTH_FAILURES: &str = "pastdue_admin_auth_failures_total";
+/// Metadata that disagreed with an admin's customer link.
+pub const LINK_CONFLICTS: &str = "pastdue_link_conflicts_total";
 /// Invalidation-listener (re)subscriptions.
 pub const RESUBSCRIBES: &str = "pastdue_invalidation_resubscribes_total";
 /// Stage notices by channel and result.

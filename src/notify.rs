@@ -62,6 +62,8 @@ struct Inner {
     languages: crate::gate::Languages,
     product_name: String,
     support_email: String,
+    /// The app's public origin and the pay-link signer, when pay links are on.
+    links: Option<(String, crate::links::LinkSigner)>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -91,13 +93,13 @@ impl Notifier {
         } else {
             let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&n.smtp_url)
                 .map_err(|e| key("notify.smtp_url", e.to_string()))?
-                .timeout(Some(Duration::from_secs(10)))
+                .timeout(Some(n.timeout))
                 .build();
             let from: Mailbox = n.from.parse().map_err(|e: lettre::address::AddressError| key("notify.from", e.to_string()))?;
             (Some(transport), Some(from))
         };
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(n.timeout)
             .build()
             .map_err(|e| key("notify.webhook_url", e.to_string()))?;
         let languages = crate::gate::Languages::builtin().map_err(|e| key("page", e))?;
@@ -111,8 +113,17 @@ impl Notifier {
             languages,
             product_name: config.page.product_name.clone(),
             support_email: config.page.support_email.clone(),
+            links: match crate::stripe::pay::signer(config)? {
+                Some(signer) => Some((links_base(config)?, signer)),
+                None => None,
+            },
         };
         Ok(Some(Self { inner: Arc::new(inner) }))
+    }
+
+    /// The notifier's configuration.
+    pub fn config(&self) -> &NotifyConfig {
+        &self.inner.config
     }
 
     /// Runs the notifier in the background: at once for every change the
@@ -184,16 +195,19 @@ impl Notifier {
                 continue;
             }
             let what = format!("{}:{stage}:{channel}", episode.timestamp());
-            if !inner.store.claim(account, &what, inner.config.lease).await? {
+            let holder = holder_id();
+            if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
                 continue;
             }
-            let delivered = match &to {
-                None => {
-                    let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
-                    self.deliver(&payload(&id, account, &standing, &state)).await
+            let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
+            let pay_url = self.pay_url(account, &standing);
+            let send = async {
+                match &to {
+                    None => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref())).await,
+                    Some(address) => self.email(&id, address, &standing, &state, pay_url.as_deref()).await,
                 }
-                Some(address) => self.email(address, &standing, &state).await,
             };
+            let delivered = self.holding(account, &what, &holder, send).await;
             if !delivered {
                 // The claim lapses after the lease; a later sweep tries again.
                 metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
@@ -207,9 +221,41 @@ impl Notifier {
         Ok(sent)
     }
 
+    /// Runs `send` while renewing the claim every third of the lease, so a
+    /// slow receiver (or SMTP server) never lets the lease lapse mid-send
+    /// and another instance send the same notice.
+    async fn holding(&self, account: &AccountId, what: &str, holder: &str, send: impl std::future::Future<Output = bool>) -> bool {
+        let lease = self.inner.config.lease;
+        let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
+        renew.tick().await; // the first tick is immediate
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                delivered = &mut send => return delivered,
+                _ = renew.tick() => match self.inner.store.renew_claim(account, what, holder, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(account = %account, what, "notice claim lapsed while sending"),
+                    Err(e) => tracing::warn!(account = %account, error = %e, "notice claim could not be renewed"),
+                },
+            }
+        }
+    }
+
+    /// Where a notice sends the customer to pay: the oldest unpaid invoice's
+    /// hosted page, else a signed pay link on `links.base_url`.
+    fn pay_url(&self, account: &AccountId, standing: &Standing) -> Option<String> {
+        if let Some(url) = standing.pay_url() {
+            return Some(url.to_owned());
+        }
+        let (base, signer) = self.inner.links.as_ref()?;
+        let token = signer.sign(account.as_str(), crate::links::Purpose::Pay, Utc::now());
+        Some(format!("{base}{}?t={token}", crate::stripe::PAY_PATH))
+    }
+
     /// Sends the stage's e-mail, in the account's language, retrying like
-    /// the webhook.
-    async fn email(&self, to: &str, standing: &Standing, state: &BillingState) -> bool {
+    /// the webhook. Its `Message-ID` derives from the notice id, so a mail
+    /// system can drop a repeat.
+    async fn email(&self, id: &str, to: &str, standing: &Standing, state: &BillingState, pay_url: Option<&str>) -> bool {
         let inner = &self.inner;
         let (Some(smtp), Some(from)) = (&inner.smtp, &inner.from) else { return false };
         let Ok(to) = to.parse::<Mailbox>() else {
@@ -224,7 +270,7 @@ impl Notifier {
         };
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
         let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
-        let pay_url = standing.pay_url().unwrap_or("");
+        let pay_url = pay_url.unwrap_or("");
         let vars = [
             ("product", inner.product_name.as_str()),
             ("amount", amount.as_str()),
@@ -232,7 +278,9 @@ impl Notifier {
             ("pay_url", pay_url),
             ("support", inner.support_email.as_str()),
         ];
+        let domain = from.email.domain().to_owned();
         let message = Message::builder()
+            .message_id(Some(format!("<{id}.email@{domain}>")))
             .from(from.clone())
             .to(to)
             .subject(lang.text(&format!("email_{kind}_subject"), &vars))
@@ -310,7 +358,18 @@ impl Notifier {
     }
 }
 
-fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingState) -> Vec<u8> {
+/// A claim holder id, unique per claim attempt across instances.
+fn holder_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    static INSTANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // RandomState is seeded from the OS's randomness, per process.
+    let instance = *INSTANCE.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
+    format!("{instance:016x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingState, pay_url: Option<&str>) -> Vec<u8> {
     let body = json!({
         "type": "pastdue.stage_entered",
         "id": id,
@@ -322,9 +381,21 @@ fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingSt
         "next_stage_at": standing.next().map(|(_, t)| t),
         "amount_due": standing.amount_due().map_or(0, |(a, _)| a),
         "currency": standing.amount_due().map(|(_, c)| c),
-        "pay_url": standing.pay_url(),
+        "pay_url": pay_url,
         "contact_email": state.contact_email(),
         "created": Utc::now().timestamp(),
     });
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The origin e-mailed pay links start with: `links.base_url`, else the
+/// origin of `stripe.portal_return_url`.
+fn links_base(config: &Config) -> Result<String, ConfigError> {
+    let raw = if config.links.base_url.is_empty() { &config.stripe.portal_return_url } else { &config.links.base_url };
+    let bad = |message: &str| ConfigError::Key { key: "links.base_url".into(), message: message.into() };
+    let url = url::Url::parse(raw).map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
+    if !crate::href::is_safe(url.as_str()) {
+        return Err(bad("must be an https URL (http only on loopback)"));
+    }
+    Ok(url.origin().ascii_serialization())
 }

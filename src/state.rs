@@ -255,6 +255,13 @@ pub enum Change {
     ClearOverride,
     /// Link a Stripe customer to the account.
     LinkCustomer(String),
+    /// The Stripe customer was moved to another account (customer links
+    /// are moves decided by the store's link, not time-stamped facts).
+    UnlinkCustomer(String),
+    /// Stripe metadata named another account for a customer an admin
+    /// linked here; the admin link stays, and the conflict is kept for the
+    /// admin view.
+    LinkConflict(LinkConflict),
     /// The billing contact's e-mail address.
     ContactEmail(String),
     /// The account's preferred language (a BCP 47 tag such as `"de"`).
@@ -262,6 +269,21 @@ pub enum Change {
     /// A notice went out.
     NoticeSent(NoticeSent),
 }
+
+/// A customer an admin linked to this account that Stripe metadata claims
+/// for another one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkConflict {
+    /// The Stripe customer.
+    pub customer: String,
+    /// The account the metadata names.
+    pub claimed_by: String,
+    /// When the conflict was last seen.
+    pub at: DateTime<Utc>,
+}
+
+/// Most link conflicts an account keeps (newest).
+pub const MAX_LINK_CONFLICTS: usize = 16;
 
 /// Everything pastdue knows about one account's payments.
 ///
@@ -282,6 +304,8 @@ pub struct BillingState {
     notices: Vec<NoticeSent>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     customers: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    link_conflicts: Vec<LinkConflict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     contact_email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -362,6 +386,28 @@ impl BillingState {
             Change::SetOverride(o) => replace_opt(&mut self.override_, Some(o.clone())),
             Change::ClearOverride => replace_opt(&mut self.override_, None),
             Change::LinkCustomer(c) => self.customers.insert(c.clone()),
+            Change::UnlinkCustomer(c) => {
+                let had = self.customers.remove(c);
+                let before = self.link_conflicts.len();
+                self.link_conflicts.retain(|k| &k.customer != c);
+                had || before != self.link_conflicts.len()
+            }
+            Change::LinkConflict(conflict) => {
+                let known = self.link_conflicts.iter_mut().find(|k| k.customer == conflict.customer && k.claimed_by == conflict.claimed_by);
+                match known {
+                    Some(k) if k.at >= conflict.at => false,
+                    Some(k) => {
+                        k.at = conflict.at;
+                        true
+                    }
+                    None => {
+                        self.link_conflicts.push(conflict.clone());
+                        self.link_conflicts.sort_by(|a, b| b.at.cmp(&a.at));
+                        self.link_conflicts.truncate(MAX_LINK_CONFLICTS);
+                        true
+                    }
+                }
+            }
             Change::ContactEmail(e) => replace_opt(&mut self.contact_email, Some(e.clone())),
             Change::Language(l) => replace_opt(&mut self.language, Some(l.clone())),
             Change::NoticeSent(n) => {
@@ -420,6 +466,12 @@ impl BillingState {
     /// Notices sent, oldest episode first.
     pub fn notices(&self) -> &[NoticeSent] {
         &self.notices
+    }
+
+    /// Customers an admin linked here that Stripe metadata claims for
+    /// another account, newest first.
+    pub fn link_conflicts(&self) -> &[LinkConflict] {
+        &self.link_conflicts
     }
 
     /// Linked Stripe customers.

@@ -147,7 +147,7 @@ async fn a_claim_whose_holder_died_is_taken_over_after_the_lease() {
     let since = Utc::now();
     store.apply(&account, None, &[unpaid("in_1", 100, since)]).await.unwrap();
     // An instance claims the notice and dies before sending it.
-    assert!(store.claim(&account, &format!("{}:notice:webhook", since.timestamp()), Duration::from_millis(800)).await.unwrap());
+    assert!(store.claim(&account, &format!("{}:notice:webhook", since.timestamp()), "dead-holder", Duration::from_millis(800)).await.unwrap());
     let (_, _instances) = instances(&server, &url, 1).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(stages(&seen, "orphan").is_empty(), "the claim is respected while it lasts");

@@ -36,6 +36,8 @@ async fn app_reads_the_account_from_header_query_or_cookie() {
     assert_eq!(call(billing).await.status(), StatusCode::OK, "/billing is exempt");
 }
 
+const ADMIN: &str = "quickstart-admin-token-0123";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_binary_serves_over_http_on_redis() {
     let redis = common::RedisServer::start();
@@ -44,6 +46,7 @@ async fn the_demo_binary_serves_over_http_on_redis() {
         ("PASTDUE_STORE__URL", redis.url()),
         ("PASTDUE_STORE__READ_TIMEOUT", "2s".into()),
         ("PASTDUE_STRIPE__WEBHOOK_SECRET", "whsec_demo".into()),
+        ("PASTDUE_ADMIN__TOKEN", ADMIN.into()),
     ]);
     let http = reqwest::Client::new();
     let get = |path: &str, account: Option<&str>| {
@@ -62,7 +65,11 @@ async fn the_demo_binary_serves_over_http_on_redis() {
     assert!(ping.headers().get("billing-stage").is_none());
     assert_eq!(ping.json::<serde_json::Value>().await.unwrap(), serde_json::json!({ "ok": true }));
 
-    let failed = http.post(format!("{}/demo/invoice-failed?account=acme&days_ago=15", demo.url)).send().await.unwrap();
+    // On a shared store the shortcuts that mark payments need the admin
+    // token: otherwise anyone could unblock any account.
+    let stranger = http.post(format!("{}/demo/invoice-paid?account=acme", demo.url)).send().await.unwrap();
+    assert_eq!(stranger.status(), 401);
+    let failed = http.post(format!("{}/demo/invoice-failed?account=acme&days_ago=15", demo.url)).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(failed.status(), 200);
     let mut stage = None;
     for _ in 0..200 {
@@ -75,7 +82,7 @@ async fn the_demo_binary_serves_over_http_on_redis() {
     }
     assert_eq!(stage.as_deref(), Some("warning"));
 
-    http.post(format!("{}/demo/invoice-failed?account=acme&days_ago=18", demo.url)).send().await.unwrap();
+    http.post(format!("{}/demo/invoice-failed?account=acme&days_ago=18", demo.url)).bearer_auth(ADMIN).send().await.unwrap();
     let mut blocked = None;
     for _ in 0..200 {
         let r = get("/api/ping", Some("acme")).await.unwrap();

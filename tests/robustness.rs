@@ -190,7 +190,7 @@ proptest! {
             let standing = pastdue::Standing::evaluate(Some(&state), &ladder, any_time(now));
             let _ = page.render("acct", &standing, Some(&state), Some("de"));
             let _ = page.problem("acct", &standing);
-            let _ = page.banner(&standing, Some(&state), None);
+            let _ = page.banner("acct", &standing, Some(&state), None);
             let _ = serde_json::to_string(&page.problem("acct", &standing)).unwrap();
         }
     }

@@ -550,60 +550,197 @@ async fn sync_rebuilds_a_wiped_store_from_localstripe() {
     assert_eq!(state(&b.store, "team-sync").await, s);
 }
 
-/// localstripe has no billing-portal endpoint, so this one test stands in a
-/// minimal Stripe API of its own: it checks the key and the form it gets,
-/// and answers a new session URL per call, as Stripe does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pay_links_mint_a_fresh_portal_session_per_click() {
-    use axum::routing::post as post_route;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = calls.clone();
-    let stripe_api = Router::new().route(
-        "/v1/billing_portal/sessions",
-        post_route(move |headers: http::HeaderMap, body: String| {
-            let seen = seen.clone();
-            async move {
-                assert_eq!(headers["authorization"], "Bearer sk_test_portal");
-                let form = body.replace("%3A", ":").replace("%2F", "/");
-                assert!(form.contains("customer=cus_pay") && form.contains("return_url=https://app.test/back"), "{body}");
-                let n = seen.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!({ "id": format!("bps_{n}"), "object": "billing_portal.session", "url": format!("https://billing.stripe.test/session/{n}") }))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, stripe_api).await.unwrap() });
+/// localstripe has no billing-portal endpoint, so the pay-link tests stand
+/// in a minimal Stripe API of their own: it checks the key, records the
+/// form it gets, and answers a new session URL per call, as Stripe does.
+struct FakePortal {
+    api_base: String,
+    forms: Arc<std::sync::Mutex<Vec<String>>>,
+}
 
-    let b = memory().await;
-    let mut cfg = config(Unmapped::CustomerId);
-    cfg.stripe.api_key = "sk_test_portal".into();
-    cfg.stripe.api_base = api_base;
-    cfg.stripe.portal_return_url = "https://app.test/back".into();
-    b.store.apply(&acct("payer"), None, &[unpaid("in_1", 100, Utc::now()), pastdue::Change::LinkCustomer("cus_pay".into())]).await.unwrap();
-    let resolver = pastdue::gate::QueryResolver::new("account");
-    let app = pastdue::stripe::pay_router(&cfg, b.store.clone(), resolver).unwrap().unwrap();
-
-    let mut locations = Vec::new();
-    for _ in 0..2 {
-        let res = app.clone().oneshot(Request::get("/billing/pay?account=payer").body(Body::empty()).unwrap()).await.unwrap();
-        assert_eq!(res.status(), StatusCode::SEE_OTHER);
-        assert_eq!(res.headers()["cache-control"], "no-store");
-        locations.push(res.headers()["location"].to_str().unwrap().to_owned());
+impl FakePortal {
+    async fn start() -> Self {
+        use axum::routing::post as post_route;
+        let forms = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = forms.clone();
+        let stripe_api = Router::new().route(
+            "/v1/billing_portal/sessions",
+            post_route(move |headers: http::HeaderMap, body: String| {
+                let seen = seen.clone();
+                async move {
+                    assert_eq!(headers["authorization"], "Bearer sk_test_portal");
+                    let form: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                    let n = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(body.clone());
+                        seen.len() - 1
+                    };
+                    let customer = form.iter().find(|(k, _)| k == "customer").map(|(_, v)| v.clone()).unwrap_or_default();
+                    axum::Json(json!({ "id": format!("bps_{n}"), "object": "billing_portal.session", "url": format!("https://billing.stripe.test/session/{n}/{customer}") }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, stripe_api).await.unwrap() });
+        Self { api_base, forms }
     }
-    assert_eq!(locations, ["https://billing.stripe.test/session/0", "https://billing.stripe.test/session/1"]);
-    let anonymous = app.clone().oneshot(Request::get("/billing/pay").body(Body::empty()).unwrap()).await.unwrap();
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
-    // The gate's page and problem+json point at the endpoint, not at a cached link.
+    fn calls(&self) -> usize {
+        self.forms.lock().unwrap().len()
+    }
+
+    fn config(&self) -> Config {
+        let mut cfg = config(Unmapped::CustomerId);
+        cfg.stripe.api_key = "sk_test_portal".into();
+        cfg.stripe.api_base = self.api_base.clone();
+        cfg.stripe.portal_return_url = "https://app.test/back".into();
+        cfg.links.secret = "0123456789abcdef0123456789abcdef-links".into();
+        cfg
+    }
+}
+
+fn block_override() -> pastdue::Change {
+    pastdue::Change::SetOverride(pastdue::state::Override { mode: pastdue::state::OverrideMode::Block, until: None, reason: "t".into(), by: "t".into(), at: Utc::now() })
+}
+
+/// The app as a user wires it: gated routes, and the pay router that
+/// `with_pay_links` hands back next to the gate.
+fn pay_app(cfg: &Config, store: Arc<dyn Store>) -> Router {
+    let gate = pastdue::gate::GateLayer::from_config(cfg, store.clone()).unwrap();
+    let (gate, pay) = pastdue::stripe::with_pay_links(gate, cfg, store).unwrap();
+    Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate).merge(pay)
+}
+
+async fn get_with(app: &Router, uri: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
+    let mut req = Request::get(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+}
+
+/// An attribute value as the browser reads it.
+fn unescape(h: &str) -> String {
+    h.replace("&#x2f;", "/").replace("&quot;", "\"").replace("&#x27;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+async fn text(res: http::Response<Body>) -> String {
+    String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_links_are_signed_and_mint_one_portal_session_per_click_window() {
+    let portal = FakePortal::start().await;
+    let cfg = portal.config();
+    let b = redis().await;
+    // No hosted invoice page is known: the pay button is the signed link.
+    let mut owed = unpaid("in_1", 100, Utc::now());
+    if let pastdue::Change::InvoiceUnpaid { invoice, .. } = &mut owed {
+        invoice.hosted_url = None;
+    }
+    b.store.apply(&acct("payer"), None, &[owed, pastdue::Change::LinkCustomer("cus_pay".into()), block_override()]).await.unwrap();
+    b.store.link_customer("cus_pay", &acct("payer"), pastdue::store::LinkSource::Learned).await.unwrap();
+    let app = pay_app(&cfg, b.store.clone());
+
+    let res = get_with(&app, "/x", &[("x-account-id", "payer")]).await;
+    assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED);
+    let problem: Value = serde_json::from_str(&text(res).await).unwrap();
+    let pay_url = problem["pay_url"].as_str().unwrap().to_owned();
+    assert!(pay_url.starts_with("/billing/pay?t=") && !pay_url.contains("payer"), "the account is inside the signed token: {pay_url}");
+
+    // The button works: a 303 to a fresh portal session for this account's customer.
+    let res = get_with(&app, &pay_url, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["location"], "https://billing.stripe.test/session/0/cus_pay");
+    // A reload storm within the window reuses that session: one API call.
+    for _ in 0..5 {
+        let res = get_with(&app, &pay_url, &[]).await;
+        assert_eq!(res.headers()["location"], "https://billing.stripe.test/session/0/cus_pay");
+    }
+    assert_eq!(portal.calls(), 1);
+    // The secondary link opens the portal on "update payment method".
+    let html = text(get_with(&app, "/x", &[("x-account-id", "payer"), ("accept", "text/html")]).await).await;
+    let update = html.split("href=\"").skip(1).filter_map(|h| h.split('"').next()).map(unescape).find(|h| h.contains("flow=payment_method_update")).unwrap();
+    let res = get_with(&app, &update, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(portal.forms.lock().unwrap().last().unwrap().contains("flow_data%5Btype%5D=payment_method_update"));
+    // After the window, a click mints a new session.
+    tokio::time::sleep(pastdue::stripe::MINT_INTERVAL + Duration::from_millis(100)).await;
+    let res = get_with(&app, &pay_url, &[]).await;
+    assert_eq!(res.headers()["location"], "https://billing.stripe.test/session/2/cus_pay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_links_refuse_strangers_forgeries_and_old_links() {
+    let portal = FakePortal::start().await;
+    let cfg = portal.config();
+    let b = redis().await;
+    b.store.apply(&acct("victim"), None, &[unpaid("in_v", 100, Utc::now()), pastdue::Change::LinkCustomer("cus_victim".into())]).await.unwrap();
+    b.store.link_customer("cus_victim", &acct("victim"), pastdue::store::LinkSource::Learned).await.unwrap();
+    let app = pay_app(&cfg, b.store.clone());
+    let signer = pastdue::links::LinkSigner::new(cfg.links.secret.as_bytes(), cfg.links.ttl).unwrap();
+
+    // Knowing an account id is not enough: no token → 401, however asked.
+    for uri in ["/billing/pay", "/billing/pay?account=victim", "/billing/pay?t="] {
+        assert_eq!(get_with(&app, uri, &[]).await.status(), StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    assert_eq!(get_with(&app, "/billing/pay", &[("x-account-id", "victim"), ("cookie", "account=victim")]).await.status(), StatusCode::UNAUTHORIZED);
+    // A stranger's own valid token opens their own portal, nothing else; edited → 403.
+    let mine = signer.sign("stranger", pastdue::links::Purpose::Pay, Utc::now());
+    let (payload, tag) = mine.split_once('.').unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text_payload = String::from_utf8(b64.decode(payload).unwrap()).unwrap().replace("stranger", "victim");
+    let forged = format!("{}.{tag}", b64.encode(text_payload));
+    let other_secret = pastdue::links::LinkSigner::new(b"another-secret-another-secret-32b", cfg.links.ttl).unwrap();
+    for t in [forged, format!("{mine}x"), other_secret.sign("victim", pastdue::links::Purpose::Pay, Utc::now()), "garbage".into()] {
+        assert_eq!(get_with(&app, &format!("/billing/pay?t={t}"), &[]).await.status(), StatusCode::FORBIDDEN, "{t}");
+    }
+    assert_eq!(portal.calls(), 0, "no refused link reached Stripe");
+    // Expired (a week and a day old) → 410 with a friendly page in the visitor's language.
+    let old = signer.sign("victim", pastdue::links::Purpose::Pay, Utc::now() - chrono::TimeDelta::days(8));
+    let res = get_with(&app, &format!("/billing/pay?t={old}"), &[("accept-language", "de-DE,de;q=0.9")]).await;
+    assert_eq!(res.status(), StatusCode::GONE);
+    let page = text(res).await;
+    assert!(page.contains("lang=\"de\"") && page.contains("abgelaufen"), "{page}");
+    // A valid token for the victim is what the victim's own page carries.
+    let good = signer.sign("victim", pastdue::links::Purpose::Pay, Utc::now());
+    let res = get_with(&app, &format!("/billing/pay?t={good}"), &[]).await;
+    assert_eq!(res.headers()["location"], "https://billing.stripe.test/session/0/cus_victim");
+}
+
+/// With a portal configured but the pay router not wired, the page never
+/// links to `/billing/pay` (which would be a 404): the pay button goes to
+/// the invoice's hosted page. Wired, every button resolves to a 303.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pay_button_always_resolves() {
+    let portal = FakePortal::start().await;
+    let cfg = portal.config();
+    let b = memory().await;
+    b.store.apply(&acct("payer"), None, &[unpaid("in_1", 100, Utc::now()), pastdue::Change::LinkCustomer("cus_pay".into()), block_override()]).await.unwrap();
+    b.store.link_customer("cus_pay", &acct("payer"), pastdue::store::LinkSource::Learned).await.unwrap();
+    let hrefs = |html: &str| -> Vec<String> {
+        html.split("href=\"").skip(1).filter_map(|h| h.split('"').next()).map(unescape).collect()
+    };
+    // Not wired: the gate alone.
     let gate = pastdue::gate::GateLayer::from_config(&cfg, b.store.clone()).unwrap();
-    let blocked = Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate);
-    b.store
-        .apply(&acct("payer"), None, &[pastdue::Change::SetOverride(pastdue::state::Override { mode: pastdue::state::OverrideMode::Block, until: None, reason: "t".into(), by: "t".into(), at: Utc::now() })])
-        .await
-        .unwrap();
-    let res = blocked.oneshot(Request::get("/x").header("x-account-id", "payer").body(Body::empty()).unwrap()).await.unwrap();
-    let body: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
-    assert_eq!(body["pay_url"], "/billing/pay?account=payer");
+    let alone = Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate);
+    let html = text(get_with(&alone, "/x", &[("x-account-id", "payer"), ("accept", "text/html")]).await).await;
+    let links = hrefs(&html);
+    assert!(links.contains(&"https://invoice.stripe.com/i/in_1".to_owned()), "{links:?}");
+    assert!(links.iter().all(|h| !h.starts_with("/billing/pay")), "{links:?}");
+    // Wired: every local link is a 303; the rest is the invoice page.
+    let app = pay_app(&cfg, b.store.clone());
+    let html = text(get_with(&app, "/x", &[("x-account-id", "payer"), ("accept", "text/html")]).await).await;
+    let links: Vec<String> = hrefs(&html).into_iter().filter(|h| !h.starts_with("mailto:")).collect();
+    assert!(links.iter().any(|h| h.starts_with("/billing/pay?t=")), "{links:?}");
+    for href in links {
+        if href.starts_with('/') {
+            assert_eq!(get_with(&app, &href, &[]).await.status(), StatusCode::SEE_OTHER, "{href}");
+        } else {
+            assert_eq!(href, "https://invoice.stripe.com/i/in_1");
+        }
+    }
 }

@@ -37,6 +37,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -49,7 +50,7 @@ use tower_service::Service;
 
 use crate::account::{validate, AccountId};
 use crate::cache::{Lookup, StateCache};
-use crate::config::{Config, ConfigError, Policy};
+use crate::config::{Config, ConfigError, MissingAccount, Policy};
 use crate::standing::{Action, Ladder, Standing};
 use crate::store::Store;
 
@@ -67,7 +68,7 @@ pub use self::i18n::{Language, Languages, DEFAULT_LANGUAGE};
 pub use self::negotiate::prefers_html;
 pub use self::resolve::{
     from_fn, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,
-    QueryResolver, RequestView, ResolveAccount, SubdomainResolver,
+    QueryResolver, RequestView, ResolveAccount, Resolved, SubdomainResolver, Ambiguous,
 };
 pub use self::respond::{PageError, PaymentPage, BILLING_STAGE, ENDED_TYPE, PROBLEM_TYPE};
 
@@ -88,6 +89,58 @@ struct Shared {
     counters: Arc<Counters>,
     /// `Some(max_bytes)` when the reminder banner is injected.
     banner: Option<usize>,
+    /// What a request that resolves no account gets.
+    missing_account: MissingAccount,
+    no_account: Arc<NoAccountWatch>,
+}
+
+/// Counts requests that resolved no account, and says once when a gate has
+/// seen many requests and never a single account: almost always a wiring
+/// mistake (the auth layer added inside the gate instead of outside it, a
+/// header renamed by a proxy).
+struct NoAccountWatch {
+    /// Set by the first request that resolves an account; read (never
+    /// written again) by every request after it.
+    seen_account: AtomicBool,
+    /// Requests without an account while none was ever seen.
+    before_first: AtomicU64,
+    counter: metrics::Counter,
+}
+
+/// After this many requests without a single resolved account, the gate
+/// logs one warning.
+const NO_ACCOUNT_WARNING_AFTER: u64 = 1_000;
+
+impl NoAccountWatch {
+    fn new() -> Self {
+        Self {
+            seen_account: AtomicBool::new(false),
+            before_first: AtomicU64::new(0),
+            counter: metrics::counter!(crate::metrics::NO_ACCOUNT),
+        }
+    }
+
+    fn resolved(&self) {
+        // A load first: after the first account this is a read of a
+        // cache line nobody writes, not a write per request.
+        if !self.seen_account.load(Ordering::Relaxed) {
+            self.seen_account.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn unresolved(&self) {
+        self.counter.increment(1);
+        if !self.seen_account.load(Ordering::Relaxed)
+            && self.before_first.fetch_add(1, Ordering::Relaxed) + 1 == NO_ACCOUNT_WARNING_AFTER
+        {
+            tracing::warn!(
+                requests = NO_ACCOUNT_WARNING_AFTER,
+                "pastdue gate: {NO_ACCOUNT_WARNING_AFTER} gated requests and not one named an account, so every \
+                 one passed ungated. Is the auth layer that sets the account added outside the gate \
+                 (`.layer(gate).layer(auth)`), and does the resolver read what it sets?"
+            );
+        }
+    }
 }
 
 /// Counters registered once, so a decision costs an atomic add, not a
@@ -174,9 +227,6 @@ impl GateLayer {
                 .with_banner_template(&config.banner.template)
                 .map_err(|e| ConfigError::Key { key: "banner.template".into(), message: e.to_string() })?;
         }
-        if !config.stripe.portal_return_url.is_empty() {
-            page = page.with_pay_endpoint(crate::stripe::PAY_PATH);
-        }
         let cache = StateCache::new(store, config.cache.capacity, config.cache.ttl, config.cache.retry_after);
         let unavailable = Standing::unavailable(&ladder, config.gate.on_store_error.action());
         Ok(Self {
@@ -189,6 +239,8 @@ impl GateLayer {
                 exempt,
                 resolver: Arc::new(HeaderResolver::new(header)),
                 page,
+                missing_account: config.gate.missing_account,
+                no_account: Arc::new(NoAccountWatch::new()),
             }),
         })
     }
@@ -210,6 +262,13 @@ impl GateLayer {
             s.counters = Arc::new(Counters::new(&ladder, &s.unavailable));
             s.ladder = ladder;
         })
+    }
+
+    /// What a gated request that resolves no account gets: passed
+    /// untouched ([`MissingAccount::Pass`], the default) or refused with a
+    /// `401` ([`MissingAccount::Deny`]).
+    pub fn with_missing_account(self, missing: MissingAccount) -> Self {
+        self.edit(|s| s.missing_account = missing)
     }
 
     /// Paths that always pass untouched.
@@ -235,6 +294,12 @@ impl GateLayer {
     /// The please-pay page.
     pub fn with_page(self, page: PaymentPage) -> Self {
         self.edit(|s| s.page = page)
+    }
+
+    /// Signs pay links to the endpoint mounted at `path`; see
+    /// `stripe::with_pay_links`, the one place that calls this.
+    pub(crate) fn with_link_signer(self, path: &str, signer: crate::links::LinkSigner) -> Self {
+        self.edit(|s| s.page = s.page.clone().with_link_signer(path, signer))
     }
 
     /// The cache (for sharing with other parts of the app, and for tests).
@@ -300,7 +365,7 @@ impl Shared {
             Action::Notice | Action::Warn if self.banner.is_some() => {
                 let language = req.headers().get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
                 self.page
-                    .banner(&standing, state, language)
+                    .banner(account, &standing, state, language)
                     .map_err(|e| tracing::error!(error = %e, "banner template failed; no banner"))
                     .ok()
             }
@@ -355,8 +420,21 @@ where
             return ResponseFuture::inner(self.inner.call(req), None);
         }
         let account: Cow<'_, str> = match shared.resolver.resolve(&RequestView::of(&req)) {
-            Some(a) => a,
-            None => return ResponseFuture::inner(self.inner.call(req), None),
+            Ok(Some(a)) => {
+                shared.no_account.resolved();
+                a
+            }
+            Ok(None) => {
+                shared.no_account.unresolved();
+                return match shared.missing_account {
+                    MissingAccount::Pass => ResponseFuture::inner(self.inner.call(req), None),
+                    MissingAccount::Deny => ResponseFuture::ready(respond::no_account()),
+                };
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "request names its account more than once");
+                return ResponseFuture::ready(respond::ambiguous_account(&e));
+            }
         };
         if let Err(e) = validate(&account) {
             tracing::debug!(error = %e, "request names an invalid account id");

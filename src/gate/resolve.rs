@@ -1,7 +1,16 @@
 //! Finding the account a request belongs to.
 //!
-//! The built-in resolvers borrow from the request and never allocate.
-//! Returning `None` means "no account": the request passes untouched.
+//! The built-in resolvers borrow from the request and allocate only when
+//! they must decode (a percent-encoded query value, an upper-case host).
+//! `Ok(None)` means "no account" (see `gate.missing_account`); an
+//! [`Ambiguous`] request names more than one and is refused with a `400`.
+//!
+//! Each resolver reads its source the way the app's own extractor does, so
+//! the gate and the handler can never disagree about whose request it is:
+//! the query is decoded like axum's `Query`, hosts compare case-insensitively
+//! and without a trailing dot, and a source that names the account twice
+//! (`?account=a&account=b`, two `X-Account-Id` headers, two `account`
+//! cookies) is ambiguous rather than "first one wins".
 
 use std::borrow::Cow;
 use std::fmt;
@@ -29,10 +38,20 @@ impl<'r> RequestView<'r> {
     }
 }
 
+/// A request that names its account more than once: refused (`400`), since
+/// the gate and the app might each pick a different one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ambiguous account: the {0} is given more than once")]
+pub struct Ambiguous(pub &'static str);
+
+/// What a resolver found: an account id, none, or an ambiguous request.
+pub type Resolved<'r> = Result<Option<Cow<'r, str>>, Ambiguous>;
+
 /// Resolves the account of a request.
 pub trait ResolveAccount: Send + Sync + 'static {
-    /// The account id, or `None` when the request has none.
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>>;
+    /// The account id, `Ok(None)` when the request has none, or
+    /// [`Ambiguous`] when it names more than one.
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r>;
 
     /// Tries `self`, then `other`.
     fn or<R: ResolveAccount>(self, other: R) -> Or<Self, R>
@@ -44,12 +63,16 @@ pub trait ResolveAccount: Send + Sync + 'static {
 }
 
 impl<T: ResolveAccount + ?Sized> ResolveAccount for Arc<T> {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
         (**self).resolve(req)
     }
 }
 
 /// Reads a header (default `X-Account-Id`).
+///
+/// **Any client can send this header.** Use it only behind a proxy or an
+/// auth layer that sets it from a verified identity and strips the
+/// client's own; otherwise use [`ExtensionResolver`].
 #[derive(Debug, Clone)]
 pub struct HeaderResolver(HeaderName);
 
@@ -67,9 +90,14 @@ impl Default for HeaderResolver {
 }
 
 impl ResolveAccount for HeaderResolver {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
-        let v = req.headers.get(&self.0)?.to_str().ok()?.trim();
-        (!v.is_empty()).then_some(Cow::Borrowed(v))
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
+        let mut values = req.headers.get_all(&self.0).iter();
+        let Some(first) = values.next() else { return Ok(None) };
+        if values.next().is_some() {
+            return Err(Ambiguous("account header"));
+        }
+        let v = first.to_str().map_or("", str::trim);
+        Ok((!v.is_empty()).then_some(Cow::Borrowed(v)))
     }
 }
 
@@ -78,13 +106,16 @@ impl ResolveAccount for HeaderResolver {
 pub struct ExtensionResolver;
 
 impl ResolveAccount for ExtensionResolver {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
-        req.extensions.get::<AccountId>().map(|a| Cow::Borrowed(a.as_str()))
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
+        Ok(req.extensions.get::<AccountId>().map(|a| Cow::Borrowed(a.as_str())))
     }
 }
 
 /// Takes the first label of the `Host` under a base domain:
 /// `acme.app.example` with base `app.example` → `acme`.
+///
+/// Hosts are case-insensitive and may end with a dot, so
+/// `ACME.App.Example.` resolves to `acme` too: the label is lower-cased.
 #[derive(Debug, Clone)]
 pub struct SubdomainResolver {
     base: String,
@@ -93,12 +124,10 @@ pub struct SubdomainResolver {
 impl SubdomainResolver {
     /// Accounts are subdomains of `base` (e.g. `"app.example.com"`).
     pub fn new(base: impl Into<String>) -> Self {
-        Self { base: base.into().trim_start_matches('.').to_ascii_lowercase() }
+        Self { base: base.into().trim_start_matches('.').trim_end_matches('.').to_ascii_lowercase() }
     }
-}
 
-impl ResolveAccount for SubdomainResolver {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
+    fn label<'r>(&self, req: &RequestView<'r>) -> Option<&'r str> {
         let host = req
             .headers
             .get(http::header::HOST)
@@ -107,13 +136,26 @@ impl ResolveAccount for SubdomainResolver {
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
         });
+        // `acme.app.example.com.` is the same host as without the dot.
+        let host = host.strip_suffix('.').unwrap_or(host);
         let prefix = host.len().checked_sub(self.base.len() + 1)?;
-        let (sub, rest) = host.split_at(prefix);
+        let (sub, rest) = (host.get(..prefix)?, host.get(prefix..)?);
         if !rest.starts_with('.') || !rest[1..].eq_ignore_ascii_case(&self.base) {
             return None;
         }
-        let label = sub.rsplit('.').next()?;
-        (!label.is_empty() && !sub.contains('.')).then_some(Cow::Borrowed(label))
+        (!sub.is_empty() && !sub.contains('.')).then_some(sub)
+    }
+}
+
+impl ResolveAccount for SubdomainResolver {
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
+        Ok(self.label(req).map(|label| {
+            if label.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(label.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(label)
+            }
+        }))
     }
 }
 
@@ -132,13 +174,18 @@ impl PathSegmentResolver {
 }
 
 impl ResolveAccount for PathSegmentResolver {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
-        let seg = req.uri.path().trim_start_matches('/').split('/').nth(self.index)?;
-        (!seg.is_empty()).then_some(Cow::Borrowed(seg))
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
+        let seg = req.uri.path().trim_start_matches('/').split('/').nth(self.index);
+        Ok(seg.filter(|s| !s.is_empty()).map(Cow::Borrowed))
     }
 }
 
 /// Reads a query parameter (`?account=acme`); for demos and links.
+///
+/// Names and values are decoded exactly as axum's `Query` decodes them
+/// (`application/x-www-form-urlencoded`: `%6F` is `o`, `+` is a space), so
+/// `?acc%6Funt=x` names the account `x` for the gate as for the handler. A
+/// parameter given twice is [`Ambiguous`].
 #[derive(Debug, Clone)]
 pub struct QueryResolver(String);
 
@@ -150,11 +197,18 @@ impl QueryResolver {
 }
 
 impl ResolveAccount for QueryResolver {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
-        req.uri.query()?.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == self.0 && !v.is_empty()).then_some(Cow::Borrowed(v))
-        })
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
+        let Some(query) = req.uri.query() else { return Ok(None) };
+        let mut found = None;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            if k == self.0.as_str() {
+                if found.is_some() {
+                    return Err(Ambiguous("account query parameter"));
+                }
+                found = Some(v);
+            }
+        }
+        Ok(found.filter(|v| !v.is_empty()))
     }
 }
 
@@ -170,13 +224,20 @@ impl CookieResolver {
 }
 
 impl ResolveAccount for CookieResolver {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
-        req.headers.get_all(http::header::COOKIE).iter().find_map(|h| {
-            h.to_str().ok()?.split(';').find_map(|c| {
-                let (k, v) = c.trim().split_once('=')?;
-                (k == self.0 && !v.is_empty()).then_some(Cow::Borrowed(v.trim_matches('"')))
-            })
-        })
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
+        let mut found = None;
+        let cookies = req.headers.get_all(http::header::COOKIE).iter().filter_map(|h| h.to_str().ok());
+        for (k, v) in cookies.flat_map(|h| h.split(';')).filter_map(|c| c.trim().split_once('=')) {
+            if k == self.0 {
+                // A sibling subdomain can plant a second cookie of the same
+                // name: two values are ambiguous, not "first one wins".
+                if found.is_some() {
+                    return Err(Ambiguous("account cookie"));
+                }
+                found = Some(v.trim_matches('"'));
+            }
+        }
+        Ok(found.filter(|v| !v.is_empty()).map(Cow::Borrowed))
     }
 }
 
@@ -201,18 +262,22 @@ impl<F> ResolveAccount for FnResolver<F>
 where
     F: Fn(&RequestView<'_>) -> Option<String> + Send + Sync + 'static,
 {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
-        (self.0)(req).map(Cow::Owned)
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
+        Ok((self.0)(req).map(Cow::Owned))
     }
 }
 
-/// `a.or(b)`: the first resolver that finds an account wins.
+/// `a.or(b)`: the first resolver that finds an account wins; an ambiguous
+/// answer from `a` is final (it never falls through to `b`).
 #[derive(Debug, Clone)]
 pub struct Or<A, B>(A, B);
 
 impl<A: ResolveAccount, B: ResolveAccount> ResolveAccount for Or<A, B> {
-    fn resolve<'r>(&self, req: &RequestView<'r>) -> Option<Cow<'r, str>> {
-        self.0.resolve(req).or_else(|| self.1.resolve(req))
+    fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
+        match self.0.resolve(req)? {
+            Some(found) => Ok(Some(found)),
+            None => self.1.resolve(req),
+        }
     }
 }
 
@@ -221,7 +286,7 @@ mod tests {
     use super::*;
 
     fn resolve(r: &dyn ResolveAccount, req: &http::Request<()>) -> Option<String> {
-        r.resolve(&RequestView::of(req)).map(Cow::into_owned)
+        r.resolve(&RequestView::of(req)).expect("not ambiguous").map(Cow::into_owned)
     }
 
     fn get(uri: &str) -> http::request::Builder {
@@ -241,7 +306,9 @@ mod tests {
         let sub = SubdomainResolver::new("app.example.com");
         for (host, want) in [
             ("acme.app.example.com", Some("acme")),
-            ("ACME.App.Example.com:8443", Some("ACME")),
+            ("ACME.App.Example.com:8443", Some("acme")),
+            ("acme.app.example.com.", Some("acme")),
+            ("Acme.APP.example.com.:443", Some("acme")),
             ("app.example.com", None),
             ("a.b.app.example.com", None),
             ("acme.evil-app.example.com", None),
@@ -259,7 +326,19 @@ mod tests {
         assert_eq!(resolve(&q, &get("/?x=1&account=acme").body(()).unwrap()).as_deref(), Some("acme"));
         assert_eq!(resolve(&q, &get("/?accountx=acme").body(()).unwrap()), None);
 
+        // Decoded like axum's `Query`: the handler would see these too.
+        assert_eq!(resolve(&q, &get("/?acc%6Funt=victim").body(()).unwrap()).as_deref(), Some("victim"));
+        assert_eq!(resolve(&q, &get("/?account=a%40b").body(()).unwrap()).as_deref(), Some("a@b"));
+        for twice in ["/?account=paying&account=victim", "/?account=paying&acc%6Funt=victim", "/?account=&account=x"] {
+            let req = get(twice).body(()).unwrap();
+            assert_eq!(q.resolve(&RequestView::of(&req)), Err(Ambiguous("account query parameter")), "{twice}");
+        }
+
         let c = CookieResolver::new("account");
+        let req = get("/").header("cookie", "account=a").header("cookie", "account=b").body(()).unwrap();
+        assert!(c.resolve(&RequestView::of(&req)).is_err());
+        let req = get("/").header("x-account-id", "a").header("x-account-id", "b").body(()).unwrap();
+        assert!(HeaderResolver::default().resolve(&RequestView::of(&req)).is_err());
         let req = get("/").header("cookie", "theme=dark; account=acme").body(()).unwrap();
         assert_eq!(resolve(&c, &req).as_deref(), Some("acme"));
 

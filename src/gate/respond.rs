@@ -54,7 +54,8 @@ pub struct PaymentPage {
     logo_url: Option<String>,
     support_email: String,
     portal_url: Option<String>,
-    pay_endpoint: Option<String>,
+    /// The mounted pay endpoint and the signer of its links.
+    links: Option<(String, crate::links::LinkSigner)>,
     languages: super::Languages,
 }
 
@@ -84,6 +85,7 @@ struct PageContext<'a> {
     past_due_since: Option<String>,
     since: Option<String>,
     pay_url: Option<String>,
+    update_payment_url: Option<String>,
     next_stage: Option<&'a str>,
     next_stage_at: Option<String>,
     notices: Vec<NoticeView<'a>>,
@@ -136,7 +138,7 @@ impl PaymentPage {
                 .filter(|u| !u.is_empty())
                 .and_then(|u| crate::href::checked(u, "page.billing_portal_url"))
                 .map(str::to_owned),
-            pay_endpoint: None,
+            links: None,
             languages,
         };
         page.validate()?;
@@ -152,7 +154,7 @@ impl PaymentPage {
         let warning = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(15));
         for code in self.languages.codes() {
             self.try_render("acct_sample", &standing, Some(&sample), Some(code), None).map_err(PageError::Template)?;
-            self.banner(&warning, Some(&sample), Some(code)).map_err(PageError::Template)?;
+            self.banner("acct_sample", &warning, Some(&sample), Some(code)).map_err(PageError::Template)?;
         }
         Ok(())
     }
@@ -168,7 +170,7 @@ impl PaymentPage {
 
     /// The reminder banner for a `notice` or `warn` standing, in the
     /// visitor's language.
-    pub fn banner(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, String> {
+    pub fn banner(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, String> {
         let lang = self.languages.choose(state.and_then(BillingState::language), accept_language);
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
         let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
@@ -183,7 +185,7 @@ impl PaymentPage {
             message => lang.text(key, &vars),
             amount => amount,
             next_stage_at => date,
-            pay_url => standing.pay_url().map(str::to_owned).or_else(|| self.portal_url.clone()),
+            pay_url => self.pay_url(account, standing),
             text => text,
         };
         let template = self.env.get_template(BANNER).map_err(|e| e.to_string())?;
@@ -253,6 +255,7 @@ impl PaymentPage {
             past_due_since: standing.past_due_since().map(|t| lang.date(t)),
             since: standing.since().map(|t| lang.date(t)),
             pay_url: self.pay_url(account, standing),
+            update_payment_url: self.update_payment_url(account),
             next_stage: standing.next().map(|(s, _)| s.name()),
             next_stage_at: standing.next().map(|(_, t)| lang.date(t)),
             notices,
@@ -262,18 +265,36 @@ impl PaymentPage {
         template.render(&ctx).map_err(|e| e.to_string())
     }
 
-    /// Sends pay buttons to a local endpoint that mints a fresh billing-portal
-    /// session per click (`/billing/pay`), instead of the invoice's page.
-    pub fn with_pay_endpoint(mut self, path: impl Into<String>) -> Self {
-        self.pay_endpoint = Some(path.into());
+    /// Links to the pay endpoint mounted at `path`, signing each link.
+    /// Crate-private: only `stripe::with_pay_links`, which also returns the
+    /// endpoint's router, sets it, so a page never links to a missing route.
+    pub(crate) fn with_link_signer(mut self, path: &str, signer: crate::links::LinkSigner) -> Self {
+        self.links = Some((path.to_owned(), signer));
         self
     }
 
+    /// A signed link to the pay endpoint for `account`, if one is mounted.
+    pub(crate) fn signed_pay_link(&self, account: &str, flow: Option<&str>) -> Option<String> {
+        let (path, signer) = self.links.as_ref()?;
+        let token = signer.sign(account, crate::links::Purpose::Pay, Utc::now());
+        Some(match flow {
+            Some(flow) => format!("{path}?t={token}&flow={flow}"),
+            None => format!("{path}?t={token}"),
+        })
+    }
+
+    /// The primary pay button: the oldest unpaid invoice's hosted page, else
+    /// a signed link to the mounted pay endpoint, else `page.billing_portal_url`.
     fn pay_url(&self, account: &str, standing: &Standing) -> Option<String> {
-        if let Some(endpoint) = &self.pay_endpoint {
-            return Some(format!("{endpoint}?account={account}"));
+        if let Some(url) = standing.pay_url() {
+            return Some(url.to_owned());
         }
-        standing.pay_url().or(self.portal_url.as_deref()).map(str::to_owned)
+        self.signed_pay_link(account, None).or_else(|| self.portal_url.clone())
+    }
+
+    /// The secondary "update payment method" link (a signed portal link).
+    fn update_payment_url(&self, account: &str) -> Option<String> {
+        self.signed_pay_link(account, Some("payment_method_update"))
     }
 
     /// The HTML page. Never fails: a template error at run time falls back
@@ -352,18 +373,34 @@ impl PaymentPage {
     }
 }
 
-/// 400 for an account id that is not valid (the gate cannot key on it).
-pub(crate) fn bad_account<B: From<Bytes>>(error: &crate::InvalidAccountId) -> Response<B> {
+/// A plain `application/problem+json` answer.
+fn plain_problem<B: From<Bytes>>(status: StatusCode, detail: String) -> Response<B> {
     let body = serde_json::json!({
         "type": "about:blank",
-        "title": "Bad Request",
-        "status": 400,
-        "detail": format!("invalid account id: {error}"),
+        "title": status.canonical_reason().unwrap_or(""),
+        "status": status.as_u16(),
+        "detail": detail,
     });
     let mut res = Response::new(B::from(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
-    *res.status_mut() = StatusCode::BAD_REQUEST;
+    *res.status_mut() = status;
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// 400 for an account id that is not valid (the gate cannot key on it).
+pub(crate) fn bad_account<B: From<Bytes>>(error: &crate::InvalidAccountId) -> Response<B> {
+    plain_problem(StatusCode::BAD_REQUEST, format!("invalid account id: {error}"))
+}
+
+/// 400 for a request that names its account more than once.
+pub(crate) fn ambiguous_account<B: From<Bytes>>(error: &super::Ambiguous) -> Response<B> {
+    plain_problem(StatusCode::BAD_REQUEST, error.to_string())
+}
+
+/// 401 for a gated request with no account (`gate.missing_account = "deny"`).
+pub(crate) fn no_account<B: From<Bytes>>() -> Response<B> {
+    plain_problem(StatusCode::UNAUTHORIZED, "this route needs an account; sign in first".to_owned())
 }
 
 fn minijinja_escape(s: &str) -> String {

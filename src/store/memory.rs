@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{fold, index_moves, Applied, AuditEntry, Index, IndexEntry, Invalidation, Store, StoreError};
+use super::{fold, index_moves, Applied, AuditDraft, AuditEntry, Index, IndexEntry, Invalidation, LinkSource, Linked, Store, StoreError};
 use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
@@ -29,9 +29,9 @@ pub struct MemoryStore {
 struct Inner {
     states: HashMap<AccountId, BillingState>,
     seen: HashMap<(AccountId, Box<str>), Instant>,
-    customers: HashMap<String, AccountId>,
+    customers: HashMap<String, (AccountId, LinkSource)>,
     indexes: HashMap<Index, BTreeSet<String>>,
-    claims: HashMap<(AccountId, String), Instant>,
+    claims: HashMap<(AccountId, String), (String, Instant)>,
     audit: Vec<AuditEntry>,
     audit_seq: u64,
 }
@@ -104,15 +104,58 @@ impl Store for MemoryStore {
         Ok(applied)
     }
 
-    async fn link_customer(&self, customer: &str, account: &AccountId) -> Result<(), StoreError> {
+    async fn apply_audited(
+        &self,
+        account: &AccountId,
+        changes: &[Change],
+        draft: &AuditDraft<'_>,
+    ) -> Result<(Applied, AuditEntry), StoreError> {
+        let (applied, entry) = {
+            let mut inner = self.lock();
+            let before = inner.states.get(account).cloned();
+            let (next, changed) = fold(before.as_ref(), changes);
+            if changed {
+                for (index, old, new) in index_moves(before.as_ref(), &next, account) {
+                    let set = inner.indexes.entry(index).or_default();
+                    if let Some(old) = old {
+                        set.remove(&old);
+                    }
+                    if let Some(new) = new {
+                        set.insert(new);
+                    }
+                }
+                inner.states.insert(account.clone(), next.clone());
+            }
+            let mut entry = draft.entry(account, before.as_ref(), &next, chrono::Utc::now());
+            inner.audit_seq += 1;
+            entry.id = format!("{}-{}", entry.at.timestamp_millis(), inner.audit_seq);
+            inner.audit.push(entry.clone());
+            if inner.audit.len() > AUDIT_MAX {
+                let excess = inner.audit.len() - AUDIT_MAX;
+                inner.audit.drain(..excess);
+            }
+            (if changed { Applied::Changed(next) } else { Applied::Unchanged(next) }, entry)
+        };
+        if matches!(applied, Applied::Changed(_)) {
+            let _ = self.invalidations.send(Invalidation::Account(account.clone()));
+        }
+        Ok((applied, entry))
+    }
+
+    async fn link_customer(&self, customer: &str, account: &AccountId, source: LinkSource) -> Result<Linked, StoreError> {
         super::check_customer(customer)?;
-        self.lock().customers.insert(customer.to_owned(), account.clone());
-        Ok(())
+        let mut inner = self.lock();
+        let current = inner.customers.get(customer).cloned();
+        let (linked, write) = super::decide_link(current, account, source);
+        if write {
+            inner.customers.insert(customer.to_owned(), (account.clone(), source));
+        }
+        Ok(linked)
     }
 
     async fn customer_account(&self, customer: &str) -> Result<Option<AccountId>, StoreError> {
         super::check_customer(customer)?;
-        Ok(self.lock().customers.get(customer).cloned())
+        Ok(self.lock().customers.get(customer).map(|(a, _)| a.clone()))
     }
 
     async fn scan_index(
@@ -140,16 +183,28 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn claim(&self, account: &AccountId, what: &str, lease: Duration) -> Result<bool, StoreError> {
+    async fn claim(&self, account: &AccountId, what: &str, holder: &str, lease: Duration) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         let now = Instant::now();
-        inner.claims.retain(|_, until| *until > now);
+        inner.claims.retain(|_, (_, until)| *until > now);
         let key = (account.clone(), what.to_owned());
         if inner.claims.contains_key(&key) {
             return Ok(false);
         }
-        inner.claims.insert(key, now + lease);
+        inner.claims.insert(key, (holder.to_owned(), now + lease));
         Ok(true)
+    }
+
+    async fn renew_claim(&self, account: &AccountId, what: &str, holder: &str, lease: Duration) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        match inner.claims.get_mut(&(account.clone(), what.to_owned())) {
+            Some((h, until)) if h == holder && *until > now => {
+                *until = now + lease;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError> {

@@ -110,10 +110,29 @@ pub trait Store: Send + Sync + 'static {
         changes: &[Change],
     ) -> Result<Applied, StoreError>;
 
-    /// Remembers that Stripe customer `customer` belongs to `account`.
-    async fn link_customer(&self, customer: &str, account: &AccountId) -> Result<(), StoreError>;
+    /// Folds `changes` in and appends the audit entry `draft` describes, in
+    /// one atomic step: the entry's `before` is read in that step, and if the
+    /// entry cannot be written the change is not made either. Returns what
+    /// was applied and the entry written (with its id).
+    ///
+    /// The entry goes to the account's audit log atomically; the global log
+    /// gets a copy right after (a crash in between leaves it out of the
+    /// global log, never out of the account's).
+    async fn apply_audited(
+        &self,
+        account: &AccountId,
+        changes: &[Change],
+        draft: &AuditDraft<'_>,
+    ) -> Result<(Applied, AuditEntry), StoreError>;
 
-    /// The account a Stripe customer was linked to, if any.
+    /// Links Stripe customer `customer` to `account`, atomically moving it
+    /// away from any account it was linked to before (the link is the one
+    /// source of truth for "whose customer is this"). A [`LinkSource::Learned`]
+    /// link never replaces a [`LinkSource::Admin`] link to another account:
+    /// that answers [`Linked::Refused`] and changes nothing.
+    async fn link_customer(&self, customer: &str, account: &AccountId, source: LinkSource) -> Result<Linked, StoreError>;
+
+    /// The account a Stripe customer is linked to, if any.
     async fn customer_account(&self, customer: &str) -> Result<Option<AccountId>, StoreError>;
 
     /// Accounts in `index` whose score lies in `min..=max`, in (score,
@@ -129,9 +148,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<IndexEntry>, StoreError>;
 
-    /// Reserves `what` (a notice) for `lease`: `true` for exactly one caller
-    /// until the lease runs out, then for exactly one caller again.
-    async fn claim(&self, account: &AccountId, what: &str, lease: Duration) -> Result<bool, StoreError>;
+    /// Reserves `what` (a notice) for `holder` for `lease`: `true` for
+    /// exactly one caller until the lease runs out, then for exactly one
+    /// caller again. `holder` is unique per claim attempt (see
+    /// [`Store::renew_claim`]).
+    async fn claim(&self, account: &AccountId, what: &str, holder: &str, lease: Duration) -> Result<bool, StoreError>;
+
+    /// Extends `holder`'s claim on `what` by `lease` from now; `false` when
+    /// the claim is no longer `holder`'s (it lapsed, or another took it).
+    async fn renew_claim(&self, account: &AccountId, what: &str, holder: &str, lease: Duration) -> Result<bool, StoreError>;
 
     /// Appends an entry to the account's audit log and to the global one;
     /// returns the entry's id.
@@ -151,6 +176,113 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend answers right now.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Who set a customer link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkSource {
+    /// An operator, through the admin API: wins over metadata.
+    Admin,
+    /// Learned from Stripe metadata (an event, the API, a sync).
+    Learned,
+}
+
+/// What [`Store::link_customer`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Linked {
+    /// The customer was linked to no account before.
+    New,
+    /// The customer was already linked to this account.
+    Unchanged,
+    /// The customer was moved here from this account.
+    Moved {
+        /// The account it belonged to before.
+        from: AccountId,
+    },
+    /// A learned link disagreed with an admin link; the admin link stays.
+    Refused {
+        /// The account the admin linked the customer to.
+        admin: AccountId,
+    },
+}
+
+/// What an audited change records; see [`Store::apply_audited`].
+#[derive(Clone, Copy, Debug)]
+pub struct AuditDraft<'a> {
+    /// Who (the admin token's name).
+    pub who: &'a str,
+    /// What (`override.set`, `customer.linked`, …).
+    pub action: &'a str,
+    /// Why, when given.
+    pub reason: Option<&'a str>,
+    /// The part of the state recorded as `before` and `after`.
+    pub pick: fn(&BillingState) -> serde_json::Value,
+    /// One more fact recorded in `after` (e.g. `("moved_from", "acme")`).
+    pub extra: Option<(&'a str, &'a str)>,
+}
+
+impl AuditDraft<'_> {
+    /// The entry for a change from `before` to `after`, at `at`.
+    pub(crate) fn entry(&self, account: &AccountId, before: Option<&BillingState>, after: &BillingState, at: chrono::DateTime<chrono::Utc>) -> AuditEntry {
+        let mut after_value = (self.pick)(after);
+        if let (Some((k, v)), Some(obj)) = (self.extra, after_value.as_object_mut()) {
+            obj.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+        } else if let Some((k, v)) = self.extra {
+            after_value = serde_json::json!({ "value": after_value, k: v });
+        }
+        AuditEntry {
+            id: String::new(),
+            at,
+            who: self.who.to_owned(),
+            action: self.action.to_owned(),
+            account: Some(account.to_string()),
+            before: before.map_or(serde_json::Value::Null, self.pick),
+            after: after_value,
+            reason: self.reason.map(str::to_owned),
+        }
+    }
+}
+
+/// Links `customer` to `account` and finishes a move: the account it
+/// belonged to before forgets it. Readers are never confused in between:
+/// the link decides whose customer it is (pay links check it), the old
+/// account's copy is only a listing.
+pub async fn move_customer(store: &dyn Store, customer: &str, account: &AccountId, source: LinkSource) -> Result<Linked, StoreError> {
+    let linked = store.link_customer(customer, account, source).await?;
+    if let Linked::Moved { from } = &linked {
+        tracing::info!(customer, from = %from, to = %account, "Stripe customer moved to another account");
+        store.apply(from, None, &[Change::UnlinkCustomer(customer.to_owned())]).await?;
+    }
+    Ok(linked)
+}
+
+/// The stored form of a customer link: `admin|<account>` or `<account>`
+/// (`|` is never part of an account id).
+pub(crate) fn encode_link(account: &AccountId, source: LinkSource) -> String {
+    match source {
+        LinkSource::Admin => format!("admin|{account}"),
+        LinkSource::Learned => account.to_string(),
+    }
+}
+
+/// Parses [`encode_link`]'s form: the account, and whether an admin set it.
+pub(crate) fn decode_link(raw: &str) -> Option<(AccountId, LinkSource)> {
+    match raw.strip_prefix("admin|") {
+        Some(a) => Some((AccountId::new(a).ok()?, LinkSource::Admin)),
+        None => Some((AccountId::new(raw).ok()?, LinkSource::Learned)),
+    }
+}
+
+/// The link decision both stores make, given the current stored link.
+pub(crate) fn decide_link(current: Option<(AccountId, LinkSource)>, account: &AccountId, source: LinkSource) -> (Linked, bool) {
+    match current {
+        None => (Linked::New, true),
+        Some((a, s)) if &a == account => (Linked::Unchanged, s != LinkSource::Admin && source == LinkSource::Admin),
+        Some((a, LinkSource::Admin)) if source == LinkSource::Learned => (Linked::Refused { admin: a }, false),
+        Some((a, _)) => (Linked::Moved { from: a }, true),
+    }
 }
 
 /// The account indexes every store keeps, for listing accounts by stage

@@ -30,22 +30,51 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::{fold, index_moves, Applied, AuditEntry, Index, IndexEntry, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
+use super::{fold, index_moves, Applied, AuditDraft, AuditEntry, LinkSource, Linked, Index, IndexEntry, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
 use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
-/// Compare-and-set with dedupe. KEYS: state, event marker. ARGV: expected
-/// version, new doc ("" = no change), event id ("" = none), dedupe TTL
-/// seconds, channel, account. Returns 0 written, 1 duplicate, 2 conflict.
+/// Compare-and-set with dedupe and audit. KEYS: state, event marker,
+/// account audit stream. ARGV: expected version, new doc ("" = no change),
+/// event id ("" = none), dedupe TTL seconds, channel, account, audit entry
+/// JSON ("" = none), audit max length. Returns {0 written | 1 duplicate |
+/// 2 conflict, audit entry id or ""}.
 const COMMIT: &str = r#"
-if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {1, ''} end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if v ~= tonumber(ARGV[1]) then return 2 end
+if v ~= tonumber(ARGV[1]) then return {2, ''} end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'v', v + 1, 'doc', ARGV[2])
   redis.call('PUBLISH', ARGV[5], ARGV[6])
 end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
+local id = ''
+if ARGV[7] ~= '' then id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[7]) end
+return {0, id}
+"#;
+
+/// Links a customer, moving it atomically; mirrors `store::decide_link`.
+/// KEYS: link. ARGV: new value, account, "1" when an admin links. Returns
+/// the previous value ("" = none).
+const LINK: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local admin = string.sub(cur, 1, 6) == 'admin|'
+  local acct = cur
+  if admin then acct = string.sub(cur, 7) end
+  if acct == ARGV[2] then
+    if ARGV[3] == '1' and not admin then redis.call('SET', KEYS[1], ARGV[1]) end
+    return cur
+  end
+  if admin and ARGV[3] ~= '1' then return cur end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return cur or ''
+"#;
+
+/// Extends a claim only for its holder. KEYS: claim. ARGV: holder, lease ms.
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 "#;
 
@@ -61,6 +90,8 @@ pub struct RedisStore {
     opts: RedisOptions,
     channel: String,
     commit: Script,
+    renew: Script,
+    link: Script,
     invalidations: broadcast::Sender<Invalidation>,
     listening: watch::Receiver<bool>,
     listener: JoinHandle<()>,
@@ -173,6 +204,8 @@ impl RedisStore {
             opts,
             channel,
             commit: Script::new(COMMIT),
+            renew: Script::new(RENEW),
+            link: Script::new(LINK),
             invalidations,
             listening,
             listener,
@@ -246,6 +279,94 @@ impl RedisStore {
         })
         .transpose()
     }
+
+    /// One compare-and-set write, with an optional audit entry appended to
+    /// the account's audit stream in the same atomic step.
+    async fn commit(
+        &self,
+        account: &AccountId,
+        event_id: Option<&str>,
+        changes: &[Change],
+        draft: Option<&AuditDraft<'_>>,
+    ) -> Result<(Applied, Option<AuditEntry>), StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.state_key(account);
+        // Without an event id the marker key is unused, but it still must
+        // share the account's slot (a Cluster refuses cross-slot scripts).
+        let event_key = event_id.map_or_else(|| key.clone(), |id| self.event_key(account, id));
+        let audit_key = self.audit_key(Some(account));
+        let ttl = self.opts.dedupe_ttl.as_secs().max(1);
+        for _ in 0..MAX_ROUNDS {
+            let (version, doc): (Option<u64>, Option<String>) = self
+                .bounded(
+                    self.opts.write_timeout,
+                    redis::cmd("HMGET").arg(&key).arg("v").arg("doc").query_async(&mut conn),
+                )
+                .await?;
+            let current = Self::decode(account, doc)?;
+            let (next, changed) = fold(current.as_ref(), changes);
+            let new_doc = if changed {
+                serde_json::to_string(&next).map_err(|e| StoreError::Backend(e.to_string()))?
+            } else {
+                String::new()
+            };
+            // `before` is the state this round read: the script commits only
+            // if it is still the current one.
+            let entry = draft.map(|d| d.entry(account, current.as_ref(), &next, chrono::Utc::now()));
+            let entry_json = match &entry {
+                Some(e) => serde_json::to_string(e).map_err(|e| StoreError::Backend(e.to_string()))?,
+                None => String::new(),
+            };
+            let mut invocation = self.commit.key(&key);
+            invocation
+                .key(&event_key)
+                .key(&audit_key)
+                .arg(version.unwrap_or(0))
+                .arg(&new_doc)
+                .arg(event_id.unwrap_or(""))
+                .arg(ttl)
+                .arg(&self.channel)
+                .arg(account.as_str())
+                .arg(&entry_json)
+                .arg(self.opts.audit_max_len);
+            let (outcome, id): (i64, String) =
+                self.bounded(self.opts.write_timeout, invocation.invoke_async(&mut conn)).await?;
+            let entry = entry.map(|e| AuditEntry { id, ..e });
+            match outcome {
+                0 if changed => {
+                    self.update_indexes(account, current.as_ref(), &next).await;
+                    return Ok((Applied::Changed(next), entry));
+                }
+                0 => {
+                    // Nothing changed, but a previous write may have died
+                    // before its index update: make sure the entries exist.
+                    self.update_indexes(account, None, &next).await;
+                    return Ok((Applied::Unchanged(next), entry));
+                }
+                1 => return Ok((Applied::Duplicate, None)),
+                _ => tokio::task::yield_now().await,
+            }
+        }
+        Err(StoreError::Contended(MAX_ROUNDS))
+    }
+
+    async fn xadd(&self, key: &str, entry: &AuditEntry) -> Result<String, StoreError> {
+        let json = serde_json::to_string(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        self.bounded(
+            self.opts.write_timeout,
+            redis::cmd("XADD")
+                .arg(key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.opts.audit_max_len)
+                .arg("*")
+                .arg("e")
+                .arg(&json)
+                .query_async(&mut conn),
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -267,61 +388,37 @@ impl Store for RedisStore {
         event_id: Option<&str>,
         changes: &[Change],
     ) -> Result<Applied, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = self.state_key(account);
-        // Without an event id the marker key is unused, but it still must
-        // share the account's slot (a Cluster refuses cross-slot scripts).
-        let event_key = event_id.map_or_else(|| key.clone(), |id| self.event_key(account, id));
-        let ttl = self.opts.dedupe_ttl.as_secs().max(1);
-        for _ in 0..MAX_ROUNDS {
-            let (version, doc): (Option<u64>, Option<String>) = self
-                .bounded(
-                    self.opts.write_timeout,
-                    redis::cmd("HMGET").arg(&key).arg("v").arg("doc").query_async(&mut conn),
-                )
-                .await?;
-            let current = Self::decode(account, doc)?;
-            let (next, changed) = fold(current.as_ref(), changes);
-            let new_doc = if changed {
-                serde_json::to_string(&next).map_err(|e| StoreError::Backend(e.to_string()))?
-            } else {
-                String::new()
-            };
-            let mut invocation = self.commit.key(&key);
-            invocation
-                .key(&event_key)
-                .arg(version.unwrap_or(0))
-                .arg(&new_doc)
-                .arg(event_id.unwrap_or(""))
-                .arg(ttl)
-                .arg(&self.channel)
-                .arg(account.as_str());
-            let outcome: i64 =
-                self.bounded(self.opts.write_timeout, invocation.invoke_async(&mut conn)).await?;
-            match outcome {
-                0 if changed => {
-                    self.update_indexes(account, current.as_ref(), &next).await;
-                    return Ok(Applied::Changed(next));
-                }
-                0 => {
-                    // Nothing changed, but a previous write may have died
-                    // before its index update: make sure the entries exist.
-                    self.update_indexes(account, None, &next).await;
-                    return Ok(Applied::Unchanged(next));
-                }
-                1 => return Ok(Applied::Duplicate),
-                _ => tokio::task::yield_now().await,
-            }
-        }
-        Err(StoreError::Contended(MAX_ROUNDS))
+        self.commit(account, event_id, changes, None).await.map(|(applied, _)| applied)
     }
 
-    async fn link_customer(&self, customer: &str, account: &AccountId) -> Result<(), StoreError> {
+    async fn apply_audited(
+        &self,
+        account: &AccountId,
+        changes: &[Change],
+        draft: &AuditDraft<'_>,
+    ) -> Result<(Applied, AuditEntry), StoreError> {
+        let (applied, entry) = self.commit(account, None, changes, Some(draft)).await?;
+        let entry = entry.ok_or_else(|| StoreError::Backend("the audit entry was not written".into()))?;
+        // The global log's copy: another slot on a Cluster, so not inside
+        // the script; a failure here is logged, the account's log has it.
+        if let Err(e) = self.xadd(&self.audit_key(None), &entry).await {
+            tracing::warn!(account = %account, error = %e, "audit entry not copied to the global log");
+        }
+        Ok((applied, entry))
+    }
+
+    async fn link_customer(&self, customer: &str, account: &AccountId, source: LinkSource) -> Result<Linked, StoreError> {
         super::check_customer(customer)?;
         let mut conn = self.conn.clone();
         let key = format!("{}:customer:{{{customer}}}", self.opts.prefix);
-        self.bounded(self.opts.write_timeout, redis::cmd("SET").arg(key).arg(account.as_str()).query_async::<()>(&mut conn))
-            .await
+        let mut invocation = self.link.key(key);
+        invocation
+            .arg(super::encode_link(account, source))
+            .arg(account.as_str())
+            .arg(if source == LinkSource::Admin { "1" } else { "0" });
+        let previous: String = self.bounded(self.opts.write_timeout, invocation.invoke_async(&mut conn)).await?;
+        let current = Some(previous.as_str()).filter(|p| !p.is_empty()).and_then(super::decode_link);
+        Ok(super::decide_link(current, account, source).0)
     }
 
     async fn customer_account(&self, customer: &str) -> Result<Option<AccountId>, StoreError> {
@@ -330,7 +427,7 @@ impl Store for RedisStore {
         let key = format!("{}:customer:{{{customer}}}", self.opts.prefix);
         let found: Option<String> =
             self.bounded(self.opts.write_timeout, redis::cmd("GET").arg(key).query_async(&mut conn)).await?;
-        Ok(found.and_then(|a| AccountId::new(&a).ok()))
+        Ok(found.as_deref().and_then(super::decode_link).map(|(a, _)| a))
     }
 
     async fn scan_index(
@@ -369,47 +466,35 @@ impl Store for RedisStore {
         Ok(members.iter().filter_map(|m| IndexEntry::parse(m)).collect())
     }
 
-    async fn claim(&self, account: &AccountId, what: &str, lease: Duration) -> Result<bool, StoreError> {
+    async fn claim(&self, account: &AccountId, what: &str, holder: &str, lease: Duration) -> Result<bool, StoreError> {
         let key = format!("{}:{{{}}}:claim:{}", self.opts.prefix, account, what);
         let mut conn = self.conn.clone();
         let set: Option<String> = self
             .bounded(
                 self.opts.write_timeout,
-                redis::cmd("SET").arg(key).arg("1").arg("NX").arg("PX").arg(lease.as_millis().max(1) as u64).query_async(&mut conn),
+                redis::cmd("SET").arg(key).arg(holder).arg("NX").arg("PX").arg(lease.as_millis().max(1) as u64).query_async(&mut conn),
             )
             .await?;
         Ok(set.is_some())
     }
 
+    async fn renew_claim(&self, account: &AccountId, what: &str, holder: &str, lease: Duration) -> Result<bool, StoreError> {
+        let key = format!("{}:{{{}}}:claim:{}", self.opts.prefix, account, what);
+        let mut conn = self.conn.clone();
+        let mut invocation = self.renew.key(key);
+        invocation.arg(holder).arg(lease.as_millis().max(1) as u64);
+        let renewed: i64 = self.bounded(self.opts.write_timeout, invocation.invoke_async(&mut conn)).await?;
+        Ok(renewed == 1)
+    }
+
     async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError> {
         let account = entry.account.as_deref().and_then(|a| AccountId::new(a).ok());
-        let json = serde_json::to_string(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let mut conn = self.conn.clone();
-        let mut id = String::new();
-        let keys = match &account {
-            Some(a) => vec![self.audit_key(Some(a)), self.audit_key(None)],
-            None => vec![self.audit_key(None)],
+        let id = match &account {
+            Some(a) => Some(self.xadd(&self.audit_key(Some(a)), entry).await?),
+            None => None,
         };
-        for key in keys {
-            let added: String = self
-                .bounded(
-                    self.opts.write_timeout,
-                    redis::cmd("XADD")
-                        .arg(&key)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(self.opts.audit_max_len)
-                        .arg("*")
-                        .arg("e")
-                        .arg(&json)
-                        .query_async(&mut conn),
-                )
-                .await?;
-            if id.is_empty() {
-                id = added;
-            }
-        }
-        Ok(id)
+        let global = self.xadd(&self.audit_key(None), entry).await?;
+        Ok(id.unwrap_or(global))
     }
 
     async fn audit_log(

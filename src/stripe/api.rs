@@ -95,9 +95,13 @@ impl StripeApi {
         self.get(&format!("/customers/{id}"), &Params::new()).await
     }
 
-    /// A fresh billing-portal session URL for `customer`.
-    pub async fn portal_session(&self, customer: &str, return_url: &str) -> Result<String, ApiError> {
-        let form = Params::from([("customer".into(), customer.into()), ("return_url".into(), return_url.into())]);
+    /// A fresh billing-portal session URL for `customer`, opening on
+    /// `flow` (`flow_data[type]`, e.g. `payment_method_update`) when given.
+    pub async fn portal_session(&self, customer: &str, return_url: &str, flow: Option<&str>) -> Result<String, ApiError> {
+        let mut form = Params::from([("customer".into(), customer.into()), ("return_url".into(), return_url.into())]);
+        if let Some(flow) = flow {
+            form.insert("flow_data[type]".into(), flow.into());
+        }
         let session = self.post("/billing_portal/sessions", &form).await?;
         session.get("url").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| ApiError::Call {
             path: "/billing_portal/sessions".into(),

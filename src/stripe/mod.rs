@@ -31,17 +31,17 @@ use tracing::Instrument;
 
 use crate::account::AccountId;
 use crate::config::{Config, ConfigError, Unmapped};
-use crate::store::{Applied, Store, StoreError};
+use crate::store::{Applied, LinkSource, Linked, Store, StoreError};
 
 mod api;
 pub mod event;
-mod pay;
+pub(crate) mod pay;
 pub mod signature;
 mod sync;
 
 pub use self::api::{ApiError, Params, StripeApi};
 pub use self::event::{Event, Facts};
-pub use self::pay::{pay_router, PAY_PATH};
+pub use self::pay::{with_pay_links, FLOW_PAYMENT_METHOD_UPDATE, MINT_INTERVAL, PAY_PATH};
 pub use self::sync::{spawn_periodic_sync, sync, SyncReport};
 
 /// The largest webhook body accepted (Stripe's events are far smaller).
@@ -92,10 +92,10 @@ impl Mapper {
     /// metadata (`hint`). Learns the link when the metadata names one.
     pub async fn account(&self, customer: Option<&str>, hint: Option<&str>) -> Result<Option<AccountId>, MapError> {
         if let Some(account) = hint.and_then(|h| valid(h, "metadata")) {
-            if let Some(c) = customer {
-                self.store.link_customer(c, &account).await?;
-            }
-            return Ok(Some(account));
+            return match customer {
+                Some(c) => self.learn(c, account).await.map(Some),
+                None => Ok(Some(account)),
+            };
         }
         let Some(customer) = customer else { return Ok(None) };
         if let Some(account) = self.store.customer_account(customer).await? {
@@ -105,14 +105,32 @@ impl Mapper {
             let fetched = api.customer(customer).await?;
             let named = fetched.as_object().and_then(|c| event::metadata(Some(c), &self.metadata_key)).and_then(|a| valid(a, "customer metadata"));
             if let Some(account) = named {
-                self.store.link_customer(customer, &account).await?;
-                return Ok(Some(account));
+                return self.learn(customer, account).await.map(Some);
             }
         }
         Ok(match self.unmapped {
             Unmapped::CustomerId => valid(customer, "customer id"),
             Unmapped::Ignore => None,
         })
+    }
+}
+
+impl Mapper {
+    /// Records that Stripe metadata names `account` for `customer`, and
+    /// returns the account the customer's events belong to: `account`, or
+    /// the account an admin linked the customer to (admin links win; the
+    /// disagreement is logged, counted and kept for the admin view).
+    async fn learn(&self, customer: &str, account: AccountId) -> Result<AccountId, MapError> {
+        match crate::store::move_customer(&*self.store, customer, &account, LinkSource::Learned).await? {
+            Linked::Refused { admin } => {
+                tracing::warn!(customer, metadata = %account, admin = %admin, "Stripe metadata names another account than the admin link; keeping the admin link");
+                metrics::counter!(crate::metrics::LINK_CONFLICTS).increment(1);
+                let conflict = crate::state::LinkConflict { customer: customer.to_owned(), claimed_by: account.to_string(), at: Utc::now() };
+                self.store.apply(&admin, None, &[crate::state::Change::LinkConflict(conflict)]).await?;
+                Ok(admin)
+            }
+            _ => Ok(account),
+        }
     }
 }
 

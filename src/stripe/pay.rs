@@ -1,61 +1,106 @@
-//! `GET /billing/pay`: a fresh billing-portal session per click.
+//! `GET /billing/pay?t=<token>`: a fresh billing-portal session per click,
+//! for whoever holds a signed link to one account.
 //!
 //! Portal links are short-lived and personal, so they are never put into a
-//! page or a cache: the pay button points here, and each click mints a new
-//! session for the account's Stripe customer and redirects to it.
+//! page or a cache: the page, the banner and the e-mails carry a signed
+//! [link token](crate::links) instead, and each click mints a new session
+//! for the account's Stripe customer and redirects to it.
 //!
-//! Mount it behind the app's own authentication: it resolves the account
-//! with the resolver you give it, exactly like the gate.
+//! - no token, or a bare `account=` → `401`; a tampered token → `403`; an
+//!   expired one → `410` with a page that says how to get a fresh link.
+//! - `&flow=payment_method_update` opens the portal on "update payment
+//!   method" (the token still decides whose portal it is).
+//! - A reload storm is not a Stripe API storm: one session is minted per
+//!   account and flow every [`MINT_INTERVAL`]; clicks within it get the same
+//!   session (counted in `pastdue_pay_links_total`).
+//!
+//! [`with_pay_links`] is the only way to make a gate link here, and it
+//! returns the router to mount: a page never points at a missing route.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::Utc;
 use serde_json::json;
 
 use super::StripeApi;
 use crate::account::AccountId;
 use crate::config::{Config, ConfigError};
-use crate::gate::{RequestView, ResolveAccount};
+use crate::gate::{GateLayer, Languages};
+use crate::links::{LinkError, LinkSigner, Purpose};
 use crate::store::Store;
 
 /// Where the pay endpoint is mounted.
 pub const PAY_PATH: &str = "/billing/pay";
 
+/// At most one portal session is minted per account and flow this often.
+pub const MINT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The portal flow that opens on "update payment method".
+pub const FLOW_PAYMENT_METHOD_UPDATE: &str = "payment_method_update";
+
 struct Pay {
     api: StripeApi,
     store: Arc<dyn Store>,
     return_url: String,
-    resolver: Arc<dyn ResolveAccount>,
+    signer: LinkSigner,
+    languages: Languages,
+    /// (account, flow) → the session minted at that instant.
+    recent: quick_cache::sync::Cache<(AccountId, bool), (String, Instant)>,
 }
 
-/// The pay endpoint, when `stripe.portal_return_url` and `stripe.api_key`
-/// are both set; `Ok(None)` otherwise (pay buttons then go to the invoice's
-/// hosted page).
-pub fn pay_router(
-    config: &Config,
-    store: Arc<dyn Store>,
-    resolver: impl ResolveAccount,
-) -> Result<Option<Router>, ConfigError> {
+/// The signer for pay links, from `[links]`, when the billing portal is
+/// configured (`stripe.portal_return_url`); `Ok(None)` otherwise.
+pub(crate) fn signer(config: &Config) -> Result<Option<LinkSigner>, ConfigError> {
     if config.stripe.portal_return_url.is_empty() {
         return Ok(None);
     }
+    if config.links.secret.is_empty() {
+        return Err(ConfigError::Key {
+            key: "links.secret".into(),
+            message: "is needed for pay links (stripe.portal_return_url is set); set a random secret of at least 32 bytes, shared by every instance (PASTDUE_LINKS__SECRET=$(openssl rand -hex 32))".into(),
+        });
+    }
+    LinkSigner::new(config.links.secret.as_bytes(), config.links.ttl)
+        .map(Some)
+        .map_err(|e| ConfigError::Key { key: "links.secret".into(), message: e.to_string() })
+}
+
+/// Wires signed pay links: the gate's page, banner and problem+json link to
+/// `/billing/pay?t=<token>`, and the returned router serves that path.
+/// Merge the router into the app, outside the gate (`/billing/**` is exempt
+/// by default).
+///
+/// Without `stripe.portal_return_url` the gate is returned unchanged with
+/// an empty router: pay buttons go to the invoice's hosted page (or
+/// `page.billing_portal_url`). With it, `stripe.api_key` and
+/// `links.secret` are required.
+pub fn with_pay_links(gate: GateLayer, config: &Config, store: Arc<dyn Store>) -> Result<(GateLayer, Router), ConfigError> {
+    let Some(signer) = signer(config)? else {
+        return Ok((gate, Router::new()));
+    };
     let key = config.stripe.api_key().ok_or_else(|| ConfigError::Key {
         key: "stripe.api_key".into(),
         message: "is needed for billing-portal links (stripe.portal_return_url is set)".into(),
     })?;
     let api = StripeApi::new(key, &config.stripe.api_base)
         .map_err(|e| ConfigError::Key { key: "stripe.api_key".into(), message: e.to_string() })?;
+    let languages = Languages::builtin().map_err(|message| ConfigError::Key { key: "page".into(), message })?;
     let state = Arc::new(Pay {
         api,
         store,
         return_url: config.stripe.portal_return_url.clone(),
-        resolver: Arc::new(resolver),
+        signer: signer.clone(),
+        languages,
+        recent: quick_cache::sync::Cache::new(10_000),
     });
-    Ok(Some(Router::new().route(PAY_PATH, get(pay)).with_state(state)))
+    let router = Router::new().route(PAY_PATH, get(pay)).with_state(state);
+    Ok((gate.with_link_signer(PAY_PATH, signer), router))
 }
 
 fn problem(status: StatusCode, detail: &str) -> Response {
@@ -63,33 +108,132 @@ fn problem(status: StatusCode, detail: &str) -> Response {
         .into_response()
 }
 
+fn count(result: &'static str) {
+    metrics::counter!(crate::metrics::PAY_LINKS, "result" => result).increment(1);
+}
+
 async fn pay(State(p): State<Arc<Pay>>, req: Request) -> Response {
-    let account = match p.resolver.resolve(&RequestView::of(&req)).map(|a| AccountId::new(&a)) {
-        Some(Ok(a)) => a,
-        Some(Err(e)) => return problem(StatusCode::BAD_REQUEST, &format!("invalid account id: {e}")),
-        None => return problem(StatusCode::UNAUTHORIZED, "no account: sign in first"),
+    let mut token = None;
+    let mut flow = None;
+    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        match &*k {
+            "t" if token.is_some() => return problem(StatusCode::BAD_REQUEST, "the link names `t` twice"),
+            "t" => token = Some(v),
+            "flow" => flow = Some(v),
+            _ => {}
+        }
+    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        count("unauthorized");
+        return problem(StatusCode::UNAUTHORIZED, "open this page from a pay button or a reminder e-mail: it needs a signed link");
     };
-    let state = match p.store.load(&account).await {
+    let account = match p.signer.verify(&token, Purpose::Pay, Utc::now()) {
+        Ok(a) => a,
+        Err(LinkError::Expired { .. }) => {
+            count("expired");
+            let language = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+            return expired(&p.languages, language);
+        }
+        Err(_) => {
+            count("forbidden");
+            return problem(StatusCode::FORBIDDEN, "this link is not valid");
+        }
+    };
+    let update_method = flow.as_deref() == Some(FLOW_PAYMENT_METHOD_UPDATE);
+    let key = (account.clone(), update_method);
+    let guard = loop {
+        match p.recent.get_value_or_guard_async(&key).await {
+            Ok((url, at)) if at.elapsed() < MINT_INTERVAL => {
+                count("reused");
+                return redirect(&url);
+            }
+            // Older than the interval: mint afresh (one caller gets the
+            // guard; concurrent ones wait for its session).
+            Ok(_) => {
+                p.recent.remove(&key);
+            }
+            Err(guard) => break guard,
+        }
+    };
+    match mint(&p, &account, update_method).await {
+        Ok(Minted::Portal(url)) => {
+            count("minted");
+            let _ = guard.insert((url.clone(), Instant::now()));
+            redirect(&url)
+        }
+        Ok(Minted::Fallback(url)) => redirect(&url),
+        Err(response) => response,
+    }
+}
+
+enum Minted {
+    Portal(String),
+    Fallback(String),
+}
+
+async fn mint(p: &Pay, account: &AccountId, update_method: bool) -> Result<Minted, Response> {
+    let state = match p.store.load(account).await {
         Ok(s) => s.unwrap_or_default(),
-        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    };
-    let fallback = state.oldest_unpaid().and_then(|(_, i)| i.hosted_url.clone());
-    let Some(customer) = state.customers().iter().next() else {
-        return match fallback {
-            Some(url) => redirect(&url),
-            None => problem(StatusCode::NOT_FOUND, "no Stripe customer is linked to this account"),
-        };
-    };
-    match p.api.portal_session(customer, &p.return_url).await {
-        Ok(url) => redirect(&url),
         Err(e) => {
-            tracing::warn!(error = %e, "billing portal session failed");
-            match fallback {
-                Some(url) => redirect(&url),
-                None => problem(StatusCode::SERVICE_UNAVAILABLE, "the billing portal is unavailable; please try again"),
+            count("unavailable");
+            return Err(problem(StatusCode::SERVICE_UNAVAILABLE, &format!("please try again in a moment ({e})")));
+        }
+    };
+    let fallback = state.oldest_unpaid().and_then(|(_, i)| i.hosted_url.as_deref().map(str::to_owned));
+    // Only a customer still linked to this account: a customer moved to
+    // another account is no longer opened from this one's links.
+    let mut customer = None;
+    for c in state.customers() {
+        match p.store.customer_account(c).await {
+            Ok(Some(owner)) if &owner == account => {
+                customer = Some(c.clone());
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                count("unavailable");
+                return Err(problem(StatusCode::SERVICE_UNAVAILABLE, &format!("please try again in a moment ({e})")));
             }
         }
     }
+    let Some(customer) = customer else {
+        return match fallback {
+            Some(url) => Ok(Minted::Fallback(url)),
+            None => Err(problem(StatusCode::NOT_FOUND, "no Stripe customer is linked to this account")),
+        };
+    };
+    let flow = update_method.then_some(FLOW_PAYMENT_METHOD_UPDATE);
+    match p.api.portal_session(&customer, &p.return_url, flow).await {
+        Ok(url) => Ok(Minted::Portal(url)),
+        Err(e) => {
+            count("failed");
+            tracing::warn!(error = %e, "billing portal session failed");
+            match fallback {
+                Some(url) => Ok(Minted::Fallback(url)),
+                None => Err(problem(StatusCode::SERVICE_UNAVAILABLE, "the billing portal is unavailable; please try again")),
+            }
+        }
+    }
+}
+
+/// `410 Gone`: a friendly page in the visitor's language.
+fn expired(languages: &Languages, accept_language: Option<&str>) -> Response {
+    let lang = languages.choose(None, accept_language);
+    let title = lang.text("link_expired_title", &[]);
+    let body = lang.text("link_expired_body", &[]);
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let html = format!(
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title><style>body{{font:17px/1.5 system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}}@media (prefers-color-scheme:dark){{body{{background:#15171a;color:#e8e8e8}}}}</style></head><body><h1>{t}</h1><p>{b}</p></body></html>",
+        lang.code(),
+        t = esc(&title),
+        b = esc(&body),
+    );
+    (
+        StatusCode::GONE,
+        [(header::CACHE_CONTROL, "no-store"), (header::VARY, "accept-language")],
+        Html(html),
+    )
+        .into_response()
 }
 
 fn redirect(url: &str) -> Response {

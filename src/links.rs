@@ -1,0 +1,165 @@
+//! Signed links: what a pay button or an e-mail may carry instead of an
+//! account id.
+//!
+//! A link token binds one account, one purpose and an expiry with
+//! HMAC-SHA256 under `links.secret` (shared by every instance):
+//!
+//! ```text
+//! base64url("<purpose>:<expires, unix seconds>:<account>") "." base64url(mac)
+//! ```
+//!
+//! A token is not a session. It says "whoever holds this may open the
+//! billing portal of this one account until then", nothing else; it is
+//! checked in constant time, and a token for one purpose is refused for
+//! another.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::account::AccountId;
+
+/// The shortest `links.secret` accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// What a token may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Purpose {
+    /// Open the account's billing portal (`/billing/pay`).
+    Pay,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Pay => "pay",
+        }
+    }
+}
+
+/// Why a token was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The token was altered, forged, or is for another purpose (`403`).
+    #[error("this link is not valid")]
+    Tampered,
+    /// The token is authentic but past its expiry (`410`).
+    #[error("this link has expired")]
+    Expired {
+        /// The account it named.
+        account: AccountId,
+    },
+}
+
+/// Why a `links.secret` was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("links.secret must be at least {MIN_SECRET_LEN} bytes (e.g. `openssl rand -hex 32`)")]
+pub struct WeakSecret;
+
+/// Signs and checks link tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct LinkSigner {
+    mac: Hmac<Sha256>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for LinkSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSigner").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl LinkSigner {
+    /// A signer with `secret` (at least [`MIN_SECRET_LEN`] bytes) whose
+    /// tokens live for `ttl`.
+    pub fn new(secret: &[u8], ttl: Duration) -> Result<Self, WeakSecret> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(WeakSecret);
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| WeakSecret)?;
+        Ok(Self { mac, ttl })
+    }
+
+    /// How long a token lives.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A token for `account` and `purpose`, valid from `now` for the ttl.
+    pub fn sign(&self, account: &str, purpose: Purpose, now: DateTime<Utc>) -> String {
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let expires = now.timestamp().saturating_add(ttl);
+        let payload = format!("{}:{expires}:{account}", purpose.as_str());
+        let mut mac = self.mac.clone();
+        mac.update(payload.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The account a token names, if it is authentic, for `purpose`, and
+    /// not expired at `now`.
+    pub fn verify(&self, token: &str, purpose: Purpose, now: DateTime<Utc>) -> Result<AccountId, LinkError> {
+        if token.len() > 512 {
+            return Err(LinkError::Tampered);
+        }
+        let (payload, tag) = token.split_once('.').ok_or(LinkError::Tampered)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| LinkError::Tampered)?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| LinkError::Tampered)?;
+        let mut mac = self.mac.clone();
+        mac.update(&payload);
+        // Constant time (hmac's verify_slice), before anything is parsed.
+        mac.verify_slice(&tag).map_err(|_| LinkError::Tampered)?;
+        let payload = std::str::from_utf8(&payload).map_err(|_| LinkError::Tampered)?;
+        let mut parts = payload.splitn(3, ':');
+        let (Some(kind), Some(expires), Some(account)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(LinkError::Tampered);
+        };
+        if kind != purpose.as_str() {
+            return Err(LinkError::Tampered);
+        }
+        let expires: i64 = expires.parse().map_err(|_| LinkError::Tampered)?;
+        let account = AccountId::new(account).map_err(|_| LinkError::Tampered)?;
+        if now.timestamp() >= expires {
+            return Err(LinkError::Expired { account });
+        }
+        Ok(account)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> LinkSigner {
+        LinkSigner::new(&[7u8; 32], Duration::from_secs(7 * 86_400)).unwrap()
+    }
+
+    #[test]
+    fn tokens_bind_account_purpose_and_expiry() {
+        let s = signer();
+        let now = Utc::now();
+        let token = s.sign("acme", Purpose::Pay, now);
+        assert_eq!(s.verify(&token, Purpose::Pay, now).unwrap().as_str(), "acme");
+        assert_eq!(
+            s.verify(&token, Purpose::Pay, now + chrono::TimeDelta::days(7)),
+            Err(LinkError::Expired { account: AccountId::new("acme").unwrap() })
+        );
+        // Another account's name in the payload, the old signature.
+        let (_, tag) = token.split_once('.').unwrap();
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(format!("pay:{}:victim", now.timestamp() + 999)));
+        assert_eq!(s.verify(&forged, Purpose::Pay, now), Err(LinkError::Tampered));
+        // Another secret.
+        let other = LinkSigner::new(&[8u8; 32], Duration::from_secs(60)).unwrap();
+        assert_eq!(other.verify(&token, Purpose::Pay, now), Err(LinkError::Tampered));
+        for junk in ["", ".", "a.b", "acme", &token[1..], &format!("{token}x")] {
+            assert_eq!(s.verify(junk, Purpose::Pay, now), Err(LinkError::Tampered), "{junk}");
+        }
+        assert_eq!(LinkSigner::new(b"short", Duration::from_secs(1)).unwrap_err(), WeakSecret);
+    }
+}
