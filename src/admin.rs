@@ -53,8 +53,10 @@ struct Caller(String);
 
 /// The admin API under `admin.path`, ready to merge into an app.
 ///
-/// Refuses to build with no token configured.
+/// Refuses to build with no token configured, or with a token shorter
+/// than 16 bytes.
 pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    config.admin.check_tokens()?;
     let tokens: Vec<_> = config
         .admin
         .all_tokens()

@@ -379,6 +379,22 @@ impl std::fmt::Debug for AdminConfig {
 }
 
 impl AdminConfig {
+    /// Refuses tokens shorter than [`MIN_ADMIN_TOKEN_LEN`] bytes, naming
+    /// the key.
+    pub fn check_tokens(&self) -> Result<(), ConfigError> {
+        let tokens = std::iter::once(("admin.token".to_owned(), &self.token))
+            .chain(self.tokens.iter().enumerate().map(|(i, t)| (format!("admin.tokens[{i}].token"), &t.token)));
+        for (key, token) in tokens {
+            if !token.is_empty() && token.len() < MIN_ADMIN_TOKEN_LEN {
+                return Err(ConfigError::Key {
+                    key,
+                    message: format!("is {} bytes; admin tokens must be at least {MIN_ADMIN_TOKEN_LEN} bytes", token.len()),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Every configured token with its name (`admin.token` is "admin").
     pub fn all_tokens(&self) -> Vec<NamedToken> {
         let single = (!self.token.is_empty()).then(|| NamedToken::new("admin", self.token.clone()));
@@ -535,16 +551,7 @@ impl Config {
         if self.links.ttl.is_zero() {
             return Err(ConfigError::Key { key: "links.ttl".into(), message: "must be longer than 0s".into() });
         }
-        let tokens = std::iter::once(("admin.token".to_owned(), &self.admin.token))
-            .chain(self.admin.tokens.iter().enumerate().map(|(i, t)| (format!("admin.tokens[{i}].token"), &t.token)));
-        for (key, token) in tokens {
-            if !token.is_empty() && token.len() < MIN_ADMIN_TOKEN_LEN {
-                return Err(ConfigError::Key {
-                    key,
-                    message: format!("is {} bytes; admin tokens must be at least {MIN_ADMIN_TOKEN_LEN} bytes", token.len()),
-                });
-            }
-        }
+        self.admin.check_tokens()?;
         if self.cache.capacity == 0 {
             return Err(ConfigError::Key {
                 key: "cache.capacity".into(),

@@ -17,12 +17,12 @@ use pastdue::AccountId;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const TOKEN: &str = "t0k3n-for-tests";
+const TOKEN: &str = "t0k3n-for-tests-0123";
 
 fn config() -> Config {
     let mut c = Config::default();
     c.admin.token = TOKEN.into();
-    c.admin.tokens = vec![NamedToken::new("alice", "alice-secret")];
+    c.admin.tokens = vec![NamedToken::new("alice", "alice-secret-0123456")];
     c
 }
 
@@ -30,7 +30,7 @@ fn config() -> Config {
 fn seconds_config() -> Config {
     let mut c = seconds_ladder(4, 8);
     c.admin.token = TOKEN.into();
-    c.admin.tokens = vec![NamedToken::new("alice", "alice-secret")];
+    c.admin.tokens = vec![NamedToken::new("alice", "alice-secret-0123456")];
     c
 }
 
@@ -75,7 +75,109 @@ backend_suite!(
     listing_pages_without_gaps_or_repeats,
     audit_is_newest_first_and_pages,
     sync_without_a_key_is_501,
+    customer_links_are_moves_and_admin_links_win,
+    bearer_is_case_insensitive_and_failures_are_counted,
 );
+
+async fn customer_links_are_moves_and_admin_links_win(b: Backend) {
+    let mut c = config();
+    c.stripe.webhook_secret = "whsec_links".into();
+    let admin = app(&b, &c);
+    let hooks = pastdue::stripe::router(&c, b.store.clone()).unwrap();
+    let deliver = |id: &str, account: &str| {
+        let body = serde_json::to_vec(&json!({
+            "id": id, "type": "customer.updated", "created": Utc::now().timestamp(),
+            "data": { "object": { "id": "cus_Moving", "object": "customer", "email": "x@example.com", "metadata": { "account_id": account } } }
+        }))
+        .unwrap();
+        let sig = pastdue::stripe::signature::sign("whsec_links", Utc::now().timestamp(), &body);
+        let req = Request::post("/webhooks/stripe").header("stripe-signature", sig).body(Body::from(body)).unwrap();
+        let hooks = hooks.clone();
+        async move {
+            let res = hooks.oneshot(req).await.unwrap();
+            let v: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+            v
+        }
+    };
+    // Metadata puts the customer on account A.
+    assert_eq!(deliver("evt_l1", "acct-a").await["account"], "acct-a");
+    assert_eq!(b.store.customer_account("cus_Moving").await.unwrap(), Some(acct("acct-a")));
+    // An admin moves it to B: A no longer lists it, the audit says from where.
+    let body = Some(("application/json", r#"{"customer":"cus_Moving"}"#.to_owned()));
+    let (status, v) = call(&admin, "POST", "/admin/accounts/acct-b/customers", Some(TOKEN), body).await;
+    assert_eq!((status, v["customers"].clone()), (StatusCode::OK, json!(["cus_Moving"])));
+    let (_, a) = call(&admin, "GET", "/admin/accounts/acct-a", Some(TOKEN), None).await;
+    assert_eq!(a["customers"], json!([]));
+    assert!(!b.store.load(&acct("acct-a")).await.unwrap().unwrap().customers().contains("cus_Moving"));
+    let (_, log) = call(&admin, "GET", "/admin/audit?account=acct-b", Some(TOKEN), None).await;
+    assert_eq!(log["entries"][0]["after"]["moved_from"], "acct-a", "{log}");
+    let (_, log) = call(&admin, "GET", "/admin/audit?account=acct-a", Some(TOKEN), None).await;
+    assert_eq!((log["entries"][0]["action"].as_str(), log["entries"][0]["after"]["moved_to"].as_str()), (Some("customer.moved"), Some("acct-b")));
+    // Stale metadata still naming A does not move it back: the admin link
+    // wins, the event applies to B, and B's view shows the conflict.
+    assert_eq!(deliver("evt_l2", "acct-a").await["account"], "acct-b");
+    assert_eq!(b.store.customer_account("cus_Moving").await.unwrap(), Some(acct("acct-b")));
+    let (_, v) = call(&admin, "GET", "/admin/accounts/acct-b", Some(TOKEN), None).await;
+    assert_eq!((v["link_conflicts"][0]["customer"].as_str(), v["link_conflicts"][0]["claimed_by"].as_str()), (Some("cus_Moving"), Some("acct-a")), "{v}");
+    let (_, a) = call(&admin, "GET", "/admin/accounts/acct-a", Some(TOKEN), None).await;
+    assert_eq!(a["customers"], json!([]));
+}
+
+async fn bearer_is_case_insensitive_and_failures_are_counted(b: Backend) {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let app = metrics::with_local_recorder(&recorder, || app(&b, &config()));
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let req = Request::get("/admin/accounts/acme").header("authorization", format!("{scheme} {TOKEN}")).body(Body::empty()).unwrap();
+        assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK, "{scheme}");
+    }
+    for _ in 0..3 {
+        assert_eq!(call(&app, "GET", "/admin/accounts/acme", Some("not-the-token-at-all"), None).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let failures: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "pastdue_admin_auth_failures_total")
+        .map(|(.., v)| match v {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(failures, 3);
+}
+
+#[tokio::test]
+async fn short_admin_tokens_are_refused_at_start_up() {
+    let mut c = Config::default();
+    c.admin.token = "fifteen-bytes!!".into();
+    let err = pastdue::admin::router(&c, Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
+    assert!(err.contains("admin.token") && err.contains("16 bytes"), "{err}");
+    let err = Config::load_from(None, [("PASTDUE_ADMIN__TOKEN".to_owned(), "short".to_owned())]).unwrap_err().to_string();
+    assert!(err.contains("admin.token"), "{err}");
+    let mut c = config();
+    c.admin.tokens = vec![NamedToken::new("bob", "tiny")];
+    let err = pastdue::admin::router(&c, Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
+    assert!(err.contains("admin.tokens[0].token"), "{err}");
+}
+
+/// The audit entry is written with the change, or the change is not made:
+/// with the account's audit stream unwritable, an override answers 503 and
+/// the account is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_audit_entry_no_change_on_redis() {
+    let b = redis().await;
+    let app = app(&b, &config());
+    b.redis.as_ref().unwrap().cmd("SET pastdue:{acct-x}:audit not-a-stream");
+    let (status, _) = put_override(&app, "acct-x", json!({ "mode": "allow", "until": null, "reason": "r" }), TOKEN).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(b.store.load(&acct("acct-x")).await.unwrap(), None, "nothing changed");
+    b.redis.as_ref().unwrap().cmd("DEL pastdue:{acct-x}:audit");
+    let (status, v) = put_override(&app, "acct-x", json!({ "mode": "allow", "until": null, "reason": "r" }), TOKEN).await;
+    assert_eq!((status, v["override"]["mode"].as_str()), (StatusCode::OK, Some("allow")));
+    let (_, log) = call(&app, "GET", "/admin/audit?account=acct-x", Some(TOKEN), None).await;
+    assert_eq!((log["entries"][0]["action"].as_str(), &log["entries"][0]["before"]), (Some("override.set"), &Value::Null));
+}
 
 async fn auth_none_wrong_right_and_named(b: Backend) {
     let app = app(&b, &config());
@@ -86,7 +188,7 @@ async fn auth_none_wrong_right_and_named(b: Backend) {
     }
     assert_eq!(call(&app, "GET", "/admin/accounts/acme", Some(TOKEN), None).await.0, StatusCode::OK);
     let body = json!({ "mode": "allow", "until": null, "reason": "paying by wire" });
-    assert_eq!(put_override(&app, "acme", body, "alice-secret").await.0, StatusCode::OK);
+    assert_eq!(put_override(&app, "acme", body, "alice-secret-0123456").await.0, StatusCode::OK);
     let (_, log) = call(&app, "GET", "/admin/audit?account=acme", Some(TOKEN), None).await;
     assert_eq!(log["entries"][0]["who"], "alice");
     assert!(pastdue::admin::router(&Config::default(), b.store.clone()).is_err(), "no token, no admin API");
@@ -320,7 +422,7 @@ async fn sync_against_localstripe_runs_and_is_audited() {
     c.stripe.api_key = "sk_test_admin".into();
     c.stripe.api_base = ls.url();
     let app = app(&b, &c);
-    let (status, v) = call(&app, "POST", "/admin/sync", Some("alice-secret"), None).await;
+    let (status, v) = call(&app, "POST", "/admin/sync", Some("alice-secret-0123456"), None).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["accounts_changed"], 0);
     let (_, log) = call(&app, "GET", "/admin/audit", Some(TOKEN), None).await;

@@ -403,3 +403,158 @@ async fn the_banner_is_injected_into_html_only() {
         assert!(!String::from_utf8_lossy(&body).contains("pastdue-banner"), "{path} for {account} must pass untouched");
     }
 }
+
+/// An injected banner makes the body one account's: never cached as a
+/// shared page, never validated against the app's own body, and only ever
+/// put into a full `200`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banner_makes_a_response_private_and_only_touches_200s() {
+    use axum::response::{Html, IntoResponse};
+    let b = memory().await;
+    owe(&b.store, "reminded", 0).await;
+    let page = "<!doctype html><html><body><h1>Reports</h1></body></html>";
+    let app = Router::new()
+        .route("/public", get(move || async move {
+            ([("cache-control", "public, max-age=60"), ("etag", "\"v1\""), ("last-modified", "Sun, 22 Nov 2026 10:00:00 GMT")], Html(page)).into_response()
+        }))
+        .route("/no-store", get(move || async move { ([("cache-control", "no-store")], Html(page)).into_response() }))
+        .route("/partial", get(move || async move {
+            (StatusCode::PARTIAL_CONTENT, [("content-range", "bytes 0-56/100")], Html(page)).into_response()
+        }))
+        .route("/not-modified", get(|| async { (StatusCode::NOT_MODIFIED, [("etag", "\"v1\"")], Html("")).into_response() }))
+        .route("/not-found", get(move || async move { (StatusCode::NOT_FOUND, Html(page)).into_response() }))
+        .layer(GateLayer::new(b.store.clone()).with_banner(Some(64 * 1024)));
+    let get_page = |path: &str| Request::get(path).header("x-account-id", "reminded").body(Body::empty()).unwrap();
+
+    let res = app.clone().oneshot(get_page("/public")).await.unwrap();
+    assert_eq!(res.headers()["cache-control"], "private, max-age=60");
+    assert!(res.headers().get("etag").is_none() && res.headers().get("last-modified").is_none());
+    let body = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(body.contains("pastdue-banner"));
+
+    let res = app.clone().oneshot(get_page("/no-store")).await.unwrap();
+    assert_eq!(res.headers()["cache-control"], "private, no-store");
+
+    for (path, status) in [("/partial", StatusCode::PARTIAL_CONTENT), ("/not-modified", StatusCode::NOT_MODIFIED), ("/not-found", StatusCode::NOT_FOUND)] {
+        let res = app.clone().oneshot(get_page(path)).await.unwrap();
+        assert_eq!(res.status(), status);
+        let headers = res.headers().clone();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("pastdue-banner"), "{path} passes untouched");
+        assert!(headers.get("cache-control").is_none(), "{path} keeps the app's headers");
+        if path == "/not-modified" {
+            assert_eq!(headers["etag"], "\"v1\"");
+        }
+    }
+}
+
+/// The query resolver reads the query as axum's `Query` does, so neither an
+/// encoded name nor a repeated parameter reaches a blocked account's
+/// handler with the gate's blessing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_resolver_cannot_be_steered() {
+    use pastdue::gate::{QueryResolver, ResolveAccount};
+    let b = redis().await;
+    owe(&b.store, "victim", 30).await; // suspended
+    let gate = GateLayer::new(b.store.clone()).with_resolver(QueryResolver::new("account").or(pastdue::gate::HeaderResolver::default()));
+    // The handler reads the account the way apps do: axum's Query.
+    let app = Router::new()
+        .route("/api/thing", get(|q: axum::extract::Query<std::collections::HashMap<String, String>>| async move { format!("serving {:?}", q.get("account")) }))
+        .layer(gate);
+    let r = send(&app, req("GET", "/api/thing?acc%6Funt=victim", None, None)).await;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{}", r.body);
+    for uri in ["/api/thing?account=paying&account=victim", "/api/thing?account=victim&acc%6Funt=paying"] {
+        let r = send(&app, req("GET", uri, None, None)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {}", r.body);
+        assert_eq!(r.content_type, "application/problem+json");
+        assert!(r.body.contains("ambiguous account"), "{}", r.body);
+    }
+    // Two X-Account-Id headers are just as ambiguous.
+    let twice = Request::get("/api/thing").header("x-account-id", "paying").header("x-account-id", "victim").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, twice).await.status, StatusCode::BAD_REQUEST);
+    let r = send(&app, req("GET", "/api/thing?account=paying", None, None)).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "serving Some(\"paying\")"));
+}
+
+/// Hosts are case-insensitive and may end with a dot: the subdomain
+/// resolver finds the same (blocked) account behind every spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subdomain_resolver_reads_every_spelling_of_a_host() {
+    let b = redis().await;
+    owe(&b.store, "acme", 30).await;
+    let app = app(GateLayer::new(b.store.clone()).with_resolver(SubdomainResolver::new("app.example.com")));
+    for host in ["acme.app.example.com", "ACME.app.example.com", "acme.app.example.com.", "Acme.App.Example.Com.:443"] {
+        let r = send(&app, Request::get("/api/thing").header("host", host).body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{host}");
+    }
+}
+
+/// An auth layer added inside the gate (so it runs after it) leaves the gate
+/// blind: every request passes ungated. The gate counts such requests,
+/// warns once after 1,000, and `missing_account = "deny"` refuses them.
+#[tokio::test]
+async fn a_gate_that_never_sees_an_account_says_so() {
+    use pastdue::config::MissingAccount;
+    use std::sync::Mutex;
+    let b = memory().await;
+    owe(&b.store, "blocked-co", 30).await;
+    // The app's auth: puts the AccountId into the extensions.
+    let auth = axum::middleware::from_fn(|mut req: axum::extract::Request, next: axum::middleware::Next| async move {
+        req.extensions_mut().insert(AccountId::new("blocked-co").unwrap());
+        next.run(req).await
+    });
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let gate = metrics::with_local_recorder(&recorder, || GateLayer::new(b.store.clone()).with_resolver(ExtensionResolver));
+    let right: Router = Router::new().route("/api/thing", get(report)).layer(gate.clone()).layer(auth.clone());
+    assert_eq!(send(&right, req("GET", "/api/thing", None, None)).await.status, StatusCode::PAYMENT_REQUIRED);
+
+    // Capture warnings while the misordered app serves 1,000+ requests.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_max_level(tracing::Level::WARN).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // A fresh gate (the one above already saw an account).
+    let gate = metrics::with_local_recorder(&recorder, || GateLayer::new(b.store.clone()).with_resolver(ExtensionResolver));
+    // Wrong: `.layer(auth)` first puts auth *inside* the gate.
+    let misordered_fresh: Router = Router::new().route("/api/thing", get(report)).layer(auth.clone()).layer(gate);
+    for _ in 0..1_005 {
+        let r = send(&misordered_fresh, req("GET", "/api/thing", None, None)).await;
+        assert_eq!(r.status, StatusCode::OK, "passes ungated: the mistake the warning is for");
+    }
+    let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(log.matches("not one named an account").count(), 1, "one warning: {log}");
+    let unresolved: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "pastdue_no_account_total")
+        .map(|(.., v)| match v {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(unresolved, 1_005);
+
+    // With "deny", the same mistake is a 401, not an open door.
+    let strict = GateLayer::new(b.store.clone()).with_resolver(ExtensionResolver).with_missing_account(MissingAccount::Deny);
+    let denied: Router = Router::new().route("/api/thing", get(report)).route("/healthz", get(report)).layer(auth).layer(strict);
+    let r = send(&denied, req("GET", "/api/thing", None, None)).await;
+    assert_eq!((r.status, r.content_type.as_str()), (StatusCode::UNAUTHORIZED, "application/problem+json"));
+    assert_eq!(send(&denied, req("GET", "/healthz", None, None)).await.status, StatusCode::OK, "exempt paths still pass");
+    // And from config.
+    let cfg = Config::load_from(None, [("PASTDUE_GATE__MISSING_ACCOUNT".to_owned(), "deny".to_owned())]).unwrap();
+    assert_eq!(cfg.gate.missing_account, MissingAccount::Deny);
+    assert!(Config::load_from(None, [("PASTDUE_GATE__MISSING_ACCOUNT".to_owned(), "maybe".to_owned())]).is_err());
+}

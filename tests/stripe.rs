@@ -709,6 +709,14 @@ async fn pay_links_refuse_strangers_forgeries_and_old_links() {
     let good = signer.sign("victim", pastdue::links::Purpose::Pay, Utc::now());
     let res = get_with(&app, &format!("/billing/pay?t={good}"), &[]).await;
     assert_eq!(res.headers()["location"], "https://billing.stripe.test/session/0/cus_victim");
+    // Once the customer moves to another account, the old account's links
+    // no longer open its portal (here: the invoice page instead).
+    pastdue::store::move_customer(&*b.store, "cus_victim", &acct("new-owner"), pastdue::store::LinkSource::Admin).await.unwrap();
+    tokio::time::sleep(pastdue::stripe::MINT_INTERVAL + Duration::from_millis(100)).await;
+    let res = get_with(&app, &format!("/billing/pay?t={good}"), &[]).await;
+    assert_eq!(res.headers()["location"], "https://invoice.stripe.com/i/in_v");
+    assert!(!state(&b.store, "victim").await.customers().contains("cus_victim"), "the old account forgets it");
+    assert_eq!(portal.calls(), 1);
 }
 
 /// With a portal configured but the pay router not wired, the page never

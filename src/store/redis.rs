@@ -43,13 +43,15 @@ const COMMIT: &str = r#"
 if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {1, ''} end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return {2, ''} end
+-- The audit entry first: Redis does not roll a script back, so a failing
+-- XADD must come before any write (no entry, no change).
+local id = ''
+if ARGV[7] ~= '' then id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[7]) end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'v', v + 1, 'doc', ARGV[2])
   redis.call('PUBLISH', ARGV[5], ARGV[6])
 end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
-local id = ''
-if ARGV[7] ~= '' then id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[7]) end
 return {0, id}
 "#;
 
