@@ -173,3 +173,25 @@ fn debug_output_hides_secrets() {
     assert!(!shown.contains("SECRET"), "{shown}");
     assert!(shown.contains("alice"));
 }
+
+#[tokio::test]
+async fn links_and_notify_settings_are_checked() {
+    let c = pastdue::Config::default();
+    assert_eq!((c.links.secret.as_str(), c.links.ttl), ("", std::time::Duration::from_secs(7 * 86_400)));
+    assert_eq!(c.notify.timeout, std::time::Duration::from_secs(10));
+    let env = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+    let err = pastdue::Config::load_from(None, env("PASTDUE_LINKS__SECRET", "too-short")).unwrap_err().to_string();
+    assert!(err.contains("links.secret") && err.contains("32 bytes"), "{err}");
+    let err = pastdue::Config::load_from(None, env("PASTDUE_LINKS__TTL", "0s")).unwrap_err().to_string();
+    assert!(err.contains("links.ttl"), "{err}");
+    let ok = pastdue::Config::load_from(None, env("PASTDUE_LINKS__SECRET", &"k".repeat(32))).unwrap();
+    assert!(!format!("{ok:?}").contains(&"k".repeat(32)), "Debug hides the links secret");
+    // A portal without a links secret cannot be wired: pages would carry no
+    // signed link, so the app refuses to start rather than expose accounts.
+    let mut c = pastdue::Config::default();
+    c.stripe.portal_return_url = "https://app.test/back".into();
+    c.stripe.api_key = "sk_test_x".into();
+    let gate = pastdue::gate::GateLayer::new(std::sync::Arc::new(pastdue::MemoryStore::new()));
+    let err = pastdue::stripe::with_pay_links(gate, &c, std::sync::Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
+    assert!(err.contains("links.secret"), "{err}");
+}

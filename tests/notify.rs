@@ -186,6 +186,61 @@ async fn e_mails_go_to_the_billing_contact_once_per_stage_in_their_language() {
     assert!(all.contains("Zahlungserinnerung") && all.contains("Zweite Erinnerung") && all.contains("gesperrt"), "German subjects");
     let state = writer.load(&account).await.unwrap().unwrap();
     assert!(state.notices().iter().all(|n| n.channel == "email" && n.to.as_deref() == Some("kasse@kunde.test")));
+    // A stable Message-ID derived from the notice id: a mail system drops a repeat.
+    let episode = state.notices()[0].episode.timestamp();
+    for stage in ["notice", "warning", "suspended"] {
+        let id = format!("Message-ID: <ntc_mailed_{episode}_{stage}.email@acme.test>");
+        assert_eq!(mails.iter().filter(|m| m.lines().any(|l| l.eq_ignore_ascii_case(&id))).count(), 1, "{id} in {all}");
+    }
+}
+
+/// A receiver slower than the lease: the sending instance keeps renewing
+/// its claim, so no other instance sends the same notice meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_gets_each_notice_once() {
+    let server = RedisServer::start();
+    let arrivals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = arrivals.clone();
+    let slow = Router::new().route(
+        "/hook",
+        post(move || {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(12)).await;
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, slow).await.unwrap() });
+    // Only the first stage within the test's time; a 2 s lease, a 20 s timeout.
+    let mut c = config(&url);
+    c.ladder.stages[1].after = Duration::from_secs(3_600);
+    c.ladder.stages[2].after = Duration::from_secs(7_200);
+    c.notify.timeout = Duration::from_secs(20);
+    let writer = store_with(&server.url(), relaxed()).await;
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        let store = store_with(&server.url(), relaxed()).await;
+        handles.push(Notifier::from_config(&c, store).unwrap().unwrap().spawn());
+    }
+    let account = AccountId::new("slowpoke").unwrap();
+    writer.apply(&account, None, &[unpaid("in_1", 4_900, Utc::now())]).await.unwrap();
+    // Until the one delivery is recorded (12 s), sweeps run every 200 ms on
+    // three instances, well past the 2 s lease.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = writer.load(&account).await.unwrap().unwrap();
+        if !state.notices().is_empty() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(arrivals.load(std::sync::atomic::Ordering::SeqCst), 1, "one delivery, however slow the receiver");
+    assert_eq!(writer.load(&account).await.unwrap().unwrap().notices().len(), 1);
 }
 
 /// SMTP down: retried, not lost, not duplicated.

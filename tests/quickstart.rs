@@ -143,3 +143,19 @@ async fn the_demo_binary_serves_over_http_on_redis() {
     assert_eq!(status, 503, "/readyz reports the store down");
     assert_eq!(get("/healthz", None).await.unwrap().status(), 200, "/healthz stays cheap and up");
 }
+
+/// The demo's well-known admin token never leaves loopback: on any other
+/// address the demo refuses to start until a real token is set.
+#[test]
+fn the_demo_refuses_its_well_known_token_off_loopback() {
+    let bin = common::demo_binary();
+    let out = std::process::Command::new(&bin)
+        .env("PASTDUE_SERVER__LISTEN", format!("0.0.0.0:{}", common::free_port()))
+        .env_remove("PASTDUE_ADMIN__TOKEN")
+        .env_remove("PASTDUE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("well-known token") && err.contains("PASTDUE_ADMIN__TOKEN"), "{err}");
+}

@@ -195,3 +195,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Link tokens from anywhere: verification never panics, and nothing
+    /// but a token this signer made (for this purpose) is accepted.
+    #[test]
+    fn any_link_token_is_refused_without_panicking(token in ".{0,200}", b64 in "[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,60}") {
+        let signer = pastdue::links::LinkSigner::new(&[9u8; 32], std::time::Duration::from_secs(60)).unwrap();
+        for t in [token.as_str(), b64.as_str()] {
+            prop_assert!(signer.verify(t, pastdue::links::Purpose::Pay, Utc::now()).is_err());
+        }
+    }
+
+    /// Any string: the URL check never panics, and whatever it accepts is
+    /// https, loopback http, or a path on this origin.
+    #[test]
+    fn the_url_check_accepts_only_safe_schemes(raw in ".{0,120}", tail in "[a-zA-Z0-9:/._%?#@-]{0,40}") {
+        for url in [raw.clone(), format!("javascript:{tail}"), format!("https://{tail}"), format!("http://{tail}"), format!("/{tail}")] {
+            if pastdue::href::is_safe(&url) {
+                let lower = url.to_ascii_lowercase();
+                prop_assert!(lower.starts_with("https://") || lower.starts_with("http://") || (url.starts_with('/') && !url.starts_with("//")), "{}", url);
+                if lower.starts_with("http://") {
+                    let host = url::Url::parse(&url).unwrap().host_str().unwrap().to_owned();
+                    prop_assert!(host == "localhost" || host.starts_with("127.") || host == "[::1]", "{}", url);
+                }
+            }
+        }
+    }
+}

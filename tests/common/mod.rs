@@ -375,6 +375,19 @@ impl Drop for Demo {
     }
 }
 
+/// The quickstart example binary, built.
+pub fn demo_binary() -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--example", "quickstart"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the quickstart example failed");
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").into());
+    format!("{target}/debug/examples/quickstart")
+}
+
 pub fn start_demo(envs: &[(&str, String)]) -> Demo {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
