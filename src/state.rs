@@ -402,7 +402,7 @@ impl BillingState {
                     }
                     None => {
                         self.link_conflicts.push(conflict.clone());
-                        self.link_conflicts.sort_by(|a, b| b.at.cmp(&a.at));
+                        self.link_conflicts.sort_by_key(|k| std::cmp::Reverse(k.at));
                         self.link_conflicts.truncate(MAX_LINK_CONFLICTS);
                         true
                     }
