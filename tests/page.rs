@@ -115,3 +115,39 @@ fn operator_templates_are_checked_at_start_up() {
     assert!(PaymentPage::new(&config.page).unwrap_err().to_string().contains("/nonexistent/page.html"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Only https (or loopback http, or own-origin paths) is ever rendered as a
+/// link or image: unsafe URLs in config are dropped at start-up, and one
+/// already in stored state (written by an older version) is not rendered.
+#[test]
+fn unsafe_urls_from_config_or_stored_state_are_never_rendered() {
+    let mut config = Config::default();
+    config.page.logo_url = "javascript:alert(1)".into();
+    config.page.billing_portal_url = "data:text/html,<script>alert(1)</script>".into();
+    let page = PaymentPage::new(&config.page).unwrap();
+    // Stored before the check existed: built from JSON, not through apply.
+    let since = (Utc::now() - TimeDelta::days(20)).to_rfc3339();
+    let stored: BillingState = serde_json::from_value(serde_json::json!({
+        "unpaid": { "in_old": { "amount_due": 4900, "currency": "eur", "hosted_url": "javascript:alert(document.cookie)",
+                                "since": since, "observed": since } }
+    }))
+    .unwrap();
+    for now in [Utc::now(), Utc::now() - TimeDelta::days(10)] {
+        let standing = Standing::evaluate(Some(&stored), &Ladder::standard(), now);
+        assert_eq!(standing.pay_url(), None);
+        let html = text(&page.render("acct", &standing, Some(&stored), None));
+        let banner = page.banner("acct", &standing, Some(&stored), None).unwrap();
+        let json = page.problem("acct", &standing).to_string();
+        for out in [&html, &banner, &json] {
+            assert!(!out.contains("javascript:") && !out.contains("data:text"), "{out}");
+        }
+    }
+    // Applying such a fact through the model drops the URL (never stored).
+    let mut fresh = BillingState::default();
+    let mut change = unpaid("in_1", 100, Utc::now());
+    if let Change::InvoiceUnpaid { invoice, .. } = &mut change {
+        invoice.hosted_url = Some("javascript:alert(1)".into());
+    }
+    fresh.apply(&change);
+    assert_eq!(fresh.unpaid()["in_1"].hosted_url, None);
+}

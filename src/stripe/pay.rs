@@ -161,7 +161,10 @@ async fn pay(State(p): State<Arc<Pay>>, req: Request) -> Response {
             let _ = guard.insert((url.clone(), Instant::now()));
             redirect(&url)
         }
-        Ok(Minted::Fallback(url)) => redirect(&url),
+        Ok(Minted::Fallback(url)) => {
+            count("fallback");
+            redirect(&url)
+        }
         Err(response) => response,
     }
 }
