@@ -134,16 +134,7 @@ async fn bearer_is_case_insensitive_and_failures_are_counted(b: Backend) {
     for _ in 0..3 {
         assert_eq!(call(&app, "GET", "/admin/accounts/acme", Some("not-the-token-at-all"), None).await.0, StatusCode::UNAUTHORIZED);
     }
-    let failures: u64 = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == "pastdue_admin_auth_failures_total")
-        .map(|(.., v)| match v {
-            metrics_util::debugging::DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum();
+    let failures: u64 = counter_total(&snapshotter, "pastdue_admin_auth_failures_total");
     assert_eq!(failures, 3);
 }
 

@@ -535,16 +535,7 @@ async fn a_gate_that_never_sees_an_account_says_so() {
     }
     let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
     assert_eq!(log.matches("not one named an account").count(), 1, "one warning: {log}");
-    let unresolved: u64 = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == "pastdue_no_account_total")
-        .map(|(.., v)| match v {
-            metrics_util::debugging::DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum();
+    let unresolved: u64 = counter_total(&snapshotter, "pastdue_no_account_total");
     assert_eq!(unresolved, 1_005);
 
     // With "deny", the same mistake is a 401, not an open door.

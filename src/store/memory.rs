@@ -36,6 +36,41 @@ struct Inner {
     audit_seq: u64,
 }
 
+impl Inner {
+    /// Folds `changes` into the account's state (and its index entries);
+    /// returns what was applied and the state before.
+    fn fold_in(&mut self, account: &AccountId, changes: &[Change]) -> (Applied, Option<BillingState>) {
+        let before = self.states.get(account).cloned();
+        let (next, changed) = fold(before.as_ref(), changes);
+        if !changed {
+            return (Applied::Unchanged(next), before);
+        }
+        for (index, old, new) in index_moves(before.as_ref(), &next, account) {
+            let set = self.indexes.entry(index).or_default();
+            if let Some(old) = old {
+                set.remove(&old);
+            }
+            if let Some(new) = new {
+                set.insert(new);
+            }
+        }
+        self.states.insert(account.clone(), next.clone());
+        (Applied::Changed(next), before)
+    }
+
+    /// Appends an audit entry; returns its id.
+    fn append_audit(&mut self, entry: &AuditEntry) -> String {
+        self.audit_seq += 1;
+        let id = format!("{}-{}", entry.at.timestamp_millis(), self.audit_seq);
+        self.audit.push(AuditEntry { id: id.clone(), ..entry.clone() });
+        if self.audit.len() > AUDIT_MAX {
+            let excess = self.audit.len() - AUDIT_MAX;
+            self.audit.drain(..excess);
+        }
+        id
+    }
+}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -80,22 +115,7 @@ impl Store for MemoryStore {
                 }
                 inner.seen.insert(key, now);
             }
-            let (next, changed) = fold(inner.states.get(account), changes);
-            if changed {
-                for (index, old, new) in index_moves(inner.states.get(account), &next, account) {
-                    let set = inner.indexes.entry(index).or_default();
-                    if let Some(old) = old {
-                        set.remove(&old);
-                    }
-                    if let Some(new) = new {
-                        set.insert(new);
-                    }
-                }
-                inner.states.insert(account.clone(), next.clone());
-                Applied::Changed(next)
-            } else {
-                Applied::Unchanged(next)
-            }
+            inner.fold_in(account, changes).0
         };
         if matches!(applied, Applied::Changed(_)) {
             // No receivers is fine: nobody caches.
@@ -112,29 +132,11 @@ impl Store for MemoryStore {
     ) -> Result<(Applied, AuditEntry), StoreError> {
         let (applied, entry) = {
             let mut inner = self.lock();
-            let before = inner.states.get(account).cloned();
-            let (next, changed) = fold(before.as_ref(), changes);
-            if changed {
-                for (index, old, new) in index_moves(before.as_ref(), &next, account) {
-                    let set = inner.indexes.entry(index).or_default();
-                    if let Some(old) = old {
-                        set.remove(&old);
-                    }
-                    if let Some(new) = new {
-                        set.insert(new);
-                    }
-                }
-                inner.states.insert(account.clone(), next.clone());
-            }
-            let mut entry = draft.entry(account, before.as_ref(), &next, chrono::Utc::now());
-            inner.audit_seq += 1;
-            entry.id = format!("{}-{}", entry.at.timestamp_millis(), inner.audit_seq);
-            inner.audit.push(entry.clone());
-            if inner.audit.len() > AUDIT_MAX {
-                let excess = inner.audit.len() - AUDIT_MAX;
-                inner.audit.drain(..excess);
-            }
-            (if changed { Applied::Changed(next) } else { Applied::Unchanged(next) }, entry)
+            let (applied, before) = inner.fold_in(account, changes);
+            let after = applied.state().cloned().unwrap_or_default();
+            let entry = draft.entry(account, before.as_ref(), &after, chrono::Utc::now());
+            let id = inner.append_audit(&entry);
+            (applied, AuditEntry { id, ..entry })
         };
         if matches!(applied, Applied::Changed(_)) {
             let _ = self.invalidations.send(Invalidation::Account(account.clone()));
@@ -208,15 +210,7 @@ impl Store for MemoryStore {
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<String, StoreError> {
-        let mut inner = self.lock();
-        inner.audit_seq += 1;
-        let id = format!("{}-{}", entry.at.timestamp_millis(), inner.audit_seq);
-        inner.audit.push(AuditEntry { id: id.clone(), ..entry.clone() });
-        if inner.audit.len() > AUDIT_MAX {
-            let excess = inner.audit.len() - AUDIT_MAX;
-            inner.audit.drain(..excess);
-        }
-        Ok(id)
+        Ok(self.lock().append_audit(entry))
     }
 
     async fn audit_log(

@@ -389,16 +389,9 @@ pub fn demo_binary() -> String {
 }
 
 pub fn start_demo(envs: &[(&str, String)]) -> Demo {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "quickstart"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the quickstart example failed");
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").into());
+    let bin = demo_binary();
     let port = free_port();
-    let mut cmd = Command::new(format!("{target}/debug/examples/quickstart"));
+    let mut cmd = Command::new(bin);
     cmd.env("PASTDUE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env_remove("PASTDUE_CONFIG")
         .env_remove("PASTDUE_STORE__URL")
@@ -515,4 +508,18 @@ pub fn seconds_ladder(warning: u32, suspended: u32) -> pastdue::Config {
     "#
     ))
     .unwrap()
+}
+
+/// The total of a counter across its labels, from a debugging recorder.
+pub fn counter_total(snapshotter: &metrics_util::debugging::Snapshotter, name: &str) -> u64 {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == name)
+        .map(|(.., v)| match v {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum()
 }
