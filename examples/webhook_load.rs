@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             "parent": { "subscription_details": { "metadata": { "account_id": format!("load-{}", i % 5000) } } } } }
                     }))
                     .expect("json");
-                    let signature = pastdue::stripe::signature::sign(&secret, now, &body);
+                    let signature = pastdue::signature::sign(&secret, now, &body);
                     let t = Instant::now();
                     let ok = client.post(&url).header("stripe-signature", signature).body(body).send().await.is_ok_and(|r| r.status().is_success());
                     latencies.push(t.elapsed());

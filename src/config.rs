@@ -595,6 +595,26 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The signer of pay links, from `[links]`, when the billing portal is
+    /// configured (`stripe.portal_return_url`); `Ok(None)` otherwise. A
+    /// portal without `links.secret` is refused, naming the key.
+    pub fn pay_link_signer(&self) -> Result<Option<crate::links::LinkSigner>, ConfigError> {
+        if self.stripe.portal_return_url.is_empty() {
+            return Ok(None);
+        }
+        if self.links.secret.is_empty() {
+            return Err(ConfigError::Key {
+                key: "links.secret".into(),
+                message: "is needed for pay links (stripe.portal_return_url is set); set a random secret of at least 32 bytes, shared by every instance (PASTDUE_LINKS__SECRET=$(openssl rand -hex 32))".into(),
+            });
+        }
+        crate::links::LinkSigner::new(self.links.secret.as_bytes(), self.links.ttl)
+            .map(Some)
+            .map_err(|e| ConfigError::Key { key: "links.secret".into(), message: e.to_string() })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self::build(None, std::iter::empty()).expect("the built-in config/default.toml is valid")

@@ -7,6 +7,7 @@ pub mod config;
 pub mod gate;
 pub mod href;
 pub mod links;
+pub mod signature;
 pub mod standing;
 pub mod state;
 pub mod store;
@@ -15,10 +16,15 @@ pub use account::{AccountId, InvalidAccountId};
 pub use config::Config;
 pub use standing::{Action, Ladder, Reason, Stage, Standing};
 pub use state::{BillingState, Change};
-pub use store::{MemoryStore, RedisStore, Store};
+pub use store::{MemoryStore, Store};
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
 pub mod cache;
 pub mod money;
+#[cfg(feature = "stripe")]
 pub mod stripe;
+#[cfg(feature = "admin")]
 pub mod admin;
 pub mod metrics;
+#[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 pub mod notify;

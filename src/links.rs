@@ -23,6 +23,9 @@ use sha2::Sha256;
 
 use crate::account::AccountId;
 
+/// Where the pay endpoint is mounted (`stripe::with_pay_links`).
+pub const PAY_PATH: &str = "/billing/pay";
+
 /// The shortest `links.secret` accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
 

@@ -52,6 +52,7 @@ pub const NOTICES: &str = "pastdue_notices_total";
 
 /// The event types webhooks are counted by; anything else counts as `other`,
 /// so a flood of odd types cannot blow up label cardinality.
+#[cfg(feature = "stripe")]
 pub(crate) fn event_type_label(kind: &str) -> &'static str {
     const KNOWN: [&str; 13] = [
         "invoice.payment_failed",

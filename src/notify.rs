@@ -29,8 +29,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+#[cfg(feature = "notify-email")]
 use lettre::message::header::ContentType;
+#[cfg(feature = "notify-email")]
 use lettre::message::Mailbox;
+#[cfg(feature = "notify-email")]
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -56,11 +59,17 @@ struct Inner {
     store: Arc<dyn Store>,
     ladder: Ladder,
     config: NotifyConfig,
+    #[cfg(feature = "notify-webhook")]
     http: reqwest::Client,
+    #[cfg(feature = "notify-email")]
     smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    #[cfg(feature = "notify-email")]
     from: Option<Mailbox>,
+    #[cfg(feature = "notify-email")]
     languages: crate::gate::Languages,
+    #[cfg(feature = "notify-email")]
     product_name: String,
+    #[cfg(feature = "notify-email")]
     support_email: String,
     /// The app's public origin and the pay-link signer, when pay links are on.
     links: Option<(String, crate::links::LinkSigner)>,
@@ -80,6 +89,14 @@ impl Notifier {
         if n.webhook_url.is_empty() && n.smtp_url.is_empty() {
             return Ok(None);
         }
+        #[cfg(not(feature = "notify-webhook"))]
+        if !n.webhook_url.is_empty() {
+            return Err(key("notify.webhook_url", "needs pastdue's `notify-webhook` feature".into()));
+        }
+        #[cfg(not(feature = "notify-email"))]
+        if !n.smtp_url.is_empty() {
+            return Err(key("notify.smtp_url", "needs pastdue's `notify-email` feature".into()));
+        }
         if !n.webhook_url.is_empty() {
             if !(n.webhook_url.starts_with("http://") || n.webhook_url.starts_with("https://")) {
                 return Err(key("notify.webhook_url", "must be an http(s) URL".into()));
@@ -88,6 +105,7 @@ impl Notifier {
                 return Err(key("notify.webhook_secret", "is needed to sign notices".into()));
             }
         }
+        #[cfg(feature = "notify-email")]
         let (smtp, from) = if n.smtp_url.is_empty() {
             (None, None)
         } else {
@@ -98,22 +116,30 @@ impl Notifier {
             let from: Mailbox = n.from.parse().map_err(|e: lettre::address::AddressError| key("notify.from", e.to_string()))?;
             (Some(transport), Some(from))
         };
+        #[cfg(feature = "notify-webhook")]
         let http = reqwest::Client::builder()
             .timeout(n.timeout)
             .build()
             .map_err(|e| key("notify.webhook_url", e.to_string()))?;
+        #[cfg(feature = "notify-email")]
         let languages = crate::gate::Languages::builtin().map_err(|e| key("page", e))?;
         let inner = Inner {
             store,
             ladder: config.ladder()?,
             config: n.clone(),
+            #[cfg(feature = "notify-webhook")]
             http,
+            #[cfg(feature = "notify-email")]
             smtp,
+            #[cfg(feature = "notify-email")]
             from,
+            #[cfg(feature = "notify-email")]
             languages,
+            #[cfg(feature = "notify-email")]
             product_name: config.page.product_name.clone(),
+            #[cfg(feature = "notify-email")]
             support_email: config.page.support_email.clone(),
-            links: match crate::stripe::pay::signer(config)? {
+            links: match config.pay_link_signer()? {
                 Some(signer) => Some((links_base(config)?, signer)),
                 None => None,
             },
@@ -184,7 +210,7 @@ impl Notifier {
         for channel in [WEBHOOK, EMAIL] {
             let to = match channel {
                 WEBHOOK if !inner.config.webhook_url.is_empty() => None,
-                EMAIL if inner.smtp.is_some() => match state.contact_email() {
+                EMAIL if self.has_smtp() => match state.contact_email() {
                     Some(address) => Some(address.to_owned()),
                     None => continue, // nobody to write to (yet)
                 },
@@ -249,12 +275,33 @@ impl Notifier {
         }
         let (base, signer) = self.inner.links.as_ref()?;
         let token = signer.sign(account.as_str(), crate::links::Purpose::Pay, Utc::now());
-        Some(format!("{base}{}?t={token}", crate::stripe::PAY_PATH))
+        Some(format!("{base}{}?t={token}", crate::links::PAY_PATH))
+    }
+
+    #[cfg(feature = "notify-email")]
+    fn has_smtp(&self) -> bool {
+        self.inner.smtp.is_some()
+    }
+
+    #[cfg(not(feature = "notify-email"))]
+    fn has_smtp(&self) -> bool {
+        false
+    }
+
+    #[cfg(not(feature = "notify-email"))]
+    async fn email(&self, _: &str, _: &str, _: &Standing, _: &BillingState, _: Option<&str>) -> bool {
+        false
+    }
+
+    #[cfg(not(feature = "notify-webhook"))]
+    async fn deliver(&self, _: &[u8]) -> bool {
+        false
     }
 
     /// Sends the stage's e-mail, in the account's language, retrying like
     /// the webhook. Its `Message-ID` derives from the notice id, so a mail
     /// system can drop a repeat.
+    #[cfg(feature = "notify-email")]
     async fn email(&self, id: &str, to: &str, standing: &Standing, state: &BillingState, pay_url: Option<&str>) -> bool {
         let inner = &self.inner;
         let (Some(smtp), Some(from)) = (&inner.smtp, &inner.from) else { return false };
@@ -330,10 +377,11 @@ impl Notifier {
     }
 
     /// POSTs the signed body (signed anew per attempt), with retries.
+    #[cfg(feature = "notify-webhook")]
     async fn deliver(&self, body: &[u8]) -> bool {
         let inner = &self.inner;
         self.retry(|attempt| async move {
-            let signature = crate::stripe::signature::sign(&inner.config.webhook_secret, Utc::now().timestamp(), body);
+            let signature = crate::signature::sign(&inner.config.webhook_secret, Utc::now().timestamp(), body);
             let sent = inner
                 .http
                 .post(&inner.config.webhook_url)

@@ -298,6 +298,7 @@ impl GateLayer {
 
     /// Signs pay links to the endpoint mounted at `path`; see
     /// `stripe::with_pay_links`, the one place that calls this.
+    #[cfg(feature = "stripe")]
     pub(crate) fn with_link_signer(self, path: &str, signer: crate::links::LinkSigner) -> Self {
         self.edit(|s| s.page = s.page.clone().with_link_signer(path, signer))
     }

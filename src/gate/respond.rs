@@ -268,6 +268,7 @@ impl PaymentPage {
     /// Links to the pay endpoint mounted at `path`, signing each link.
     /// Crate-private: only `stripe::with_pay_links`, which also returns the
     /// endpoint's router, sets it, so a page never links to a missing route.
+    #[cfg(feature = "stripe")]
     pub(crate) fn with_link_signer(mut self, path: &str, signer: crate::links::LinkSigner) -> Self {
         self.links = Some((path.to_owned(), signer));
         self

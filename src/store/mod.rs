@@ -18,9 +18,11 @@ use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
 pub use self::memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 
 /// Why a store call failed. The gate turns these into its outage policy,
@@ -260,6 +262,7 @@ pub async fn move_customer(store: &dyn Store, customer: &str, account: &AccountI
 
 /// The stored form of a customer link: `admin|<account>` or `<account>`
 /// (`|` is never part of an account id).
+#[cfg(feature = "redis")]
 pub(crate) fn encode_link(account: &AccountId, source: LinkSource) -> String {
     match source {
         LinkSource::Admin => format!("admin|{account}"),
@@ -268,6 +271,7 @@ pub(crate) fn encode_link(account: &AccountId, source: LinkSource) -> String {
 }
 
 /// Parses [`encode_link`]'s form: the account, and whether an admin set it.
+#[cfg(feature = "redis")]
 pub(crate) fn decode_link(raw: &str) -> Option<(AccountId, LinkSource)> {
     match raw.strip_prefix("admin|") {
         Some(a) => Some((AccountId::new(a).ok()?, LinkSource::Admin)),
@@ -365,7 +369,8 @@ pub(crate) fn index_moves(before: Option<&BillingState>, after: &BillingState, a
 }
 
 /// One audit log entry: who changed what, from what, to what, when, why.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// The entry's id (set by the store; sortable, newest greatest).
     #[serde(default)]
@@ -379,10 +384,10 @@ pub struct AuditEntry {
     /// The account, unless the action concerns none.
     pub account: Option<String>,
     /// The relevant state before.
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "admin", schema(value_type = Object))]
     pub before: serde_json::Value,
     /// The relevant state after.
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "admin", schema(value_type = Object))]
     pub after: serde_json::Value,
     /// Why, when given.
     pub reason: Option<String>,
@@ -475,7 +480,10 @@ impl From<&crate::config::StoreConfig> for RedisOptions {
 pub async fn connect(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match StoreUrl::parse(&config.url).map_err(StoreError::Backend)? {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "redis")]
         url => Ok(Arc::new(RedisStore::connect(url, RedisOptions::from(config)).await?)),
+        #[cfg(not(feature = "redis"))]
+        _ => Err(StoreError::InvalidInput(format!("{} needs pastdue's `redis` feature", config.url))),
     }
 }
 

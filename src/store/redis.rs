@@ -25,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+#[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use tokio::sync::{broadcast, watch};
@@ -114,6 +115,7 @@ impl Drop for RedisStore {
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
     Cluster(ClusterConnection),
 }
 
@@ -121,6 +123,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -133,6 +136,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "cluster")]
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -140,6 +144,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
             Conn::Cluster(c) => c.get_db(),
         }
     }
@@ -172,6 +177,7 @@ impl RedisStore {
                 .map_err(backend)?;
                 (Conn::Single(manager), vec![url])
             }
+            #[cfg(feature = "cluster")]
             StoreUrl::Cluster(nodes) => {
                 let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
                     .connection_timeout(connect_timeout)
@@ -185,8 +191,12 @@ impl RedisStore {
                     .map_err(backend)?;
                 (Conn::Cluster(conn), nodes)
             }
+            #[cfg(not(feature = "cluster"))]
+            StoreUrl::Cluster(_) => {
+                return Err(StoreError::InvalidInput("redis+cluster:// needs pastdue's `cluster` feature".into()))
+            }
             StoreUrl::Memory => {
-                return Err(StoreError::Backend("memory:// is not a Redis URL".into()))
+                return Err(StoreError::InvalidInput("memory:// is not a Redis URL".into()))
             }
         };
         let channel = format!("{}:invalidate", opts.prefix);

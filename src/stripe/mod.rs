@@ -35,13 +35,15 @@ use crate::store::{Applied, LinkSource, Linked, Store, StoreError};
 
 mod api;
 pub mod event;
-pub(crate) mod pay;
-pub mod signature;
+mod pay;
 mod sync;
 
 pub use self::api::{ApiError, Params, StripeApi};
 pub use self::event::{Event, Facts};
-pub use self::pay::{with_pay_links, FLOW_PAYMENT_METHOD_UPDATE, MINT_INTERVAL, PAY_PATH};
+pub use self::pay::{with_pay_links, FLOW_PAYMENT_METHOD_UPDATE, MINT_INTERVAL};
+pub use crate::links::PAY_PATH;
+/// The `Stripe-Signature` scheme (shared with pastdue's own notices).
+pub use crate::signature;
 pub use self::sync::{spawn_periodic_sync, sync, SyncReport};
 
 /// The largest webhook body accepted (Stripe's events are far smaller).

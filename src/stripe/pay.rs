@@ -32,11 +32,8 @@ use super::StripeApi;
 use crate::account::AccountId;
 use crate::config::{Config, ConfigError};
 use crate::gate::{GateLayer, Languages};
-use crate::links::{LinkError, LinkSigner, Purpose};
+use crate::links::{LinkError, LinkSigner, Purpose, PAY_PATH};
 use crate::store::Store;
-
-/// Where the pay endpoint is mounted.
-pub const PAY_PATH: &str = "/billing/pay";
 
 /// At most one portal session is minted per account and flow this often.
 pub const MINT_INTERVAL: Duration = Duration::from_secs(5);
@@ -54,23 +51,6 @@ struct Pay {
     recent: quick_cache::sync::Cache<(AccountId, bool), (String, Instant)>,
 }
 
-/// The signer for pay links, from `[links]`, when the billing portal is
-/// configured (`stripe.portal_return_url`); `Ok(None)` otherwise.
-pub(crate) fn signer(config: &Config) -> Result<Option<LinkSigner>, ConfigError> {
-    if config.stripe.portal_return_url.is_empty() {
-        return Ok(None);
-    }
-    if config.links.secret.is_empty() {
-        return Err(ConfigError::Key {
-            key: "links.secret".into(),
-            message: "is needed for pay links (stripe.portal_return_url is set); set a random secret of at least 32 bytes, shared by every instance (PASTDUE_LINKS__SECRET=$(openssl rand -hex 32))".into(),
-        });
-    }
-    LinkSigner::new(config.links.secret.as_bytes(), config.links.ttl)
-        .map(Some)
-        .map_err(|e| ConfigError::Key { key: "links.secret".into(), message: e.to_string() })
-}
-
 /// Wires signed pay links: the gate's page, banner and problem+json link to
 /// `/billing/pay?t=<token>`, and the returned router serves that path.
 /// Merge the router into the app, outside the gate (`/billing/**` is exempt
@@ -81,7 +61,7 @@ pub(crate) fn signer(config: &Config) -> Result<Option<LinkSigner>, ConfigError>
 /// `page.billing_portal_url`). With it, `stripe.api_key` and
 /// `links.secret` are required.
 pub fn with_pay_links(gate: GateLayer, config: &Config, store: Arc<dyn Store>) -> Result<(GateLayer, Router), ConfigError> {
-    let Some(signer) = signer(config)? else {
+    let Some(signer) = config.pay_link_signer()? else {
         return Ok((gate, Router::new()));
     };
     let key = config.stripe.api_key().ok_or_else(|| ConfigError::Key {

@@ -1,5 +1,6 @@
-//! `Stripe-Signature` verification (and signing, for tests and for our own
-//! outbound webhooks, which use the same scheme).
+//! Timestamped HMAC signatures, the scheme of `Stripe-Signature`: verified
+//! on Stripe's webhooks, and used to sign pastdue's own outbound notices
+//! (`Pastdue-Signature`). Pure: no I/O, the time is passed in.
 //!
 //! The header is `t=<unix seconds>,v1=<hex hmac>[,v1=…][,v0=…]`; the
 //! signature is HMAC-SHA256 with the endpoint secret over `"{t}.{raw body}"`.
