@@ -54,7 +54,7 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
     // store only; on Redis they need the admin token.
     let demo_guard = DemoGuard {
         open: config.store.url == "memory://",
-        tokens: config.admin.all_tokens().iter().map(|t| Sha256::digest(t.token.as_bytes()).into()).collect(),
+        tokens: config.admin.all_tokens().iter().map(|t| Sha256::digest(t.token.expose().as_bytes()).into()).collect(),
     };
     let demo = Router::new()
         .route("/demo/invoice-failed", post(demo_invoice_failed))
@@ -282,7 +282,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if demo_links_secret {
         // Pay links need a secret shared by every instance; a demo makes
         // one up (and says so), so its links die with the process.
-        config.links.secret = random_hex(32);
+        config.links.secret = random_hex(32).into();
     }
     if demo_token {
         // Never a silent default: the demo says loudly that it runs with a

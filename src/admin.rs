@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::account::AccountId;
-use crate::config::{Config, ConfigError};
+use crate::settings::{Config, ConfigError};
 use crate::standing::{Ladder, Standing};
 use crate::state::{BillingState, Change, Override, OverrideMode};
 use crate::store::{AuditDraft, AuditEntry, Index, IndexEntry, LinkSource, Linked, Store, NEVER};
@@ -61,7 +61,7 @@ pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigEr
         .admin
         .all_tokens()
         .into_iter()
-        .map(|t| (Sha256::digest(t.token.as_bytes()).into(), t.name))
+        .map(|t| (Sha256::digest(t.token.expose().as_bytes()).into(), t.name))
         .collect();
     if tokens.is_empty() {
         return Err(ConfigError::Key {

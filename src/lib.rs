@@ -4,8 +4,10 @@
 
 pub mod account;
 pub mod config;
+pub mod settings;
 pub mod gate;
 pub mod href;
+pub mod i18n;
 pub mod links;
 pub mod signature;
 pub mod standing;

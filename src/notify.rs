@@ -39,7 +39,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
-use crate::config::{Config, ConfigError, NotifyConfig};
+use crate::settings::{Config, ConfigError, NotifyConfig};
 use crate::standing::{Action, Ladder, Reason, Standing};
 use crate::state::{BillingState, Change, NoticeSent};
 use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
@@ -66,7 +66,7 @@ struct Inner {
     #[cfg(feature = "notify-email")]
     from: Option<Mailbox>,
     #[cfg(feature = "notify-email")]
-    languages: crate::gate::Languages,
+    languages: crate::i18n::Languages,
     #[cfg(feature = "notify-email")]
     product_name: String,
     #[cfg(feature = "notify-email")]
@@ -109,7 +109,7 @@ impl Notifier {
         let (smtp, from) = if n.smtp_url.is_empty() {
             (None, None)
         } else {
-            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&n.smtp_url)
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(n.smtp_url.expose())
                 .map_err(|e| key("notify.smtp_url", e.to_string()))?
                 .timeout(Some(n.timeout))
                 .build();
@@ -122,7 +122,7 @@ impl Notifier {
             .build()
             .map_err(|e| key("notify.webhook_url", e.to_string()))?;
         #[cfg(feature = "notify-email")]
-        let languages = crate::gate::Languages::builtin().map_err(|e| key("page", e))?;
+        let languages = crate::i18n::Languages::builtin().map_err(|e| key("page", e))?;
         let inner = Inner {
             store,
             ladder: config.ladder()?,
@@ -381,7 +381,7 @@ impl Notifier {
     async fn deliver(&self, body: &[u8]) -> bool {
         let inner = &self.inner;
         self.retry(|attempt| async move {
-            let signature = crate::signature::sign(&inner.config.webhook_secret, Utc::now().timestamp(), body);
+            let signature = crate::signature::sign(inner.config.webhook_secret.expose(), Utc::now().timestamp(), body);
             let sent = inner
                 .http
                 .post(&inner.config.webhook_url)

@@ -169,6 +169,9 @@ fn debug_output_hides_secrets() {
     c.stripe.api_key = "sk_live_SECRET2".into();
     c.admin.token = "SECRET3".into();
     c.admin.tokens = vec![pastdue::config::NamedToken::new("alice", "SECRET4")];
+    c.links.secret = "SECRET5-links-0123456789abcdef0123".into();
+    c.notify.webhook_secret = "SECRET6".into();
+    c.notify.smtp_url = "smtp://user:SECRET7@mail.test:25".into();
     let shown = format!("{c:?}");
     assert!(!shown.contains("SECRET"), "{shown}");
     assert!(shown.contains("alice"));
@@ -177,7 +180,7 @@ fn debug_output_hides_secrets() {
 #[tokio::test]
 async fn links_and_notify_settings_are_checked() {
     let c = pastdue::Config::default();
-    assert_eq!((c.links.secret.as_str(), c.links.ttl), ("", std::time::Duration::from_secs(7 * 86_400)));
+    assert_eq!((c.links.secret.expose(), c.links.ttl), ("", std::time::Duration::from_secs(7 * 86_400)));
     assert_eq!(c.notify.timeout, std::time::Duration::from_secs(10));
     let env = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
     let err = pastdue::Config::load_from(None, env("PASTDUE_LINKS__SECRET", "too-short")).unwrap_err().to_string();

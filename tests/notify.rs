@@ -161,7 +161,7 @@ async fn e_mails_go_to_the_billing_contact_once_per_stage_in_their_language() {
     let smtp = SmtpServer::start();
     let mut c = config("");
     c.notify.webhook_url = String::new();
-    c.notify.smtp_url = smtp.url();
+    c.notify.smtp_url = smtp.url().into();
     c.notify.from = "Acme Billing <billing@acme.test>".into();
     let writer = store_with(&server.url(), relaxed()).await;
     let mut handles = Vec::new();
@@ -250,7 +250,7 @@ async fn smtp_down_is_retried_not_lost_not_duplicated() {
     let mut smtp = SmtpServer::reserved();
     let mut c = config("");
     c.notify.webhook_url = String::new();
-    c.notify.smtp_url = smtp.url();
+    c.notify.smtp_url = smtp.url().into();
     c.notify.lease = Duration::from_millis(700);
     c.notify.max_attempts = 2;
     let store = store_with(&server.url(), relaxed()).await;

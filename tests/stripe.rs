@@ -680,7 +680,7 @@ async fn pay_links_refuse_strangers_forgeries_and_old_links() {
     b.store.apply(&acct("victim"), None, &[unpaid("in_v", 100, Utc::now()), pastdue::Change::LinkCustomer("cus_victim".into())]).await.unwrap();
     b.store.link_customer("cus_victim", &acct("victim"), pastdue::store::LinkSource::Learned).await.unwrap();
     let app = pay_app(&cfg, b.store.clone());
-    let signer = pastdue::links::LinkSigner::new(cfg.links.secret.as_bytes(), cfg.links.ttl).unwrap();
+    let signer = pastdue::links::LinkSigner::new(cfg.links.secret.expose().as_bytes(), cfg.links.ttl).unwrap();
 
     // Knowing an account id is not enough: no token → 401, however asked.
     for uri in ["/billing/pay", "/billing/pay?account=victim", "/billing/pay?t="] {

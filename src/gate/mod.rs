@@ -50,21 +50,20 @@ use tower_service::Service;
 
 use crate::account::{validate, AccountId};
 use crate::cache::{Lookup, StateCache};
-use crate::config::{Config, ConfigError, MissingAccount, Policy};
+use crate::settings::{Config, ConfigError, MissingAccount, Policy};
 use crate::standing::{Action, Ladder, Standing};
 use crate::store::Store;
 
 mod banner;
 mod exempt;
 mod extract;
-mod i18n;
 mod negotiate;
 mod resolve;
 mod respond;
 
 pub use self::exempt::ExemptPaths;
 pub use self::extract::MissingStanding;
-pub use self::i18n::{Language, Languages, DEFAULT_LANGUAGE};
+pub use crate::i18n::{Language, Languages, DEFAULT_LANGUAGE};
 pub use self::negotiate::prefers_html;
 pub use self::resolve::{
     from_fn, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,

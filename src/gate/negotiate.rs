@@ -1,5 +1,7 @@
 //! Content negotiation from `Accept`: HTML for browsers, JSON for the rest.
 
+use crate::i18n::parse_q;
+
 /// Whether a client sending this `Accept` header prefers an HTML page over
 /// `application/problem+json`.
 ///
@@ -38,20 +40,6 @@ fn quality(accept: &str, ty: &str, subtype: &str) -> u16 {
         }
     }
     best.map_or(0, |(_, q)| q)
-}
-
-/// Parses a q-value (`1`, `0.8`, `0.125`) into thousandths; invalid → None.
-pub(crate) fn parse_q(v: &str) -> Option<u16> {
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let frac_val: u16 = format!("{frac:0<3}").parse().ok()?;
-    match int {
-        "0" => Some(frac_val),
-        "1" if frac_val == 0 => Some(1000),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

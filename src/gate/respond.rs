@@ -10,7 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use minijinja::Environment;
 use serde::Serialize;
 
-use crate::config::PageConfig;
+use crate::settings::PageConfig;
 use crate::standing::{Action, Reason, Standing};
 use crate::state::BillingState;
 
@@ -56,12 +56,12 @@ pub struct PaymentPage {
     portal_url: Option<String>,
     /// The mounted pay endpoint and the signer of its links.
     links: Option<(String, crate::links::LinkSigner)>,
-    languages: super::Languages,
+    languages: crate::i18n::Languages,
 }
 
 impl Default for PaymentPage {
     fn default() -> Self {
-        Self::new(&crate::config::Config::default().page).expect("the built-in page renders")
+        Self::new(&crate::settings::Config::default().page).expect("the built-in page renders")
     }
 }
 
@@ -120,7 +120,7 @@ impl PaymentPage {
             std::fs::read_to_string(&config.template)
                 .map_err(|source| PageError::Read { path: config.template.clone(), source })?
         };
-        let languages = super::Languages::builtin().map_err(PageError::Template)?;
+        let languages = crate::i18n::Languages::builtin().map_err(PageError::Template)?;
         let mut env = Environment::new();
         env.add_template_owned(TEMPLATE, source).map_err(|e| PageError::Template(e.to_string()))?;
         env.add_template_owned(BANNER, BUILTIN_BANNER.to_owned()).map_err(|e| PageError::Template(e.to_string()))?;
@@ -193,7 +193,7 @@ impl PaymentPage {
     }
 
     /// The languages the page speaks.
-    pub fn languages(&self) -> &super::Languages {
+    pub fn languages(&self) -> &crate::i18n::Languages {
         &self.languages
     }
 

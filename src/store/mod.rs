@@ -460,12 +460,12 @@ pub struct RedisOptions {
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        Self::from(&crate::config::Config::default().store)
+        Self::from(&crate::settings::Config::default().store)
     }
 }
 
-impl From<&crate::config::StoreConfig> for RedisOptions {
-    fn from(c: &crate::config::StoreConfig) -> Self {
+impl From<&crate::settings::StoreConfig> for RedisOptions {
+    fn from(c: &crate::settings::StoreConfig) -> Self {
         Self {
             prefix: c.prefix.clone(),
             read_timeout: c.read_timeout,
@@ -477,7 +477,7 @@ impl From<&crate::config::StoreConfig> for RedisOptions {
 }
 
 /// Opens the store named by `config.url`.
-pub async fn connect(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn connect(config: &crate::settings::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match StoreUrl::parse(&config.url).map_err(StoreError::Backend)? {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "redis")]

@@ -30,7 +30,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::account::AccountId;
-use crate::config::{Config, ConfigError, Unmapped};
+use crate::settings::{Config, ConfigError, Unmapped};
 use crate::store::{Applied, LinkSource, Linked, Store, StoreError};
 
 mod api;

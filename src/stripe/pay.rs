@@ -30,7 +30,7 @@ use serde_json::json;
 
 use super::StripeApi;
 use crate::account::AccountId;
-use crate::config::{Config, ConfigError};
+use crate::settings::{Config, ConfigError};
 use crate::gate::{GateLayer, Languages};
 use crate::links::{LinkError, LinkSigner, Purpose, PAY_PATH};
 use crate::store::Store;

@@ -127,7 +127,7 @@ impl Languages {
             let mut parts = range.split(';');
             let tag = parts.next().unwrap_or("").trim();
             let q = parts
-                .find_map(|p| p.trim().strip_prefix("q=").map(|v| super::negotiate::parse_q(v.trim()).unwrap_or(0)))
+                .find_map(|p| p.trim().strip_prefix("q=").map(|v| parse_q(v.trim()).unwrap_or(0)))
                 .unwrap_or(1000);
             if q == 0 || tag.is_empty() || tag == "*" {
                 continue;
@@ -139,6 +139,20 @@ impl Languages {
             }
         }
         best.map(|(_, _, l)| l)
+    }
+}
+
+/// Parses a q-value (`1`, `0.8`, `0.125`) into thousandths; invalid → None.
+pub(crate) fn parse_q(v: &str) -> Option<u16> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac_val: u16 = format!("{frac:0<3}").parse().ok()?;
+    match int {
+        "0" => Some(frac_val),
+        "1" if frac_val == 0 => Some(1000),
+        _ => None,
     }
 }
 

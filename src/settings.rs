@@ -1,0 +1,525 @@
+//! Typed settings: the configuration as data, one section per component.
+//!
+//! These are plain serde types with no I/O; each component reads its own
+//! section. Loading them (the embedded defaults, a file, environment
+//! variables, validation) is [`crate::config`]'s job, at the edge.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::standing::{Action, Ladder, LadderError};
+
+/// The built-in defaults, the same text as `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The shortest admin token accepted at start-up, in bytes.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// A secret from configuration (a signing secret, an API key, a token, a
+/// URL with a password): used, compared, never printed. `Debug` shows
+/// `"***"` (or `""` when unset).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is unset (`""`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// Everything pastdue reads from configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[store]`
+    pub store: StoreConfig,
+    /// `[gate]`
+    pub gate: GateConfig,
+    /// `[cache]`
+    pub cache: CacheConfig,
+    /// `[ladder]`
+    pub ladder: LadderConfig,
+    /// `[page]`
+    pub page: PageConfig,
+    /// `[banner]`
+    pub banner: BannerConfig,
+    /// `[notify]`
+    pub notify: NotifyConfig,
+    /// `[stripe]`
+    pub stripe: StripeConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
+    /// `[links]`
+    pub links: LinksConfig,
+}
+
+/// `[links]`: signed pay links. `Debug` hides the secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LinksConfig {
+    /// `secret`: the HMAC-SHA256 key of link tokens (at least 32 bytes,
+    /// the same on every instance; `""` = no pay links).
+    pub secret: Secret,
+    /// `ttl`: how long a link stays valid.
+    #[serde(deserialize_with = "de_duration")]
+    pub ttl: Duration,
+    /// `base_url`: the app's public origin, for links in e-mails (`""` =
+    /// the origin of `stripe.portal_return_url`).
+    pub base_url: String,
+}
+
+
+/// `[server]`: where the demo listens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// `listen`: socket address.
+    pub listen: String,
+}
+
+/// `[store]`: where billing state lives.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// `url`: `memory://`, `redis://…`, `rediss://…` or `redis+cluster://…`.
+    pub url: String,
+    /// `prefix`: prefix of every key and of the invalidation channel.
+    pub prefix: String,
+    /// `read_timeout`: longest a gate read waits.
+    #[serde(deserialize_with = "de_duration")]
+    pub read_timeout: Duration,
+    /// `write_timeout`: longest a write waits.
+    #[serde(deserialize_with = "de_duration")]
+    pub write_timeout: Duration,
+    /// `dedupe_ttl`: how long processed event ids are remembered.
+    #[serde(deserialize_with = "de_duration")]
+    pub dedupe_ttl: Duration,
+    /// `audit_max_len`: audit entries kept per account and globally.
+    pub audit_max_len: usize,
+}
+
+/// What to do when a decision cannot be made from data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Let the request through (fail open).
+    Allow,
+    /// Answer 402 (fail closed).
+    Block,
+}
+
+impl Policy {
+    /// The matching action.
+    pub fn action(self) -> Action {
+        match self {
+            Policy::Allow => Action::Allow,
+            Policy::Block => Action::Block,
+        }
+    }
+}
+
+/// `[gate]`: the tower layer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GateConfig {
+    /// `account_header`: header the default resolver reads.
+    pub account_header: String,
+    /// `unknown`: policy for accounts the store has never heard of.
+    pub unknown: Policy,
+    /// `on_store_error`: policy for uncached accounts while the store is down.
+    pub on_store_error: Policy,
+    /// `exempt`: glob patterns of paths that pass untouched.
+    pub exempt: Vec<String>,
+    /// `missing_account`: what a gated request with no account gets.
+    pub missing_account: MissingAccount,
+}
+
+/// `gate.missing_account`: what a gated request that resolves no account
+/// gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingAccount {
+    /// Pass untouched (counted in `pastdue_no_account_total`).
+    Pass,
+    /// Answer `401` problem+json: for apps whose every gated route needs an
+    /// account.
+    Deny,
+}
+
+/// `[cache]`: the in-process cache in front of the store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// `capacity`: most accounts held.
+    pub capacity: usize,
+    /// `ttl`: safety-net re-read interval.
+    #[serde(deserialize_with = "de_duration")]
+    pub ttl: Duration,
+    /// `retry_after`: pause after a store error before trying again.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_after: Duration,
+}
+
+/// `[ladder]`: the grace ladder.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LadderConfig {
+    /// `canceled_action`: what an ended subscription gets.
+    pub canceled_action: Action,
+    /// `[[ladder.stages]]`
+    pub stages: Vec<StageConfig>,
+}
+
+/// One `[[ladder.stages]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StageConfig {
+    /// `name`
+    pub name: String,
+    /// `after`: offset from `past_due_since`.
+    #[serde(deserialize_with = "de_duration")]
+    pub after: Duration,
+    /// `action`
+    pub action: Action,
+}
+
+/// `[page]`: the please-pay page.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PageConfig {
+    /// `product_name`: who is asking.
+    pub product_name: String,
+    /// `logo_url`: the operator's logo (`""` = none).
+    pub logo_url: String,
+    /// `support_email`: where to reach a human.
+    pub support_email: String,
+    /// `billing_portal_url`: fallback pay link (`""` = none).
+    pub billing_portal_url: String,
+    /// `template`: path of a template replacing the built-in page (`""` = built-in).
+    pub template: String,
+}
+
+/// `[notify]`: stage notices. `Debug` hides the secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NotifyConfig {
+    /// `webhook_url`: where notices are POSTed (`""` = off).
+    pub webhook_url: String,
+    /// `webhook_secret`: the signing secret.
+    pub webhook_secret: Secret,
+    /// `smtp_url`: where e-mail notices are sent (`""` = off).
+    pub smtp_url: Secret,
+    /// `from`: the sender of e-mail notices.
+    pub from: String,
+    /// `poll_interval`: how often time-caused stage entries are looked for.
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    /// `lease`: how long a claimed notice is reserved.
+    #[serde(deserialize_with = "de_duration")]
+    pub lease: Duration,
+    /// `max_attempts`: delivery attempts per notice and pass.
+    pub max_attempts: u32,
+    /// `timeout`: longest one delivery attempt (HTTP or SMTP) may take.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+
+/// `[banner]`: the optional reminder injected into the app's HTML.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BannerConfig {
+    /// `inject`: whether to inject it.
+    pub inject: bool,
+    /// `max_bytes`: largest response buffered for injection.
+    pub max_bytes: usize,
+    /// `template`: path of a template replacing the built-in banner.
+    pub template: String,
+}
+
+/// `[stripe]`: webhooks, the Stripe API, pay links. `Debug` hides the
+/// secrets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StripeConfig {
+    /// `webhook_path`: where the webhook endpoint is mounted.
+    pub webhook_path: String,
+    /// `webhook_secret`: the endpoint's signing secret.
+    pub webhook_secret: Secret,
+    /// `webhook_secrets`: more accepted secrets (rotation).
+    pub webhook_secrets: Vec<Secret>,
+    /// `tolerance`: accepted clock difference of a signature, either way.
+    #[serde(deserialize_with = "de_duration")]
+    pub tolerance: Duration,
+    /// `api_key`: secret API key (`""` = none).
+    pub api_key: Secret,
+    /// `api_base`: the Stripe API's base URL.
+    pub api_base: String,
+    /// `metadata_key`: metadata key naming the account.
+    pub metadata_key: String,
+    /// `unmapped`: what to do with a customer with no known account.
+    pub unmapped: Unmapped,
+    /// `sync_interval`: periodic reconciliation (`0s` = off).
+    #[serde(deserialize_with = "de_duration")]
+    pub sync_interval: Duration,
+    /// `portal_return_url`: enables `/billing/pay` portal links when set.
+    pub portal_return_url: String,
+}
+
+
+
+impl StripeConfig {
+    /// Every accepted signing secret, non-empty ones only.
+    pub fn secrets(&self) -> Vec<String> {
+        std::iter::once(&self.webhook_secret)
+            .chain(&self.webhook_secrets)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.expose().to_owned())
+            .collect()
+    }
+
+    /// The API key, when one is configured.
+    pub fn api_key(&self) -> Option<&str> {
+        Some(self.api_key.expose()).filter(|k| !k.is_empty())
+    }
+}
+
+/// `[admin]`: the admin API. `Debug` hides the tokens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// `path`: where the admin API is mounted.
+    pub path: String,
+    /// `token`: a bearer token, named "admin" in the audit log.
+    pub token: Secret,
+    /// `tokens`: named bearer tokens.
+    pub tokens: Vec<NamedToken>,
+}
+
+/// One `admin.tokens` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NamedToken {
+    /// Who holds it (shown in the audit log).
+    pub name: String,
+    /// The secret.
+    pub token: Secret,
+}
+
+impl NamedToken {
+    /// A named token.
+    pub fn new(name: impl Into<String>, token: impl Into<Secret>) -> Self {
+        Self { name: name.into(), token: token.into() }
+    }
+}
+
+impl AdminConfig {
+    /// Refuses tokens shorter than [`MIN_ADMIN_TOKEN_LEN`] bytes, naming
+    /// the key.
+    pub fn check_tokens(&self) -> Result<(), ConfigError> {
+        let tokens = std::iter::once(("admin.token".to_owned(), &self.token))
+            .chain(self.tokens.iter().enumerate().map(|(i, t)| (format!("admin.tokens[{i}].token"), &t.token)));
+        for (key, token) in tokens {
+            if !token.is_empty() && token.len() < MIN_ADMIN_TOKEN_LEN {
+                return Err(ConfigError::Key {
+                    key,
+                    message: format!("is {} bytes; admin tokens must be at least {MIN_ADMIN_TOKEN_LEN} bytes", token.len()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every configured token with its name (`admin.token` is "admin").
+    pub fn all_tokens(&self) -> Vec<NamedToken> {
+        let single = (!self.token.is_empty()).then(|| NamedToken::new("admin", self.token.clone()));
+        single.into_iter().chain(self.tokens.iter().filter(|t| !t.token.is_empty()).cloned()).collect()
+    }
+}
+
+/// What to do with a Stripe customer that maps to no account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmapped {
+    /// Use the customer id (`cus_…`) as the account id.
+    CustomerId,
+    /// Acknowledge the event and drop it.
+    Ignore,
+}
+
+/// Why configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {source}")]
+    Toml {
+        /// The file.
+        path: String,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A key has a bad value, or is unknown.
+    #[error("config key `{key}`: {message}")]
+    Key {
+        /// Dotted path of the key (`ladder.stages[1].after`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable could not be applied.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// The ladder described by `[ladder]` and `gate.unknown`.
+    pub fn ladder(&self) -> Result<Ladder, ConfigError> {
+        let stages = &self.ladder.stages;
+        Ladder::new(stages.iter().map(|s| (s.name.as_str(), s.after, s.action)))
+            .map(|l| {
+                l.with_canceled_action(self.ladder.canceled_action)
+                    .with_unknown_action(self.gate.unknown.action())
+            })
+            .map_err(|e| {
+                let culprit = match &e {
+                    LadderError::BadName(n)
+                    | LadderError::Duplicate(n)
+                    | LadderError::Reserved(n)
+                    | LadderError::AllowInLadder(n)
+                    | LadderError::Unsorted(n) => stages.iter().rposition(|s| &s.name == n),
+                    LadderError::Empty => None,
+                };
+                let field = match &e {
+                    LadderError::Unsorted(_) => ".after",
+                    LadderError::AllowInLadder(_) => ".action",
+                    LadderError::Empty => "",
+                    _ => ".name",
+                };
+                ConfigError::Key {
+                    key: match culprit {
+                        Some(i) => format!("ladder.stages[{i}]{field}"),
+                        None => "ladder.stages".into(),
+                    },
+                    message: e.to_string(),
+                }
+            })
+    }
+}
+
+impl Config {
+    /// The signer of pay links, from `[links]`, when the billing portal is
+    /// configured (`stripe.portal_return_url`); `Ok(None)` otherwise. A
+    /// portal without `links.secret` is refused, naming the key.
+    pub fn pay_link_signer(&self) -> Result<Option<crate::links::LinkSigner>, ConfigError> {
+        if self.stripe.portal_return_url.is_empty() {
+            return Ok(None);
+        }
+        if self.links.secret.is_empty() {
+            return Err(ConfigError::Key {
+                key: "links.secret".into(),
+                message: "is needed for pay links (stripe.portal_return_url is set); set a random secret of at least 32 bytes, shared by every instance (PASTDUE_LINKS__SECRET=$(openssl rand -hex 32))".into(),
+            });
+        }
+        crate::links::LinkSigner::new(self.links.secret.expose().as_bytes(), self.links.ttl)
+            .map(Some)
+            .map_err(|e| ConfigError::Key { key: "links.secret".into(), message: e.to_string() })
+    }
+}
+
+/// Parses `"50ms"`, `"30s"`, `"90m"`, `"12h"`, `"14d"`, `"2w"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let bad = || format!("{text:?} is not a duration; write a whole number and a unit, like \"50ms\", \"30s\", \"90m\", \"12h\", \"14d\"");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = |k: u64| n.checked_mul(k).map(Duration::from_secs).ok_or_else(bad);
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3_600),
+        "d" => secs(86_400),
+        "w" => secs(604_800),
+        _ => Err(bad()),
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+impl Default for Config {
+    /// The embedded `config/default.toml` (checked by the config tests, so
+    /// it always parses and validates).
+    fn default() -> Self {
+        toml::from_str(DEFAULT_TOML).expect("the built-in config/default.toml is valid")
+    }
+}
