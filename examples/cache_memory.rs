@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cache = StateCache::new(store.clone() as Arc<dyn Store>, n, Duration::from_secs(3600), Duration::from_secs(1));
     let before = rss_bytes();
     for id in &ids {
-        cache.get(id).await;
+        cache.get(id, chrono::Utc::now()).await;
     }
     let after = rss_bytes();
     println!(

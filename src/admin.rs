@@ -28,6 +28,7 @@ use subtle::ConstantTimeEq;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::account::AccountId;
+use crate::clock::SharedClock;
 use crate::settings::{Config, ConfigError};
 use crate::standing::{Ladder, Standing};
 use crate::state::{BillingState, Change, Override, OverrideMode};
@@ -42,6 +43,7 @@ struct Admin {
     ladder: Ladder,
     mapper: Mapper,
     tokens: Vec<([u8; 32], String)>,
+    clock: SharedClock,
     auth_failures: metrics::Counter,
     /// The unix second of the last logged failure.
     last_failure_log: AtomicI64,
@@ -56,6 +58,12 @@ struct Caller(String);
 /// Refuses to build with no token configured, or with a token shorter
 /// than 16 bytes.
 pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    router_with_clock(config, store, crate::clock::system())
+}
+
+/// [`router`], reading "now" from `clock` (views, listings by stage and
+/// override expiry follow it; see [`crate::clock`]).
+pub fn router_with_clock(config: &Config, store: Arc<dyn Store>, clock: SharedClock) -> Result<Router, ConfigError> {
     config.admin.check_tokens()?;
     let tokens: Vec<_> = config
         .admin
@@ -74,6 +82,7 @@ pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigEr
         mapper: Mapper::new(config, store.clone())?,
         store,
         tokens,
+        clock,
         auth_failures: metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES),
         last_failure_log: AtomicI64::new(0),
     });
@@ -312,7 +321,7 @@ async fn change_and_audit(admin: &Admin, account: &AccountId, change: Change, dr
 /// moved to another account is no longer listed here, even before this
 /// account's copy catches up).
 async fn account_view(admin: &Admin, account: &AccountId, state: Option<&BillingState>) -> Reply {
-    let mut v = view(account, state, &admin.ladder, Utc::now());
+    let mut v = view(account, state, &admin.ladder, admin.clock.now());
     let mut linked = Vec::with_capacity(v.customers.len());
     for c in v.customers.drain(..) {
         if admin.store.customer_account(&c).await.map_err(unavailable)?.as_ref() == Some(account) {
@@ -348,7 +357,7 @@ async fn set_override(
 ) -> Reply {
     let account = parse_account(&account)?;
     let body = json_body(&headers, &body)?;
-    let o = parse_override(&body, &who, Utc::now())?;
+    let o = parse_override(&body, &who, admin.clock.now())?;
     let reason = o.reason.clone();
     change_and_audit(&admin, &account, Change::SetOverride(o), draft(&who, "override.set", Some(&reason), pick_override)).await
 }
@@ -484,7 +493,7 @@ fn sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Option<Vec<(Inde
 async fn list_accounts(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>) -> Reply {
     let stage = q.stage.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| bad("stage", "stage is required, e.g. ?stage=suspended"))?;
     let limit = parse_limit(q.limit.as_deref())?;
-    let now = Utc::now();
+    let now = admin.clock.now();
     let Some(sources) = sources(&admin.ladder, stage, now) else {
         let names: Vec<_> = admin.ladder.stages().iter().map(|s| s.name()).chain(["canceled"]).collect();
         return Err(bad("stage", format!("stage {stage:?} cannot be listed; use one of {}", names.join(", "))));
@@ -577,7 +586,7 @@ async fn sync(State(admin): State<Arc<Admin>>, Extension(Caller(who)): Extension
         Ok(report) => {
             let entry = AuditEntry {
                 id: String::new(),
-                at: Utc::now(),
+                at: admin.clock.now(),
                 who,
                 action: "sync".into(),
                 account: None,

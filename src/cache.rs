@@ -150,9 +150,8 @@ impl StateCache {
         current.then_some(entry.cached)
     }
 
-    /// The current entry, reading the store when needed.
-    pub async fn get(&self, account: &AccountId) -> Lookup {
-        let now = Utc::now();
+    /// The current entry at `now`, reading the store when needed.
+    pub async fn get(&self, account: &AccountId, now: DateTime<Utc>) -> Lookup {
         if let Some(hit) = self.get_fresh(account.as_str(), now) {
             return Lookup::Fresh(hit);
         }
@@ -171,7 +170,7 @@ impl StateCache {
             let mut inflight = s.inflight.lock().unwrap_or_else(|p| p.into_inner());
             inflight.entry(account.clone()).or_default().clone()
         };
-        let result = flight.get_or_init(|| self.read_through(account)).await.clone();
+        let result = flight.get_or_init(|| self.read_through(account, now)).await.clone();
         {
             let mut inflight = s.inflight.lock().unwrap_or_else(|p| p.into_inner());
             if inflight.get(account).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
@@ -184,14 +183,14 @@ impl StateCache {
         }
     }
 
-    async fn read_through(&self, account: &AccountId) -> Result<Cached, ()> {
+    async fn read_through(&self, account: &AccountId, now: DateTime<Utc>) -> Result<Cached, ()> {
         let s = &self.shared;
         let epoch = s.epoch.load(SeqCst);
         let generation = s.generation.load(SeqCst);
         match s.store.load(account).await {
             Ok(state) => {
                 let cached = Cached::from_state(state);
-                let expires_ms = Utc::now().timestamp_millis().saturating_add(s.ttl_ms);
+                let expires_ms = now.timestamp_millis().saturating_add(s.ttl_ms);
                 s.entries.insert(account.clone(), Entry { cached: cached.clone(), epoch, expires_ms });
                 // An invalidation that overlapped the read may describe a
                 // write the read did not see: then the entry is not trusted.
@@ -201,15 +200,15 @@ impl StateCache {
                 Ok(cached)
             }
             Err(e) => {
-                self.note_store_error(&e);
+                self.note_store_error(&e, now);
                 Err(())
             }
         }
     }
 
-    fn note_store_error(&self, e: &StoreError) {
+    fn note_store_error(&self, e: &StoreError, now: DateTime<Utc>) {
         let s = &self.shared;
-        let now = Utc::now().timestamp_millis();
+        let now = now.timestamp_millis();
         let previous = s.down_until_ms.swap(now.saturating_add(s.retry_after_ms), SeqCst);
         metrics::counter!(crate::metrics::STORE_ERRORS, "op" => "load").increment(1);
         // One log line per outage window, not one per request.

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod clock;
 pub mod config;
 pub mod settings;
 pub mod gate;

@@ -28,7 +28,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 #[cfg(feature = "notify-email")]
 use lettre::message::header::ContentType;
 #[cfg(feature = "notify-email")]
@@ -39,6 +39,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
+use crate::clock::SharedClock;
 use crate::settings::{Config, ConfigError, NotifyConfig};
 use crate::standing::{Action, Ladder, Reason, Standing};
 use crate::state::{BillingState, Change, NoticeSent};
@@ -53,6 +54,8 @@ const EMAIL: &str = "email";
 #[derive(Clone)]
 pub struct Notifier {
     inner: Arc<Inner>,
+    /// Read once per check and once per sweep.
+    clock: SharedClock,
 }
 
 struct Inner {
@@ -144,7 +147,14 @@ impl Notifier {
                 None => None,
             },
         };
-        Ok(Some(Self { inner: Arc::new(inner) }))
+        Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system() }))
+    }
+
+    /// Reads the time from `clock` (default: the system's): tests move a
+    /// [`ManualClock`](crate::clock::ManualClock) through the ladder.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The notifier's configuration.
@@ -183,6 +193,7 @@ impl Notifier {
 
     /// Checks every account in debt; returns how many notices went out.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
         let mut sent = 0;
         let mut cursor: Option<String> = None;
         loop {
@@ -190,7 +201,7 @@ impl Notifier {
             let Some(last) = page.last() else { return Ok(sent) };
             cursor = Some(last.cursor());
             for entry in &page {
-                sent += self.check(&entry.account).await?;
+                sent += self.check_at(&entry.account, now).await?;
             }
         }
     }
@@ -198,9 +209,13 @@ impl Notifier {
     /// Sends the account's current-stage notice on every channel where it
     /// is due and nobody has; returns how many this call sent.
     pub async fn check(&self, account: &AccountId) -> Result<usize, StoreError> {
+        self.check_at(account, self.clock.now()).await
+    }
+
+    async fn check_at(&self, account: &AccountId, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let inner = &self.inner;
         let Some(state) = inner.store.load(account).await? else { return Ok(0) };
-        let standing = Standing::evaluate(Some(&state), &inner.ladder, Utc::now());
+        let standing = Standing::evaluate(Some(&state), &inner.ladder, now);
         let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(0) };
         if matches!(standing.action(), Action::Allow) {
             return Ok(0);
@@ -227,9 +242,10 @@ impl Notifier {
             }
             let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
             let pay_url = self.pay_url(account, &standing);
+            let created = now.timestamp();
             let send = async {
                 match &to {
-                    None => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref())).await,
+                    None => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref(), created)).await,
                     Some(address) => self.email(&id, address, &standing, &state, pay_url.as_deref()).await,
                 }
             };
@@ -239,7 +255,7 @@ impl Notifier {
                 metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
                 continue;
             }
-            let record = Change::NoticeSent(NoticeSent { episode, stage: stage.clone(), channel: channel.into(), at: Utc::now(), to });
+            let record = Change::NoticeSent(NoticeSent { episode, stage: stage.clone(), channel: channel.into(), at: now, to });
             inner.store.apply(account, None, &[record]).await?;
             metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
             sent += 1;
@@ -417,7 +433,7 @@ fn holder_id() -> String {
     format!("{instance:016x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingState, pay_url: Option<&str>) -> Vec<u8> {
+fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingState, pay_url: Option<&str>, created: i64) -> Vec<u8> {
     let body = json!({
         "type": "pastdue.stage_entered",
         "id": id,
@@ -431,7 +447,7 @@ fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingSt
         "currency": standing.amount_due().map(|(_, c)| c),
         "pay_url": pay_url,
         "contact_email": state.contact_email(),
-        "created": Utc::now().timestamp(),
+        "created": created,
     });
     serde_json::to_vec(&body).unwrap_or_default()
 }

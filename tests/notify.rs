@@ -15,6 +15,7 @@ use axum::Router;
 use chrono::{TimeDelta, Utc};
 use common::*;
 use pastdue::config::Config;
+use pastdue::clock::Clock;
 use pastdue::notify::Notifier;
 use pastdue::store::Store;
 use pastdue::AccountId;
@@ -91,25 +92,42 @@ async fn wait_for(seen: &Arc<Mutex<Received>>, account: &str, count: usize, limi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stage_is_notified_once_in_order_across_three_instances() {
+    // The standard ladder (warning at 14 days, suspended at 17), on a clock
+    // the test moves: no waiting for days, or for seconds.
     let server = RedisServer::start();
     let (url, seen) = receiver(0).await;
-    let (store, _instances) = instances(&server, &url, 3).await;
+    let clock = pastdue::clock::ManualClock::starting_at(Utc::now());
+    let mut c = config(&url);
+    c.ladder = Config::default().ladder;
+    let store = store_with(&server.url(), relaxed()).await;
+    let mut _instances = Vec::new();
+    for _ in 0..3 {
+        let own = store_with(&server.url(), relaxed()).await;
+        _instances.push(Notifier::from_config(&c, own).unwrap().unwrap().with_clock(clock.shared()).spawn());
+    }
     let started = std::time::Instant::now();
-    store.apply(&AccountId::new("acme").unwrap(), None, &[unpaid("in_1", 4_900, Utc::now())]).await.unwrap();
+    store.apply(&AccountId::new("acme").unwrap(), None, &[unpaid("in_1", 4_900, clock.now())]).await.unwrap();
     // The webhook-caused entry is notified at once, not at the next sweep.
     let first = wait_for(&seen, "acme", 1, Duration::from_secs(2)).await;
     assert_eq!(first, ["notice"], "immediate notice (after {:?})", started.elapsed());
-    let all = wait_for(&seen, "acme", 3, Duration::from_secs(10)).await;
+    // Two weeks pass: the next sweep finds the warning; three more days, suspension.
+    clock.advance(TimeDelta::days(14));
+    assert_eq!(wait_for(&seen, "acme", 2, Duration::from_secs(5)).await, ["notice", "warning"]);
+    clock.advance(TimeDelta::days(3));
+    let all = wait_for(&seen, "acme", 3, Duration::from_secs(5)).await;
     assert_eq!(all, ["notice", "warning", "suspended"]);
     // Nothing more after the last stage, and nothing twice.
+    clock.advance(TimeDelta::days(30));
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(stages(&seen, "acme"), ["notice", "warning", "suspended"]);
     let n = seen.lock().unwrap().accepted[2].clone();
     assert_eq!((n["type"].as_str(), n["action"].as_str(), n["amount_due"].as_i64(), n["currency"].as_str()), (Some("pastdue.stage_entered"), Some("block"), Some(4_900), Some("eur")));
     assert!(n["id"].as_str().unwrap().starts_with("ntc_acme_"));
-    // The admin view and the page can say when we wrote.
+    // The admin view and the page can say when we wrote: on the moved clock.
     let state = store.load(&AccountId::new("acme").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.notices().iter().map(|n| n.stage.as_str()).collect::<Vec<_>>(), ["notice", "suspended", "warning"]);
+    let warned = state.notices().iter().find(|n| n.stage == "warning").unwrap().at;
+    assert!(warned - state.past_due_since().unwrap() >= TimeDelta::days(14));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

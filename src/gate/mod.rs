@@ -25,13 +25,34 @@
 //! extensions and use [`ExtensionResolver`].
 //!
 //! ```
-//! use axum::{routing::get, Router};
-//! use pastdue::{gate::GateLayer, MemoryStore};
+//! use axum::{body::Body, http::Request, routing::get, Router};
+//! use chrono::TimeDelta;
+//! use pastdue::clock::{Clock, ManualClock};
+//! use pastdue::state::{Change, Currency, UnpaidInvoice};
+//! use pastdue::{gate::GateLayer, AccountId, MemoryStore, Store};
 //! use std::sync::Arc;
+//! use tower::ServiceExt;
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let gate = GateLayer::new(Arc::new(MemoryStore::new()));
+//! let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+//! let clock = ManualClock::starting_at(chrono::Utc::now());
+//! let gate = GateLayer::new(store.clone()).with_clock(clock.shared());
 //! let app: Router = Router::new().route("/api/ping", get(|| async { "ok" })).layer(gate);
-//! # let _ = app; }
+//!
+//! // A payment failed just now.
+//! let since = clock.now();
+//! let invoice = UnpaidInvoice { amount_due: 4_900, currency: Currency::new("eur").unwrap(), hosted_url: None,
+//!     number: None, since, observed: since, uncollectible: false };
+//! store.apply(&AccountId::new("acme").unwrap(), None, &[Change::InvoiceUnpaid { id: "in_1".into(), invoice }]).await.unwrap();
+//! let ping = || Request::get("/api/ping").header("x-account-id", "acme").body(Body::empty()).unwrap();
+//!
+//! let res = app.clone().oneshot(ping()).await.unwrap();
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(res.headers()["billing-stage"], "notice");
+//! clock.advance(TimeDelta::days(17)); // still unpaid after 17 days
+//! let res = app.clone().oneshot(ping()).await.unwrap();
+//! assert_eq!(res.status(), 402);
+//! assert_eq!(res.headers()["billing-stage"], "suspended");
+//! # }
 //! ```
 
 use std::borrow::Cow;
@@ -42,7 +63,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+
+use crate::clock::SharedClock;
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -91,6 +114,8 @@ struct Shared {
     /// What a request that resolves no account gets.
     missing_account: MissingAccount,
     no_account: Arc<NoAccountWatch>,
+    /// Read once per request.
+    clock: SharedClock,
 }
 
 /// Counts requests that resolved no account, and says once when a gate has
@@ -240,6 +265,7 @@ impl GateLayer {
                 page,
                 missing_account: config.gate.missing_account,
                 no_account: Arc::new(NoAccountWatch::new()),
+                clock: crate::clock::system(),
             }),
         })
     }
@@ -268,6 +294,13 @@ impl GateLayer {
     /// `401` ([`MissingAccount::Deny`]).
     pub fn with_missing_account(self, missing: MissingAccount) -> Self {
         self.edit(|s| s.missing_account = missing)
+    }
+
+    /// Reads the time from `clock` (default: the system's), once per
+    /// request: tests move a [`ManualClock`](crate::clock::ManualClock)
+    /// through the ladder instead of sleeping.
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        self.edit(|s| s.clock = clock)
     }
 
     /// Paths that always pass untouched.
@@ -375,12 +408,12 @@ impl Shared {
         Decision::Pass(stage, banner)
     }
 
-    fn standing_of(&self, lookup: &Lookup) -> Standing {
+    fn standing_of(&self, lookup: &Lookup, now: DateTime<Utc>) -> Standing {
         match lookup {
-            Lookup::Fresh(c) => c.standing(&self.ladder, Utc::now()),
+            Lookup::Fresh(c) => c.standing(&self.ladder, now),
             Lookup::Stale(c) => {
                 self.counters.stale.increment(1);
-                c.standing(&self.ladder, Utc::now())
+                c.standing(&self.ladder, now)
             }
             Lookup::Unavailable => {
                 self.counters.fail_open.increment(1);
@@ -440,7 +473,7 @@ where
             tracing::debug!(error = %e, "request names an invalid account id");
             return ResponseFuture::ready(respond::bad_account(&e));
         }
-        let now = Utc::now();
+        let now = shared.clock.now();
         if let Some(cached) = shared.cache.get_fresh(&account, now) {
             // The hot path: no I/O, no allocation beyond the extension.
             shared.counters.hits.increment(1);
@@ -464,8 +497,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let shared = self.shared.clone();
         ResponseFuture::lookup(Box::pin(async move {
-            let lookup = shared.cache.load(&account, Utc::now()).await;
-            let standing = shared.standing_of(&lookup);
+            let lookup = shared.cache.load(&account, now).await;
+            let standing = shared.standing_of(&lookup, now);
             match shared.decide(&mut req, account.as_str(), standing, state_of(&lookup)) {
                 Decision::Pass(stage, banner) => finish(inner.call(req), stage, banner, shared.banner.unwrap_or(0)).await,
                 Decision::Answer(res) => Ok(res),
