@@ -1,0 +1,55 @@
+//! State and config builders: facts as a test writes them.
+
+use chrono::{DateTime, TimeZone, Utc};
+use pastdue::state::{Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+
+pub fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+}
+
+pub const DAY: i64 = 86_400;
+
+pub fn unpaid(id: &str, cents: i64, since: DateTime<Utc>) -> Change {
+    Change::InvoiceUnpaid {
+        id: id.into(),
+        invoice: UnpaidInvoice {
+            amount_due: cents,
+            currency: Currency::new("eur").unwrap(),
+            hosted_url: Some(format!("https://invoice.stripe.com/i/{id}").into()),
+            number: Some(format!("N-{id}")),
+            since,
+            observed: since,
+            uncollectible: false,
+        },
+    }
+}
+
+pub fn settled(id: &str, at: DateTime<Utc>) -> Change {
+    Change::InvoiceSettled { id: id.into(), at }
+}
+
+pub fn subscription(id: &str, status: SubscriptionStatus, at: DateTime<Utc>) -> Change {
+    Change::Subscription { id: id.into(), fact: SubscriptionFact { status, at } }
+}
+
+/// The default config with a ladder in seconds: notice at 0, warning and
+/// suspended after the given seconds (for tests where time really passes).
+pub fn seconds_ladder(warning: u32, suspended: u32) -> pastdue::Config {
+    pastdue::Config::from_toml(&format!(
+        r#"
+        [[ladder.stages]]
+        name = "notice"
+        after = "0s"
+        action = "notice"
+        [[ladder.stages]]
+        name = "warning"
+        after = "{warning}s"
+        action = "warn"
+        [[ladder.stages]]
+        name = "suspended"
+        after = "{suspended}s"
+        action = "block"
+    "#
+    ))
+    .unwrap()
+}
