@@ -89,9 +89,9 @@ impl Config {
                 message: format!("{:?} is not a valid header name", self.gate.account_header),
             }
         })?;
-        crate::store::StoreUrl::parse(&self.store.url).map_err(|message| ConfigError::Key {
+        crate::store::StoreUrl::parse(&self.store.url).map_err(|e| ConfigError::Key {
             key: "store.url".into(),
-            message,
+            message: e.to_string(),
         })?;
         if !self.stripe.webhook_path.starts_with('/') {
             return Err(ConfigError::Key {

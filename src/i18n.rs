@@ -12,6 +12,13 @@ use crate::state::Currency;
 
 include!(concat!(env!("OUT_DIR"), "/i18n.rs"));
 
+
+/// A translation file that is not usable (embedded at build time, so this
+/// is a packaging error, reported at start-up).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LanguageError(pub String);
+
 /// The language every other one is checked against, and the fallback.
 pub const DEFAULT_LANGUAGE: &str = "en";
 
@@ -77,20 +84,20 @@ pub struct Languages {
 impl Languages {
     /// The built-in languages. Refuses a file that misses a key English has,
     /// so a half-translated page can never ship.
-    pub fn builtin() -> Result<Self, String> {
+    pub fn builtin() -> Result<Self, LanguageError> {
         let mut all = Vec::new();
         for (file, text) in BUILTIN {
-            let lang: Language = toml::from_str(text).map_err(|e| format!("templates/i18n/{file}.toml: {e}"))?;
+            let lang: Language = toml::from_str(text).map_err(|e| LanguageError(format!("templates/i18n/{file}.toml: {e}")))?;
             if lang.lang != *file {
-                return Err(format!("templates/i18n/{file}.toml says lang = {:?}", lang.lang));
+                return Err(LanguageError(format!("templates/i18n/{file}.toml says lang = {:?}", lang.lang)));
             }
             all.push(lang);
         }
-        let english = all.iter().position(|l| l.lang == DEFAULT_LANGUAGE).ok_or("templates/i18n/en.toml is missing")?;
+        let english = all.iter().position(|l| l.lang == DEFAULT_LANGUAGE).ok_or_else(|| LanguageError("templates/i18n/en.toml is missing".into()))?;
         all.swap(0, english);
         for lang in &all[1..] {
             if let Some(missing) = all[0].messages.keys().find(|k| !lang.messages.contains_key(*k)) {
-                return Err(format!("templates/i18n/{}.toml lacks the key {missing:?}", lang.lang));
+                return Err(LanguageError(format!("templates/i18n/{}.toml lacks the key {missing:?}", lang.lang)));
             }
         }
         Ok(Self { all })

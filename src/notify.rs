@@ -125,7 +125,7 @@ impl Notifier {
             .build()
             .map_err(|e| key("notify.webhook_url", e.to_string()))?;
         #[cfg(feature = "notify-email")]
-        let languages = crate::i18n::Languages::builtin().map_err(|e| key("page", e))?;
+        let languages = crate::i18n::Languages::builtin().map_err(|e| key("page", e.to_string()))?;
         let inner = Inner {
             store,
             ladder: config.ladder()?,

@@ -492,12 +492,17 @@ impl Config {
     }
 }
 
+/// A duration that is not a whole number and a unit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration; write a whole number and a unit, like \"50ms\", \"30s\", \"90m\", \"12h\", \"14d\"")]
+pub struct BadDuration(pub String);
+
 /// Parses `"50ms"`, `"30s"`, `"90m"`, `"12h"`, `"14d"`, `"2w"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let bad = || format!("{text:?} is not a duration; write a whole number and a unit, like \"50ms\", \"30s\", \"90m\", \"12h\", \"14d\"");
+    let bad = || BadDuration(text.to_owned());
     let n: u64 = digits.parse().map_err(|_| bad())?;
     let secs = |k: u64| n.checked_mul(k).map(Duration::from_secs).ok_or_else(bad);
     match unit {

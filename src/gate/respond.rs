@@ -120,7 +120,7 @@ impl PaymentPage {
             std::fs::read_to_string(&config.template)
                 .map_err(|source| PageError::Read { path: config.template.clone(), source })?
         };
-        let languages = crate::i18n::Languages::builtin().map_err(PageError::Template)?;
+        let languages = crate::i18n::Languages::builtin().map_err(|e| PageError::Template(e.to_string()))?;
         let mut env = Environment::new();
         env.add_template_owned(TEMPLATE, source).map_err(|e| PageError::Template(e.to_string()))?;
         env.add_template_owned(BANNER, BUILTIN_BANNER.to_owned()).map_err(|e| PageError::Template(e.to_string()))?;
@@ -154,7 +154,7 @@ impl PaymentPage {
         let warning = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(15));
         for code in self.languages.codes() {
             self.try_render("acct_sample", &standing, Some(&sample), Some(code), None).map_err(PageError::Template)?;
-            self.banner("acct_sample", &warning, Some(&sample), Some(code)).map_err(PageError::Template)?;
+            self.banner("acct_sample", &warning, Some(&sample), Some(code))?;
         }
         Ok(())
     }
@@ -170,7 +170,7 @@ impl PaymentPage {
 
     /// The reminder banner for a `notice` or `warn` standing, in the
     /// visitor's language.
-    pub fn banner(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, String> {
+    pub fn banner(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, PageError> {
         let lang = self.languages.choose(state.and_then(BillingState::language), accept_language);
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
         let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
@@ -188,8 +188,8 @@ impl PaymentPage {
             pay_url => self.pay_url(account, standing),
             text => text,
         };
-        let template = self.env.get_template(BANNER).map_err(|e| e.to_string())?;
-        template.render(ctx).map_err(|e| e.to_string())
+        let template = self.env.get_template(BANNER).map_err(|e| PageError::Template(e.to_string()))?;
+        template.render(ctx).map_err(|e| PageError::Template(e.to_string()))
     }
 
     /// The languages the page speaks.

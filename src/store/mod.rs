@@ -399,6 +399,11 @@ impl std::fmt::Debug for dyn Store {
     }
 }
 
+/// A `store.url` that is none of the accepted forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadStoreUrl(pub String);
+
 /// A parsed `store.url`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -413,7 +418,7 @@ pub enum StoreUrl {
 
 impl StoreUrl {
     /// Parses a `store.url`; the error says what forms are accepted.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, BadStoreUrl> {
         if url == "memory://" {
             return Ok(Self::Memory);
         }
@@ -432,13 +437,13 @@ impl StoreUrl {
                 .map(|h| format!("redis://{auth}{h}"))
                 .collect();
             if nodes.is_empty() {
-                return Err("redis+cluster:// needs at least one host:port".into());
+                return Err(BadStoreUrl("redis+cluster:// needs at least one host:port".into()));
             }
             return Ok(Self::Cluster(nodes));
         }
-        Err(format!(
+        Err(BadStoreUrl(format!(
             "{url:?} is not a store URL; use memory://, redis://host:port, rediss://host:port or redis+cluster://host1:port1,host2:port2"
-        ))
+        )))
     }
 }
 
@@ -478,7 +483,7 @@ impl From<&crate::settings::StoreConfig> for RedisOptions {
 
 /// Opens the store named by `config.url`.
 pub async fn connect(config: &crate::settings::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
-    match StoreUrl::parse(&config.url).map_err(StoreError::Backend)? {
+    match StoreUrl::parse(&config.url).map_err(|e| StoreError::InvalidInput(e.to_string()))? {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "redis")]
         url => Ok(Arc::new(RedisStore::connect(url, RedisOptions::from(config)).await?)),

@@ -70,7 +70,7 @@ pub fn with_pay_links(gate: GateLayer, config: &Config, store: Arc<dyn Store>) -
     })?;
     let api = StripeApi::new(key, &config.stripe.api_base)
         .map_err(|e| ConfigError::Key { key: "stripe.api_key".into(), message: e.to_string() })?;
-    let languages = Languages::builtin().map_err(|message| ConfigError::Key { key: "page".into(), message })?;
+    let languages = Languages::builtin().map_err(|e| ConfigError::Key { key: "page".into(), message: e.to_string() })?;
     let state = Arc::new(Pay {
         api,
         store,
