@@ -96,7 +96,14 @@ pub fn router_with_clock(config: &Config, store: Arc<dyn Store>, clock: SharedCl
         .route(&format!("{base}/sync"), post(sync))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authenticate))
         .with_state(admin.clone());
-    let docs = Router::new().route(&format!("{base}/openapi.json"), get(openapi));
+    let served = Arc::new(serde_json::to_vec(&openapi_document_at(base)).unwrap_or_default());
+    let docs = Router::new().route(
+        &format!("{base}/openapi.json"),
+        get(move || {
+            let served = served.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], (*served).clone()).into_response() }
+        }),
+    );
     Ok(api.merge(docs))
 }
 
@@ -628,6 +635,14 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-async fn openapi() -> Response {
-    Json(openapi_document()).into_response()
+/// The document with its paths under `base` (`admin.path`) instead of
+/// `/admin`, so it describes the routes actually mounted.
+pub fn openapi_document_at(base: &str) -> utoipa::openapi::OpenApi {
+    let mut doc = openapi_document();
+    let paths = std::mem::take(&mut doc.paths.paths);
+    doc.paths.paths = paths
+        .into_iter()
+        .map(|(path, item)| (path.strip_prefix("/admin").map_or(path.clone(), |rest| format!("{base}{rest}")), item))
+        .collect();
+    doc
 }

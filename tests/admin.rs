@@ -403,6 +403,14 @@ async fn openapi_document_is_served_and_covers_every_route() {
     }
     assert!(paths["/admin/accounts/{account}/override"]["put"].is_object());
     assert!(paths["/admin/accounts/{account}/override"]["delete"].is_object());
+    // Mounted elsewhere, the document names the routes where they are.
+    let mut moved = config();
+    moved.admin.path = "/ops/billing".into();
+    let app = pastdue::admin::router(&moved, b.store.clone()).unwrap();
+    let (status, doc) = call(&app, "GET", "/ops/billing/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/ops/billing/accounts/{account}/override") && !paths.keys().any(|p| p.starts_with("/admin")), "{paths:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
