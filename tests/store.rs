@@ -3,11 +3,10 @@
 #[macro_use]
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use pastdue::store::{Applied, Invalidation, RedisOptions, RedisStore, Store, StoreUrl};
+use pastdue::store::{Invalidation, RedisOptions, RedisStore, Store, StoreUrl};
 use pastdue::AccountId;
 use tokio::sync::broadcast;
 
@@ -34,108 +33,35 @@ backend_suite!(
     an_event_id_applies_once,
     the_same_event_racing_on_two_tasks_applies_once,
     accounts_do_not_collide,
+    debts_are_indexed,
+    claims_are_exclusive_and_renewed_only_by_their_holder,
+    customer_links_move_and_admin_links_win,
+    audited_changes_write_their_entry,
 );
 
-async fn round_trip(b: Backend) {
-    let a = acct("acme");
-    let applied = b.store.apply(&a, None, &[unpaid("in_1", 1200, t(0)), subscription("sub_1", pastdue::state::SubscriptionStatus::PastDue, t(5))]).await.unwrap();
-    let Applied::Changed(written) = applied else { panic!("expected a change, got {applied:?}") };
-    let loaded = b.store.load(&a).await.unwrap().expect("state stored");
-    assert_eq!(loaded, written);
-    assert_eq!(loaded.unpaid()["in_1"].amount_due, 1200);
-    assert!(loaded.updated_at().is_some());
-
-    // Applying a fact that is already known changes nothing.
-    let again = b.store.apply(&a, None, &[unpaid("in_1", 1200, t(0))]).await.unwrap();
-    assert!(matches!(again, Applied::Unchanged(ref s) if *s == loaded), "{again:?}");
-
-    b.store.apply(&a, None, &[settled("in_1", t(10))]).await.unwrap();
-    let after = b.store.load(&a).await.unwrap().unwrap();
-    assert!(after.unpaid().is_empty());
-    assert!(after.settled().contains_key("in_1"));
+// The checks are the published Store contract (`pastdue::store::conformance`,
+// feature `test-util`): every backend here runs each of them.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        $(async fn $name(b: Backend) {
+            pastdue::store::conformance::$name(&b.store).await;
+        })*
+    };
 }
 
-async fn unknown_account_is_none(b: Backend) {
-    assert_eq!(b.store.load(&acct("nobody")).await.unwrap(), None);
-    b.store.ping().await.unwrap();
-}
-
-async fn concurrent_writers_lose_nothing(b: Backend) {
-    let a = acct("busy");
-    let tasks: Vec<_> = (0..50)
-        .map(|i| {
-            let store = b.store.clone();
-            let a = a.clone();
-            tokio::spawn(async move { store.apply(&a, None, &[unpaid(&format!("in_{i}"), 100, t(i))]).await })
-        })
-        .collect();
-    for task in tasks {
-        assert!(matches!(task.await.unwrap().unwrap(), Applied::Changed(_)));
-    }
-    let state = b.store.load(&a).await.unwrap().unwrap();
-    assert_eq!(state.unpaid().len(), 50);
-    assert_eq!(state.amount_due().unwrap().0, 5000);
-}
-
-async fn every_write_publishes_an_invalidation(b: Backend) {
-    let mut rx = b.store.invalidations();
-    for (i, id) in ["one", "two", "one"].iter().enumerate() {
-        b.store.apply(&acct(id), None, &[unpaid(&format!("in_{i}"), 1, t(0))]).await.unwrap();
-        assert_eq!(next_account(&mut rx).await, acct(id));
-    }
-    // A write that changes nothing says nothing: the next message is the
-    // following real change.
-    b.store.apply(&acct("one"), None, &[unpaid("in_0", 1, t(0))]).await.unwrap();
-    b.store.apply(&acct("three"), None, &[unpaid("in_9", 1, t(0))]).await.unwrap();
-    assert_eq!(next_account(&mut rx).await, acct("three"));
-}
-
-async fn an_event_id_applies_once(b: Backend) {
-    let a = acct("dupes");
-    let change = [unpaid("in_1", 100, t(0))];
-    assert!(matches!(b.store.apply(&a, Some("evt_1"), &change).await.unwrap(), Applied::Changed(_)));
-    for _ in 0..2 {
-        assert_eq!(b.store.apply(&a, Some("evt_1"), &[settled("in_1", t(1))]).await.unwrap(), Applied::Duplicate);
-    }
-    assert_eq!(b.store.load(&a).await.unwrap().unwrap().unpaid().len(), 1, "the duplicate did not settle it");
-    // The same event id for another account is a different delivery.
-    assert!(matches!(b.store.apply(&acct("other"), Some("evt_1"), &change).await.unwrap(), Applied::Changed(_)));
-}
-
-async fn the_same_event_racing_on_two_tasks_applies_once(b: Backend) {
-    for round in 0..20 {
-        let a = acct(&format!("race{round}"));
-        let go = Arc::new(tokio::sync::Barrier::new(2));
-        let tasks: Vec<_> = (0..2)
-            .map(|_| {
-                let (store, a, go) = (b.store.clone(), a.clone(), go.clone());
-                tokio::spawn(async move {
-                    go.wait().await;
-                    store.apply(&a, Some("evt_same"), &[unpaid("in_1", 100, t(0))]).await.unwrap()
-                })
-            })
-            .collect();
-        let mut outcomes = Vec::new();
-        for task in tasks {
-            outcomes.push(task.await.unwrap());
-        }
-        let changed = outcomes.iter().filter(|o| matches!(o, Applied::Changed(_))).count();
-        let dup = outcomes.iter().filter(|o| **o == Applied::Duplicate).count();
-        assert_eq!((changed, dup), (1, 1), "round {round}: {outcomes:?}");
-    }
-}
-
-async fn accounts_do_not_collide(b: Backend) {
-    // Ids that share prefixes or look like key parts stay separate.
-    let ids = ["a", "a:state", "a:evt", "user@example.com", "org.1-x_y"];
-    for (i, id) in ids.iter().enumerate() {
-        b.store.apply(&acct(id), None, &[unpaid(&format!("in_{i}"), i as i64 + 1, t(0))]).await.unwrap();
-    }
-    for (i, id) in ids.iter().enumerate() {
-        let s = b.store.load(&acct(id)).await.unwrap().unwrap();
-        assert_eq!(s.unpaid().keys().collect::<Vec<_>>(), [&format!("in_{i}")], "{id}");
-    }
-}
+conformance!(
+    round_trip,
+    unknown_account_is_none,
+    concurrent_writers_lose_nothing,
+    every_write_publishes_an_invalidation,
+    an_event_id_applies_once,
+    the_same_event_racing_on_two_tasks_applies_once,
+    accounts_do_not_collide,
+    debts_are_indexed,
+    claims_are_exclusive_and_renewed_only_by_their_holder,
+    customer_links_move_and_admin_links_win,
+    audited_changes_write_their_entry,
+);
 
 #[test]
 fn bad_account_ids_never_reach_a_store() {

@@ -17,6 +17,8 @@ use tokio::sync::broadcast;
 use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
+#[cfg(feature = "test-util")]
+pub mod conformance;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

@@ -1,0 +1,280 @@
+//! The [`Store`] contract as a runnable suite (feature `test-util`).
+//!
+//! Every backend pastdue ships passes it (the memory store, Redis, and a
+//! Redis Cluster: see `tests/store.rs`), and a third-party backend can run
+//! it the same way. Each check uses its own account ids, so one store
+//! instance runs them all; a failure panics with a message naming what
+//! broke.
+//!
+//! A toy backend, wrapping the memory store to count writes, passes it:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use async_trait::async_trait;
+//! use pastdue::store::*;
+//! use pastdue::{AccountId, BillingState, Change, MemoryStore};
+//!
+//! #[derive(Default)]
+//! struct Counting { inner: MemoryStore, writes: AtomicUsize }
+//!
+//! #[async_trait]
+//! impl Store for Counting {
+//!     async fn load(&self, a: &AccountId) -> Result<Option<BillingState>, StoreError> { self.inner.load(a).await }
+//!     async fn apply(&self, a: &AccountId, e: Option<&str>, c: &[Change]) -> Result<Applied, StoreError> {
+//!         self.writes.fetch_add(1, Ordering::Relaxed);
+//!         self.inner.apply(a, e, c).await
+//!     }
+//!     async fn apply_audited(&self, a: &AccountId, c: &[Change], d: &AuditDraft<'_>) -> Result<(Applied, AuditEntry), StoreError> {
+//!         self.writes.fetch_add(1, Ordering::Relaxed);
+//!         self.inner.apply_audited(a, c, d).await
+//!     }
+//!     async fn link_customer(&self, c: &str, a: &AccountId, s: LinkSource) -> Result<Linked, StoreError> { self.inner.link_customer(c, a, s).await }
+//!     async fn customer_account(&self, c: &str) -> Result<Option<AccountId>, StoreError> { self.inner.customer_account(c).await }
+//!     async fn scan_index(&self, i: Index, min: i64, max: i64, cur: Option<&str>, n: usize) -> Result<Vec<IndexEntry>, StoreError> {
+//!         self.inner.scan_index(i, min, max, cur, n).await
+//!     }
+//!     async fn claim(&self, a: &AccountId, w: &str, h: &str, l: Duration) -> Result<bool, StoreError> { self.inner.claim(a, w, h, l).await }
+//!     async fn renew_claim(&self, a: &AccountId, w: &str, h: &str, l: Duration) -> Result<bool, StoreError> { self.inner.renew_claim(a, w, h, l).await }
+//!     async fn audit(&self, e: &AuditEntry) -> Result<String, StoreError> { self.inner.audit(e).await }
+//!     async fn audit_log(&self, a: Option<&AccountId>, b: Option<&str>, n: usize) -> Result<Vec<AuditEntry>, StoreError> {
+//!         self.inner.audit_log(a, b, n).await
+//!     }
+//!     fn invalidations(&self) -> tokio::sync::broadcast::Receiver<Invalidation> { self.inner.invalidations() }
+//!     async fn ping(&self) -> Result<(), StoreError> { self.inner.ping().await }
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)] async fn main() {
+//! let store = Arc::new(Counting::default());
+//! pastdue::store::conformance::run(store.clone()).await;
+//! assert!(store.writes.load(Ordering::Relaxed) > 50);
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use tokio::sync::broadcast;
+
+use super::{Applied, AuditDraft, Index, Invalidation, LinkSource, Linked, Store};
+use crate::account::AccountId;
+use crate::state::{BillingState, Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+
+/// Runs every check against `store`.
+pub async fn run(store: Arc<dyn Store>) {
+    round_trip(&store).await;
+    unknown_account_is_none(&store).await;
+    concurrent_writers_lose_nothing(&store).await;
+    every_write_publishes_an_invalidation(&store).await;
+    an_event_id_applies_once(&store).await;
+    the_same_event_racing_on_two_tasks_applies_once(&store).await;
+    accounts_do_not_collide(&store).await;
+    debts_are_indexed(&store).await;
+    claims_are_exclusive_and_renewed_only_by_their_holder(&store).await;
+    customer_links_move_and_admin_links_win(&store).await;
+    audited_changes_write_their_entry(&store).await;
+}
+
+fn acct(id: &str) -> AccountId {
+    AccountId::new(id).expect("a valid test account id")
+}
+
+/// A fixed instant plus `secs`: checks never depend on the wall clock.
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::TimeDelta::seconds(secs)
+}
+
+fn unpaid(id: &str, cents: i64, since: DateTime<Utc>) -> Change {
+    Change::InvoiceUnpaid {
+        id: id.into(),
+        invoice: UnpaidInvoice {
+            amount_due: cents,
+            currency: Currency::new("eur").expect("a currency"),
+            hosted_url: Some(format!("https://invoice.stripe.com/i/{id}").into()),
+            number: Some(format!("N-{id}")),
+            since,
+            observed: since,
+            uncollectible: false,
+        },
+    }
+}
+
+fn settled(id: &str, at: DateTime<Utc>) -> Change {
+    Change::InvoiceSettled { id: id.into(), at }
+}
+
+async fn next_account(rx: &mut broadcast::Receiver<Invalidation>) -> AccountId {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(Invalidation::Account(a))) => return a,
+            Ok(Ok(_)) => continue,
+            other => panic!("no invalidation arrived: {other:?}"),
+        }
+    }
+}
+
+/// Writes come back as written; a known fact changes nothing; a settled
+/// invoice leaves the unpaid list.
+pub async fn round_trip(store: &Arc<dyn Store>) {
+    let a = acct("conformance-acme");
+    let sub = Change::Subscription { id: "sub_1".into(), fact: SubscriptionFact { status: SubscriptionStatus::PastDue, at: t(5) } };
+    let applied = store.apply(&a, None, &[unpaid("in_1", 1200, t(0)), sub]).await.unwrap();
+    let Applied::Changed(written) = applied else { panic!("round_trip: expected a change, got {applied:?}") };
+    let loaded = store.load(&a).await.unwrap().expect("round_trip: state stored");
+    assert_eq!(loaded, written, "round_trip: load returns what apply wrote");
+    assert_eq!(loaded.unpaid()["in_1"].amount_due, 1200);
+    assert!(loaded.updated_at().is_some(), "round_trip: updated_at is stamped");
+    let again = store.apply(&a, None, &[unpaid("in_1", 1200, t(0))]).await.unwrap();
+    assert!(matches!(again, Applied::Unchanged(ref s) if *s == loaded), "round_trip: a known fact changes nothing: {again:?}");
+    store.apply(&a, None, &[settled("in_1", t(10))]).await.unwrap();
+    let after = store.load(&a).await.unwrap().unwrap();
+    assert!(after.unpaid().is_empty() && after.settled().contains_key("in_1"), "round_trip: settled");
+}
+
+/// An account never written is `None`; the backend answers a ping.
+pub async fn unknown_account_is_none(store: &Arc<dyn Store>) {
+    assert_eq!(store.load(&acct("conformance-nobody")).await.unwrap(), None);
+    store.ping().await.unwrap();
+}
+
+/// 50 concurrent writers to one account: 50 invoices, none lost.
+pub async fn concurrent_writers_lose_nothing(store: &Arc<dyn Store>) {
+    let a = acct("conformance-busy");
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (store, a) = (store.clone(), a.clone());
+            tokio::spawn(async move { store.apply(&a, None, &[unpaid(&format!("in_{i}"), 100, t(i))]).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(matches!(task.await.unwrap().unwrap(), Applied::Changed(_)), "concurrent_writers: each write changes the state");
+    }
+    let state = store.load(&a).await.unwrap().unwrap();
+    assert_eq!(state.unpaid().len(), 50, "concurrent_writers: no write lost");
+    assert_eq!(state.amount_due().unwrap().0, 5000);
+}
+
+/// Every write that changes a state announces the account; one that
+/// changes nothing says nothing.
+pub async fn every_write_publishes_an_invalidation(store: &Arc<dyn Store>) {
+    let mut rx = store.invalidations();
+    for (i, id) in ["conformance-one", "conformance-two", "conformance-one"].iter().enumerate() {
+        store.apply(&acct(id), None, &[unpaid(&format!("in_{i}"), 1, t(0))]).await.unwrap();
+        assert_eq!(next_account(&mut rx).await, acct(id));
+    }
+    store.apply(&acct("conformance-one"), None, &[unpaid("in_0", 1, t(0))]).await.unwrap();
+    store.apply(&acct("conformance-three"), None, &[unpaid("in_9", 1, t(0))]).await.unwrap();
+    assert_eq!(next_account(&mut rx).await, acct("conformance-three"), "invalidations: an unchanged write is silent");
+}
+
+/// An event id applies once per account; the same id for another account
+/// is another delivery.
+pub async fn an_event_id_applies_once(store: &Arc<dyn Store>) {
+    let a = acct("conformance-dupes");
+    let change = [unpaid("in_1", 100, t(0))];
+    assert!(matches!(store.apply(&a, Some("evt_1"), &change).await.unwrap(), Applied::Changed(_)));
+    for _ in 0..2 {
+        assert_eq!(store.apply(&a, Some("evt_1"), &[settled("in_1", t(1))]).await.unwrap(), Applied::Duplicate);
+    }
+    assert_eq!(store.load(&a).await.unwrap().unwrap().unpaid().len(), 1, "event ids: the duplicate did not settle it");
+    assert!(matches!(store.apply(&acct("conformance-other"), Some("evt_1"), &change).await.unwrap(), Applied::Changed(_)));
+}
+
+/// Two tasks applying the same event at once: exactly one applies it.
+pub async fn the_same_event_racing_on_two_tasks_applies_once(store: &Arc<dyn Store>) {
+    for round in 0..20 {
+        let a = acct(&format!("conformance-race{round}"));
+        let go = Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, a, go) = (store.clone(), a.clone(), go.clone());
+                tokio::spawn(async move {
+                    go.wait().await;
+                    store.apply(&a, Some("evt_same"), &[unpaid("in_1", 100, t(0))]).await.unwrap()
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        let changed = outcomes.iter().filter(|o| matches!(o, Applied::Changed(_))).count();
+        let dup = outcomes.iter().filter(|o| **o == Applied::Duplicate).count();
+        assert_eq!((changed, dup), (1, 1), "racing event, round {round}: {outcomes:?}");
+    }
+}
+
+/// Ids that share prefixes or look like key parts stay separate.
+pub async fn accounts_do_not_collide(store: &Arc<dyn Store>) {
+    let ids = ["conformance-a", "conformance-a:state", "conformance-a:evt", "conformance@example.com", "conformance.1-x_y"];
+    for (i, id) in ids.iter().enumerate() {
+        store.apply(&acct(id), None, &[unpaid(&format!("in_{i}"), i as i64 + 1, t(0))]).await.unwrap();
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let s = store.load(&acct(id)).await.unwrap().unwrap();
+        assert_eq!(s.unpaid().keys().collect::<Vec<_>>(), [&format!("in_{i}")], "accounts collide: {id}");
+    }
+}
+
+/// An account in debt is in the debt index at its `past_due_since`, and
+/// leaves it when paid.
+pub async fn debts_are_indexed(store: &Arc<dyn Store>) {
+    let a = acct("conformance-indexed");
+    let since = t(1_000);
+    store.apply(&a, None, &[unpaid("in_x", 100, since)]).await.unwrap();
+    let score = since.timestamp();
+    let found = store.scan_index(Index::Debt, score, score, None, 100).await.unwrap();
+    assert!(found.iter().any(|e| e.account == a && e.score == score), "debt index: {found:?}");
+    store.apply(&a, None, &[settled("in_x", t(2_000))]).await.unwrap();
+    let found = store.scan_index(Index::Debt, score, score, None, 100).await.unwrap();
+    assert!(!found.iter().any(|e| e.account == a), "debt index: a paid account leaves it: {found:?}");
+}
+
+/// One holder at a time; only the holder renews; a lapsed lease frees it.
+pub async fn claims_are_exclusive_and_renewed_only_by_their_holder(store: &Arc<dyn Store>) {
+    let a = acct("conformance-claims");
+    let lease = Duration::from_millis(300);
+    assert!(store.claim(&a, "n1", "holder-a", lease).await.unwrap(), "claims: the first caller gets it");
+    assert!(!store.claim(&a, "n1", "holder-b", lease).await.unwrap(), "claims: exclusive");
+    assert!(!store.renew_claim(&a, "n1", "holder-b", lease).await.unwrap(), "claims: only the holder renews");
+    assert!(store.renew_claim(&a, "n1", "holder-a", lease).await.unwrap(), "claims: the holder renews");
+    tokio::time::sleep(lease + Duration::from_millis(150)).await;
+    assert!(!store.renew_claim(&a, "n1", "holder-a", lease).await.unwrap(), "claims: a lapsed claim is not renewed");
+    assert!(store.claim(&a, "n1", "holder-b", lease).await.unwrap(), "claims: a lapsed claim is free again");
+}
+
+/// Links move customers between accounts; a learned link never moves an
+/// admin's.
+pub async fn customer_links_move_and_admin_links_win(store: &Arc<dyn Store>) {
+    let (a, b) = (acct("conformance-link-a"), acct("conformance-link-b"));
+    let c = "cus_Conformance";
+    assert_eq!(store.link_customer(c, &a, LinkSource::Learned).await.unwrap(), Linked::New);
+    assert_eq!(store.link_customer(c, &a, LinkSource::Learned).await.unwrap(), Linked::Unchanged);
+    assert_eq!(store.link_customer(c, &b, LinkSource::Admin).await.unwrap(), Linked::Moved { from: a.clone() });
+    assert_eq!(store.customer_account(c).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.link_customer(c, &a, LinkSource::Learned).await.unwrap(), Linked::Refused { admin: b.clone() });
+    assert_eq!(store.customer_account(c).await.unwrap(), Some(b.clone()), "links: the admin link stays");
+    assert!(store.link_customer("not a customer id", &a, LinkSource::Learned).await.is_err_and(|e| !e.is_retryable()));
+}
+
+fn pick_customers(s: &BillingState) -> serde_json::Value {
+    serde_json::json!(s.customers())
+}
+
+/// An audited change writes its entry, with `before` and `after`, and the
+/// account's log lists it newest first.
+pub async fn audited_changes_write_their_entry(store: &Arc<dyn Store>) {
+    let a = acct("conformance-audited");
+    let draft = AuditDraft { who: "tester", action: "customer.linked", reason: Some("why"), pick: pick_customers, extra: None };
+    let (applied, entry) = store.apply_audited(&a, &[Change::LinkCustomer("cus_A1".into())], &draft).await.unwrap();
+    assert!(matches!(applied, Applied::Changed(_)));
+    assert!(!entry.id.is_empty(), "audit: the entry has an id");
+    assert_eq!((entry.before.clone(), entry.after.clone()), (serde_json::Value::Null, serde_json::json!(["cus_A1"])));
+    let (_, second) = store.apply_audited(&a, &[Change::LinkCustomer("cus_A2".into())], &draft).await.unwrap();
+    assert_eq!(second.before, serde_json::json!(["cus_A1"]), "audit: before is the state the change saw");
+    let log = store.audit_log(Some(&a), None, 10).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.after.clone()).collect::<Vec<_>>(), [serde_json::json!(["cus_A1", "cus_A2"]), serde_json::json!(["cus_A1"])], "audit: newest first");
+}
