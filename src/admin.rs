@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -112,7 +112,7 @@ pub fn router_with_clock(config: &Config, store: Arc<dyn Store>, clock: SharedCl
 struct Failure {
     status: StatusCode,
     message: String,
-    field: Option<&'static str>,
+    field: Option<String>,
 }
 
 impl IntoResponse for Failure {
@@ -126,7 +126,7 @@ impl IntoResponse for Failure {
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> Failure {
-    Failure { status: StatusCode::BAD_REQUEST, message: message.into(), field: Some(field) }
+    Failure { status: StatusCode::BAD_REQUEST, message: message.into(), field: Some(field.to_owned()) }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Failure {
@@ -260,56 +260,74 @@ async fn view_account(State(admin): State<Arc<Admin>>, Path(account): Path<Strin
 
 /// The body of `PUT …/override`.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
 struct OverrideRequest {
-    /// `allow` or `block`.
-    mode: String,
+    /// `allow` or `block` (required).
+    #[schema(value_type = String)]
+    mode: Option<ModeField>,
     /// RFC 3339 expiry, or null for none.
-    until: Option<String>,
+    #[schema(value_type = Option<String>)]
+    until: Option<DateTime<Utc>>,
     /// Why (required, shown in the audit log).
-    reason: String,
+    #[schema(value_type = String)]
+    reason: Option<String>,
+}
+
+/// `mode` as the body spells it.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ModeField {
+    Allow,
+    Block,
 }
 
 /// Reads a JSON object body, refusing anything else with a 400 that says why.
-fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Failure> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let is_json = ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(bad("content-type", "send the body as application/json"));
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(bad("body", "the body must be a JSON object")),
-        Err(e) => Err(bad("body", format!("the body is not valid JSON: {e}"))),
+/// A JSON request body parsed into `T`, whose rejection is a `400` that
+/// names the field (`content-type`, `body`, or the field that failed). The
+/// same type is the body's OpenAPI schema, so parser and document agree.
+struct AdminJson<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for AdminJson<T> {
+    type Rejection = Failure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Failure> {
+        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let is_json = ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(bad("content-type", "send the body as application/json"));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| bad("body", e.body_text()))?;
+        let value = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return Err(bad("body", "the body must be a JSON object")),
+            Err(e) => return Err(bad("body", format!("the body is not valid JSON: {e}"))),
+        };
+        serde_path_to_error::deserialize(value).map(AdminJson).map_err(|e| {
+            let field = e.path().iter().next().map_or_else(|| "body".to_owned(), |seg| seg.to_string());
+            let message = format!("{field}: {}", e.inner());
+            Failure { status: StatusCode::BAD_REQUEST, message, field: Some(field) }
+        })
     }
 }
 
-fn parse_override(body: &serde_json::Map<String, Value>, who: &str, now: DateTime<Utc>) -> Result<Override, Failure> {
-    let mode = match body.get("mode").and_then(Value::as_str) {
-        Some("allow") => OverrideMode::Allow,
-        Some("block") => OverrideMode::Block,
-        _ => return Err(bad("mode", "mode must be \"allow\" or \"block\"")),
+fn parse_override(body: OverrideRequest, who: &str, now: DateTime<Utc>) -> Result<Override, Failure> {
+    let mode = match body.mode {
+        Some(ModeField::Allow) => OverrideMode::Allow,
+        Some(ModeField::Block) => OverrideMode::Block,
+        None => return Err(bad("mode", "mode must be \"allow\" or \"block\"")),
     };
-    let until = match body.get("until") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            let t = DateTime::parse_from_rfc3339(s).map_err(|_| bad("until", format!("{s:?} is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)")))?;
-            let t = t.with_timezone(&Utc);
-            if crate::state::sane_time(t.timestamp()).is_none() {
-                return Err(bad("until", "until must lie between 2000 and 2100"));
-            }
-            if t <= now {
-                return Err(bad("until", "until is in the past"));
-            }
-            Some(t)
+    if let Some(t) = body.until {
+        if crate::state::sane_time(t.timestamp()).is_none() {
+            return Err(bad("until", "until must lie between 2000 and 2100"));
         }
-        Some(_) => return Err(bad("until", "until must be an RFC 3339 string or null")),
-    };
-    let reason = body.get("reason").and_then(Value::as_str).map(str::trim).unwrap_or("");
+        if t <= now {
+            return Err(bad("until", "until is in the past"));
+        }
+    }
+    let reason = body.reason.as_deref().map(str::trim).unwrap_or("");
     if reason.is_empty() {
         return Err(bad("reason", "reason is required"));
     }
-    Ok(Override { mode, until, reason: reason.to_owned(), by: who.to_owned(), at: now })
+    Ok(Override { mode, until: body.until, reason: reason.to_owned(), by: who.to_owned(), at: now })
 }
 
 /// Applies `change` and writes its audit entry in one atomic step (the
@@ -359,12 +377,10 @@ async fn set_override(
     State(admin): State<Arc<Admin>>,
     Extension(Caller(who)): Extension<Caller>,
     Path(account): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminJson(body): AdminJson<OverrideRequest>,
 ) -> Reply {
     let account = parse_account(&account)?;
-    let body = json_body(&headers, &body)?;
-    let o = parse_override(&body, &who, admin.clock.now())?;
+    let o = parse_override(body, &who, admin.clock.now())?;
     let reason = o.reason.clone();
     change_and_audit(&admin, &account, Change::SetOverride(o), draft(&who, "override.set", Some(&reason), pick_override)).await
 }
@@ -383,10 +399,10 @@ async fn remove_override(
 
 /// The body of `POST …/customers`.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
 struct LinkRequest {
-    /// A Stripe customer id, `cus_…`.
-    customer: String,
+    /// A Stripe customer id, `cus_…` (required).
+    #[schema(value_type = String)]
+    customer: Option<String>,
 }
 
 #[utoipa::path(post, path = "/admin/accounts/{account}/customers", tag = "accounts",
@@ -397,12 +413,10 @@ async fn link_customer(
     State(admin): State<Arc<Admin>>,
     Extension(Caller(who)): Extension<Caller>,
     Path(account): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    AdminJson(body): AdminJson<LinkRequest>,
 ) -> Reply {
     let account = parse_account(&account)?;
-    let body = json_body(&headers, &body)?;
-    let customer = body.get("customer").and_then(Value::as_str).unwrap_or("");
+    let customer = body.customer.as_deref().unwrap_or("");
     let valid = customer.starts_with("cus_")
         && customer.len() <= 255
         && customer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
