@@ -241,7 +241,7 @@ impl Notifier {
                 continue;
             }
             let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
-            let pay_url = self.pay_url(account, &standing);
+            let pay_url = self.pay_url(account, &standing, &state);
             let created = now.timestamp();
             let send = async {
                 match &to {
@@ -284,10 +284,14 @@ impl Notifier {
     }
 
     /// Where a notice sends the customer to pay: the oldest unpaid invoice's
-    /// hosted page, else a signed pay link on `links.base_url`.
-    fn pay_url(&self, account: &AccountId, standing: &Standing) -> Option<String> {
+    /// hosted page, else a signed pay link on `links.base_url` (when the
+    /// account has a Stripe customer whose portal it can open).
+    fn pay_url(&self, account: &AccountId, standing: &Standing, state: &BillingState) -> Option<String> {
         if let Some(url) = standing.pay_url() {
             return Some(url.to_owned());
+        }
+        if state.customers().is_empty() {
+            return None;
         }
         let (base, signer) = self.inner.links.as_ref()?;
         let token = signer.sign(account.as_str(), crate::links::Purpose::Pay, Utc::now());

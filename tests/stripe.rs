@@ -751,4 +751,13 @@ async fn the_pay_button_always_resolves() {
             assert_eq!(href, "https://invoice.stripe.com/i/in_1");
         }
     }
+    // No invoice page and no Stripe customer: no pay link at all, rather
+    // than a link that could only answer 404.
+    let mut owed = unpaid("in_2", 100, Utc::now());
+    if let pastdue::Change::InvoiceUnpaid { invoice, .. } = &mut owed {
+        invoice.hosted_url = None;
+    }
+    b.store.apply(&acct("stranger-co"), None, &[owed, block_override()]).await.unwrap();
+    let html = text(get_with(&app, "/x", &[("x-account-id", "stranger-co"), ("accept", "text/html")]).await).await;
+    assert!(hrefs(&html).iter().all(|h| h.starts_with("mailto:")), "{html}");
 }

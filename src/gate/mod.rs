@@ -64,8 +64,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-
-use crate::clock::SharedClock;
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -73,6 +71,7 @@ use tower_service::Service;
 
 use crate::account::{validate, AccountId};
 use crate::cache::{Lookup, StateCache};
+use crate::clock::SharedClock;
 use crate::settings::{Config, ConfigError, MissingAccount, Policy};
 use crate::standing::{Action, Ladder, Standing};
 use crate::store::Store;
@@ -89,8 +88,8 @@ pub use self::extract::MissingStanding;
 pub use crate::i18n::{Language, Languages, DEFAULT_LANGUAGE};
 pub use self::negotiate::prefers_html;
 pub use self::resolve::{
-    from_fn, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,
-    QueryResolver, RequestView, ResolveAccount, Resolved, SubdomainResolver, Ambiguous,
+    from_fn, Ambiguous, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,
+    QueryResolver, RequestView, ResolveAccount, Resolved, SubdomainResolver,
 };
 pub use self::respond::{PageError, PaymentPage, BILLING_STAGE, ENDED_TYPE, PROBLEM_TYPE};
 

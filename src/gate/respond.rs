@@ -185,7 +185,7 @@ impl PaymentPage {
             message => lang.text(key, &vars),
             amount => amount,
             next_stage_at => date,
-            pay_url => self.pay_url(account, standing),
+            pay_url => self.pay_url(account, standing, state),
             text => text,
         };
         let template = self.env.get_template(BANNER).map_err(|e| PageError::Template(e.to_string()))?;
@@ -254,8 +254,8 @@ impl PaymentPage {
             invoice_number: invoice.and_then(|(_, i)| i.number.as_deref()),
             past_due_since: standing.past_due_since().map(|t| lang.date(t)),
             since: standing.since().map(|t| lang.date(t)),
-            pay_url: self.pay_url(account, standing),
-            update_payment_url: self.update_payment_url(account),
+            pay_url: self.pay_url(account, standing, state),
+            update_payment_url: self.update_payment_url(account, state),
             next_stage: standing.next().map(|(s, _)| s.name()),
             next_stage_at: standing.next().map(|(_, t)| lang.date(t)),
             notices,
@@ -274,9 +274,14 @@ impl PaymentPage {
         self
     }
 
-    /// A signed link to the pay endpoint for `account`, if one is mounted.
-    pub(crate) fn signed_pay_link(&self, account: &str, flow: Option<&str>) -> Option<String> {
+    /// A signed link to the pay endpoint for `account`, if one is mounted
+    /// and the account has a Stripe customer whose portal it can open
+    /// (`state` unknown counts as yes).
+    fn signed_pay_link(&self, account: &str, state: Option<&BillingState>, flow: Option<&str>) -> Option<String> {
         let (path, signer) = self.links.as_ref()?;
+        if state.is_some_and(|s| s.customers().is_empty()) {
+            return None;
+        }
         let token = signer.sign(account, crate::links::Purpose::Pay, Utc::now());
         Some(match flow {
             Some(flow) => format!("{path}?t={token}&flow={flow}"),
@@ -286,16 +291,16 @@ impl PaymentPage {
 
     /// The primary pay button: the oldest unpaid invoice's hosted page, else
     /// a signed link to the mounted pay endpoint, else `page.billing_portal_url`.
-    fn pay_url(&self, account: &str, standing: &Standing) -> Option<String> {
+    fn pay_url(&self, account: &str, standing: &Standing, state: Option<&BillingState>) -> Option<String> {
         if let Some(url) = standing.pay_url() {
             return Some(url.to_owned());
         }
-        self.signed_pay_link(account, None).or_else(|| self.portal_url.clone())
+        self.signed_pay_link(account, state, None).or_else(|| self.portal_url.clone())
     }
 
     /// The secondary "update payment method" link (a signed portal link).
-    fn update_payment_url(&self, account: &str) -> Option<String> {
-        self.signed_pay_link(account, Some("payment_method_update"))
+    fn update_payment_url(&self, account: &str, state: Option<&BillingState>) -> Option<String> {
+        self.signed_pay_link(account, state, Some("payment_method_update"))
     }
 
     /// The HTML page. Never fails: a template error at run time falls back
@@ -316,6 +321,10 @@ impl PaymentPage {
 
     /// The `application/problem+json` body.
     pub fn problem(&self, account: &str, standing: &Standing) -> serde_json::Value {
+        self.problem_with(account, standing, None)
+    }
+
+    fn problem_with(&self, account: &str, standing: &Standing, state: Option<&BillingState>) -> serde_json::Value {
         let ended = matches!(standing.reason(), Reason::Canceled | Reason::Paused);
         let (title, detail) = match standing.reason() {
             Reason::Canceled => ("Subscription ended", "The subscription for this account has ended. Reactivate it to continue."),
@@ -342,7 +351,7 @@ impl PaymentPage {
             "stage": standing.stage().name(),
             "amount_due": standing.amount_due().map_or(0, |(a, _)| a),
             "currency": standing.amount_due().map(|(_, c)| c),
-            "pay_url": self.pay_url(account, standing),
+            "pay_url": self.pay_url(account, standing, state),
             "past_due_since": standing.past_due_since(),
             "suspended_since": suspended_since,
         })
@@ -360,7 +369,7 @@ impl PaymentPage {
         let (body, content_type) = if html {
             (Bytes::from(self.render(account, standing, state, accept_language)), "text/html; charset=utf-8")
         } else {
-            let json = serde_json::to_vec(&self.problem(account, standing)).unwrap_or_default();
+            let json = serde_json::to_vec(&self.problem_with(account, standing, state)).unwrap_or_default();
             (Bytes::from(json), "application/problem+json")
         };
         let mut res = Response::new(B::from(body));
