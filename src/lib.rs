@@ -31,3 +31,11 @@ pub mod admin;
 pub mod metrics;
 #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 pub mod notify;
+
+/// Internals for the fuzz targets and robustness tests (feature
+/// `test-util`); not part of the API.
+#[cfg(all(feature = "test-util", feature = "stripe"))]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::stripe::event::{facts, Event, Facts, ParseError};
+}

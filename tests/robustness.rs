@@ -4,7 +4,7 @@
 
 use chrono::{TimeZone, Utc};
 use pastdue::gate::prefers_html;
-use pastdue::stripe::event::{facts, Event};
+use pastdue::__fuzz::{facts, Event};
 use pastdue::stripe::signature::{sign, verify, SignatureHeader};
 use pastdue::{AccountId, Config};
 use proptest::prelude::*;

@@ -32,14 +32,18 @@ use tracing::Instrument;
 use crate::account::AccountId;
 use crate::settings::{Config, ConfigError, Unmapped};
 use crate::store::{Applied, LinkSource, Linked, Store, StoreError};
+use self::event::Event;
 
+#[allow(unreachable_pub)]
 mod api;
-pub mod event;
+// Public items here are reachable only through `crate::__fuzz`.
+#[allow(unreachable_pub)]
+pub(crate) mod event;
 mod pay;
 mod sync;
 
-pub use self::api::{ApiError, Params, StripeApi};
-pub use self::event::{Event, Facts};
+pub use self::api::ApiError;
+pub(crate) use self::api::StripeApi;
 pub use self::pay::{with_pay_links, FLOW_PAYMENT_METHOD_UPDATE, MINT_INTERVAL};
 pub use crate::links::PAY_PATH;
 /// The `Stripe-Signature` scheme (shared with pastdue's own notices).
@@ -86,7 +90,7 @@ impl Mapper {
     }
 
     /// The Stripe API client, when an API key is configured.
-    pub fn api(&self) -> Option<&StripeApi> {
+    pub(crate) fn api(&self) -> Option<&StripeApi> {
         self.api.as_ref()
     }
 

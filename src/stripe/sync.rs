@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::event::{id_at, invoice_hint, metadata, time_at, unpaid_invoice};
-use super::{MapError, Mapper, Params};
+use super::api::Params;
+use super::{MapError, Mapper};
 use crate::account::AccountId;
 use crate::state::{Change, SubscriptionFact, SubscriptionStatus};
 
