@@ -2,7 +2,8 @@
 //! of sleeping.
 //!
 //! The gate reads its clock once per request, the notifier once per check
-//! and sweep, the admin API once per call. [`SystemClock`] is the default;
+//! and sweep, the admin API once per call; the pay endpoint's mint window
+//! follows the gate's clock. [`SystemClock`] is the default;
 //! [`ManualClock`] is a clock a test (or a replay tool) sets by hand.
 //! Transport timestamps — signatures on webhooks and notices, pay-link
 //! expiry — are wall-clock by nature (the other side checks them against

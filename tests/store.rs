@@ -6,38 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use pastdue::store::conformance::next_account;
 use pastdue::store::{Invalidation, RedisOptions, RedisStore, Store, StoreUrl};
 use pastdue::AccountId;
-use tokio::sync::broadcast;
 
 fn acct(id: &str) -> AccountId {
     AccountId::new(id).unwrap()
 }
-
-async fn next_account(rx: &mut broadcast::Receiver<Invalidation>) -> AccountId {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(Invalidation::Account(a))) => return a,
-            Ok(Ok(_)) => continue,
-            other => panic!("no invalidation arrived: {other:?}"),
-        }
-    }
-}
-
-backend_suite!(
-    round_trip,
-    unknown_account_is_none,
-    concurrent_writers_lose_nothing,
-    every_write_publishes_an_invalidation,
-    an_event_id_applies_once,
-    the_same_event_racing_on_two_tasks_applies_once,
-    accounts_do_not_collide,
-    debts_are_indexed,
-    claims_are_exclusive_and_renewed_only_by_their_holder,
-    customer_links_move_and_admin_links_win,
-    audited_changes_write_their_entry,
-);
 
 // The checks are the published Store contract (`pastdue::store::conformance`,
 // feature `test-util`): every backend here runs each of them.
@@ -46,6 +21,7 @@ macro_rules! conformance {
         $(async fn $name(b: Backend) {
             pastdue::store::conformance::$name(&b.store).await;
         })*
+        backend_suite!($($name),*);
     };
 }
 

@@ -607,7 +607,12 @@ fn block_override() -> pastdue::Change {
 /// The app as a user wires it: gated routes, and the pay router that
 /// `with_pay_links` hands back next to the gate.
 fn pay_app(cfg: &Config, store: Arc<dyn Store>) -> Router {
-    let gate = pastdue::gate::GateLayer::from_config(cfg, store.clone()).unwrap();
+    pay_app_on(cfg, store, pastdue::clock::system())
+}
+
+/// [`pay_app`] on a given clock (the mint window follows it).
+fn pay_app_on(cfg: &Config, store: Arc<dyn Store>, clock: pastdue::clock::SharedClock) -> Router {
+    let gate = pastdue::gate::GateLayer::from_config(cfg, store.clone()).unwrap().with_clock(clock);
     let (gate, pay) = pastdue::stripe::with_pay_links(gate, cfg, store).unwrap();
     Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate).merge(pay)
 }
@@ -641,7 +646,8 @@ async fn pay_links_are_signed_and_mint_one_portal_session_per_click_window() {
     }
     b.store.apply(&acct("payer"), None, &[owed, pastdue::Change::LinkCustomer("cus_pay".into()), block_override()]).await.unwrap();
     b.store.link_customer("cus_pay", &acct("payer"), pastdue::store::LinkSource::Learned).await.unwrap();
-    let app = pay_app(&cfg, b.store.clone());
+    let clock = pastdue::clock::ManualClock::starting_at(Utc::now());
+    let app = pay_app_on(&cfg, b.store.clone(), clock.shared());
 
     let res = get_with(&app, "/x", &[("x-account-id", "payer")]).await;
     assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED);
@@ -667,7 +673,7 @@ async fn pay_links_are_signed_and_mint_one_portal_session_per_click_window() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(portal.forms.lock().unwrap().last().unwrap().contains("flow_data%5Btype%5D=payment_method_update"));
     // After the window, a click mints a new session.
-    tokio::time::sleep(pastdue::stripe::MINT_INTERVAL + Duration::from_millis(100)).await;
+    clock.advance(chrono::TimeDelta::from_std(pastdue::stripe::MINT_INTERVAL).unwrap());
     let res = get_with(&app, &pay_url, &[]).await;
     assert_eq!(res.headers()["location"], "https://billing.stripe.test/session/2/cus_pay");
 }
@@ -679,7 +685,8 @@ async fn pay_links_refuse_strangers_forgeries_and_old_links() {
     let b = redis().await;
     b.store.apply(&acct("victim"), None, &[unpaid("in_v", 100, Utc::now()), pastdue::Change::LinkCustomer("cus_victim".into())]).await.unwrap();
     b.store.link_customer("cus_victim", &acct("victim"), pastdue::store::LinkSource::Learned).await.unwrap();
-    let app = pay_app(&cfg, b.store.clone());
+    let clock = pastdue::clock::ManualClock::starting_at(Utc::now());
+    let app = pay_app_on(&cfg, b.store.clone(), clock.shared());
     let signer = pastdue::links::LinkSigner::new(cfg.links.secret.expose().as_bytes(), cfg.links.ttl).unwrap();
 
     // Knowing an account id is not enough: no token → 401, however asked.
@@ -712,7 +719,7 @@ async fn pay_links_refuse_strangers_forgeries_and_old_links() {
     // Once the customer moves to another account, the old account's links
     // no longer open its portal (here: the invoice page instead).
     pastdue::store::move_customer(&*b.store, "cus_victim", &acct("new-owner"), pastdue::store::LinkSource::Admin).await.unwrap();
-    tokio::time::sleep(pastdue::stripe::MINT_INTERVAL + Duration::from_millis(100)).await;
+    clock.advance(chrono::TimeDelta::from_std(pastdue::stripe::MINT_INTERVAL).unwrap());
     let res = get_with(&app, &format!("/billing/pay?t={good}"), &[]).await;
     assert_eq!(res.headers()["location"], "https://invoice.stripe.com/i/in_v");
     assert!(!state(&b.store, "victim").await.customers().contains("cus_victim"), "the old account forgets it");

@@ -334,6 +334,12 @@ impl GateLayer {
         self.edit(|s| s.page = s.page.clone().with_link_signer(path, signer))
     }
 
+    /// The clock the gate reads (pay links' mint window follows it too).
+    #[cfg(feature = "stripe")]
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.shared.clock
+    }
+
     /// The cache (for sharing with other parts of the app, and for tests).
     pub fn cache(&self) -> &StateCache {
         &self.shared.cache

@@ -18,18 +18,19 @@
 //! returns the router to mount: a page never points at a missing route.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::StripeApi;
 use crate::account::AccountId;
+use crate::clock::SharedClock;
 use crate::settings::{Config, ConfigError};
 use crate::gate::{GateLayer, Languages};
 use crate::links::{LinkError, LinkSigner, Purpose, PAY_PATH};
@@ -48,7 +49,9 @@ struct Pay {
     signer: LinkSigner,
     languages: Languages,
     /// (account, flow) → the session minted at that instant.
-    recent: quick_cache::sync::Cache<(AccountId, bool), (String, Instant)>,
+    recent: quick_cache::sync::Cache<(AccountId, bool), (String, DateTime<Utc>)>,
+    /// The gate's clock: the mint window follows it.
+    clock: SharedClock,
 }
 
 /// Wires signed pay links: the gate's page, banner and problem+json link to
@@ -78,6 +81,7 @@ pub fn with_pay_links(gate: GateLayer, config: &Config, store: Arc<dyn Store>) -
         signer: signer.clone(),
         languages,
         recent: quick_cache::sync::Cache::new(10_000),
+        clock: gate.clock().clone(),
     });
     let router = Router::new().route(PAY_PATH, get(pay)).with_state(state);
     Ok((gate.with_link_signer(PAY_PATH, signer), router))
@@ -123,7 +127,7 @@ async fn pay(State(p): State<Arc<Pay>>, req: Request) -> Response {
     let key = (account.clone(), update_method);
     let guard = loop {
         match p.recent.get_value_or_guard_async(&key).await {
-            Ok((url, at)) if at.elapsed() < MINT_INTERVAL => {
+            Ok((url, at)) if p.clock.now().signed_duration_since(at).to_std().is_ok_and(|age| age < MINT_INTERVAL) => {
                 count("reused");
                 return redirect(&url);
             }
@@ -138,7 +142,7 @@ async fn pay(State(p): State<Arc<Pay>>, req: Request) -> Response {
     match mint(&p, &account, update_method).await {
         Ok(Minted::Portal(url)) => {
             count("minted");
-            let _ = guard.insert((url.clone(), Instant::now()));
+            let _ = guard.insert((url.clone(), p.clock.now()));
             redirect(&url)
         }
         Ok(Minted::Fallback(url)) => {
