@@ -19,10 +19,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{TimeDelta, Utc};
 use pastdue::config::{Config, ConfigError};
-use pastdue::gate::{CookieResolver, GateLayer, HeaderResolver, QueryResolver, ResolveAccount};
+use pastdue::gate::{CookieResolver, HeaderResolver, QueryResolver, ResolveAccount};
 use pastdue::state::{Change, Currency, UnpaidInvoice};
 use pastdue::store::Store;
-use pastdue::{AccountId, Action, Standing};
+use pastdue::{AccountId, Action, Parts, Pastdue, Standing};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -35,19 +35,29 @@ struct AppState {
 
 /// The whole app as a `Router`, so tests can drive it without a socket.
 pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    let config = demo_config(config);
+    let parts = Pastdue::new(&config, store.clone()).build()?;
+    Ok(routes(&config, store, parts))
+}
+
+/// The demo's own settings on top of the loaded ones.
+fn demo_config(config: &Config) -> Config {
     let mut config = config.clone();
     config.gate.exempt.push("/demo/**".into());
     // The demo shows the injected reminder banner on its HTML pages.
     config.banner.inject = true;
-    let header = axum::http::HeaderName::from_bytes(config.gate.account_header.as_bytes())
-        .map_err(|_| ConfigError::Key { key: "gate.account_header".into(), message: "bad header name".into() })?;
-    let resolver = HeaderResolver::new(header)
+    config
+}
+
+/// The demo app around the parts pastdue built from the config: one
+/// builder wires the gate with every endpoint its pages link to (the
+/// Stripe webhook, signed pay links and the admin API, each mounted when
+/// the config turns it on).
+fn routes(config: &Config, store: Arc<dyn Store>, parts: Parts) -> Router {
+    let resolver = HeaderResolver::new(config.gate.account_header.clone())
         .or(QueryResolver::new("account"))
         .or(CookieResolver::new("account"));
-    let gate = GateLayer::from_config(&config, store.clone())?.with_resolver(resolver);
-    // With a billing portal configured, pages and e-mails carry signed pay
-    // links, and `pay` serves them: one call wires both.
-    let (gate, pay) = pastdue::stripe::with_pay_links(gate, &config, store.clone())?;
+    let gate = parts.gate.with_resolver(resolver);
     let state = AppState { store: store.clone(), projects: Arc::default() };
     // The /demo/* shortcuts record payments without Stripe: anyone who can
     // reach them can unblock any account. So they are open on the memory
@@ -60,19 +70,7 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .route("/demo/invoice-failed", post(demo_invoice_failed))
         .route("/demo/invoice-paid", post(demo_invoice_paid))
         .route_layer(axum::middleware::from_fn_with_state(Arc::new(demo_guard), guard_demo));
-    // The webhook is mounted when a signing secret is configured.
-    let webhooks = if config.stripe.secrets().is_empty() {
-        Router::new()
-    } else {
-        pastdue::stripe::router(&config, store.clone())?
-    };
-    // The admin API is mounted when a token is configured.
-    let admin = if config.admin.all_tokens().is_empty() {
-        Router::new()
-    } else {
-        pastdue::admin::router(&config, store.clone())?
-    };
-    Ok(Router::new()
+    Router::new()
         .route("/", get(dashboard))
         .route("/api/projects", get(list_projects).post(create_project))
         .route("/api/ping", get(|| async { Json(serde_json::json!({ "ok": true })) }))
@@ -83,9 +81,7 @@ pub fn app(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError
         .merge(demo)
         .layer(gate)
         .with_state(state)
-        .merge(webhooks)
-        .merge(pay)
-        .merge(admin))
+        .merge(parts.routes)
 }
 
 /// Who may use the /demo/* shortcuts.
@@ -290,11 +286,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.admin.token = DEMO_ADMIN_TOKEN.into();
     }
     let store = pastdue::store::connect(&config.store).await?;
-    let app = app(&config, store.clone())?;
-    let mapper = pastdue::stripe::Mapper::new(&config, store.clone())?;
-    let _sync = pastdue::stripe::spawn_periodic_sync(mapper, config.stripe.sync_interval);
-    // Stage notices, when a channel is configured (PASTDUE_NOTIFY__WEBHOOK_URL).
-    let _notices = pastdue::notify::Notifier::from_config(&config, store)?.map(|n| n.spawn());
+    let config = demo_config(&config);
+    let parts = Pastdue::new(&config, store.clone()).build()?;
+    // Stage notices (when a channel is configured, e.g.
+    // PASTDUE_NOTIFY__WEBHOOK_URL) and the periodic Stripe sync.
+    let _tasks = parts.spawn_background();
+    let app = routes(&config, store, parts);
     let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
     println!("pastdue quickstart listening on {url}");

@@ -29,7 +29,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::account::AccountId;
 use crate::clock::SharedClock;
-use crate::settings::{Config, ConfigError};
+use crate::settings::{AdminConfig, Config, ConfigError};
 use crate::standing::{Ladder, Standing};
 use crate::state::{BillingState, Change, Override, OverrideMode};
 use crate::store::{AuditDraft, AuditEntry, Index, IndexEntry, LinkSource, Linked, Store, NEVER};
@@ -64,9 +64,20 @@ pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigEr
 /// [`router`], reading "now" from `clock` (views, listings by stage and
 /// override expiry follow it; see [`crate::clock`]).
 pub fn router_with_clock(config: &Config, store: Arc<dyn Store>, clock: SharedClock) -> Result<Router, ConfigError> {
-    config.admin.check_tokens()?;
+    admin_router(&config.admin, config.ladder()?, Mapper::new(config, store.clone())?, store, clock)
+}
+
+/// [`router_with_clock`] with the ladder and mapper already built (shared
+/// with the gate and the webhook).
+pub(crate) fn admin_router(
+    config: &AdminConfig,
+    ladder: Ladder,
+    mapper: Mapper,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+) -> Result<Router, ConfigError> {
+    config.check_tokens()?;
     let tokens: Vec<_> = config
-        .admin
         .all_tokens()
         .into_iter()
         .map(|t| (Sha256::digest(t.token.expose().as_bytes()).into(), t.name))
@@ -78,15 +89,15 @@ pub fn router_with_clock(config: &Config, store: Arc<dyn Store>, clock: SharedCl
         });
     }
     let admin = Arc::new(Admin {
-        ladder: config.ladder()?,
-        mapper: Mapper::new(config, store.clone())?,
+        ladder,
+        mapper,
         store,
         tokens,
         clock,
         auth_failures: metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES),
         last_failure_log: AtomicI64::new(0),
     });
-    let base = &config.admin.path;
+    let base = &config.path;
     let api = Router::new()
         .route(&format!("{base}/accounts"), get(list_accounts))
         .route(&format!("{base}/accounts/{{account}}"), get(view_account))

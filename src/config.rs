@@ -83,12 +83,6 @@ impl Config {
             key: "gate.exempt".into(),
             message: e.to_string(),
         })?;
-        http::HeaderName::from_bytes(self.gate.account_header.as_bytes()).map_err(|_| {
-            ConfigError::Key {
-                key: "gate.account_header".into(),
-                message: format!("{:?} is not a valid header name", self.gate.account_header),
-            }
-        })?;
         crate::store::StoreUrl::parse(&self.store.url).map_err(|e| ConfigError::Key {
             key: "store.url".into(),
             message: e.to_string(),

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+mod assemble;
 pub mod clock;
 pub mod config;
 pub mod settings;
@@ -17,6 +18,7 @@ pub mod store;
 
 pub use account::{AccountId, InvalidAccountId};
 pub use config::Config;
+pub use assemble::{Parts, Pastdue};
 pub use standing::{Action, Ladder, Reason, Stage, Standing};
 pub use state::{BillingState, Change};
 pub use store::{MemoryStore, Store};

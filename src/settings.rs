@@ -165,8 +165,10 @@ impl Policy {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct GateConfig {
-    /// `account_header`: header the default resolver reads.
-    pub account_header: String,
+    /// `account_header`: header the default resolver reads (checked once,
+    /// when the configuration is read).
+    #[serde(deserialize_with = "de_header_name")]
+    pub account_header: http::HeaderName,
     /// `unknown`: policy for accounts the store has never heard of.
     pub unknown: Policy,
     /// `on_store_error`: policy for uncached accounts while the store is down.
@@ -519,6 +521,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_header_name<'de, D: Deserializer<'de>>(d: D) -> Result<http::HeaderName, D::Error> {
+    let s = String::deserialize(d)?;
+    http::HeaderName::from_bytes(s.as_bytes())
+        .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a valid header name")))
 }
 
 impl Default for Config {

@@ -41,3 +41,21 @@ async fn a_gate_on_the_memory_store_blocks_and_passes() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get("billing-stage").is_none());
 }
+
+/// The one builder works in every build, and refuses a setting whose
+/// feature is not compiled in, naming it, rather than dropping it.
+#[tokio::test]
+async fn the_builder_refuses_what_this_build_cannot_serve() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let parts = pastdue::Pastdue::new(&pastdue::Config::default(), store.clone()).build().unwrap();
+    assert!(parts.spawn_background().is_empty());
+    let mut config = pastdue::Config::default();
+    config.admin.token = "an-admin-token-0123456789".into();
+    let built = pastdue::Pastdue::new(&config, store).build();
+    if cfg!(feature = "admin") {
+        assert!(built.is_ok());
+    } else {
+        let message = built.unwrap_err().to_string();
+        assert!(message.contains("`admin`"), "{message}");
+    }
+}

@@ -768,3 +768,46 @@ async fn the_pay_button_always_resolves() {
     let html = text(get_with(&app, "/x", &[("x-account-id", "stranger-co"), ("accept", "text/html")]).await).await;
     assert!(hrefs(&html).iter().all(|h| h.starts_with("mailto:")), "{html}");
 }
+
+/// `Pastdue` builds the gate and the routes from one config: every link
+/// the page renders is served by `parts.routes`, and each endpoint is
+/// mounted exactly when the config turns it on.
+#[tokio::test]
+async fn one_builder_mounts_what_its_pages_link_to() {
+    let portal = FakePortal::start().await;
+    let mut cfg = portal.config();
+    cfg.admin.token = "builder-admin-token-0123456789".into();
+    let b = memory().await;
+    b.store.apply(&acct("payer"), None, &[unpaid("in_1", 100, Utc::now()), pastdue::Change::LinkCustomer("cus_pay".into()), block_override()]).await.unwrap();
+    b.store.link_customer("cus_pay", &acct("payer"), pastdue::store::LinkSource::Learned).await.unwrap();
+    let app = |cfg: &Config| {
+        let parts = pastdue::Pastdue::new(cfg, b.store.clone()).build().unwrap();
+        Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(parts.gate).merge(parts.routes)
+    };
+    let wired = app(&cfg);
+    let html = text(get_with(&wired, "/x", &[("x-account-id", "payer"), ("accept", "text/html")]).await).await;
+    let local: Vec<String> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|h| h.split('"').next())
+        .map(unescape)
+        .filter(|h| h.starts_with('/'))
+        .collect();
+    assert!(local.iter().any(|h| h.starts_with("/billing/pay?t=")), "{html}");
+    for href in local {
+        assert_eq!(get_with(&wired, &href, &[]).await.status(), StatusCode::SEE_OTHER, "{href}");
+    }
+    // The webhook and the admin API are mounted (and refuse strangers)...
+    let unsigned = wired.clone().oneshot(Request::post("/webhooks/stripe").body(Body::from("{}")).unwrap()).await.unwrap();
+    assert_eq!(unsigned.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get_with(&wired, "/admin/accounts/payer", &[]).await.status(), StatusCode::UNAUTHORIZED);
+    // ...and absent when the config leaves them off.
+    let mut bare = Config::default();
+    bare.admin.token = String::new().into();
+    let alone = app(&bare);
+    assert_eq!(get_with(&alone, "/admin/accounts/payer", &[]).await.status(), StatusCode::NOT_FOUND);
+    let res = alone.clone().oneshot(Request::post("/webhooks/stripe").body(Body::from("{}")).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let html = text(get_with(&alone, "/x", &[("x-account-id", "payer"), ("accept", "text/html")]).await).await;
+    assert!(!html.contains("/billing/pay"), "{html}");
+}

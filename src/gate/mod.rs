@@ -240,9 +240,6 @@ impl GateLayer {
             key: "gate.exempt".into(),
             message: e.to_string(),
         })?;
-        let header = http::HeaderName::from_bytes(config.gate.account_header.as_bytes()).map_err(|_| {
-            ConfigError::Key { key: "gate.account_header".into(), message: "not a valid header name".into() }
-        })?;
         let mut page = PaymentPage::new(&config.page)
             .map_err(|e| ConfigError::Key { key: "page.template".into(), message: e.to_string() })?;
         if !config.banner.template.is_empty() {
@@ -260,7 +257,7 @@ impl GateLayer {
                 cache,
                 ladder,
                 exempt,
-                resolver: Arc::new(HeaderResolver::new(header)),
+                resolver: Arc::new(HeaderResolver::new(config.gate.account_header.clone())),
                 page,
                 missing_account: config.gate.missing_account,
                 no_account: Arc::new(NoAccountWatch::new()),

@@ -30,7 +30,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::account::AccountId;
-use crate::settings::{Config, ConfigError, Unmapped};
+use crate::settings::{Config, ConfigError, StripeConfig, Unmapped};
 use crate::store::{Applied, LinkSource, Linked, Store, StoreError};
 use self::event::Event;
 
@@ -158,21 +158,21 @@ struct Webhooks {
 /// Refuses to build without a signing secret: an endpoint that cannot
 /// verify would only ever answer 400.
 pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
-    let secrets = config.stripe.secrets();
+    webhook_router(&config.stripe, Mapper::new(config, store.clone())?, store)
+}
+
+/// [`router`] with a mapper already built (shared with the admin API and sync).
+pub(crate) fn webhook_router(config: &StripeConfig, mapper: Mapper, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    let secrets = config.secrets();
     if secrets.is_empty() {
         return Err(ConfigError::Key {
             key: "stripe.webhook_secret".into(),
             message: "is empty; set it (PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_…) to receive webhooks".into(),
         });
     }
-    let state = Arc::new(Webhooks {
-        mapper: Mapper::new(config, store.clone())?,
-        store,
-        secrets,
-        tolerance: config.stripe.tolerance,
-    });
+    let state = Arc::new(Webhooks { mapper, store, secrets, tolerance: config.tolerance });
     Ok(Router::new()
-        .route(&config.stripe.webhook_path, post(receive))
+        .route(&config.webhook_path, post(receive))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state))
 }

@@ -1,0 +1,163 @@
+//! One builder for everything a configuration describes.
+//!
+//! [`Pastdue`] reads one [`Config`] and returns the gate and the routes
+//! its pages link to, built together: a page can only link to an endpoint
+//! that is mounted, and the ladder, the Stripe client and the clock are
+//! built once and shared. Each piece is still usable alone
+//! ([`GateLayer::from_config`], `stripe::router`, `admin::router`,
+//! `notify::Notifier`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::task::JoinHandle;
+
+use crate::clock::SharedClock;
+use crate::gate::GateLayer;
+use crate::settings::{Config, ConfigError};
+use crate::store::Store;
+
+/// Builds the [`Parts`] one configuration describes; see the
+/// [module docs](self).
+///
+/// ```
+/// # async fn wire() -> Result<(), pastdue::config::ConfigError> {
+/// use std::sync::Arc;
+/// use axum::{routing::get, Router};
+/// use pastdue::{Config, MemoryStore, Pastdue};
+///
+/// let config = Config::default();
+/// let parts = Pastdue::new(&config, Arc::new(MemoryStore::new())).build()?;
+/// let app: Router = Router::new()
+///     .route("/api/ping", get(|| async { "pong" }))
+///     .layer(parts.gate.clone())
+///     // Outside the gate: the webhook, pay links and admin API, as configured.
+///     .merge(parts.routes.clone());
+/// let _tasks = parts.spawn_background();
+/// # let _ = app; Ok(()) }
+/// ```
+#[must_use = "call build() to get the parts"]
+pub struct Pastdue<'a> {
+    config: &'a Config,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+}
+
+/// What [`Pastdue::build`] returns.
+#[non_exhaustive]
+#[derive(Clone)]
+pub struct Parts {
+    /// The gate: put it around the routes it protects
+    /// (`.layer(parts.gate)`); replace its resolver with
+    /// [`GateLayer::with_resolver`] as needed.
+    pub gate: GateLayer,
+    /// Every endpoint the configuration turns on, to merge *outside* the
+    /// gate: the Stripe webhook (`stripe.webhook_secret` set), the pay
+    /// links (`stripe.portal_return_url` set) and the admin API (a token
+    /// set). Empty when none is configured.
+    pub routes: Router,
+    #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
+    notifier: Option<crate::notify::Notifier>,
+    #[cfg(feature = "stripe")]
+    sync: Option<(crate::stripe::Mapper, std::time::Duration)>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").field("gate", &self.gate).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Pastdue<'a> {
+    /// Everything `config` describes, on `store`, reading the system clock.
+    pub fn new(config: &'a Config, store: Arc<dyn Store>) -> Self {
+        Self { config, store, clock: crate::clock::system() }
+    }
+
+    /// Reads "now" from `clock` everywhere (gate, pay links, admin views,
+    /// notices); see [`crate::clock`].
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the gate and the routes. Refuses what the configuration
+    /// cannot serve, naming the key (e.g. a billing portal without
+    /// `links.secret`, or a setting that needs a feature not compiled in).
+    pub fn build(self) -> Result<Parts, ConfigError> {
+        let Self { config, store, clock } = self;
+        let gate = GateLayer::from_config(config, store.clone())?.with_clock(clock.clone());
+        #[allow(unused_mut)]
+        let mut routes = Router::new();
+        #[cfg(feature = "stripe")]
+        let (gate, sync) = {
+            let mapper = crate::stripe::Mapper::new(config, store.clone())?;
+            let (gate, pay) = crate::stripe::with_pay_links(gate, config, store.clone())?;
+            routes = routes.merge(pay);
+            if !config.stripe.secrets().is_empty() {
+                routes = routes.merge(crate::stripe::webhook_router(&config.stripe, mapper.clone(), store.clone())?);
+            }
+            #[cfg(feature = "admin")]
+            if !config.admin.all_tokens().is_empty() {
+                let ladder = gate.ladder().clone();
+                routes = routes.merge(crate::admin::admin_router(&config.admin, ladder, mapper.clone(), store.clone(), clock.clone())?);
+            }
+            let sync = config.stripe.api_key().is_some().then(|| (mapper, config.stripe.sync_interval));
+            (gate, sync)
+        };
+        #[cfg(not(feature = "stripe"))]
+        needs_feature(config)?;
+        #[cfg(all(feature = "stripe", not(feature = "admin")))]
+        if !config.admin.all_tokens().is_empty() {
+            return Err(missing("admin", "the `admin`"));
+        }
+        #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
+        let notifier = crate::notify::Notifier::from_config(config, store)?.map(|n| n.with_clock(clock));
+        #[cfg(not(any(feature = "notify-email", feature = "notify-webhook")))]
+        if !config.notify.webhook_url.is_empty() || !config.notify.smtp_url.is_empty() {
+            return Err(missing("notify", "a `notify-email` or `notify-webhook`"));
+        }
+        Ok(Parts {
+            gate,
+            routes,
+            #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
+            notifier,
+            #[cfg(feature = "stripe")]
+            sync,
+        })
+    }
+}
+
+impl Parts {
+    /// Starts the background work the configuration asks for: stage
+    /// notices (a `[notify]` channel set) and the periodic Stripe sync
+    /// (`stripe.api_key` set, `stripe.sync_interval` not zero). Dropping a
+    /// handle does not stop its task; abort it to.
+    pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
+        #[allow(unused_mut)]
+        let mut tasks = Vec::new();
+        #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
+        tasks.extend(self.notifier.clone().map(crate::notify::Notifier::spawn));
+        #[cfg(feature = "stripe")]
+        if let Some((mapper, interval)) = &self.sync {
+            tasks.extend(crate::stripe::spawn_periodic_sync(mapper.clone(), *interval));
+        }
+        tasks
+    }
+}
+
+#[cfg(not(feature = "stripe"))]
+fn needs_feature(config: &Config) -> Result<(), ConfigError> {
+    if !config.stripe.secrets().is_empty() || !config.stripe.portal_return_url.is_empty() {
+        return Err(missing("stripe", "the `stripe`"));
+    }
+    if !config.admin.all_tokens().is_empty() {
+        return Err(missing("admin", "the `admin`"));
+    }
+    Ok(())
+}
+
+#[cfg(any(not(feature = "admin"), not(any(feature = "notify-email", feature = "notify-webhook"))))]
+fn missing(section: &str, feature: &str) -> ConfigError {
+    ConfigError::Key { key: section.into(), message: format!("is configured but pastdue was built without {feature} feature") }
+}
