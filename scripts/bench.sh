@@ -29,7 +29,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 log "building release examples"
-cargo build --release --quiet --examples
+cargo build --release --quiet --examples --features test-util
 bin="${CARGO_TARGET_DIR:-target}/release/examples"
 
 redis_port=$(free_port)

@@ -17,8 +17,12 @@ use crate::gate::GateLayer;
 use crate::settings::{Config, ConfigError};
 use crate::store::Store;
 
-/// Builds the [`Parts`] one configuration describes; see the
-/// [module docs](self).
+/// Builds the [`Parts`] one configuration describes: the gate and the
+/// routes its pages link to, built together, so a page can only link to an
+/// endpoint that is mounted; the ladder, the Stripe client and the clock
+/// are built once and shared. Each piece is still usable alone
+/// ([`GateLayer::from_config`], `stripe::router`, `admin::router`,
+/// `notify::Notifier`).
 ///
 /// ```
 /// # async fn wire() -> Result<(), pastdue::config::ConfigError> {

@@ -10,6 +10,9 @@
 //!   outage costs one timeout, not one per request.
 //! - The TTL is a safety net, not the mechanism.
 
+// Reached from outside only through `__internals` (feature `test-util`).
+#![cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};

@@ -15,6 +15,9 @@
 //! Everything else is dropped where it is parsed (never stored) and checked
 //! again before it is rendered.
 
+// Reached from outside only through `__internals` (feature `test-util`).
+#![cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
+
 use std::net::IpAddr;
 
 /// Whether `raw` may be rendered as an `href` or `src`. See the module docs.
@@ -45,7 +48,7 @@ pub fn is_safe(raw: &str) -> bool {
 
 /// `raw` if it [is safe](is_safe), else `None` (logged once per call, with
 /// `source` naming where it came from).
-pub fn checked<'a>(raw: &'a str, source: &str) -> Option<&'a str> {
+pub(crate) fn checked<'a>(raw: &'a str, source: &str) -> Option<&'a str> {
     if is_safe(raw) {
         Some(raw)
     } else {

@@ -20,7 +20,7 @@ include!(concat!(env!("OUT_DIR"), "/i18n.rs"));
 pub struct LanguageError(pub String);
 
 /// The language every other one is checked against, and the fallback.
-pub const DEFAULT_LANGUAGE: &str = "en";
+pub(crate) const DEFAULT_LANGUAGE: &str = "en";
 
 /// One language: its messages and how it writes dates and money.
 #[derive(Debug, Clone, Deserialize)]

@@ -8,9 +8,9 @@ pub mod clock;
 pub mod config;
 pub mod settings;
 pub mod gate;
-pub mod href;
-pub mod i18n;
-pub mod links;
+mod href;
+mod i18n;
+mod links;
 pub mod signature;
 pub mod standing;
 pub mod state;
@@ -24,7 +24,7 @@ pub use state::{BillingState, Change};
 pub use store::{MemoryStore, Store};
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
-pub mod cache;
+mod cache;
 pub mod money;
 #[cfg(feature = "stripe")]
 pub mod stripe;
@@ -34,10 +34,14 @@ pub mod metrics;
 #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 pub mod notify;
 
-/// Internals for the fuzz targets and robustness tests (feature
-/// `test-util`); not part of the API.
-#[cfg(all(feature = "test-util", feature = "stripe"))]
+/// Internals for the fuzz targets, robustness tests and load tools
+/// (feature `test-util`); not part of the API, no stability promise.
+#[cfg(feature = "test-util")]
 #[doc(hidden)]
-pub mod __fuzz {
+pub mod __internals {
+    pub use crate::cache::StateCache;
+    pub use crate::href::is_safe;
+    pub use crate::links::{LinkSigner, Purpose};
+    #[cfg(feature = "stripe")]
     pub use crate::stripe::event::{facts, Event, Facts, ParseError};
 }

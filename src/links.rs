@@ -13,6 +13,9 @@
 //! checked in constant time, and a token for one purpose is refused for
 //! another.
 
+// Reached from outside only through `__internals` (feature `test-util`).
+#![cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,7 +30,7 @@ use crate::account::AccountId;
 pub const PAY_PATH: &str = "/billing/pay";
 
 /// The shortest `links.secret` accepted, in bytes.
-pub const MIN_SECRET_LEN: usize = 32;
+pub(crate) const MIN_SECRET_LEN: usize = 32;
 
 /// What a token may be used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

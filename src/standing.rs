@@ -439,7 +439,7 @@ impl Standing {
     }
 
     /// Where to pay: the oldest unpaid invoice's hosted page, when it is a
-    /// URL that may be rendered ([`crate::href::is_safe`]).
+    /// URL that may be rendered (https, loopback http, or a root-relative path).
     pub fn pay_url(&self) -> Option<&str> {
         self.pay_url.as_deref().filter(|u| crate::href::is_safe(u))
     }

@@ -17,16 +17,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// Stripe retries a delivery for up to three days; an account settles far
 /// fewer invoices than this in that window.
-pub const MAX_TOMBSTONES: usize = 64;
+pub(crate) const MAX_TOMBSTONES: usize = 64;
 
 /// The earliest time accepted from outside (a Stripe event, an invoice,
 /// an admin request): 2000-01-01T00:00:00Z.
-pub const EARLIEST_TIME: i64 = 946_684_800;
+pub(crate) const EARLIEST_TIME: i64 = 946_684_800;
 /// The latest time accepted from outside: 2100-01-01T00:00:00Z.
-pub const LATEST_TIME: i64 = 4_102_444_800;
+pub(crate) const LATEST_TIME: i64 = 4_102_444_800;
 
 /// `unix` seconds as a time, when it lies in the sane window
-/// [`EARLIEST_TIME`]`..`[`LATEST_TIME`]; `None` otherwise. Times outside it
+/// 2000-01-01..2100-01-01 (UTC); `None` otherwise. Times outside it
 /// are refused where they enter, so no stored fact is absurd.
 pub fn sane_time(unix: i64) -> Option<DateTime<Utc>> {
     if (EARLIEST_TIME..LATEST_TIME).contains(&unix) {
@@ -283,7 +283,7 @@ pub struct LinkConflict {
 }
 
 /// Most link conflicts an account keeps (newest).
-pub const MAX_LINK_CONFLICTS: usize = 16;
+pub(crate) const MAX_LINK_CONFLICTS: usize = 16;
 
 /// Everything pastdue knows about one account's payments.
 ///

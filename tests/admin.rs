@@ -90,7 +90,7 @@ async fn customer_links_are_moves_and_admin_links_win(b: Backend) {
             "data": { "object": { "id": "cus_Moving", "object": "customer", "email": "x@example.com", "metadata": { "account_id": account } } }
         }))
         .unwrap();
-        let sig = pastdue::stripe::signature::sign("whsec_links", Utc::now().timestamp(), &body);
+        let sig = pastdue::signature::sign("whsec_links", Utc::now().timestamp(), &body);
         let req = Request::post("/webhooks/stripe").header("stripe-signature", sig).body(Body::from(body)).unwrap();
         let hooks = hooks.clone();
         async move {

@@ -128,7 +128,7 @@ async fn deliver(app: &Router, body: Vec<u8>, secret: &str) -> u32 {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let sig = pastdue::stripe::signature::sign(secret, Utc::now().timestamp(), &body);
+        let sig = pastdue::signature::sign(secret, Utc::now().timestamp(), &body);
         let req = Request::post("/webhooks/stripe").header("stripe-signature", sig).body(Body::from(body.clone())).unwrap();
         let status = app.clone().oneshot(req).await.unwrap().status();
         if status.is_success() {
@@ -178,7 +178,7 @@ async fn no_event_is_lost_through_an_outage() {
         if (20..40).contains(&i) {
             // While frozen, a delivery is refused, not lost: it is retried
             // after the thaw below.
-            let sig = pastdue::stripe::signature::sign("whsec_outage", Utc::now().timestamp(), &body);
+            let sig = pastdue::signature::sign("whsec_outage", Utc::now().timestamp(), &body);
             let req = Request::post("/webhooks/stripe").header("stripe-signature", sig).body(Body::from(body.clone())).unwrap();
             let status = app.clone().oneshot(req).await.unwrap().status();
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "event {i} during the outage");

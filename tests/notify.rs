@@ -33,7 +33,7 @@ struct Received {
 
 async fn receive(State(seen): State<Arc<Mutex<Received>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let sig = headers.get("pastdue-signature").and_then(|v| v.to_str().ok());
-    pastdue::stripe::signature::verify(sig, &body, &[SECRET.into()], Duration::from_secs(300), Utc::now())
+    pastdue::signature::verify(sig, &body, &[SECRET.into()], Duration::from_secs(300), Utc::now())
         .expect("every notice is signed with notify.webhook_secret");
     let mut seen = seen.lock().unwrap();
     if seen.refused < seen.fail_first {

@@ -108,7 +108,7 @@ async fn the_demo_binary_serves_over_http_on_redis() {
                                "parent": { "subscription_details": { "metadata": { "account_id": "globex" } } } } }
     });
     let body = serde_json::to_vec(&event).unwrap();
-    let sig = pastdue::stripe::signature::sign("whsec_demo", now, &body);
+    let sig = pastdue::signature::sign("whsec_demo", now, &body);
     let hook = http.post(format!("{}/webhooks/stripe", demo.url)).header("stripe-signature", sig).body(body.clone()).send().await.unwrap();
     assert_eq!(hook.status(), 200);
     let unsigned = http.post(format!("{}/webhooks/stripe", demo.url)).body(body).send().await.unwrap();

@@ -4,8 +4,8 @@
 
 use chrono::{TimeZone, Utc};
 use pastdue::gate::prefers_html;
-use pastdue::__fuzz::{facts, Event};
-use pastdue::stripe::signature::{sign, verify, SignatureHeader};
+use pastdue::__internals::{facts, Event};
+use pastdue::signature::{sign, verify, SignatureHeader};
 use pastdue::{AccountId, Config};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -203,9 +203,9 @@ proptest! {
     /// but a token this signer made (for this purpose) is accepted.
     #[test]
     fn any_link_token_is_refused_without_panicking(token in ".{0,200}", b64 in "[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,60}") {
-        let signer = pastdue::links::LinkSigner::new(&[9u8; 32], std::time::Duration::from_secs(60)).unwrap();
+        let signer = pastdue::__internals::LinkSigner::new(&[9u8; 32], std::time::Duration::from_secs(60)).unwrap();
         for t in [token.as_str(), b64.as_str()] {
-            prop_assert!(signer.verify(t, pastdue::links::Purpose::Pay, Utc::now()).is_err());
+            prop_assert!(signer.verify(t, pastdue::__internals::Purpose::Pay, Utc::now()).is_err());
         }
     }
 
@@ -214,7 +214,7 @@ proptest! {
     #[test]
     fn the_url_check_accepts_only_safe_schemes(raw in ".{0,120}", tail in "[a-zA-Z0-9:/._%?#@-]{0,40}") {
         for url in [raw.clone(), format!("javascript:{tail}"), format!("https://{tail}"), format!("http://{tail}"), format!("/{tail}")] {
-            if pastdue::href::is_safe(&url) {
+            if pastdue::__internals::is_safe(&url) {
                 let lower = url.to_ascii_lowercase();
                 prop_assert!(lower.starts_with("https://") || lower.starts_with("http://") || (url.starts_with('/') && !url.starts_with("//")), "{}", url);
                 if lower.starts_with("http://") {

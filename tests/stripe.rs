@@ -15,7 +15,7 @@ use http::{Request, StatusCode};
 use pastdue::config::{Config, Unmapped};
 use pastdue::state::SubscriptionStatus;
 use pastdue::store::Store;
-use pastdue::stripe::signature::sign;
+use pastdue::signature::sign;
 use pastdue::{AccountId, BillingState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -687,7 +687,7 @@ async fn pay_links_refuse_strangers_forgeries_and_old_links() {
     b.store.link_customer("cus_victim", &acct("victim"), pastdue::store::LinkSource::Learned).await.unwrap();
     let clock = pastdue::clock::ManualClock::starting_at(Utc::now());
     let app = pay_app_on(&cfg, b.store.clone(), clock.shared());
-    let signer = pastdue::links::LinkSigner::new(cfg.links.secret.expose().as_bytes(), cfg.links.ttl).unwrap();
+    let signer = pastdue::__internals::LinkSigner::new(cfg.links.secret.expose().as_bytes(), cfg.links.ttl).unwrap();
 
     // Knowing an account id is not enough: no token → 401, however asked.
     for uri in ["/billing/pay", "/billing/pay?account=victim", "/billing/pay?t="] {
@@ -695,25 +695,25 @@ async fn pay_links_refuse_strangers_forgeries_and_old_links() {
     }
     assert_eq!(get_with(&app, "/billing/pay", &[("x-account-id", "victim"), ("cookie", "account=victim")]).await.status(), StatusCode::UNAUTHORIZED);
     // A stranger's own valid token opens their own portal, nothing else; edited → 403.
-    let mine = signer.sign("stranger", pastdue::links::Purpose::Pay, Utc::now());
+    let mine = signer.sign("stranger", pastdue::__internals::Purpose::Pay, Utc::now());
     let (payload, tag) = mine.split_once('.').unwrap();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let text_payload = String::from_utf8(b64.decode(payload).unwrap()).unwrap().replace("stranger", "victim");
     let forged = format!("{}.{tag}", b64.encode(text_payload));
-    let other_secret = pastdue::links::LinkSigner::new(b"another-secret-another-secret-32b", cfg.links.ttl).unwrap();
-    for t in [forged, format!("{mine}x"), other_secret.sign("victim", pastdue::links::Purpose::Pay, Utc::now()), "garbage".into()] {
+    let other_secret = pastdue::__internals::LinkSigner::new(b"another-secret-another-secret-32b", cfg.links.ttl).unwrap();
+    for t in [forged, format!("{mine}x"), other_secret.sign("victim", pastdue::__internals::Purpose::Pay, Utc::now()), "garbage".into()] {
         assert_eq!(get_with(&app, &format!("/billing/pay?t={t}"), &[]).await.status(), StatusCode::FORBIDDEN, "{t}");
     }
     assert_eq!(portal.calls(), 0, "no refused link reached Stripe");
     // Expired (a week and a day old) → 410 with a friendly page in the visitor's language.
-    let old = signer.sign("victim", pastdue::links::Purpose::Pay, Utc::now() - chrono::TimeDelta::days(8));
+    let old = signer.sign("victim", pastdue::__internals::Purpose::Pay, Utc::now() - chrono::TimeDelta::days(8));
     let res = get_with(&app, &format!("/billing/pay?t={old}"), &[("accept-language", "de-DE,de;q=0.9")]).await;
     assert_eq!(res.status(), StatusCode::GONE);
     let page = text(res).await;
     assert!(page.contains("lang=\"de\"") && page.contains("abgelaufen"), "{page}");
     // A valid token for the victim is what the victim's own page carries.
-    let good = signer.sign("victim", pastdue::links::Purpose::Pay, Utc::now());
+    let good = signer.sign("victim", pastdue::__internals::Purpose::Pay, Utc::now());
     let res = get_with(&app, &format!("/billing/pay?t={good}"), &[]).await;
     assert_eq!(res.headers()["location"], "https://billing.stripe.test/session/0/cus_victim");
     // Once the customer moves to another account, the old account's links

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use pastdue::cache::StateCache;
+use pastdue::__internals::StateCache;
 use pastdue::state::{Change, Currency, UnpaidInvoice};
 use pastdue::store::Store;
 use pastdue::{AccountId, MemoryStore};

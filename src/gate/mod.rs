@@ -5,7 +5,7 @@
 //!
 //! - passes exempt paths (`gate.exempt`) and requests with no account
 //!   untouched;
-//! - looks the account up in the in-process [`StateCache`] (a hit is a hash
+//! - looks the account up in the in-process cache (a hit is a hash
 //!   lookup, no network round trip) and evaluates the ladder at this instant;
 //! - puts the [`Standing`] into the request extensions (for banners) and sets
 //!   `Billing-Stage: <stage>` on the response when the stage is not `active`;
@@ -85,7 +85,7 @@ mod respond;
 
 pub use self::exempt::ExemptPaths;
 pub use self::extract::MissingStanding;
-pub use crate::i18n::{Language, Languages, DEFAULT_LANGUAGE};
+pub use crate::i18n::Languages;
 pub use self::negotiate::prefers_html;
 pub use self::resolve::{
     from_fn, Ambiguous, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,

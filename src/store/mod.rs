@@ -1,7 +1,7 @@
 //! Where billing state lives: the [`Store`] trait and its two backends.
 //!
 //! - [`MemoryStore`]: embedded, for the demo, tests and trying things out.
-//! - [`RedisStore`]: shared by every app instance; single node or Cluster.
+//! - `RedisStore` (feature `redis`): shared by every app instance; single node or Cluster.
 //!
 //! Both fold changes in with the same pure [`BillingState::apply`], and both
 //! apply "once per event id" atomically: Redis with a compare-and-set Lua

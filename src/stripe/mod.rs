@@ -30,6 +30,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::account::AccountId;
+
 use crate::settings::{Config, ConfigError, StripeConfig, Unmapped};
 use crate::store::{Applied, LinkSource, Linked, Store, StoreError};
 use self::event::Event;
@@ -44,14 +45,13 @@ mod sync;
 
 pub use self::api::ApiError;
 pub(crate) use self::api::StripeApi;
-pub use self::pay::{with_pay_links, FLOW_PAYMENT_METHOD_UPDATE, MINT_INTERVAL};
+pub use self::pay::{with_pay_links, MINT_INTERVAL};
 pub use crate::links::PAY_PATH;
 /// The `Stripe-Signature` scheme (shared with pastdue's own notices).
-pub use crate::signature;
 pub use self::sync::{spawn_periodic_sync, sync, SyncReport};
 
 /// The largest webhook body accepted (Stripe's events are far smaller).
-pub const MAX_BODY: usize = 1 << 20;
+pub(crate) const MAX_BODY: usize = 1 << 20;
 
 /// Finds the account of a Stripe customer, in the order of the design:
 /// metadata on the event's object, a stored link, the customer's metadata
@@ -190,7 +190,7 @@ async fn receive(State(w): State<Arc<Webhooks>>, req: Request) -> Response {
     // No signature, no read: a stranger cannot make us buffer a body.
     let Some(header) = parts.headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
         count("other", "bad_signature");
-        return reply(StatusCode::BAD_REQUEST, json!({ "error": signature::SignatureError::Missing.to_string() }));
+        return reply(StatusCode::BAD_REQUEST, json!({ "error": crate::signature::SignatureError::Missing.to_string() }));
     };
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -203,7 +203,7 @@ async fn receive(State(w): State<Arc<Webhooks>>, req: Request) -> Response {
             return reply(StatusCode::BAD_REQUEST, json!({ "error": format!("the body could not be read: {e}") }));
         }
     };
-    if let Err(e) = signature::verify(Some(header), &body, &w.secrets, w.tolerance, Utc::now()) {
+    if let Err(e) = crate::signature::verify(Some(header), &body, &w.secrets, w.tolerance, Utc::now()) {
         tracing::info!(error = %e, "webhook refused: bad signature");
         count("other", "bad_signature");
         return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));

@@ -40,7 +40,7 @@ use crate::store::Store;
 pub const MINT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The portal flow that opens on "update payment method".
-pub const FLOW_PAYMENT_METHOD_UPDATE: &str = "payment_method_update";
+pub(crate) const FLOW_PAYMENT_METHOD_UPDATE: &str = "payment_method_update";
 
 struct Pay {
     api: StripeApi,
