@@ -69,6 +69,45 @@ fn start_redis() -> (Redis, u16) {
     (Redis(child), port)
 }
 
+/// Polls a future that must complete at once (a hit on `service_fn(ok)`).
+fn now<F: std::future::Future>(fut: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("a hit must not wait"),
+    }
+}
+
+/// `threads` OS threads call `svc` at once, each `iters` times, rotating
+/// over `accounts`; the time per iteration is the per-request latency one
+/// worker sees, so contention between workers shows as a rise with `threads`.
+fn concurrent<S>(svc: &S, accounts: &[http::HeaderValue], threads: usize, iters: u64) -> Duration
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let mut svc = svc.clone();
+            let accounts = accounts.to_vec();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let start = std::time::Instant::now();
+                for i in 0..iters as usize {
+                    let account = accounts[(i * 7 + t * 13) % accounts.len()].clone();
+                    let req = Request::get("/api/ping").header("x-account-id", account).body(Body::empty()).unwrap();
+                    std::hint::black_box(now(svc.call(req)).unwrap());
+                }
+                start.elapsed()
+            })
+        })
+        .collect();
+    barrier.wait();
+    handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -97,6 +136,43 @@ fn benches(c: &mut Criterion) {
         group.bench_function(name, |b| b.to_async(&rt).iter(|| svc.call(request(account))));
     }
     group.finish();
+
+    // Several workers at once, the way a server runs: 1,000 paying accounts
+    // rotated, bare service vs gate, in the same group.
+    let accounts: Vec<http::HeaderValue> = (0..1_000).map(|i| http::HeaderValue::from_str(&format!("acct-{i}")).unwrap()).collect();
+    let many = rt.block_on(async {
+        for a in &accounts {
+            store.apply(&AccountId::new(a.to_str().unwrap()).unwrap(), None, &[Change::LinkCustomer(format!("cus_{}", a.to_str().unwrap()))]).await.unwrap();
+        }
+        let svc = GateLayer::new(store.clone()).layer(tower::service_fn(ok));
+        for a in &accounts {
+            let req = Request::get("/api/ping").header("x-account-id", a.clone()).body(Body::empty()).unwrap();
+            svc.clone().call(req).await.unwrap();
+        }
+        svc
+    });
+    let bare_svc = tower::service_fn(ok);
+    let mut group = c.benchmark_group("threads");
+    for threads in [1, 2, 4] {
+        group.bench_function(format!("bare/{threads}"), |b| b.iter_custom(|iters| concurrent(&bare_svc, &accounts, threads, iters)));
+        group.bench_function(format!("gate_active/{threads}"), |b| b.iter_custom(|iters| concurrent(&many, &accounts, threads, iters)));
+    }
+    group.finish();
+
+    // What every gated request pays before the cache: the demo's resolver
+    // chain (header, query, cookie) and the default exempt globs.
+    let config = pastdue::Config::default();
+    let exempt = pastdue::gate::ExemptPaths::new(&config.gate.exempt).unwrap();
+    c.bench_function("parts/exempt_miss", |b| b.iter(|| exempt.matches(std::hint::black_box("/api/projects/42"))));
+    c.bench_function("parts/exempt_hit", |b| b.iter(|| exempt.matches(std::hint::black_box("/billing/pay"))));
+    {
+        use pastdue::gate::{CookieResolver, HeaderResolver, QueryResolver, RequestView, ResolveAccount};
+        let chain = HeaderResolver::new(config.gate.account_header.clone()).or(QueryResolver::new("account")).or(CookieResolver::new("account"));
+        let by_header = request("acct-1");
+        let by_cookie = Request::get("/api/ping?x=1").header("cookie", "theme=dark; account=acct-1").body(Body::empty()).unwrap();
+        c.bench_function("parts/resolve_header", |b| b.iter(|| chain.resolve(&RequestView::of(std::hint::black_box(&by_header))).map(|a| a.map(|a| a.len()))));
+        c.bench_function("parts/resolve_cookie", |b| b.iter(|| chain.resolve(&RequestView::of(std::hint::black_box(&by_cookie))).map(|a| a.map(|a| a.len()))));
+    }
 
     let ladder = Ladder::standard();
     let mut state = pastdue::BillingState::default();

@@ -25,15 +25,20 @@ command -v redis-server >/dev/null || apt_install redis-server
 command -v redis-cli >/dev/null || apt_install redis-tools
 # The browser test drives Debian's Chromium, headless.
 [ -x /usr/bin/chromium ] || apt_install chromium
+# promtool (Debian's prometheus package) lints the demo's /metrics.
+command -v promtool >/dev/null || apt_install prometheus
+command -v curl >/dev/null || apt_install curl
 
 # Python test tools (the Stripe emulator) live in a local venv, .venv/.
 command -v python3 >/dev/null || apt_install python3
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; python3 -m venv .venv; }
 fi
-if [ ! -x .venv/bin/localstripe ] || [ ! -x .venv/bin/schemathesis ] || ! .venv/bin/python -c 'import aiosmtpd' 2>/dev/null; then
-  log "installing localstripe, schemathesis and aiosmtpd into .venv"
-  .venv/bin/pip install --quiet --disable-pip-version-check localstripe==1.15.10 schemathesis==4.32.5 aiosmtpd==1.4.6
+if [ ! -x .venv/bin/localstripe ] || [ ! -x .venv/bin/schemathesis ] || [ ! -x .venv/bin/openapi-spec-validator ] \
+  || ! .venv/bin/python -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing localstripe, schemathesis, openapi-spec-validator and aiosmtpd into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check localstripe==1.15.10 schemathesis==4.32.5 \
+    openapi-spec-validator==0.7.2 aiosmtpd==1.4.6
 fi
 export LOCALSTRIPE_BIN="$PWD/.venv/bin/localstripe"
 
@@ -61,6 +66,23 @@ wait_port "$app_port" || { echo "the demo did not start" >&2; exit 1; }
 .venv/bin/schemathesis run "http://127.0.0.1:$app_port/admin/openapi.json" \
   -H "Authorization: Bearer $token" --checks not_a_server_error \
   --max-examples 30 --seed 1 --no-color
+
+# The observability contracts, checked by the ecosystem's own tools.
+log "openapi-spec-validator on the demo's /admin/openapi.json"
+spec=$(mktemp --suffix=.json)
+curl -sf "http://127.0.0.1:$app_port/admin/openapi.json" -o "$spec"
+.venv/bin/openapi-spec-validator "$spec"
+log "promtool check metrics on the demo's /metrics"
+# Touch every gate path first: a pass, a block, no account, a miss.
+curl -sf -XPOST "http://127.0.0.1:$app_port/demo/invoice-failed?account=promtool-late&days_ago=30" \
+  -H "Authorization: Bearer $token" >/dev/null
+for account in promtool-late promtool-new promtool-new; do
+  curl -s -o /dev/null -H "X-Account-Id: $account" "http://127.0.0.1:$app_port/api/ping"
+done
+curl -s -o /dev/null "http://127.0.0.1:$app_port/api/ping"
+metrics=$(curl -sf "http://127.0.0.1:$app_port/metrics")
+grep -q '^pastdue_decisions_total' <<<"$metrics" || { echo "no pastdue_decisions_total in /metrics" >&2; exit 1; }
+promtool check metrics <<<"$metrics"
 
 # Coverage-guided fuzzing (libFuzzer via cargo-fuzz, on stable with no
 # sanitizer): a bounded smoke run of every target. SKIP_FUZZ=1 skips it.

@@ -77,6 +77,7 @@ pub(crate) fn admin_router(
     clock: SharedClock,
 ) -> Result<Router, ConfigError> {
     config.check_tokens()?;
+    crate::metrics::describe();
     let tokens: Vec<_> = config
         .all_tokens()
         .into_iter()

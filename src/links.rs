@@ -92,11 +92,6 @@ impl LinkSigner {
         Ok(Self { mac, ttl })
     }
 
-    /// How long a token lives.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// A token for `account` and `purpose`, valid from `now` for the ttl.
     pub fn sign(&self, account: &str, purpose: Purpose, now: DateTime<Utc>) -> String {
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);

@@ -50,6 +50,33 @@ pub const RESUBSCRIBES: &str = "pastdue_invalidation_resubscribes_total";
 /// Stage notices by channel and result.
 pub const NOTICES: &str = "pastdue_notices_total";
 
+/// Every metric's `HELP` text, one per name.
+const HELP: [(&str, &str); 14] = [
+    (DECISIONS, "Gated requests by billing stage, the stage's action and the result (pass or deny)."),
+    (NO_ACCOUNT, "Gated (not exempt) requests that resolved no account and so passed ungated (or got 401 with gate.missing_account = deny)."),
+    (CACHE_HITS, "Gate decisions made from the in-process cache, without a store read."),
+    (CACHE_MISSES, "Gate decisions that needed a store read."),
+    (CACHE_EVICTIONS, "Cache entries dropped by an invalidation, by reason (write or resync)."),
+    (STORE_ERRORS, "Failed store calls, by operation."),
+    (STALE_DECISIONS, "Gate decisions made from the last known state because the store failed."),
+    (FAIL_OPEN, "Uncached accounts decided by gate.on_store_error while the store was down, by policy."),
+    (WEBHOOKS, "Stripe webhook deliveries by event type and outcome."),
+    (PAY_LINKS, "Clicks on signed pay links (/billing/pay), by result."),
+    (ADMIN_AUTH_FAILURES, "Admin API requests refused for a missing or wrong bearer token."),
+    (LINK_CONFLICTS, "Stripe metadata that named another account than an admin's customer link (the admin link stays)."),
+    (RESUBSCRIBES, "Times the cache's invalidation listener (re)subscribed to the store."),
+    (NOTICES, "Stage notices by channel and result (sent or failed)."),
+];
+
+/// Describes every metric (`HELP` text) to the installed recorder. The
+/// gate, the webhook, the admin API and the notifier call it when they are
+/// built, so an exporter installed before them serves every `HELP` line.
+pub fn describe() {
+    for (name, help) in HELP {
+        metrics::describe_counter!(name, help);
+    }
+}
+
 /// The event types webhooks are counted by; anything else counts as `other`,
 /// so a flood of odd types cannot blow up label cardinality.
 #[cfg(feature = "stripe")]

@@ -92,6 +92,7 @@ impl Notifier {
         if n.webhook_url.is_empty() && n.smtp_url.is_empty() {
             return Ok(None);
         }
+        crate::metrics::describe();
         #[cfg(not(feature = "notify-webhook"))]
         if !n.webhook_url.is_empty() {
             return Err(key("notify.webhook_url", "needs pastdue's `notify-webhook` feature".into()));

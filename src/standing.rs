@@ -58,10 +58,13 @@ const SUSPENDED: &str = "suspended";
 const UNAVAILABLE: &str = "unavailable";
 
 /// One rung of the ladder: a name, an offset from `past_due_since`, an
-/// action. Cloning is a reference-count increment.
-#[derive(Clone)]
-pub struct Stage(Arc<StageDef>);
+/// action. `Copy`: a stage is a reference to a definition interned for the
+/// life of the process, so handing one to every request writes no shared
+/// memory (no reference count).
+#[derive(Clone, Copy)]
+pub struct Stage(&'static StageDef);
 
+#[derive(PartialEq, Eq, Hash)]
 struct StageDef {
     name: Box<str>,
     after: Duration,
@@ -80,7 +83,7 @@ impl Stage {
             return Err(LadderError::BadName(name.to_owned()));
         }
         let header = HeaderValue::from_str(name).map_err(|_| LadderError::BadName(name.into()))?;
-        Ok(Self(Arc::new(StageDef { name: name.into(), after, action, header })))
+        Ok(Self(intern(StageDef { name: name.into(), after, action, header })))
     }
 
     /// The stage's name, e.g. `"warning"`.
@@ -107,6 +110,29 @@ impl Stage {
     /// The name as a ready-made `Billing-Stage` header value.
     pub fn header_value(&self) -> &HeaderValue {
         &self.0.header
+    }
+}
+
+/// The one `'static` copy of `def`. Ladders are configuration, so the set
+/// of distinct stages a process ever builds is small; interning keeps a
+/// process that rebuilds its ladders (tests, reloads) from growing.
+fn intern(def: StageDef) -> &'static StageDef {
+    static STAGES: std::sync::Mutex<Option<std::collections::HashSet<&'static StageDef>>> = std::sync::Mutex::new(None);
+    let mut stages = STAGES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stages = stages.get_or_insert_with(Default::default);
+    if let Some(known) = stages.get(&def) {
+        return known;
+    }
+    let leaked: &'static StageDef = Box::leak(Box::new(def));
+    stages.insert(leaked);
+    leaked
+}
+
+impl Stage {
+    /// Whether `self` and `other` are the same interned definition (a
+    /// pointer comparison).
+    pub(crate) fn same(self, other: Stage) -> bool {
+        std::ptr::eq(self.0, other.0)
     }
 }
 

@@ -77,6 +77,7 @@ use crate::standing::{Action, Ladder, Standing};
 use crate::store::Store;
 
 mod banner;
+mod counters;
 mod exempt;
 mod extract;
 mod negotiate;
@@ -107,7 +108,7 @@ struct Shared {
     resolver: Arc<dyn ResolveAccount>,
     page: PaymentPage,
     unavailable: Standing,
-    counters: Arc<Counters>,
+    counters: Arc<counters::Counters>,
     /// `Some(max_bytes)` when the reminder banner is injected.
     banner: Option<usize>,
     /// What a request that resolves no account gets.
@@ -166,55 +167,6 @@ impl NoAccountWatch {
     }
 }
 
-/// Counters registered once, so a decision costs an atomic add, not a
-/// metric-key lookup.
-struct Counters {
-    /// (stage name, pass, deny)
-    decisions: Vec<(String, metrics::Counter, metrics::Counter)>,
-    hits: metrics::Counter,
-    misses: metrics::Counter,
-    stale: metrics::Counter,
-    fail_open: metrics::Counter,
-}
-
-impl Counters {
-    fn new(ladder: &Ladder, unavailable: &Standing) -> Self {
-        use crate::metrics as m;
-        let stages = ladder
-            .stages()
-            .iter()
-            .chain([ladder.active(), ladder.canceled(), ladder.unknown(), ladder.override_block_stage(), unavailable.stage()]);
-        let mut decisions: Vec<(String, metrics::Counter, metrics::Counter)> = Vec::new();
-        for stage in stages {
-            if decisions.iter().any(|(name, _, _)| name == stage.name()) {
-                continue;
-            }
-            let labels = |result: &'static str| {
-                [("stage", stage.name().to_owned()), ("action", stage.action().as_str().to_owned()), ("result", result.to_owned())]
-            };
-            decisions.push((
-                stage.name().to_owned(),
-                metrics::counter!(m::DECISIONS, &labels("pass")),
-                metrics::counter!(m::DECISIONS, &labels("deny")),
-            ));
-        }
-        let policy = if unavailable.action() == crate::standing::Action::Allow { "allow" } else { "block" };
-        Self {
-            decisions,
-            hits: metrics::counter!(m::CACHE_HITS),
-            misses: metrics::counter!(m::CACHE_MISSES),
-            stale: metrics::counter!(m::STALE_DECISIONS),
-            fail_open: metrics::counter!(m::FAIL_OPEN, "policy" => policy),
-        }
-    }
-
-    fn decision(&self, stage: &str, pass: bool) {
-        if let Some((_, p, d)) = self.decisions.iter().find(|(name, _, _)| name == stage) {
-            if pass { p.increment(1) } else { d.increment(1) }
-        }
-    }
-}
-
 impl std::fmt::Debug for GateLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GateLayer")
@@ -251,7 +203,7 @@ impl GateLayer {
         let unavailable = Standing::unavailable(&ladder, config.gate.on_store_error.action());
         Ok(Self {
             shared: Arc::new(Shared {
-                counters: Arc::new(Counters::new(&ladder, &unavailable)),
+                counters: counters::Counters::new(&ladder, &unavailable),
                 banner: config.banner.inject.then_some(config.banner.max_bytes),
                 unavailable,
                 cache,
@@ -280,7 +232,7 @@ impl GateLayer {
     pub fn with_ladder(self, ladder: Ladder) -> Self {
         self.edit(|s| {
             s.unavailable = Standing::unavailable(&ladder, s.unavailable.action());
-            s.counters = Arc::new(Counters::new(&ladder, &s.unavailable));
+            s.counters = counters::Counters::new(&ladder, &s.unavailable);
             s.ladder = ladder;
         })
     }
@@ -308,7 +260,7 @@ impl GateLayer {
     pub fn with_on_store_error(self, policy: Policy) -> Self {
         self.edit(|s| {
             s.unavailable = Standing::unavailable(&s.ladder, policy.action());
-            s.counters = Arc::new(Counters::new(&s.ladder, &s.unavailable));
+            s.counters = counters::Counters::new(&s.ladder, &s.unavailable);
         })
     }
 
@@ -379,6 +331,13 @@ enum Decision<B> {
 }
 
 impl Shared {
+    /// Whether deciding on `standing` needs more than a pass: the 402 page
+    /// or a banner (both name the account). Otherwise the request passes
+    /// through [`pass`] alone.
+    fn needs_account<ReqBody>(&self, req: &Request<ReqBody>, standing: &Standing) -> bool {
+        !standing.allows(req.method()) || (self.banner.is_some() && matches!(standing.action(), Action::Notice | Action::Warn))
+    }
+
     /// Decides, and on a pass puts the standing into the extensions.
     fn decide<ReqBody, B: From<Bytes>>(
         &self,
@@ -388,14 +347,13 @@ impl Shared {
         state: Option<&crate::state::BillingState>,
     ) -> Decision<B> {
         let allowed = standing.allows(req.method());
-        self.counters.decision(standing.stage().name(), allowed);
+        self.counters.decision(*standing.stage(), allowed);
         if !allowed {
             let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
             let html = prefers_html(header(http::header::ACCEPT));
             let response = self.page.respond(account, &standing, state, html, header(http::header::ACCEPT_LANGUAGE));
             return Decision::Answer(response);
         }
-        let stage = (!standing.stage().is_active()).then(|| standing.stage().header_value().clone());
         let banner = match standing.action() {
             Action::Notice | Action::Warn if self.banner.is_some() => {
                 let language = req.headers().get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
@@ -406,8 +364,7 @@ impl Shared {
             }
             _ => None,
         };
-        req.extensions_mut().insert(standing);
-        Decision::Pass(stage, banner)
+        Decision::Pass(pass(req, standing), banner)
     }
 
     fn standing_of(&self, lookup: &Lookup, now: DateTime<Utc>) -> Standing {
@@ -423,6 +380,14 @@ impl Shared {
             }
         }
     }
+}
+
+/// A pass: the standing goes into the extensions; returns the
+/// `Billing-Stage` value (none for `active`).
+fn pass<ReqBody>(req: &mut Request<ReqBody>, standing: Standing) -> Option<HeaderValue> {
+    let stage = (!standing.stage().is_active()).then(|| standing.stage().header_value().clone());
+    req.extensions_mut().insert(standing);
+    stage
 }
 
 fn state_of(lookup: &Lookup) -> Option<&crate::state::BillingState> {
@@ -454,6 +419,7 @@ where
         if shared.exempt.matches(req.uri().path()) {
             return ResponseFuture::inner(self.inner.call(req), None);
         }
+        shared.counters.ensure_flusher();
         let account: Cow<'_, str> = match shared.resolver.resolve(&RequestView::of(&req)) {
             Ok(Some(a)) => {
                 shared.no_account.resolved();
@@ -477,10 +443,17 @@ where
         }
         let now = shared.clock.now();
         if let Some(cached) = shared.cache.get_fresh(&account, now) {
-            // The hot path: no I/O, no allocation beyond the extension.
-            shared.counters.hits.increment(1);
+            // The hot path: no I/O, no shared write, no copy of the id.
+            shared.counters.hit();
             let standing = cached.standing(&shared.ladder, now);
-            let account = detach(&account);
+            if !shared.needs_account(&req, &standing) {
+                drop(account); // ends the borrow of the request
+                shared.counters.decision(*standing.stage(), true);
+                let stage = pass(&mut req, standing);
+                return ResponseFuture::inner(self.inner.call(req), stage);
+            }
+            // The 402 page or a banner: they name the account.
+            let account = account.into_owned();
             return match shared.decide(&mut req, &account, standing, cached.state()) {
                 Decision::Pass(stage, None) => ResponseFuture::inner(self.inner.call(req), stage),
                 Decision::Pass(stage, banner) => {
@@ -507,29 +480,6 @@ where
             }
         }))
     }
-}
-
-/// An account id copied off the request (so the request can be mutated)
-/// into an inline buffer: ids are at most 128 ASCII bytes, so no heap
-/// allocation on the hot path.
-struct AccountStr {
-    buf: [u8; crate::account::MAX_ACCOUNT_ID_LEN],
-    len: usize,
-}
-
-impl std::ops::Deref for AccountStr {
-    type Target = str;
-    fn deref(&self) -> &str {
-        // Copied whole from a validated (ASCII) id, so always UTF-8.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-fn detach(account: &str) -> AccountStr {
-    let mut buf = [0u8; crate::account::MAX_ACCOUNT_ID_LEN];
-    let len = account.len().min(buf.len());
-    buf[..len].copy_from_slice(&account.as_bytes()[..len]);
-    AccountStr { buf, len }
 }
 
 /// Awaits the app's response, then adds the stage header and the banner.

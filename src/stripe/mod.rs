@@ -163,6 +163,7 @@ pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigEr
 
 /// [`router`] with a mapper already built (shared with the admin API and sync).
 pub(crate) fn webhook_router(config: &StripeConfig, mapper: Mapper, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    crate::metrics::describe();
     let secrets = config.secrets();
     if secrets.is_empty() {
         return Err(ConfigError::Key {

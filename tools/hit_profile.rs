@@ -1,0 +1,108 @@
+//! Where a cache hit's time goes, counted rather than timed: heap
+//! allocations per request (a counting allocator) and, under
+//! `valgrind --tool=callgrind`, instructions per request.
+//!
+//! `cargo run --release --example hit_profile -- <bare|active|notice|unknown> [requests]`
+//! prints allocations per request for that case. For instructions, run the
+//! same command under callgrind for two cases and subtract:
+//! `(Ir(active) - Ir(bare)) / requests` is what the gate adds per hit.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use chrono::{TimeDelta, Utc};
+use http::{Request, Response};
+use pastdue::gate::GateLayer;
+use pastdue::state::{Change, Currency, UnpaidInvoice};
+use pastdue::{AccountId, MemoryStore, Store};
+use tower::{Layer, Service};
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+// SAFETY: forwards every call to the system allocator unchanged; the
+// counter is a const-initialised thread-local Cell (no allocation, no
+// destructor).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+async fn ok(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    Ok(Response::new(Body::from("{\"ok\":true}")))
+}
+
+fn now<F: std::future::Future>(fut: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("a hit must not wait"),
+    }
+}
+
+fn debt(days: i64) -> Change {
+    let since = Utc::now() - TimeDelta::days(days);
+    Change::InvoiceUnpaid {
+        id: "in_1".into(),
+        invoice: UnpaidInvoice {
+            amount_due: 1200,
+            currency: Currency::new("eur").unwrap(),
+            hosted_url: Some("https://invoice.stripe.com/i/in_1".into()),
+            number: None,
+            since,
+            observed: since,
+            uncollectible: false,
+        },
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let case = args.next().unwrap_or_else(|| "active".into());
+    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (account, gated) = rt.block_on(async {
+        store.apply(&AccountId::new("paying").unwrap(), None, &[Change::LinkCustomer("cus_1".into())]).await.unwrap();
+        store.apply(&AccountId::new("notice").unwrap(), None, &[debt(1)]).await.unwrap();
+        let account = match case.as_str() {
+            "bare" | "active" => "paying",
+            "notice" => "notice",
+            "unknown" => "stranger",
+            other => panic!("unknown case {other}: bare, active, notice or unknown"),
+        };
+        let mut svc = GateLayer::new(store.clone()).layer(tower::service_fn(ok));
+        let req = Request::get("/api/ping").header("x-account-id", account).body(Body::empty()).unwrap();
+        svc.call(req).await.unwrap();
+        (account, svc)
+    });
+    let header = http::HeaderValue::from_static(account);
+    let mut bare = tower::service_fn(ok);
+    let mut gated = gated;
+    let before = ALLOCATIONS.with(Cell::get);
+    for _ in 0..n {
+        let req = Request::get("/api/ping").header("x-account-id", header.clone()).body(Body::empty()).unwrap();
+        let res = if case == "bare" { now(bare.call(req)) } else { now(gated.call(req)) };
+        std::hint::black_box(res.unwrap());
+    }
+    let allocations = ALLOCATIONS.with(Cell::get) - before;
+    println!("{case}: {n} requests, {:.2} allocations per request (request and response included)", allocations as f64 / n as f64);
+}
