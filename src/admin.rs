@@ -263,7 +263,7 @@ fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now:
 
 #[utoipa::path(get, path = "/admin/accounts/{account}", tag = "accounts",
     params(("account" = String, Path, description = "account id")),
-    responses((status = 200, body = AccountView), (status = 400, description = "bad account id"), (status = 401)))]
+    responses((status = 200, description = "the account: state and computed standing", body = AccountView), (status = 400, description = "bad account id"), (status = 401, description = "missing or wrong bearer token")))]
 async fn view_account(State(admin): State<Arc<Admin>>, Path(account): Path<String>) -> Reply {
     let account = parse_account(&account)?;
     let state = admin.store.load(&account).await.map_err(unavailable)?;
@@ -384,7 +384,7 @@ fn pick_customers(s: &BillingState) -> Value {
 #[utoipa::path(put, path = "/admin/accounts/{account}/override", tag = "accounts",
     params(("account" = String, Path, description = "account id")),
     request_body = OverrideRequest,
-    responses((status = 200, body = AccountView), (status = 400, description = "bad input; `field` names it"), (status = 401)))]
+    responses((status = 200, description = "the account: state and computed standing", body = AccountView), (status = 400, description = "bad input; `field` names it"), (status = 401, description = "missing or wrong bearer token")))]
 async fn set_override(
     State(admin): State<Arc<Admin>>,
     Extension(Caller(who)): Extension<Caller>,
@@ -399,7 +399,7 @@ async fn set_override(
 
 #[utoipa::path(delete, path = "/admin/accounts/{account}/override", tag = "accounts",
     params(("account" = String, Path, description = "account id")),
-    responses((status = 200, body = AccountView), (status = 400), (status = 401)))]
+    responses((status = 200, description = "the account: state and computed standing", body = AccountView), (status = 400, description = "bad input; `field` names it"), (status = 401, description = "missing or wrong bearer token")))]
 async fn remove_override(
     State(admin): State<Arc<Admin>>,
     Extension(Caller(who)): Extension<Caller>,
@@ -420,7 +420,7 @@ struct LinkRequest {
 #[utoipa::path(post, path = "/admin/accounts/{account}/customers", tag = "accounts",
     params(("account" = String, Path, description = "account id")),
     request_body = LinkRequest,
-    responses((status = 200, body = AccountView), (status = 400), (status = 401)))]
+    responses((status = 200, description = "the account: state and computed standing", body = AccountView), (status = 400, description = "bad input; `field` names it"), (status = 401, description = "missing or wrong bearer token")))]
 async fn link_customer(
     State(admin): State<Arc<Admin>>,
     Extension(Caller(who)): Extension<Caller>,
@@ -522,7 +522,7 @@ fn sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Option<Vec<(Inde
 }
 
 #[utoipa::path(get, path = "/admin/accounts", tag = "accounts", params(ListQuery),
-    responses((status = 200, body = AccountPage), (status = 400, description = "bad stage, limit or cursor"), (status = 401)))]
+    responses((status = 200, description = "accounts in that stage, and the next cursor", body = AccountPage), (status = 400, description = "bad stage, limit or cursor"), (status = 401, description = "missing or wrong bearer token")))]
 async fn list_accounts(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuery>) -> Reply {
     let stage = q.stage.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| bad("stage", "stage is required, e.g. ?stage=suspended"))?;
     let limit = parse_limit(q.limit.as_deref())?;
@@ -595,7 +595,7 @@ struct AuditPage {
 }
 
 #[utoipa::path(get, path = "/admin/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 400), (status = 401)))]
+    responses((status = 200, description = "audit entries, newest first, and the next cursor", body = AuditPage), (status = 400, description = "bad input; `field` names it"), (status = 401, description = "missing or wrong bearer token")))]
 async fn audit_log(State(admin): State<Arc<Admin>>, Query(q): Query<AuditQuery>) -> Reply {
     let account = q.account.as_deref().filter(|a| !a.is_empty()).map(parse_account).transpose()?;
     let limit = parse_limit(q.limit.as_deref())?;
@@ -609,7 +609,7 @@ async fn audit_log(State(admin): State<Arc<Admin>>, Query(q): Query<AuditQuery>)
 }
 
 #[utoipa::path(post, path = "/admin/sync", tag = "stripe",
-    responses((status = 200, description = "the sync report"), (status = 401), (status = 501, description = "no Stripe API key configured"), (status = 503)))]
+    responses((status = 200, description = "the sync report"), (status = 401, description = "missing or wrong bearer token"), (status = 501, description = "no Stripe API key configured"), (status = 503, description = "the store or the Stripe API is unavailable; retry")))]
 async fn sync(State(admin): State<Arc<Admin>>, Extension(Caller(who)): Extension<Caller>) -> Reply {
     if admin.mapper.api().is_none() {
         let message = "sync needs a Stripe API key: set stripe.api_key (PASTDUE_STRIPE__API_KEY)".into();

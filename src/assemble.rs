@@ -106,7 +106,7 @@ impl<'a> Pastdue<'a> {
                 let ladder = gate.ladder().clone();
                 routes = routes.merge(crate::admin::admin_router(&config.admin, ladder, mapper.clone(), store.clone(), clock.clone())?);
             }
-            let sync = config.stripe.api_key().is_some().then(|| (mapper, config.stripe.sync_interval));
+            let sync = config.stripe.api_key().is_some().then_some((mapper, config.stripe.sync_interval));
             (gate, sync)
         };
         #[cfg(not(feature = "stripe"))]

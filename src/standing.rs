@@ -348,7 +348,7 @@ impl Standing {
     /// the store has never heard of.
     pub fn evaluate(state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> Self {
         let Some(state) = state else {
-            return Self::plain(ladder.unknown().clone(), Reason::Unknown);
+            return Self::plain(*ladder.unknown(), Reason::Unknown);
         };
         let past_due_since = state.past_due_since();
         let amount_due = state.amount_due();
@@ -356,8 +356,8 @@ impl Standing {
 
         let mut standing = if let Some(o) = state.override_().filter(|o| o.is_active(now)) {
             let stage = match o.mode {
-                OverrideMode::Allow => ladder.active.clone(),
-                OverrideMode::Block => ladder.suspended.clone(),
+                OverrideMode::Allow => ladder.active,
+                OverrideMode::Block => ladder.suspended,
             };
             Self { since: Some(o.at), ..Self::plain(stage, Reason::Override(o.mode)) }
         } else if let Some(start) = past_due_since {
@@ -368,9 +368,9 @@ impl Standing {
             } else {
                 Reason::Canceled
             };
-            Self { since: Some(ended.at), ..Self::plain(ladder.canceled.clone(), reason) }
+            Self { since: Some(ended.at), ..Self::plain(ladder.canceled, reason) }
         } else {
-            Self::plain(ladder.active.clone(), Reason::GoodStanding)
+            Self::plain(ladder.active, Reason::GoodStanding)
         };
         standing.past_due_since = past_due_since;
         standing.amount_due = amount_due;
@@ -380,14 +380,14 @@ impl Standing {
 
     /// Good standing, no debt: what a paying account gets.
     pub fn good(ladder: &Ladder) -> Self {
-        Self::plain(ladder.active.clone(), Reason::GoodStanding)
+        Self::plain(ladder.active, Reason::GoodStanding)
     }
 
     /// The standing of an account whose state could not be read (store
     /// down, nothing cached): the `on_store_error` policy's action.
     pub fn unavailable(ladder: &Ladder, action: Action) -> Self {
         let stage = match action {
-            Action::Allow => ladder.active.clone(),
+            Action::Allow => ladder.active,
             _ => Stage::new(UNAVAILABLE, Duration::ZERO, action).expect("reserved name is valid"),
         };
         Self::plain(stage, Reason::StoreUnavailable)
@@ -418,14 +418,14 @@ impl Standing {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
         };
         let next_index = reached.map_or(0, |i| i + 1);
-        let next = ladder.stages.get(next_index).map(|s| (s.clone(), at(s)));
+        let next = ladder.stages.get(next_index).map(|s| (*s, at(s)));
         match reached {
             Some(i) => {
                 let stage = &ladder.stages[i];
-                Self { since: Some(at(stage)), next, ..Self::plain(stage.clone(), Reason::Debt) }
+                Self { since: Some(at(stage)), next, ..Self::plain(*stage, Reason::Debt) }
             }
             // In debt, but the first rung has not started yet.
-            None => Self { next, ..Self::plain(ladder.active.clone(), Reason::Debt) },
+            None => Self { next, ..Self::plain(ladder.active, Reason::Debt) },
         }
     }
 
