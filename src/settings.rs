@@ -478,6 +478,7 @@ impl Config {
     /// The signer of pay links, from `[links]`, when the billing portal is
     /// configured (`stripe.portal_return_url`); `Ok(None)` otherwise. A
     /// portal without `links.secret` is refused, naming the key.
+    #[cfg_attr(not(any(feature = "stripe", feature = "notify-email", feature = "notify-webhook")), allow(dead_code))]
     pub(crate) fn pay_link_signer(&self) -> Result<Option<crate::links::LinkSigner>, ConfigError> {
         if self.stripe.portal_return_url.is_empty() {
             return Ok(None);
