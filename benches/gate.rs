@@ -11,37 +11,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Request, Response};
 use pastdue::gate::GateLayer;
-use pastdue::state::{Change, Currency, UnpaidInvoice};
+use pastdue::state::Change;
 use pastdue::store::{RedisOptions, RedisStore, Store, StoreUrl};
 use pastdue::{AccountId, Ladder, MemoryStore, Standing};
 use tower::{Layer, Service};
 
+#[path = "../tools/hit_fixtures.rs"]
+mod hit_fixtures;
+use hit_fixtures::{debt, now, ok};
+
 fn request(account: &str) -> Request<Body> {
     Request::get("/api/ping").header("x-account-id", account).body(Body::empty()).unwrap()
-}
-
-async fn ok(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
-    Ok(Response::new(Body::from("{\"ok\":true}")))
-}
-
-fn debt(days: i64) -> Change {
-    let since = Utc::now() - TimeDelta::days(days);
-    Change::InvoiceUnpaid {
-        id: "in_1".into(),
-        invoice: UnpaidInvoice {
-            amount_due: 1200,
-            currency: Currency::new("eur").unwrap(),
-            hosted_url: Some("https://invoice.stripe.com/i/in_1".into()),
-            number: None,
-            since,
-            observed: since,
-            uncollectible: false,
-        },
-    }
 }
 
 struct Redis(Child);
@@ -67,15 +51,6 @@ fn start_redis() -> (Redis, u16) {
         std::thread::sleep(Duration::from_millis(10));
     }
     (Redis(child), port)
-}
-
-/// Polls a future that must complete at once (a hit on `service_fn(ok)`).
-fn now<F: std::future::Future>(fut: F) -> F::Output {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(fut).poll(&mut cx) {
-        std::task::Poll::Ready(out) => out,
-        std::task::Poll::Pending => panic!("a hit must not wait"),
-    }
 }
 
 /// `threads` OS threads call `svc` at once, each `iters` times, rotating

@@ -9,16 +9,18 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
-use chrono::{TimeDelta, Utc};
-use http::{Request, Response};
+use http::Request;
 use pastdue::gate::GateLayer;
-use pastdue::state::{Change, Currency, UnpaidInvoice};
+use pastdue::state::Change;
 use pastdue::{AccountId, MemoryStore, Store};
 use tower::{Layer, Service};
+
+#[path = "hit_fixtures.rs"]
+mod hit_fixtures;
+use hit_fixtures::{debt, now, ok};
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
@@ -45,34 +47,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-async fn ok(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
-    Ok(Response::new(Body::from("{\"ok\":true}")))
-}
-
-fn now<F: std::future::Future>(fut: F) -> F::Output {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(fut).poll(&mut cx) {
-        std::task::Poll::Ready(out) => out,
-        std::task::Poll::Pending => panic!("a hit must not wait"),
-    }
-}
-
-fn debt(days: i64) -> Change {
-    let since = Utc::now() - TimeDelta::days(days);
-    Change::InvoiceUnpaid {
-        id: "in_1".into(),
-        invoice: UnpaidInvoice {
-            amount_due: 1200,
-            currency: Currency::new("eur").unwrap(),
-            hosted_url: Some("https://invoice.stripe.com/i/in_1".into()),
-            number: None,
-            since,
-            observed: since,
-            uncollectible: false,
-        },
-    }
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
