@@ -151,3 +151,31 @@ fn unsafe_urls_from_config_or_stored_state_are_never_rendered() {
     fresh.apply(&change);
     assert_eq!(fresh.unpaid()["in_1"].hosted_url, None);
 }
+
+/// `examples/custom_page.html`, the custom-page example's template, is
+/// accepted and served: the gate answers a blocked account with it, in the
+/// visitor's language, with the pay link checked like the built-in page's.
+#[tokio::test]
+async fn the_custom_page_example_renders_through_the_gate() {
+    use tower::ServiceExt;
+    let mut config = Config::default();
+    config.page.template = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/custom_page.html").into();
+    let b = memory().await;
+    let account = pastdue::AccountId::new("acme").unwrap();
+    b.store.apply(&account, None, &[unpaid("in_1", 4_900, Utc::now() - TimeDelta::days(20))]).await.unwrap();
+    let gate = pastdue::gate::GateLayer::from_config(&config, b.store.clone()).expect("the example's template is accepted");
+    let app = axum::Router::new().route("/api/ping", axum::routing::get(|| async { "pong" })).layer(gate);
+    let req = http::Request::get("/api/ping")
+        .header("x-account-id", "acme")
+        .header("accept", "text/html")
+        .header("accept-language", "de")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), http::StatusCode::PAYMENT_REQUIRED);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert!(html.contains(r#"data-brand="acme-billing""#), "{html}");
+    assert!(html.contains("Der Zugang ist bis zur Zahlung pausiert"), "{html}");
+    assert!(html.contains("49,00"), "{html}");
+}
