@@ -23,8 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Both refuse to start without their secret: an endpoint that cannot
     // verify, or an admin API anyone can call, is worse than none.
     let app = Router::new()
-        .merge(pastdue::stripe::router(&config, store.clone())?)
-        .merge(pastdue::admin::router(&config, store)?);
+        .merge(pastdue::stripe::router(&config.stripe, store.clone())?)
+        .merge(pastdue::admin::router(&config.admin, config.ladder()?, pastdue::stripe::Mapper::new(&config.stripe, store)?)?);
     let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
     println!("webhooks and admin API on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;

@@ -29,7 +29,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::account::AccountId;
 use crate::clock::SharedClock;
-use crate::settings::{AdminConfig, Config, ConfigError};
+use crate::settings::{AdminConfig, ConfigError};
 use crate::standing::{Ladder, Standing};
 use crate::state::{BillingState, Change, Override, OverrideMode};
 use crate::store::{AuditDraft, AuditEntry, Index, IndexEntry, LinkSource, Linked, Store, NEVER};
@@ -53,30 +53,22 @@ struct Admin {
 #[derive(Clone, Debug)]
 struct Caller(String);
 
-/// The admin API under `admin.path`, ready to merge into an app.
+/// The admin API under `admin.path`, ready to merge into an app: `[admin]`
+/// settings, the ladder views are computed with (`Config::ladder`), and
+/// the Stripe mapper (`stripe::Mapper::new(&config.stripe, store)`) whose
+/// store it reads and writes and whose API `POST …/sync` uses.
 ///
 /// Refuses to build with no token configured, or with a token shorter
 /// than 16 bytes.
-pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
-    router_with_clock(config, store, crate::clock::system())
+pub fn router(config: &AdminConfig, ladder: Ladder, mapper: Mapper) -> Result<Router, ConfigError> {
+    router_with_clock(config, ladder, mapper, crate::clock::system())
 }
 
 /// [`router`], reading "now" from `clock` (views, listings by stage and
 /// override expiry follow it; see [`crate::clock`]).
-pub fn router_with_clock(config: &Config, store: Arc<dyn Store>, clock: SharedClock) -> Result<Router, ConfigError> {
-    admin_router(&config.admin, config.ladder()?, Mapper::new(config, store.clone())?, store, clock)
-}
-
-/// [`router_with_clock`] with the ladder and mapper already built (shared
-/// with the gate and the webhook).
-pub(crate) fn admin_router(
-    config: &AdminConfig,
-    ladder: Ladder,
-    mapper: Mapper,
-    store: Arc<dyn Store>,
-    clock: SharedClock,
-) -> Result<Router, ConfigError> {
+pub fn router_with_clock(config: &AdminConfig, ladder: Ladder, mapper: Mapper, clock: SharedClock) -> Result<Router, ConfigError> {
     config.check_tokens()?;
+    let store = mapper.store().clone();
     crate::metrics::describe();
     let tokens: Vec<_> = config
         .all_tokens()

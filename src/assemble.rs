@@ -95,16 +95,16 @@ impl<'a> Pastdue<'a> {
         let mut routes = Router::new();
         #[cfg(feature = "stripe")]
         let (gate, sync) = {
-            let mapper = crate::stripe::Mapper::new(config, store.clone())?;
-            let (gate, pay) = crate::stripe::with_pay_links(gate, config, store.clone())?;
+            let mapper = crate::stripe::Mapper::new(&config.stripe, store.clone())?;
+            let (gate, pay) = crate::stripe::with_pay_links(gate, &config.stripe, &config.links, store.clone())?;
             routes = routes.merge(pay);
             if !config.stripe.secrets().is_empty() {
-                routes = routes.merge(crate::stripe::webhook_router(&config.stripe, mapper.clone(), store.clone())?);
+                routes = routes.merge(crate::stripe::webhook_router(&config.stripe, mapper.clone())?);
             }
             #[cfg(feature = "admin")]
             if !config.admin.all_tokens().is_empty() {
                 let ladder = gate.ladder().clone();
-                routes = routes.merge(crate::admin::admin_router(&config.admin, ladder, mapper.clone(), store.clone(), clock.clone())?);
+                routes = routes.merge(crate::admin::router_with_clock(&config.admin, ladder, mapper.clone(), clock.clone())?);
             }
             let sync = config.stripe.api_key().is_some().then_some((mapper, config.stripe.sync_interval));
             (gate, sync)
@@ -116,7 +116,10 @@ impl<'a> Pastdue<'a> {
             return Err(missing("admin", "the `admin`"));
         }
         #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
-        let notifier = crate::notify::Notifier::from_config(config, store)?.map(|n| n.with_clock(clock));
+        let notifier = match crate::notify::Notifier::new(&config.notify, gate.ladder().clone(), store)? {
+            Some(n) => Some(n.with_page(&config.page).with_pay_links(&config.links, &config.stripe)?.with_clock(clock)),
+            None => None,
+        };
         #[cfg(not(any(feature = "notify-email", feature = "notify-webhook")))]
         if !config.notify.webhook_url.is_empty() || !config.notify.smtp_url.is_empty() {
             return Err(missing("notify", "a `notify-email` or `notify-webhook`"));

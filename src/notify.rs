@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
 use crate::clock::SharedClock;
-use crate::settings::{Config, ConfigError, NotifyConfig};
+use crate::settings::{ConfigError, LinksConfig, NotifyConfig, PageConfig, StripeConfig};
 use crate::standing::{Action, Ladder, Reason, Standing};
 use crate::state::{BillingState, Change, NoticeSent};
 use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
@@ -58,6 +58,7 @@ pub struct Notifier {
     clock: SharedClock,
 }
 
+#[derive(Clone)]
 struct Inner {
     store: Arc<dyn Store>,
     ladder: Ladder,
@@ -85,9 +86,12 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// A notifier from `[notify]`, or `None` when no channel is configured.
-    pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
-        let n = &config.notify;
+    /// A notifier from `[notify]` and the ladder whose stages it announces
+    /// (`Config::ladder`), or `None` when no channel is configured. E-mails
+    /// name the default `[page]` product and support address until
+    /// [`with_page`](Self::with_page), and link to invoice pages until
+    /// [`with_pay_links`](Self::with_pay_links).
+    pub fn new(n: &NotifyConfig, ladder: Ladder, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
         let key = |key: &str, message: String| ConfigError::Key { key: key.into(), message };
         if n.webhook_url.is_empty() && n.smtp_url.is_empty() {
             return Ok(None);
@@ -127,9 +131,11 @@ impl Notifier {
             .map_err(|e| key("notify.webhook_url", e.to_string()))?;
         #[cfg(feature = "notify-email")]
         let languages = crate::i18n::Languages::builtin().map_err(|e| key("page", e.to_string()))?;
+        #[cfg(feature = "notify-email")]
+        let page = crate::settings::Config::default().page;
         let inner = Inner {
             store,
-            ladder: config.ladder()?,
+            ladder,
             config: n.clone(),
             #[cfg(feature = "notify-webhook")]
             http,
@@ -140,15 +146,38 @@ impl Notifier {
             #[cfg(feature = "notify-email")]
             languages,
             #[cfg(feature = "notify-email")]
-            product_name: config.page.product_name.clone(),
+            product_name: page.product_name,
             #[cfg(feature = "notify-email")]
-            support_email: config.page.support_email.clone(),
-            links: match config.pay_link_signer()? {
-                Some(signer) => Some((links_base(config)?, signer)),
-                None => None,
-            },
+            support_email: page.support_email,
+            links: None,
         };
         Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system() }))
+    }
+
+    /// Who is asking and where to reach a human, from `[page]` (the same
+    /// names the please-pay page shows).
+    #[cfg_attr(not(feature = "notify-email"), allow(unused_mut))]
+    pub fn with_page(mut self, page: &PageConfig) -> Self {
+        #[cfg(feature = "notify-email")]
+        {
+            let inner = Arc::make_mut(&mut self.inner);
+            inner.product_name = page.product_name.clone();
+            inner.support_email = page.support_email.clone();
+        }
+        #[cfg(not(feature = "notify-email"))]
+        let _ = page;
+        self
+    }
+
+    /// Signed pay links in notices, when the billing portal is configured
+    /// (`stripe.portal_return_url`; `links.secret` then required), on
+    /// `links.base_url` (default: the portal return URL's origin).
+    pub fn with_pay_links(mut self, links: &LinksConfig, stripe: &StripeConfig) -> Result<Self, ConfigError> {
+        Arc::make_mut(&mut self.inner).links = match links.signer(&stripe.portal_return_url)? {
+            Some(signer) => Some((links_base(links, stripe)?, signer)),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// Reads the time from `clock` (default: the system's): tests move a
@@ -459,8 +488,8 @@ fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingSt
 
 /// The origin e-mailed pay links start with: `links.base_url`, else the
 /// origin of `stripe.portal_return_url`.
-fn links_base(config: &Config) -> Result<String, ConfigError> {
-    let raw = if config.links.base_url.is_empty() { &config.stripe.portal_return_url } else { &config.links.base_url };
+fn links_base(links: &LinksConfig, stripe: &StripeConfig) -> Result<String, ConfigError> {
+    let raw = if links.base_url.is_empty() { &stripe.portal_return_url } else { &links.base_url };
     let bad = |message: &str| ConfigError::Key { key: "links.base_url".into(), message: message.into() };
     let url = url::Url::parse(raw).map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
     if !crate::href::is_safe(url.as_str()) {

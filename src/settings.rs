@@ -474,22 +474,23 @@ impl Config {
     }
 }
 
-impl Config {
-    /// The signer of pay links, from `[links]`, when the billing portal is
-    /// configured (`stripe.portal_return_url`); `Ok(None)` otherwise. A
-    /// portal without `links.secret` is refused, naming the key.
+impl LinksConfig {
+    /// The signer of pay links, when the billing portal is configured
+    /// (`stripe.portal_return_url`, passed as `portal_return_url`);
+    /// `Ok(None)` otherwise. A portal without `links.secret` is refused,
+    /// naming the key.
     #[cfg_attr(not(any(feature = "stripe", feature = "notify-email", feature = "notify-webhook")), allow(dead_code))]
-    pub(crate) fn pay_link_signer(&self) -> Result<Option<crate::links::LinkSigner>, ConfigError> {
-        if self.stripe.portal_return_url.is_empty() {
+    pub(crate) fn signer(&self, portal_return_url: &str) -> Result<Option<crate::links::LinkSigner>, ConfigError> {
+        if portal_return_url.is_empty() {
             return Ok(None);
         }
-        if self.links.secret.is_empty() {
+        if self.secret.is_empty() {
             return Err(ConfigError::Key {
                 key: "links.secret".into(),
                 message: "is needed for pay links (stripe.portal_return_url is set); set a random secret of at least 32 bytes, shared by every instance (PASTDUE_LINKS__SECRET=$(openssl rand -hex 32))".into(),
             });
         }
-        crate::links::LinkSigner::new(self.links.secret.expose().as_bytes(), self.links.ttl)
+        crate::links::LinkSigner::new(self.secret.expose().as_bytes(), self.ttl)
             .map(Some)
             .map_err(|e| ConfigError::Key { key: "links.secret".into(), message: e.to_string() })
     }

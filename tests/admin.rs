@@ -34,8 +34,13 @@ fn seconds_config() -> Config {
     c
 }
 
+/// The admin API as `c` configures it, on `store`.
+fn admin_router(c: &Config, store: Arc<dyn pastdue::Store>) -> Result<Router, pastdue::config::ConfigError> {
+    pastdue::admin::router(&c.admin, c.ladder()?, pastdue::stripe::Mapper::new(&c.stripe, store)?)
+}
+
 fn app(b: &Backend, c: &Config) -> Router {
-    pastdue::admin::router(c, b.store.clone()).unwrap()
+    admin_router(c, b.store.clone()).unwrap()
 }
 
 async fn call(app: &Router, method: &str, path: &str, token: Option<&str>, body: Option<(&str, String)>) -> (StatusCode, Value) {
@@ -83,7 +88,7 @@ async fn customer_links_are_moves_and_admin_links_win(b: Backend) {
     let mut c = config();
     c.stripe.webhook_secret = "whsec_links".into();
     let admin = app(&b, &c);
-    let hooks = pastdue::stripe::router(&c, b.store.clone()).unwrap();
+    let hooks = pastdue::stripe::router(&c.stripe, b.store.clone()).unwrap();
     let deliver = |id: &str, account: &str| {
         let body = serde_json::to_vec(&json!({
             "id": id, "type": "customer.updated", "created": Utc::now().timestamp(),
@@ -142,13 +147,13 @@ async fn bearer_is_case_insensitive_and_failures_are_counted(b: Backend) {
 async fn short_admin_tokens_are_refused_at_start_up() {
     let mut c = Config::default();
     c.admin.token = "fifteen-bytes!!".into();
-    let err = pastdue::admin::router(&c, Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
+    let err = admin_router(&c, Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
     assert!(err.contains("admin.token") && err.contains("16 bytes"), "{err}");
     let err = Config::load_from(None, [("PASTDUE_ADMIN__TOKEN".to_owned(), "short".to_owned())]).unwrap_err().to_string();
     assert!(err.contains("admin.token"), "{err}");
     let mut c = config();
     c.admin.tokens = vec![NamedToken::new("bob", "tiny")];
-    let err = pastdue::admin::router(&c, Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
+    let err = admin_router(&c, Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
     assert!(err.contains("admin.tokens[0].token"), "{err}");
 }
 
@@ -182,7 +187,7 @@ async fn auth_none_wrong_right_and_named(b: Backend) {
     assert_eq!(put_override(&app, "acme", body, "alice-secret-0123456").await.0, StatusCode::OK);
     let (_, log) = call(&app, "GET", "/admin/audit?account=acme", Some(TOKEN), None).await;
     assert_eq!(log["entries"][0]["who"], "alice");
-    assert!(pastdue::admin::router(&Config::default(), b.store.clone()).is_err(), "no token, no admin API");
+    assert!(admin_router(&Config::default(), b.store.clone()).is_err(), "no token, no admin API");
 }
 
 async fn account_view_and_overrides(b: Backend) {
@@ -406,7 +411,7 @@ async fn openapi_document_is_served_and_covers_every_route() {
     // Mounted elsewhere, the document names the routes where they are.
     let mut moved = config();
     moved.admin.path = "/ops/billing".into();
-    let app = pastdue::admin::router(&moved, b.store.clone()).unwrap();
+    let app = admin_router(&moved, b.store.clone()).unwrap();
     let (status, doc) = call(&app, "GET", "/ops/billing/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let paths = doc["paths"].as_object().unwrap();

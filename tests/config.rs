@@ -195,6 +195,6 @@ async fn links_and_notify_settings_are_checked() {
     c.stripe.portal_return_url = "https://app.test/back".into();
     c.stripe.api_key = "sk_test_x".into();
     let gate = pastdue::gate::GateLayer::new(std::sync::Arc::new(pastdue::MemoryStore::new()));
-    let err = pastdue::stripe::with_pay_links(gate, &c, std::sync::Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
+    let err = pastdue::stripe::with_pay_links(gate, &c.stripe, &c.links, std::sync::Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
     assert!(err.contains("links.secret"), "{err}");
 }

@@ -148,7 +148,7 @@ async fn no_event_is_lost_through_an_outage() {
     let store: Arc<dyn Store> = Arc::new(RedisStore::connect(StoreUrl::Redis(server.url()), opts).await.unwrap());
     let mut config = pastdue::Config::default();
     config.stripe.webhook_secret = "whsec_outage".into();
-    let app = pastdue::stripe::router(&config, store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config.stripe, store.clone()).unwrap();
 
     let t0 = Utc::now().timestamp() - 86_400;
     let n = 60;

@@ -54,6 +54,17 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Received>>) {
 }
 
 /// notice at 0, warning at 2 s, suspended at 4 s; a fast sweep, short lease.
+/// A notifier with everything `c` configures: channels, ladder, page names
+/// and pay links.
+fn notifier(c: &Config, store: Arc<dyn Store>) -> Notifier {
+    Notifier::new(&c.notify, c.ladder().unwrap(), store)
+        .unwrap()
+        .expect("a channel is configured")
+        .with_page(&c.page)
+        .with_pay_links(&c.links, &c.stripe)
+        .unwrap()
+}
+
 fn config(url: &str) -> Config {
     let mut c = seconds_ladder(2, 4);
     c.notify.poll_interval = Duration::from_millis(200);
@@ -70,7 +81,7 @@ async fn instances(server: &RedisServer, url: &str, n: usize) -> (Arc<dyn Store>
     let mut handles = Vec::new();
     for _ in 0..n {
         let store = store_with(&server.url(), relaxed()).await;
-        handles.push(Notifier::from_config(&config(url), store).unwrap().unwrap().spawn());
+        handles.push(notifier(&config(url), store).spawn());
     }
     (writer, handles)
 }
@@ -103,7 +114,7 @@ async fn each_stage_is_notified_once_in_order_across_three_instances() {
     let mut _instances = Vec::new();
     for _ in 0..3 {
         let own = store_with(&server.url(), relaxed()).await;
-        _instances.push(Notifier::from_config(&c, own).unwrap().unwrap().with_clock(clock.shared()).spawn());
+        _instances.push(notifier(&c, own).with_clock(clock.shared()).spawn());
     }
     let started = std::time::Instant::now();
     store.apply(&AccountId::new("acme").unwrap(), None, &[unpaid("in_1", 4_900, clock.now())]).await.unwrap();
@@ -185,7 +196,7 @@ async fn e_mails_go_to_the_billing_contact_once_per_stage_in_their_language() {
     let mut handles = Vec::new();
     for _ in 0..2 {
         let store = store_with(&server.url(), relaxed()).await;
-        handles.push(Notifier::from_config(&c, store).unwrap().unwrap().spawn());
+        handles.push(notifier(&c, store).spawn());
     }
     let account = AccountId::new("mailed").unwrap();
     writer
@@ -243,7 +254,7 @@ async fn a_slow_receiver_gets_each_notice_once() {
     let mut notifiers = Vec::new();
     for _ in 0..3 {
         let store = store_with(&server.url(), relaxed()).await;
-        let notifier = Notifier::from_config(&c, store).unwrap().unwrap();
+        let notifier = notifier(&c, store);
         notifiers.push(notifier.clone());
         handles.push(notifier.spawn());
     }
@@ -279,7 +290,7 @@ async fn smtp_down_is_retried_not_lost_not_duplicated() {
     c.notify.lease = Duration::from_millis(700);
     c.notify.max_attempts = 2;
     let store = store_with(&server.url(), relaxed()).await;
-    let _h = Notifier::from_config(&c, store.clone()).unwrap().unwrap().spawn();
+    let _h = notifier(&c, store.clone()).spawn();
     let account = AccountId::new("patient").unwrap();
     store.apply(&account, None, &[pastdue::Change::ContactEmail("ap@client.test".into()), unpaid("in_1", 100, Utc::now())]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;

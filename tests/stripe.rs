@@ -128,7 +128,7 @@ backend_suite!(
 );
 
 async fn hostile_urls_in_signed_events_are_never_stored_or_rendered(b: Backend) {
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     let t0 = Utc::now().timestamp() - 20 * 86_400;
     for (i, url) in ["javascript:alert(document.cookie)", "data:text/html,<script>alert(1)</script>", "http://evil.example/pay"]
         .into_iter()
@@ -150,7 +150,7 @@ async fn hostile_urls_in_signed_events_are_never_stored_or_rendered(b: Backend) 
 }
 
 async fn absurd_times_are_refused_and_nothing_is_written(b: Backend) {
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     let inv = invoice("in_far", "cus_far", 4900, Shape::Current, Some("acct_far"));
     // Near the end of chrono's range, before 2000, and a due date past 2100.
     for (id, created, due) in [("evt_far1", 8_210_266_876_799i64, None), ("evt_far2", 100, None), ("evt_far3", Utc::now().timestamp(), Some(9_000_000_000i64))] {
@@ -166,7 +166,7 @@ async fn absurd_times_are_refused_and_nothing_is_written(b: Backend) {
 }
 
 async fn a_malformed_customer_id_is_ignored_not_retried(b: Backend) {
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     // Validly signed, but the customer id could never be part of a key.
     let inv = invoice("in_badcus", "cus_{bad} id", 4900, Shape::Current, None);
     let (status, body) = post(&app, event("evt_badcus", "invoice.payment_failed", Utc::now().timestamp(), inv)).await;
@@ -179,7 +179,7 @@ async fn a_malformed_customer_id_is_ignored_not_retried(b: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_signature_is_refused_before_the_body_is_read() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), Arc::new(pastdue::MemoryStore::new())).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, Arc::new(pastdue::MemoryStore::new())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -199,7 +199,7 @@ async fn a_missing_signature_is_refused_before_the_body_is_read() {
 }
 
 async fn every_event_type_in_both_shapes(b: Backend) {
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     let t0 = Utc::now().timestamp() - 20 * 86_400;
     for shape in [Shape::Current, Shape::Old] {
         let account = format!("acct-{shape:?}").to_lowercase();
@@ -262,7 +262,7 @@ async fn every_event_type_in_both_shapes(b: Backend) {
 }
 
 async fn duplicates_apply_once_even_concurrently(b: Backend) {
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     let t0 = Utc::now().timestamp();
     let body = event("evt_dup", "invoice.payment_failed", t0, invoice("in_1", "cus_1", 700, Shape::Current, Some("dup")));
     let results: Vec<_> = futures_util::future::join_all((0..3).map(|_| post(&app, body.clone()))).await;
@@ -271,7 +271,7 @@ async fn duplicates_apply_once_even_concurrently(b: Backend) {
     assert_eq!(outcomes, [(200, "applied".into()), (200, "duplicate".into()), (200, "duplicate".into())]);
 
     // Two "instances" (two routers on one store) racing on one event.
-    let other = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let other = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     for round in 0..10 {
         let body = event(&format!("evt_race{round}"), "invoice.payment_failed", t0, invoice(&format!("in_r{round}"), "cus_1", 100, Shape::Current, Some("dup")));
         let (a, b2) = tokio::join!(post(&app, body.clone()), post(&other, body));
@@ -285,7 +285,7 @@ async fn duplicates_apply_once_even_concurrently(b: Backend) {
 async fn bad_signatures_and_bodies_are_refused_and_change_nothing(b: Backend) {
     let mut cfg = config(Unmapped::CustomerId);
     cfg.stripe.webhook_secrets = vec!["whsec_rotated".into()];
-    let app = pastdue::stripe::router(&cfg, b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&cfg.stripe, b.store.clone()).unwrap();
     let now = Utc::now().timestamp();
     let body = event("evt_sig", "invoice.payment_failed", now, invoice("in_1", "cus_1", 100, Shape::Current, Some("sig")));
     let refused = [
@@ -320,7 +320,7 @@ async fn bad_signatures_and_bodies_are_refused_and_change_nothing(b: Backend) {
 }
 
 async fn mapping_follows_the_documented_order(b: Backend) {
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     let t = Utc::now().timestamp();
     // 1. metadata on the subscription names the account, and teaches the link.
     post(&app, event("evt_m1", "customer.subscription.updated", t, subscription_obj("cus_a", "past_due", Some("team-a")))).await;
@@ -338,7 +338,7 @@ async fn mapping_follows_the_documented_order(b: Backend) {
     let (_, v) = post(&app, event("evt_m5", "invoice.payment_failed", t, invoice("in_3", "cus_d", 100, Shape::Current, None))).await;
     assert_eq!(v["account"], "cus_d");
     // 6. unmapped = "ignore": acknowledged, dropped.
-    let ignoring = pastdue::stripe::router(&config(Unmapped::Ignore), b.store.clone()).unwrap();
+    let ignoring = pastdue::stripe::router(&config(Unmapped::Ignore).stripe, b.store.clone()).unwrap();
     let (status, v) = post(&ignoring, event("evt_m6", "invoice.payment_failed", t, invoice("in_4", "cus_e", 100, Shape::Current, None))).await;
     assert_eq!((status, v["result"].as_str()), (StatusCode::OK, Some("unmapped")));
     assert!(b.store.load(&acct("cus_e")).await.unwrap().is_none());
@@ -349,7 +349,7 @@ async fn mapping_follows_the_documented_order(b: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_delivery_order_ends_in_the_same_state_on_redis() {
     let b = redis().await;
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     let t0 = Utc::now().timestamp() - 86_400;
     let events = |acct: &str| {
         let a = Some(acct);
@@ -407,7 +407,7 @@ async fn every_delivery_order_ends_in_the_same_state_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_down_answers_503_and_the_retry_succeeds() {
     let mut b = redis().await;
-    let app = pastdue::stripe::router(&config(Unmapped::CustomerId), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
     let body = event("evt_down", "invoice.payment_failed", Utc::now().timestamp(), invoice("in_1", "cus_1", 100, Shape::Current, Some("down")));
     b.redis.as_mut().unwrap().stop();
     let (status, v) = post(&app, body.clone()).await;
@@ -483,7 +483,7 @@ impl Emulator {
 async fn localstripe_delivers_signed_webhooks_that_apply() {
     let b = redis().await;
     let emu = Emulator::start();
-    let app = pastdue::stripe::router(&emu.config(), b.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&emu.config().stripe, b.store.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -511,13 +511,13 @@ async fn mapping_fetches_the_customer_from_the_stripe_api() {
     let emu = Emulator::start();
     let cus = emu.call("/v1/customers", &[("metadata[account_id]", "from-api")]).await;
     let cus = cus["id"].as_str().unwrap();
-    let mapper = pastdue::stripe::Mapper::new(&emu.config(), b.store.clone()).unwrap();
+    let mapper = pastdue::stripe::Mapper::new(&emu.config().stripe, b.store.clone()).unwrap();
     assert_eq!(mapper.account(Some(cus), None).await.unwrap(), Some(acct("from-api")));
     assert_eq!(b.store.customer_account(cus).await.unwrap(), Some(acct("from-api")), "the link is remembered");
 
     // And through the webhook: an invoice with no metadata for that customer.
     let fresh = memory().await;
-    let app = pastdue::stripe::router(&emu.config(), fresh.store.clone()).unwrap();
+    let app = pastdue::stripe::router(&emu.config().stripe, fresh.store.clone()).unwrap();
     let (status, v) = post(&app, event("evt_api", "invoice.payment_failed", Utc::now().timestamp(), invoice("in_1", cus, 100, Shape::Current, None))).await;
     assert_eq!((status, v["account"].as_str()), (StatusCode::OK, Some("from-api")));
 }
@@ -537,7 +537,7 @@ async fn sync_rebuilds_a_wiped_store_from_localstripe() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let b = redis().await; // empty: as if every webhook had been lost
-    let mapper = pastdue::stripe::Mapper::new(&emu.config(), b.store.clone()).unwrap();
+    let mapper = pastdue::stripe::Mapper::new(&emu.config().stripe, b.store.clone()).unwrap();
     let report = pastdue::stripe::sync(&mapper).await.unwrap();
     assert!(report.invoices >= 1 && report.subscriptions >= 1 && report.accounts_changed == 1, "{report:?}");
     let s = state(&b.store, "team-sync").await;
@@ -613,7 +613,7 @@ fn pay_app(cfg: &Config, store: Arc<dyn Store>) -> Router {
 /// [`pay_app`] on a given clock (the mint window follows it).
 fn pay_app_on(cfg: &Config, store: Arc<dyn Store>, clock: pastdue::clock::SharedClock) -> Router {
     let gate = pastdue::gate::GateLayer::from_config(cfg, store.clone()).unwrap().with_clock(clock);
-    let (gate, pay) = pastdue::stripe::with_pay_links(gate, cfg, store).unwrap();
+    let (gate, pay) = pastdue::stripe::with_pay_links(gate, &cfg.stripe, &cfg.links, store).unwrap();
     Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate).merge(pay)
 }
 

@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn pastdue::Store>) -> Result<(), Box<dyn std::error::Error>> {
 //! let config = pastdue::Config::load()?;
-//! let app = axum::Router::new().merge(pastdue::stripe::router(&config, store)?);
+//! let app = axum::Router::new().merge(pastdue::stripe::router(&config.stripe, store)?);
 //! # let _ = app; Ok(()) }
 //! ```
 
@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use crate::account::AccountId;
 
-use crate::settings::{Config, ConfigError, StripeConfig, Unmapped};
+use crate::settings::{ConfigError, StripeConfig, Unmapped};
 use crate::store::{Applied, LinkSource, Linked, Store, StoreError};
 use self::event::Event;
 
@@ -78,15 +78,20 @@ pub enum MapError {
 
 impl Mapper {
     /// A mapper from `[stripe]` settings.
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
-        let api = match config.stripe.api_key() {
-            Some(key) => Some(StripeApi::new(key, &config.stripe.api_base).map_err(|e| ConfigError::Key {
+    pub fn new(config: &StripeConfig, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
+        let api = match config.api_key() {
+            Some(key) => Some(StripeApi::new(key, &config.api_base).map_err(|e| ConfigError::Key {
                 key: "stripe.api_key".into(),
                 message: e.to_string(),
             })?),
             None => None,
         };
-        Ok(Self { store, api, metadata_key: config.stripe.metadata_key.clone(), unmapped: config.stripe.unmapped })
+        Ok(Self { store, api, metadata_key: config.metadata_key.clone(), unmapped: config.unmapped })
+    }
+
+    /// The store the mapper reads and learns links into.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The Stripe API client, when an API key is configured.
@@ -157,12 +162,12 @@ struct Webhooks {
 ///
 /// Refuses to build without a signing secret: an endpoint that cannot
 /// verify would only ever answer 400.
-pub fn router(config: &Config, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
-    webhook_router(&config.stripe, Mapper::new(config, store.clone())?, store)
+pub fn router(config: &StripeConfig, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+    webhook_router(config, Mapper::new(config, store)?)
 }
 
 /// [`router`] with a mapper already built (shared with the admin API and sync).
-pub(crate) fn webhook_router(config: &StripeConfig, mapper: Mapper, store: Arc<dyn Store>) -> Result<Router, ConfigError> {
+pub(crate) fn webhook_router(config: &StripeConfig, mapper: Mapper) -> Result<Router, ConfigError> {
     crate::metrics::describe();
     let secrets = config.secrets();
     if secrets.is_empty() {
@@ -171,7 +176,7 @@ pub(crate) fn webhook_router(config: &StripeConfig, mapper: Mapper, store: Arc<d
             message: "is empty; set it (PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_…) to receive webhooks".into(),
         });
     }
-    let state = Arc::new(Webhooks { mapper, store, secrets, tolerance: config.tolerance });
+    let state = Arc::new(Webhooks { store: mapper.store().clone(), mapper, secrets, tolerance: config.tolerance });
     Ok(Router::new()
         .route(&config.webhook_path, post(receive))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -31,7 +31,7 @@ use serde_json::json;
 use super::StripeApi;
 use crate::account::AccountId;
 use crate::clock::SharedClock;
-use crate::settings::{Config, ConfigError};
+use crate::settings::{ConfigError, LinksConfig, StripeConfig};
 use crate::gate::{GateLayer, Languages};
 use crate::links::{LinkError, LinkSigner, Purpose, PAY_PATH};
 use crate::store::Store;
@@ -63,21 +63,26 @@ struct Pay {
 /// an empty router: pay buttons go to the invoice's hosted page (or
 /// `page.billing_portal_url`). With it, `stripe.api_key` and
 /// `links.secret` are required.
-pub fn with_pay_links(gate: GateLayer, config: &Config, store: Arc<dyn Store>) -> Result<(GateLayer, Router), ConfigError> {
-    let Some(signer) = config.pay_link_signer()? else {
+pub fn with_pay_links(
+    gate: GateLayer,
+    config: &StripeConfig,
+    links: &LinksConfig,
+    store: Arc<dyn Store>,
+) -> Result<(GateLayer, Router), ConfigError> {
+    let Some(signer) = links.signer(&config.portal_return_url)? else {
         return Ok((gate, Router::new()));
     };
-    let key = config.stripe.api_key().ok_or_else(|| ConfigError::Key {
+    let key = config.api_key().ok_or_else(|| ConfigError::Key {
         key: "stripe.api_key".into(),
         message: "is needed for billing-portal links (stripe.portal_return_url is set)".into(),
     })?;
-    let api = StripeApi::new(key, &config.stripe.api_base)
+    let api = StripeApi::new(key, &config.api_base)
         .map_err(|e| ConfigError::Key { key: "stripe.api_key".into(), message: e.to_string() })?;
     let languages = Languages::builtin().map_err(|e| ConfigError::Key { key: "page".into(), message: e.to_string() })?;
     let state = Arc::new(Pay {
         api,
         store,
-        return_url: config.stripe.portal_return_url.clone(),
+        return_url: config.portal_return_url.clone(),
         signer: signer.clone(),
         languages,
         recent: quick_cache::sync::Cache::new(10_000),
