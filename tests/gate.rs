@@ -549,3 +549,27 @@ async fn a_gate_that_never_sees_an_account_says_so() {
     assert_eq!(cfg.gate.missing_account, MissingAccount::Deny);
     assert!(Config::load_from(None, [("PASTDUE_GATE__MISSING_ACCOUNT".to_owned(), "maybe".to_owned())]).is_err());
 }
+
+/// `with_cache` rebuilds the cache from `[cache]` settings on the same
+/// store: still fed by invalidations, so a debt recorded after the first
+/// lookup blocks the next request.
+#[tokio::test]
+async fn a_gate_built_from_typed_settings_keeps_its_cache_honest() {
+    let b = memory().await;
+    let mut cache = Config::default().cache;
+    cache.capacity = 16;
+    cache.ttl = std::time::Duration::from_secs(3_600);
+    let gate = GateLayer::new(b.store.clone()).with_cache(&cache);
+    let app: Router = Router::new().route("/api/thing", get(report)).layer(gate);
+    assert_eq!(send(&app, req("GET", "/api/thing", Some("later-late"), None)).await.status, StatusCode::OK);
+    owe(&b.store, "later-late", 30).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = send(&app, req("GET", "/api/thing", Some("later-late"), None)).await.status;
+        if status == StatusCode::PAYMENT_REQUIRED {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the invalidation never reached the rebuilt cache");
+        tokio::task::yield_now().await;
+    }
+}

@@ -72,7 +72,7 @@ use tower_service::Service;
 use crate::account::{validate, AccountId};
 use crate::cache::{Lookup, StateCache};
 use crate::clock::SharedClock;
-use crate::settings::{Config, ConfigError, MissingAccount, Policy};
+use crate::settings::{CacheConfig, Config, ConfigError, MissingAccount, Policy};
 use crate::standing::{Action, Ladder, Standing};
 use crate::store::Store;
 
@@ -199,7 +199,7 @@ impl GateLayer {
                 .with_banner_template(&config.banner.template)
                 .map_err(|e| ConfigError::Key { key: "banner.template".into(), message: e.to_string() })?;
         }
-        let cache = StateCache::new(store, config.cache.capacity, config.cache.ttl, config.cache.retry_after);
+        let cache = cache_for(store, &config.cache);
         let unavailable = Standing::unavailable(&ladder, config.gate.on_store_error.action());
         Ok(Self {
             shared: Arc::new(Shared {
@@ -249,6 +249,13 @@ impl GateLayer {
     /// through the ladder instead of sleeping.
     pub fn with_clock(self, clock: SharedClock) -> Self {
         self.edit(|s| s.clock = clock)
+    }
+
+    /// The in-process cache as `[cache]` describes it (capacity, safety-net
+    /// ttl, pause after a store error), on the same store. Starts a new
+    /// invalidation listener: call inside a Tokio runtime.
+    pub fn with_cache(self, config: &CacheConfig) -> Self {
+        self.edit(|s| s.cache = cache_for(s.cache.store().clone(), config))
     }
 
     /// Paths that always pass untouched.
@@ -380,6 +387,10 @@ impl Shared {
             }
         }
     }
+}
+
+fn cache_for(store: Arc<dyn Store>, config: &CacheConfig) -> StateCache {
+    StateCache::new(store, config.capacity.max(1), config.ttl, config.retry_after)
 }
 
 /// A pass: the standing goes into the extensions; returns the

@@ -37,7 +37,7 @@ use self::event::Event;
 
 #[allow(unreachable_pub)]
 mod api;
-// Public items here are reachable only through `crate::__fuzz`.
+// Public items here are reachable only through `crate::__internals`.
 #[allow(unreachable_pub)]
 pub(crate) mod event;
 mod pay;
