@@ -11,6 +11,12 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
+# PIN=1 (the default with 2+ cores): the servers on core 0, wrk on core 1,
+# so load generator and server do not steal each other's cycles and the
+# ratios measure the server's own cost per request. PIN=0 lets them float.
+PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
+server_cpu=(); client_cpu=()
+if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); fi
 
 log() { printf '==> %s\n' "$*" >&2; }
 need() {
@@ -38,10 +44,10 @@ wait_port "$redis_port"
 redis_url="redis://127.0.0.1:$redis_port"
 
 bare_port=$(free_port); naive_port=$(free_port); pastdue_port=$(free_port)
-PASTDUE_SERVER__LISTEN="127.0.0.1:$bare_port" "$bin/bare" >/dev/null & pids+=($!)
-PASTDUE_SERVER__LISTEN="127.0.0.1:$naive_port" PASTDUE_STORE__URL="$redis_url" "$bin/naive" >/dev/null & pids+=($!)
+PASTDUE_SERVER__LISTEN="127.0.0.1:$bare_port" "${server_cpu[@]}" "$bin/bare" >/dev/null & pids+=($!)
+PASTDUE_SERVER__LISTEN="127.0.0.1:$naive_port" PASTDUE_STORE__URL="$redis_url" "${server_cpu[@]}" "$bin/naive" >/dev/null & pids+=($!)
 PASTDUE_SERVER__LISTEN="127.0.0.1:$pastdue_port" PASTDUE_STORE__URL="$redis_url" \
-  PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_bench PASTDUE_ADMIN__TOKEN=bench-admin-token-0123456789 "$bin/quickstart" >/dev/null & pids+=($!)
+  PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_bench PASTDUE_ADMIN__TOKEN=bench-admin-token-0123456789 "${server_cpu[@]}" "$bin/quickstart" >/dev/null & pids+=($!)
 for p in "$bare_port" "$naive_port" "$pastdue_port"; do wait_port "$p"; done
 
 log "blocking 2% of the 10,000 accounts (every 50th) in both gates"
@@ -58,11 +64,11 @@ for round in $(seq 1 "$ROUNDS"); do
     # noaccount: the demo, requests without an account (the gate resolves
     # nothing and passes): what the app costs apart from the gate's lookup.
     if [ "$target" = noaccount ]; then
-      rps=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/no_accounts.lua "http://127.0.0.1:$pastdue_port/api/ping" \
+      rps=$("${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/no_accounts.lua "http://127.0.0.1:$pastdue_port/api/ping" \
         | awk '/Requests\/sec/ {print $2}')
     else
       port_var="${target}_port"
-      rps=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/accounts.lua "http://127.0.0.1:${!port_var}/api/ping" \
+      rps=$("${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/accounts.lua "http://127.0.0.1:${!port_var}/api/ping" \
         | awk '/Requests\/sec/ {print $2}')
     fi
     log "round $round: $target $rps req/s"
@@ -72,7 +78,7 @@ done
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 bare=$(median "${results[bare]}"); naive=$(median "${results[naive]}"); pd=$(median "${results[pastdue]}"); noacct=$(median "${results[noaccount]}")
 echo
-echo "GET /api/ping, 10,000 accounts, 2% blocked, wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds"
+echo "GET /api/ping, 10,000 accounts, 2% blocked, wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds (PIN=$PIN)"
 printf '  bare       %10.0f req/s\n  naive      %10.0f req/s\n  noaccount  %10.0f req/s\n  pastdue    %10.0f req/s\n' "$bare" "$naive" "$noacct" "$pd"
 python3 -c "print(f'  pastdue/bare = {$pd/$bare:.3f}   pastdue/noaccount = {$pd/$noacct:.3f}   pastdue/naive = {$pd/$naive:.2f}   naive/bare = {$naive/$bare:.3f}')"
 
