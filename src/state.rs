@@ -115,6 +115,10 @@ pub enum SubscriptionStatus {
     Unpaid,
     /// Paused (no payment method at trial end, or by request): ended.
     Paused,
+    /// Paused because a payment failed (`status_details.paused.subscription.type`
+    /// = `first_payment_failure` or `final_payment_failure`, flexible
+    /// billing mode): the invoice that caused it is still owed, so debt.
+    PausedPaymentFailed,
     /// Canceled: ended.
     Canceled,
     /// The first invoice was never paid and the subscription expired: ended.
@@ -133,7 +137,7 @@ impl SubscriptionStatus {
 
     /// Whether the status means money is owed.
     pub fn is_debt(self) -> bool {
-        matches!(self, Self::PastDue | Self::Unpaid | Self::Incomplete)
+        matches!(self, Self::PastDue | Self::Unpaid | Self::Incomplete | Self::PausedPaymentFailed)
     }
 
     /// Whether the status means the subscription has ended.

@@ -811,3 +811,65 @@ async fn one_builder_mounts_what_its_pages_link_to() {
     let html = text(get_with(&alone, "/x", &[("x-account-id", "payer"), ("accept", "text/html")]).await).await;
     assert!(!html.contains("/billing/pay"), "{html}");
 }
+
+/// Newer API versions (flexible billing mode): a subscription paused
+/// because a payment failed is debt, on the ladder from the pause, with the
+/// pay-the-invoice page; a pause without details (trial ended without a
+/// payment method, or asked for) keeps the "paused" page; an unknown status
+/// or pause kind changes nothing, so it can neither lock out nor clear a
+/// debt. On real Redis, through the signed webhook.
+#[tokio::test]
+async fn pauses_for_failed_payments_are_debt_and_unknown_shapes_change_nothing() {
+    let b = redis().await;
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
+    let t0 = Utc::now().timestamp() - 20 * 86_400;
+    let paused = |customer: &str, account: &str, kind: Option<Value>| {
+        let mut s = subscription_obj(customer, "paused", Some(account));
+        s["billing_mode"] = json!({ "type": "flexible" });
+        if let Some(k) = kind {
+            s["status_details"] = json!({ "paused": { "subscription": { "type": k } } });
+        }
+        s
+    };
+    let accepted = |r: (StatusCode, Value)| assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    let page = |account: &'static str| {
+        let gate = pastdue::gate::GateLayer::new(b.store.clone());
+        let app = Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate);
+        async move {
+            let req = Request::get("/x").header("x-account-id", account).header("accept", "text/html").body(Body::empty()).unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            let stage = res.headers().get("billing-stage").map(|v| v.to_str().unwrap().to_owned());
+            (res.status(), stage, text(res).await)
+        }
+    };
+
+    // Paused for a failed payment: debt, 20 days in → suspended, pay page.
+    for (n, kind) in ["first_payment_failure", "final_payment_failure"].iter().enumerate() {
+        let account = ["failed-first", "failed-final"][n];
+        accepted(post(&app, event(&format!("evt_pf{n}"), "customer.subscription.paused", t0, paused(&format!("cus_pf{n}"), account, Some(json!(kind))))).await);
+        let s = state(&b.store, account).await;
+        assert_eq!(s.subscriptions()["sub_1"].status, SubscriptionStatus::PausedPaymentFailed, "{kind}");
+        assert_eq!(s.past_due_since().map(|t| t.timestamp()), Some(t0), "{kind}: the ladder starts at the pause");
+    }
+    let (status, stage, html) = page("failed-first").await;
+    assert_eq!((status, stage.as_deref()), (StatusCode::PAYMENT_REQUIRED, Some("suspended")));
+    assert!(html.contains("Access is paused until a payment is made"), "{html}");
+
+    // Paused without details (trial ended, or asked for): the paused page.
+    accepted(post(&app, event("evt_pr", "customer.subscription.paused", t0, paused("cus_pr", "asked-pause", None))).await);
+    assert_eq!(state(&b.store, "asked-pause").await.subscriptions()["sub_1"].status, SubscriptionStatus::Paused);
+    let (status, stage, html) = page("asked-pause").await;
+    assert_eq!((status, stage.as_deref()), (StatusCode::PAYMENT_REQUIRED, Some("canceled")));
+    assert!(html.contains("subscription is paused"), "{html}");
+
+    // Unknown shapes: acknowledged (no retry storm), nothing recorded.
+    let before = state(&b.store, "failed-first").await;
+    let later = t0 + 3_600;
+    accepted(post(&app, event("evt_u1", "customer.subscription.updated", later, subscription_obj("cus_pf0", "frozen_solid", Some("failed-first")))).await);
+    accepted(post(&app, event("evt_u2", "customer.subscription.paused", later + 1, paused("cus_pf0", "failed-first", Some(json!("solar_eclipse"))))).await);
+    accepted(post(&app, event("evt_u3", "customer.subscription.paused", later + 2, paused("cus_pf0", "failed-first", Some(json!({ "nested": true }))))).await);
+    assert_eq!(state(&b.store, "failed-first").await.subscriptions(), before.subscriptions(), "unknown shapes change nothing");
+    // And a resume as the event says: good standing again.
+    accepted(post(&app, event("evt_r", "customer.subscription.resumed", later + 3, subscription_obj("cus_pf0", "active", Some("failed-first")))).await);
+    assert_eq!(page("failed-first").await.0, StatusCode::OK);
+}

@@ -58,6 +58,47 @@ impl Event {
     }
 }
 
+/// What a subscription object's `status` (and, for `paused`,
+/// `status_details.paused.subscription.type`) means, or `None` for a status
+/// or pause kind this version does not know: logged once per kind, and no
+/// fact is recorded, so a new Stripe shape can neither lock anybody out nor
+/// clear a debt.
+pub(crate) fn subscription_status(obj: &Map<String, Value>) -> Option<SubscriptionStatus> {
+    let raw = str_at(obj, "status")?;
+    let status = SubscriptionStatus::from_stripe(raw);
+    if status == SubscriptionStatus::Other {
+        unknown_once("subscription status", raw);
+        return None;
+    }
+    if status != SubscriptionStatus::Paused {
+        return Some(status);
+    }
+    let pause = obj.get("status_details").and_then(|d| d.get("paused")).and_then(|p| p.get("subscription")).and_then(|s| s.get("type"));
+    match pause.and_then(Value::as_str) {
+        // No details: a trial that ended without a payment method, or a
+        // pause the customer asked for, as before the details existed.
+        None if pause.is_none_or(Value::is_null) => Some(SubscriptionStatus::Paused),
+        Some("first_payment_failure" | "final_payment_failure") => Some(SubscriptionStatus::PausedPaymentFailed),
+        other => {
+            unknown_once("pause type", other.unwrap_or("(not a string)"));
+            None
+        }
+    }
+}
+
+/// Logs an unknown Stripe value once per (what, value), at most 64 of them.
+fn unknown_once(what: &str, value: &str) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seen = seen.get_or_insert_with(HashSet::new);
+    let key = format!("{what}:{value}");
+    if seen.len() < 64 && seen.insert(key) {
+        tracing::warn!(what, value, "unknown Stripe {what} {value:?}: ignored (no state change); pastdue may need an update");
+    }
+}
+
 /// The object's time fields pastdue reads (besides the envelope's `created`).
 const TIME_FIELDS: &[&str] = &["due_date"];
 
@@ -167,7 +208,7 @@ pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
         | "customer.subscription.resumed" => {
             let id = str_at(obj, "id")?;
             let status = match str_at(obj, "status") {
-                Some(s) => SubscriptionStatus::from_stripe(s),
+                Some(_) => subscription_status(obj)?,
                 None if kind == "customer.subscription.deleted" => SubscriptionStatus::Canceled,
                 None => return None,
             };

@@ -12,7 +12,7 @@ use super::event::{id_at, invoice_hint, metadata, time_at, unpaid_invoice};
 use super::api::Params;
 use super::{MapError, Mapper};
 use crate::account::AccountId;
-use crate::state::{Change, SubscriptionFact, SubscriptionStatus};
+use crate::state::{Change, SubscriptionFact};
 
 /// What a sync run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -54,13 +54,13 @@ pub async fn sync(mapper: &Mapper) -> Result<SyncReport, MapError> {
     let subscriptions = api.list_all("/subscriptions", &Params::from([("status".into(), "all".into())])).await?;
     report.subscriptions = subscriptions.len();
     for sub in subscriptions.iter().filter_map(Value::as_object) {
-        let (Some(id), Some(status)) = (sub.get("id").and_then(Value::as_str), sub.get("status").and_then(Value::as_str)) else {
+        let (Some(id), Some(status)) = (sub.get("id").and_then(Value::as_str), super::event::subscription_status(sub)) else {
             continue;
         };
         let hint = metadata(Some(sub), &mapper.metadata_key);
         let change = Change::Subscription {
             id: id.to_owned(),
-            fact: SubscriptionFact { status: SubscriptionStatus::from_stripe(status), at: now },
+            fact: SubscriptionFact { status, at: now },
         };
         match mapper.account(customer_of(sub), hint).await? {
             Some(account) => by_account.entry(account).or_default().push(change),
