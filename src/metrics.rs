@@ -81,8 +81,11 @@ pub fn describe() {
 /// so a flood of odd types cannot blow up label cardinality.
 #[cfg(feature = "stripe")]
 pub(crate) fn event_type_label(kind: &str) -> &'static str {
-    const KNOWN: [&str; 13] = [
+    const KNOWN: [&str; 16] = [
         "invoice.payment_failed",
+        "invoice.upcoming",
+        "invoice.will_be_due",
+        "invoice.finalized",
         "invoice.overdue",
         "invoice.paid",
         "invoice.payment_succeeded",

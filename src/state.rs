@@ -227,6 +227,30 @@ pub struct NoticeSent {
     pub to: Option<String>,
 }
 
+/// A payment coming due: known before anything is owed, so it never puts
+/// the account on the ladder. Read by reminders.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpcomingDue {
+    /// Amount due, in the currency's minor unit (cents).
+    pub amount_due: i64,
+    /// The currency.
+    pub currency: Currency,
+    /// When it is due: the invoice's `due_date`; for automatic charges the
+    /// next attempt, else the end of the period.
+    pub due: DateTime<Utc>,
+    /// The invoice number, when it has one yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// The hosted invoice page, when there is one (checked like every URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_url: Option<String>,
+    /// The event time that reported it: the newest report wins.
+    pub observed: DateTime<Utc>,
+}
+
+/// Most upcoming dues an account keeps (the latest due dates).
+pub(crate) const MAX_UPCOMING: usize = 16;
+
 /// One fact to fold into an account's [`BillingState`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
@@ -245,6 +269,16 @@ pub enum Change {
         id: String,
         /// Event time.
         at: DateTime<Utc>,
+    },
+    /// A payment is coming due (`invoice.will_be_due`, `invoice.upcoming`,
+    /// `invoice.finalized` with a due date). Dropped once the invoice is
+    /// settled or owed.
+    UpcomingDue {
+        /// The invoice id, or `upcoming:<subscription>` for a preview
+        /// (`invoice.upcoming` objects have no id yet).
+        key: String,
+        /// What is coming due.
+        due: UpcomingDue,
     },
     /// A subscription's status changed.
     Subscription {
@@ -302,6 +336,8 @@ pub struct BillingState {
     unpaid: BTreeMap<String, UnpaidInvoice>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     settled: BTreeMap<String, DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    upcoming: BTreeMap<String, UpcomingDue>,
     #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
     override_: Option<Override>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -330,6 +366,8 @@ impl BillingState {
                 if self.settled.contains_key(id) {
                     return false;
                 }
+                // Owed now: no longer upcoming.
+                let was_upcoming = self.upcoming.remove(id).is_some();
                 // A URL that may not be rendered is never stored.
                 let cleaned;
                 let invoice = match &invoice.hosted_url {
@@ -339,7 +377,7 @@ impl BillingState {
                     }
                     _ => invoice,
                 };
-                match self.unpaid.get_mut(id) {
+                was_upcoming | match self.unpaid.get_mut(id) {
                     None => {
                         self.unpaid.insert(id.clone(), invoice.clone());
                         true
@@ -358,7 +396,7 @@ impl BillingState {
                 }
             }
             Change::InvoiceSettled { id, at } => {
-                let removed = self.unpaid.remove(id).is_some();
+                let removed = self.unpaid.remove(id).is_some() | self.upcoming.remove(id).is_some();
                 // The earliest settle time is kept, whatever the order.
                 let tomb_changed = match self.settled.get_mut(id) {
                     None => {
@@ -373,6 +411,35 @@ impl BillingState {
                 };
                 self.prune_tombstones();
                 removed || tomb_changed
+            }
+            Change::UpcomingDue { key, due } => {
+                // Settled or already owed: not upcoming, whatever the order.
+                if self.settled.contains_key(key) || self.unpaid.contains_key(key) {
+                    return false;
+                }
+                let cleaned;
+                let due = match &due.hosted_url {
+                    Some(u) if !crate::href::is_safe(u) => {
+                        cleaned = UpcomingDue { hosted_url: None, ..due.clone() };
+                        &cleaned
+                    }
+                    _ => due,
+                };
+                let changed = match self.upcoming.get_mut(key) {
+                    None => {
+                        self.upcoming.insert(key.clone(), due.clone());
+                        true
+                    }
+                    // The newest report wins; a tie goes to the later due
+                    // date, so delivery order never decides.
+                    Some(known) if (due.observed, due.due, due.amount_due) > (known.observed, known.due, known.amount_due) => {
+                        *known = due.clone();
+                        true
+                    }
+                    Some(_) => false,
+                };
+                self.prune_upcoming();
+                changed
             }
             Change::Subscription { id, fact } => match self.subscriptions.get_mut(id) {
                 None => {
@@ -428,6 +495,16 @@ impl BillingState {
         }
     }
 
+    fn prune_upcoming(&mut self) {
+        while self.upcoming.len() > MAX_UPCOMING {
+            let earliest = self.upcoming.iter().min_by_key(|(k, d)| (d.due, (*k).clone())).map(|(k, _)| k.clone());
+            match earliest {
+                Some(k) => self.upcoming.remove(&k),
+                None => break,
+            };
+        }
+    }
+
     fn prune_tombstones(&mut self) {
         while self.settled.len() > MAX_TOMBSTONES {
             let oldest = self
@@ -450,6 +527,11 @@ impl BillingState {
     /// Known subscriptions by id.
     pub fn subscriptions(&self) -> &BTreeMap<String, SubscriptionFact> {
         &self.subscriptions
+    }
+
+    /// Payments coming due, by invoice id (or `upcoming:<subscription>`).
+    pub fn upcoming(&self) -> &BTreeMap<String, UpcomingDue> {
+        &self.upcoming
     }
 
     /// Invoices still owed, by id.

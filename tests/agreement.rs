@@ -18,9 +18,10 @@ use proptest::prelude::*;
 fn arb_event() -> impl Strategy<Value = (u8, Change)> {
     let id = prop::sample::select(vec!["in_a", "in_b", "in_c"]);
     let time = (0..40 * DAY).prop_map(t);
-    let status = prop::sample::select(vec![S::Active, S::PastDue, S::Unpaid, S::Canceled, S::Paused]);
+    let status = prop::sample::select(vec![S::Active, S::PastDue, S::Unpaid, S::Canceled, S::Paused, S::PausedPaymentFailed]);
     let change = prop_oneof![
         (id.clone(), 1..5_000i64, time.clone()).prop_map(|(id, c, at)| unpaid(id, c, at)),
+        (id.clone(), 1..5_000i64, time.clone(), time.clone()).prop_map(|(id, c, due, at)| upcoming(id, c, due, at)),
         (id, time.clone()).prop_map(|(id, at)| settled(id, at)),
         (status, time).prop_map(|(s, at)| subscription("sub_1", s, at)),
     ];

@@ -180,9 +180,10 @@ fn a_ladder_in_seconds_works_too() {
 fn arb_change() -> impl Strategy<Value = Change> {
     let id = prop::sample::select(vec!["in_a", "in_b", "in_c"]);
     let time = (-5 * DAY..40 * DAY).prop_map(t);
-    let status = prop::sample::select(vec![S::Active, S::PastDue, S::Unpaid, S::Canceled, S::Paused, S::Trialing]);
+    let status = prop::sample::select(vec![S::Active, S::PastDue, S::Unpaid, S::Canceled, S::Paused, S::PausedPaymentFailed, S::Trialing]);
     prop_oneof![
         (id.clone(), 1..10_000i64, time.clone()).prop_map(|(id, c, at)| unpaid(id, c, at)),
+        (id.clone(), 1..10_000i64, time.clone(), time.clone()).prop_map(|(id, c, due, at)| upcoming(id, c, due, at)),
         (id, time.clone()).prop_map(|(id, at)| settled(id, at)),
         (prop::sample::select(vec!["sub_1", "sub_2"]), status, time).prop_map(|(id, s, at)| subscription(id, s, at)),
     ]

@@ -873,3 +873,51 @@ async fn pauses_for_failed_payments_are_debt_and_unknown_shapes_change_nothing()
     accepted(post(&app, event("evt_r", "customer.subscription.resumed", later + 3, subscription_obj("cus_pf0", "active", Some("failed-first")))).await);
     assert_eq!(page("failed-first").await.0, StatusCode::OK);
 }
+
+/// Upcoming dues (for reminders): `invoice.will_be_due`, `invoice.upcoming`
+/// (a preview without an id, kept under its subscription) and
+/// `invoice.finalized` with a due date are kept, never put the account on
+/// the ladder, and go once the invoice is paid or owed — in any order. An
+/// automatically charged invoice's `finalized` is not a due. Real Redis.
+#[tokio::test]
+async fn upcoming_dues_are_kept_off_the_ladder_and_go_when_paid() {
+    let b = redis().await;
+    let app = pastdue::stripe::router(&config(Unmapped::CustomerId).stripe, b.store.clone()).unwrap();
+    let accepted = |r: (StatusCode, Value)| assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    let now = Utc::now().timestamp();
+    let due_at = now + 3 * 86_400;
+    let with_due = |id: &str| {
+        let mut inv = invoice(id, "cus_up", 4_900, Shape::Current, Some("upcoming-co"));
+        inv["collection_method"] = json!("send_invoice");
+        inv["due_date"] = json!(due_at);
+        inv
+    };
+    accepted(post(&app, event("evt_wbd", "invoice.will_be_due", now, with_due("in_due"))).await);
+    let mut preview = invoice("in_ignored", "cus_up", 1_900, Shape::Current, Some("upcoming-co"));
+    preview.as_object_mut().unwrap().remove("id");
+    preview["next_payment_attempt"] = json!(now + 10 * 86_400);
+    preview["due_date"] = json!(null);
+    accepted(post(&app, event("evt_up", "invoice.upcoming", now, preview)).await);
+    let mut automatic = invoice("in_auto", "cus_up", 900, Shape::Current, Some("upcoming-co"));
+    automatic["due_date"] = json!(null);
+    accepted(post(&app, event("evt_fin", "invoice.finalized", now, automatic)).await);
+
+    let s = state(&b.store, "upcoming-co").await;
+    let keys: Vec<&str> = s.upcoming().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["in_due", "upcoming:sub_1"]);
+    assert_eq!((s.upcoming()["in_due"].amount_due, s.upcoming()["in_due"].due.timestamp()), (4_900, due_at));
+    assert_eq!(s.upcoming()["upcoming:sub_1"].due.timestamp(), now + 10 * 86_400);
+    assert_eq!(s.past_due_since(), None, "an upcoming due never starts the ladder");
+
+    // Paid: gone; a late will_be_due for it does not bring it back.
+    accepted(post(&app, event("evt_paid", "invoice.paid", now + 60, with_due("in_due"))).await);
+    accepted(post(&app, event("evt_wbd_late", "invoice.will_be_due", now - 60, with_due("in_due"))).await);
+    accepted(post(&app, event("evt_fin_due", "invoice.finalized", now + 1, with_due("in_due"))).await);
+    assert!(!state(&b.store, "upcoming-co").await.upcoming().contains_key("in_due"));
+
+    // Owed: it is debt now, no longer upcoming.
+    accepted(post(&app, event("evt_wbd2", "invoice.will_be_due", now, with_due("in_two"))).await);
+    accepted(post(&app, event("evt_fail2", "invoice.payment_failed", now + 5, with_due("in_two"))).await);
+    let s = state(&b.store, "upcoming-co").await;
+    assert!(!s.upcoming().contains_key("in_two") && s.unpaid().contains_key("in_two"));
+}

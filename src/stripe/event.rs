@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::state::{sane_time, Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+use crate::state::{sane_time, Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice, UpcomingDue};
 
 /// The envelope of a Stripe event.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +153,40 @@ pub fn invoice_hint<'a>(invoice: &'a Map<String, Value>, key: &str) -> Option<&'
         .or_else(|| metadata(Some(invoice), key))
 }
 
+/// A payment coming due, from `invoice.upcoming` (a preview with no id,
+/// keyed by its subscription), `invoice.will_be_due`, or `invoice.finalized`
+/// when the invoice has a due date (send-invoice; an automatic charge is
+/// finalized and charged at once). `None` when nothing is due or the
+/// object says too little.
+fn upcoming_due(invoice: &Map<String, Value>, kind: &str, observed: DateTime<Utc>) -> Option<Change> {
+    let due_date = time_at(invoice, "due_date");
+    if kind == "invoice.finalized" && due_date.is_none() {
+        return None;
+    }
+    let due = due_date.or_else(|| time_at(invoice, "next_payment_attempt")).or_else(|| time_at(invoice, "period_end"))?;
+    let amount_due = invoice.get("amount_due").and_then(Value::as_i64).filter(|a| *a > 0)?;
+    let key = match str_at(invoice, "id").filter(|id| id.starts_with("in_")) {
+        Some(id) => id.to_owned(),
+        None => {
+            let subscription = subscription_details(invoice)
+                .and_then(|d| id_at(d, "subscription"))
+                .or_else(|| id_at(invoice, "subscription"))?;
+            format!("upcoming:{subscription}")
+        }
+    };
+    Some(Change::UpcomingDue {
+        key,
+        due: UpcomingDue {
+            amount_due,
+            currency: str_at(invoice, "currency").and_then(Currency::new)?,
+            due,
+            number: str_at(invoice, "number").map(str::to_owned),
+            hosted_url: str_at(invoice, "hosted_invoice_url").and_then(|u| crate::href::checked(u, "hosted_invoice_url")).map(Into::into),
+            observed,
+        },
+    })
+}
+
 /// An invoice as an unpaid-invoice record; `None` when nothing is owed.
 pub fn unpaid_invoice(invoice: &Map<String, Value>, since: DateTime<Utc>, observed: DateTime<Utc>) -> Option<UnpaidInvoice> {
     let amount = invoice
@@ -199,6 +233,10 @@ pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
         "invoice.paid" | "invoice.payment_succeeded" | "invoice.voided" => {
             let id = str_at(obj, "id")?;
             let changes = vec![Change::InvoiceSettled { id: id.to_owned(), at }];
+            (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
+        }
+        "invoice.upcoming" | "invoice.will_be_due" | "invoice.finalized" => {
+            let changes = upcoming_due(obj, kind, at).into_iter().collect();
             (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
         }
         "customer.subscription.created"

@@ -1,7 +1,7 @@
 //! State and config builders: facts as a test writes them.
 
 use chrono::{DateTime, TimeZone, Utc};
-use pastdue::state::{Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+use pastdue::state::{Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice, UpcomingDue};
 
 pub fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
@@ -20,6 +20,21 @@ pub fn unpaid(id: &str, cents: i64, since: DateTime<Utc>) -> Change {
             since,
             observed: since,
             uncollectible: false,
+        },
+    }
+}
+
+/// A payment of `cents` coming due at `due`, reported at `observed`.
+pub fn upcoming(key: &str, cents: i64, due: DateTime<Utc>, observed: DateTime<Utc>) -> Change {
+    Change::UpcomingDue {
+        key: key.into(),
+        due: UpcomingDue {
+            amount_due: cents,
+            currency: Currency::new("eur").unwrap(),
+            due,
+            number: None,
+            hosted_url: Some(format!("https://invoice.stripe.com/i/{key}")),
+            observed,
         },
     }
 }
