@@ -96,6 +96,7 @@ impl<'a> Pastdue<'a> {
         #[cfg(feature = "stripe")]
         let (gate, sync) = {
             let mapper = crate::stripe::Mapper::new(&config.stripe, store.clone())?;
+            let gate = crate::stripe::with_verification(gate, &config.stripe, store.clone())?;
             let (gate, pay) = crate::stripe::with_pay_links(gate, &config.stripe, &config.links, store.clone())?;
             routes = routes.merge(pay);
             if !config.stripe.secrets().is_empty() {

@@ -61,6 +61,14 @@ impl Cached {
         }
     }
 
+    /// The full state, shared, when this entry keeps it.
+    pub(crate) fn shared_state(&self) -> Option<Arc<BillingState>> {
+        match self {
+            Cached::State(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
     /// The full state, when this entry keeps it.
     pub fn state(&self) -> Option<&BillingState> {
         match self {

@@ -115,6 +115,12 @@ impl Config {
             return Err(ConfigError::Key { key: "links.ttl".into(), message: "must be longer than 0s".into() });
         }
         self.admin.check_tokens()?;
+        if self.stripe.verify_rate == 0 {
+            return Err(ConfigError::Key { key: "stripe.verify_rate".into(), message: "must be at least 1 per second".into() });
+        }
+        if self.stripe.verify_timeout.is_zero() {
+            return Err(ConfigError::Key { key: "stripe.verify_timeout".into(), message: "must be longer than 0s".into() });
+        }
         if self.cache.capacity == 0 {
             return Err(ConfigError::Key {
                 key: "cache.capacity".into(),

@@ -20,6 +20,7 @@
 //! | `pastdue_link_conflicts_total` | | Stripe metadata that disagreed with an admin's customer link (the admin link stays) |
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
 //! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`) | stage notices |
+//! | `pastdue_verifications_total` | `result` (`paid`: settled at Stripe and applied, the request passed; `owed`; `recent`: verified within `stripe.verify_interval`; `limited`: over `stripe.verify_rate`; `failed`) | verifications before a debt `402` |
 
 /// Gated requests by stage, action and result.
 pub const DECISIONS: &str = "pastdue_decisions_total";
@@ -49,9 +50,11 @@ pub const LINK_CONFLICTS: &str = "pastdue_link_conflicts_total";
 pub const RESUBSCRIBES: &str = "pastdue_invalidation_resubscribes_total";
 /// Stage notices by channel and result.
 pub const NOTICES: &str = "pastdue_notices_total";
+/// Verifications with Stripe before a debt `402`, by result.
+pub const VERIFICATIONS: &str = "pastdue_verifications_total";
 
 /// Every metric's `HELP` text, one per name.
-const HELP: [(&str, &str); 14] = [
+const HELP: [(&str, &str); 15] = [
     (DECISIONS, "Gated requests by billing stage, the stage's action and the result (pass or deny)."),
     (NO_ACCOUNT, "Gated (not exempt) requests that resolved no account and so passed ungated (or got 401 with gate.missing_account = deny)."),
     (CACHE_HITS, "Gate decisions made from the in-process cache, without a store read."),
@@ -66,6 +69,7 @@ const HELP: [(&str, &str); 14] = [
     (LINK_CONFLICTS, "Stripe metadata that named another account than an admin's customer link (the admin link stays)."),
     (RESUBSCRIBES, "Times the cache's invalidation listener (re)subscribed to the store."),
     (NOTICES, "Stage notices by channel and result (sent or failed)."),
+    (VERIFICATIONS, "Verifications with Stripe before a debt 402, by result (paid, owed, recent, limited, failed)."),
 ];
 
 /// Describes every metric (`HELP` text) to the installed recorder. The

@@ -266,7 +266,7 @@ impl Notifier {
                 continue;
             }
             let what = format!("{}:{stage}:{channel}", episode.timestamp());
-            let holder = holder_id();
+            let holder = crate::store::holder_id();
             if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
                 continue;
             }
@@ -454,17 +454,6 @@ impl Notifier {
         })
         .await
     }
-}
-
-/// A claim holder id, unique per claim attempt across instances.
-fn holder_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    static INSTANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    // RandomState is seeded from the OS's randomness, per process.
-    let instance = *INSTANCE.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
-    format!("{instance:016x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingState, pay_url: Option<&str>, created: i64) -> Vec<u8> {

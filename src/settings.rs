@@ -316,6 +316,16 @@ pub struct StripeConfig {
     pub sync_interval: Duration,
     /// `portal_return_url`: enables `/billing/pay` portal links when set.
     pub portal_return_url: String,
+    /// `verify_timeout`: longest a request about to get a debt `402` waits
+    /// for Stripe to say whether the debt still stands.
+    #[serde(deserialize_with = "de_duration")]
+    pub verify_timeout: Duration,
+    /// `verify_interval`: at most one verification per account this often,
+    /// across instances.
+    #[serde(deserialize_with = "de_duration")]
+    pub verify_interval: Duration,
+    /// `verify_rate`: most verifications per second per instance.
+    pub verify_rate: u32,
 }
 
 

@@ -471,6 +471,39 @@ impl Emulator {
         cus
     }
 
+    async fn get(&self, path: &str) -> Value {
+        let res = self.http.get(format!("{}{path}", self.ls.url())).bearer_auth("sk_test_pastdue").send().await.unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// The customer's newest invoice id, once the emulator has made one.
+    async fn invoice_of(&self, customer: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let list = self.get("/v1/invoices?limit=100").await;
+            let found = list["data"].as_array().unwrap().iter().find(|i| i["customer"] == customer).and_then(|i| i["id"].as_str()).map(str::to_owned);
+            if let Some(id) = found {
+                return id;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no invoice for {customer}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Pays `invoice` with a working card, the way a customer would in the
+    /// portal: a new default payment method, then the invoice's pay call.
+    async fn pay_with_card(&self, customer: &str, invoice: &str) {
+        let pm = self
+            .call("/v1/payment_methods", &[("type", "card"), ("card[number]", "4242424242424242"), ("card[exp_month]", "12"), ("card[exp_year]", "2040"), ("card[cvc]", "123")])
+            .await;
+        let pm = pm["id"].as_str().unwrap().to_owned();
+        self.call(&format!("/v1/payment_methods/{pm}/attach"), &[("customer", customer)]).await;
+        self.call(&format!("/v1/customers/{customer}"), &[("invoice_settings[default_payment_method]", &pm)]).await;
+        self.call(&format!("/v1/invoices/{invoice}/pay"), &[]).await;
+        assert_eq!(self.get(&format!("/v1/invoices/{invoice}")).await["status"], "paid");
+    }
+
     fn config(&self) -> Config {
         let mut c = config(Unmapped::CustomerId);
         c.stripe.api_key = "sk_test_pastdue".into();
@@ -920,4 +953,119 @@ async fn upcoming_dues_are_kept_off_the_ladder_and_go_when_paid() {
     accepted(post(&app, event("evt_fail2", "invoice.payment_failed", now + 5, with_due("in_two"))).await);
     let s = state(&b.store, "upcoming-co").await;
     assert!(!s.upcoming().contains_key("in_two") && s.unpaid().contains_key("in_two"));
+}
+
+/// Verify before blocking, on real Redis and localstripe: a debt whose
+/// `invoice.paid` never reached us (no webhook configured) is settled by
+/// asking Stripe before the 402, and that same request passes; another
+/// instance then sees the settled state through the store and asks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debt_paid_at_stripe_but_never_announced_passes_on_the_next_request() {
+    let server = RedisServer::start();
+    let emu = Emulator::start();
+    let customer = emu.failing_customer("team-paid").await;
+    let invoice = emu.invoice_of(&customer).await;
+    let store = store_with(&server.url(), relaxed()).await;
+    let account = acct("team-paid");
+    store.apply(&account, None, &[unpaid(&invoice, 1200, Utc::now() - chrono::TimeDelta::days(20)), pastdue::Change::LinkCustomer(customer.clone())]).await.unwrap();
+    let mut cfg = emu.config();
+    cfg.stripe.verify_interval = Duration::from_millis(300);
+    let app = |store: Arc<dyn Store>, recorder: &metrics_util::debugging::DebuggingRecorder| {
+        let cfg = cfg.clone();
+        metrics::with_local_recorder(recorder, move || {
+            let gate = pastdue::gate::GateLayer::new(store.clone());
+            let gate = pastdue::stripe::with_verification(gate, &cfg.stripe, store).unwrap();
+            Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate)
+        })
+    };
+    let ask = |app: &Router| {
+        let app = app.clone();
+        async move { app.oneshot(Request::get("/x").header("x-account-id", "team-paid").body(Body::empty()).unwrap()).await.unwrap().status() }
+    };
+    let first = metrics_util::debugging::DebuggingRecorder::new();
+    let first_counts = first.snapshotter();
+    let one = app(store.clone(), &first);
+
+    // Still owed at Stripe: verified, and the 402 stands.
+    assert_eq!(ask(&one).await, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(counter_total(&first_counts, "pastdue_verifications_total"), 1);
+
+    // Paid in the emulator; no webhook reaches us. Once the per-account
+    // interval (300 ms, on Redis's clock) has passed, the next blocked
+    // request asks again and passes.
+    emu.pay_with_card(&customer, &invoice).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ask(&one).await != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "the paid invoice never opened the gate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = store.load(&account).await.unwrap().unwrap();
+    assert!(s.unpaid().is_empty() && s.settled().contains_key(&invoice), "applied through the store: {s:?}");
+
+    // Another instance: the store already says paid; it asks nothing.
+    let second = metrics_util::debugging::DebuggingRecorder::new();
+    let second_counts = second.snapshotter();
+    let two = app(store_with(&server.url(), relaxed()).await, &second);
+    assert_eq!(ask(&two).await, StatusCode::OK);
+    assert_eq!(counter_total(&second_counts, "pastdue_verifications_total"), 0);
+}
+
+/// Stripe down or slow (a loopback server that accepts and never answers):
+/// every blocked request still gets its 402 within about the timeout, no
+/// 5xx, and 200 concurrent blocked requests over 50 accounts make at most
+/// `verify_rate` calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_stripe_costs_the_timeout_and_the_limiter_holds() {
+    let b = redis().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            // Read the request, count it, never answer.
+            let seen = seen.clone();
+            held.push(tokio::spawn(async move {
+                let mut socket = socket;
+                let mut buf = vec![0u8; 8192];
+                let mut counted = false;
+                loop {
+                    match tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if !counted => {
+                            counted = true;
+                            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }));
+        }
+    });
+    let mut cfg = config(Unmapped::CustomerId);
+    cfg.stripe.api_key = "sk_test_silent".into();
+    cfg.stripe.api_base = format!("http://{addr}");
+    cfg.stripe.verify_timeout = Duration::from_millis(300);
+    cfg.stripe.verify_rate = 10;
+    for n in 0..50 {
+        b.store.apply(&acct(&format!("silent-{n}")), None, &[unpaid(&format!("in_s{n}"), 500, Utc::now() - chrono::TimeDelta::days(20))]).await.unwrap();
+    }
+    let gate = pastdue::stripe::with_verification(pastdue::gate::GateLayer::new(b.store.clone()), &cfg.stripe, b.store.clone()).unwrap();
+    let app = Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate);
+    let started = tokio::time::Instant::now();
+    let requests = (0..200).map(|i| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let req = Request::get("/x").header("x-account-id", format!("silent-{}", i % 50)).body(Body::empty()).unwrap();
+            app.oneshot(req).await.unwrap().status()
+        })
+    });
+    for r in futures_util::future::join_all(requests).await {
+        assert_eq!(r.unwrap(), StatusCode::PAYMENT_REQUIRED);
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "200 blocked requests took {elapsed:?} with a 300 ms verify_timeout");
+    let made = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=10).contains(&made), "{made} calls to Stripe; the limiter allows 10 per second");
 }

@@ -70,10 +70,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::account::{validate, AccountId};
-use crate::cache::{Lookup, StateCache};
+use crate::cache::{Cached, Lookup, StateCache};
 use crate::clock::SharedClock;
 use crate::settings::{CacheConfig, Config, ConfigError, MissingAccount, Policy};
-use crate::standing::{Action, Ladder, Standing};
+use crate::standing::{Action, Ladder, Reason, Standing};
+use crate::state::BillingState;
 use crate::store::Store;
 
 mod banner;
@@ -81,6 +82,8 @@ mod counters;
 mod exempt;
 mod extract;
 mod negotiate;
+#[cfg_attr(not(feature = "stripe"), allow(dead_code))]
+pub(crate) mod recheck;
 mod resolve;
 mod respond;
 
@@ -116,6 +119,8 @@ struct Shared {
     no_account: Arc<NoAccountWatch>,
     /// Read once per request.
     clock: SharedClock,
+    /// Asked before a debt `402`, for at most the duration.
+    recheck: Option<(Arc<dyn recheck::Recheck>, std::time::Duration)>,
 }
 
 /// Counts requests that resolved no account, and says once when a gate has
@@ -214,6 +219,7 @@ impl GateLayer {
                 missing_account: config.gate.missing_account,
                 no_account: Arc::new(NoAccountWatch::new()),
                 clock: crate::clock::system(),
+                recheck: None,
             }),
         })
     }
@@ -292,6 +298,14 @@ impl GateLayer {
 
     /// The clock the gate reads (pay links' mint window follows it too).
     #[cfg(feature = "stripe")]
+    /// Asks `recheck` before answering a debt `402`, waiting at most
+    /// `timeout` (the Stripe adapter wires this; see `stripe::with_verification`).
+    #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
+    pub(crate) fn with_recheck(self, recheck: Arc<dyn recheck::Recheck>, timeout: std::time::Duration) -> Self {
+        self.edit(|s| s.recheck = Some((recheck, timeout)))
+    }
+
+    #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.shared.clock
     }
@@ -374,6 +388,54 @@ impl Shared {
         Decision::Pass(pass(req, standing), banner)
     }
 
+    /// Whether `standing` is about to refuse `req` for a debt, with a
+    /// recheck configured and a stored state to recheck: then the state.
+    fn recheck_due<ReqBody>(&self, req: &Request<ReqBody>, standing: &Standing, cached: Option<&Cached>) -> Option<Arc<BillingState>> {
+        self.recheck.as_ref()?;
+        if standing.reason() != Reason::Debt || standing.allows(req.method()) {
+            return None;
+        }
+        cached?.shared_state()
+    }
+
+    /// Asks the source about `account`'s debt (bounded by the timeout);
+    /// on news, the standing the new state gives at `now`.
+    async fn rechecked(&self, account: &AccountId, state: Arc<BillingState>, now: DateTime<Utc>) -> Option<(Standing, BillingState)> {
+        let (recheck, timeout) = self.recheck.as_ref()?;
+        let fresh = tokio::time::timeout(*timeout, recheck.recheck(account.clone(), state)).await.ok().flatten()?;
+        Some((Standing::evaluate(Some(&fresh), &self.ladder, now), fresh))
+    }
+
+    /// Decides a request that needs the account (the 402 page, a banner,
+    /// a recheck), then runs the app on a pass.
+    async fn decide_async<S, ReqBody, B>(
+        self: Arc<Self>,
+        mut req: Request<ReqBody>,
+        account: AccountId,
+        standing: Standing,
+        cached: Option<Cached>,
+        now: DateTime<Utc>,
+        mut inner: S,
+    ) -> Result<Response<B>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<B>>,
+        B: http_body::Body + From<Bytes>,
+    {
+        let mut standing = standing;
+        let mut fresh = None;
+        if let Some(state) = self.recheck_due(&req, &standing, cached.as_ref()) {
+            if let Some((now_standing, state)) = self.rechecked(&account, state, now).await {
+                standing = now_standing;
+                fresh = Some(state);
+            }
+        }
+        let state = fresh.as_ref().or_else(|| cached.as_ref().and_then(Cached::state));
+        match self.decide(&mut req, account.as_str(), standing, state) {
+            Decision::Pass(stage, banner) => finish(inner.call(req), stage, banner, self.banner.unwrap_or(0)).await,
+            Decision::Answer(res) => Ok(res),
+        }
+    }
+
     fn standing_of(&self, lookup: &Lookup, now: DateTime<Utc>) -> Standing {
         match lookup {
             Lookup::Fresh(c) => c.standing(&self.ladder, now),
@@ -399,13 +461,6 @@ fn pass<ReqBody>(req: &mut Request<ReqBody>, standing: Standing) -> Option<Heade
     let stage = (!standing.stage().is_active()).then(|| standing.stage().header_value().clone());
     req.extensions_mut().insert(standing);
     stage
-}
-
-fn state_of(lookup: &Lookup) -> Option<&crate::state::BillingState> {
-    match lookup {
-        Lookup::Fresh(c) | Lookup::Stale(c) => c.state(),
-        Lookup::Unavailable => None,
-    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Gate<S>
@@ -463,6 +518,17 @@ where
                 let stage = pass(&mut req, standing);
                 return ResponseFuture::inner(self.inner.call(req), stage);
             }
+            // A debt 402 with a recheck configured: ask first, off the hot path.
+            if shared.recheck_due(&req, &standing, Some(&cached)).is_some() {
+                let account = match AccountId::new(&account) {
+                    Ok(a) => a,
+                    Err(e) => return ResponseFuture::ready(respond::bad_account(&e)),
+                };
+                let ready = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, ready);
+                let shared = self.shared.clone();
+                return ResponseFuture::lookup(Box::pin(shared.decide_async(req, account, standing, Some(cached), now, inner)));
+            }
             // The 402 page or a banner: they name the account.
             let account = account.into_owned();
             return match shared.decide(&mut req, &account, standing, cached.state()) {
@@ -480,15 +546,16 @@ where
         };
         shared.counters.misses.increment(1);
         let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let inner = std::mem::replace(&mut self.inner, ready);
         let shared = self.shared.clone();
         ResponseFuture::lookup(Box::pin(async move {
             let lookup = shared.cache.load(&account, now).await;
             let standing = shared.standing_of(&lookup, now);
-            match shared.decide(&mut req, account.as_str(), standing, state_of(&lookup)) {
-                Decision::Pass(stage, banner) => finish(inner.call(req), stage, banner, shared.banner.unwrap_or(0)).await,
-                Decision::Answer(res) => Ok(res),
-            }
+            let cached = match lookup {
+                Lookup::Fresh(c) | Lookup::Stale(c) => Some(c),
+                Lookup::Unavailable => None,
+            };
+            shared.decide_async(req, account, standing, cached, now, inner).await
         }))
     }
 }

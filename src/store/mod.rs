@@ -519,3 +519,16 @@ pub(crate) fn fold(current: Option<&BillingState>, changes: &[Change]) -> (Billi
     }
     (next, changed)
 }
+
+/// A claim holder id ([`Store::claim`]), unique per call across instances:
+/// a per-process random part and a sequence number.
+#[cfg_attr(not(any(feature = "stripe", feature = "notify-email", feature = "notify-webhook")), allow(dead_code))]
+pub(crate) fn holder_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    static INSTANCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // RandomState is seeded from the OS's randomness, per process.
+    let instance = *INSTANCE.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
+    format!("{instance:016x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,217 @@
+//! Verify before blocking: ask Stripe whether a debt still stands.
+//!
+//! A request about to get a debt `402` asks here first (the gate waits at
+//! most `stripe.verify_timeout`). The unpaid invoices the state knows are
+//! fetched by id, and subscriptions in a debt status too; what Stripe says
+//! is paid, voided or live again is applied through the store like any
+//! webhook fact, with the API object's own time where it has one
+//! (`status_transitions.paid_at`), so a late webhook stays a no-op and a
+//! newer failure still wins. Bounded three ways: one verification per
+//! account per `stripe.verify_interval` across instances (a store claim),
+//! at most `stripe.verify_rate` per second per instance (a token bucket),
+//! and concurrent blocked requests for one account share one verification.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use super::api::{Params, StripeApi};
+use crate::account::AccountId;
+use crate::clock::SharedClock;
+use crate::gate::GateLayer;
+use crate::gate::recheck::{Recheck, Rechecked};
+use crate::settings::{ConfigError, StripeConfig};
+use crate::state::{sane_time, BillingState, Change, SubscriptionFact};
+use crate::store::{Applied, Store};
+
+/// At most this many objects are fetched per verification.
+const MAX_OBJECTS: usize = 10;
+
+type Flight = Arc<OnceCell<Option<BillingState>>>;
+
+pub(crate) struct Verifier {
+    api: StripeApi,
+    store: Arc<dyn Store>,
+    interval: Duration,
+    timeout: Duration,
+    limiter: DefaultDirectRateLimiter,
+    inflight: Mutex<HashMap<AccountId, Flight>>,
+    /// This instance's name in verification claims.
+    holder: String,
+    clock: SharedClock,
+    results: Results,
+}
+
+/// `pastdue_verifications_total{result}`, registered once.
+struct Results {
+    paid: metrics::Counter,
+    owed: metrics::Counter,
+    recent: metrics::Counter,
+    limited: metrics::Counter,
+    failed: metrics::Counter,
+}
+
+impl Results {
+    fn new() -> Self {
+        let c = |result: &'static str| metrics::counter!(crate::metrics::VERIFICATIONS, "result" => result);
+        Self { paid: c("paid"), owed: c("owed"), recent: c("recent"), limited: c("limited"), failed: c("failed") }
+    }
+}
+
+impl Verifier {
+    /// A verifier from `[stripe]`, or `None` without an API key.
+    pub(crate) fn new(config: &StripeConfig, store: Arc<dyn Store>, clock: SharedClock) -> Result<Option<Self>, ConfigError> {
+        let Some(key) = config.api_key() else { return Ok(None) };
+        let api = StripeApi::new(key, &config.api_base)
+            .map_err(|e| ConfigError::Key { key: "stripe.api_key".into(), message: e.to_string() })?;
+        let rate = NonZeroU32::new(config.verify_rate)
+            .ok_or_else(|| ConfigError::Key { key: "stripe.verify_rate".into(), message: "must be at least 1 per second".into() })?;
+        crate::metrics::describe();
+        Ok(Some(Self {
+            api,
+            store,
+            interval: config.verify_interval,
+            timeout: config.verify_timeout,
+            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            inflight: Mutex::default(),
+            holder: crate::store::holder_id(),
+            clock,
+            results: Results::new(),
+        }))
+    }
+
+    /// The shared verification of `account`: the first blocked request
+    /// starts it (in its own task, so a request that stops waiting does
+    /// not cancel it), the others wait for the same answer.
+    async fn verify_shared(self: Arc<Self>, account: AccountId, state: Arc<BillingState>) -> Option<BillingState> {
+        let flight: Flight = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            inflight.entry(account.clone()).or_default().clone()
+        };
+        let me = self.clone();
+        let key = account.clone();
+        let result = flight
+            .get_or_init(|| async move {
+                let task = tokio::spawn(async move {
+                    let timeout = me.timeout;
+                    tokio::time::timeout(timeout, me.verify(&key, &state)).await.ok().flatten()
+                });
+                task.await.ok().flatten()
+            })
+            .await
+            .clone();
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if inflight.get(&account).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            inflight.remove(&account);
+        }
+        result
+    }
+
+    async fn verify(&self, account: &AccountId, state: &BillingState) -> Option<BillingState> {
+        if self.limiter.check().is_err() {
+            self.results.limited.increment(1);
+            return None;
+        }
+        match self.store.claim(account, "verify", &self.holder, self.interval).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.results.recent.increment(1);
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "cannot claim a verification; serving the 402");
+                self.results.failed.increment(1);
+                return None;
+            }
+        }
+        let changes = match self.ask(state).await {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "Stripe verification failed; serving the 402");
+                self.results.failed.increment(1);
+                return None;
+            }
+        };
+        if changes.is_empty() {
+            self.results.owed.increment(1);
+            return None;
+        }
+        match self.store.apply(account, None, &changes).await {
+            Ok(Applied::Changed(fresh)) => {
+                tracing::info!(%account, facts = changes.len(), "Stripe says the debt is settled; applied before blocking");
+                self.results.paid.increment(1);
+                Some(fresh)
+            }
+            Ok(_) => {
+                self.results.owed.increment(1);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "cannot apply what Stripe said; serving the 402");
+                self.results.failed.increment(1);
+                None
+            }
+        }
+    }
+
+    /// What Stripe says now about the debts `state` records.
+    async fn ask(&self, state: &BillingState) -> Result<Vec<Change>, super::ApiError> {
+        let now = self.clock.now();
+        let mut changes = Vec::new();
+        for id in state.unpaid().keys().filter(|id| plain_id(id)).take(MAX_OBJECTS) {
+            let invoice = self.api.get(&format!("/invoices/{id}"), &Params::new()).await?;
+            if let Some(at) = settled_at(&invoice, now) {
+                changes.push(Change::InvoiceSettled { id: id.clone(), at });
+            }
+        }
+        let in_debt = state.subscriptions().iter().filter(|(id, s)| s.status.is_debt() && plain_id(id));
+        for (id, _) in in_debt.take(MAX_OBJECTS) {
+            let sub = self.api.get(&format!("/subscriptions/{id}"), &Params::new()).await?;
+            let status = sub.as_object().and_then(super::event::subscription_status);
+            if let Some(status) = status.filter(|s| !s.is_debt()) {
+                changes.push(Change::Subscription { id: id.clone(), fact: SubscriptionFact { status, at: now } });
+            }
+        }
+        Ok(changes)
+    }
+}
+
+impl Recheck for Arc<Verifier> {
+    fn recheck(&self, account: AccountId, state: Arc<BillingState>) -> Rechecked {
+        Box::pin(self.clone().verify_shared(account, state))
+    }
+}
+
+/// When Stripe settled `invoice` (paid or voided): the API object's own
+/// time, else `now`; `None` while it is still owed.
+fn settled_at(invoice: &Value, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let field = match invoice.get("status").and_then(Value::as_str)? {
+        "paid" => "paid_at",
+        "void" => "voided_at",
+        _ => return None,
+    };
+    let at = invoice.get("status_transitions").and_then(|t| t.get(field)).and_then(Value::as_i64).and_then(sane_time);
+    Some(at.unwrap_or(now))
+}
+
+/// An id that is safe in a URL path (Stripe's are `in_…`, `sub_…`).
+fn plain_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Verify before blocking: with `stripe.api_key` set, `gate` asks Stripe
+/// before answering a debt `402` (see the [module docs](self)); without
+/// one, `gate` is returned unchanged. The verification reads "now" from
+/// the gate's clock. [`crate::Pastdue`] does this for you.
+pub fn with_verification(gate: GateLayer, config: &StripeConfig, store: Arc<dyn Store>) -> Result<GateLayer, ConfigError> {
+    let Some(verifier) = Verifier::new(config, store, gate.clock().clone())? else {
+        return Ok(gate);
+    };
+    Ok(gate.with_recheck(Arc::new(Arc::new(verifier)), config.verify_timeout))
+}
