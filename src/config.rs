@@ -111,6 +111,9 @@ impl Config {
         if self.notify.lease < Duration::from_millis(30) {
             return Err(ConfigError::Key { key: "notify.lease".into(), message: "must be at least 30ms".into() });
         }
+        if !crate::href::is_safe(&self.links.return_to) {
+            return Err(ConfigError::Key { key: "links.return_to".into(), message: "must be a path (/…) or an https URL".into() });
+        }
         if self.links.ttl.is_zero() {
             return Err(ConfigError::Key { key: "links.ttl".into(), message: "must be longer than 0s".into() });
         }

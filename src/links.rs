@@ -32,6 +32,9 @@ use crate::account::AccountId;
 /// Where the pay endpoint is mounted (`stripe::with_pay_links`).
 pub const PAY_PATH: &str = "/billing/pay";
 
+/// Where the return endpoint is mounted (`stripe::with_pay_links`).
+pub const RETURN_PATH: &str = "/billing/return";
+
 /// The shortest `links.secret` accepted, in bytes.
 pub(crate) const MIN_SECRET_LEN: usize = 32;
 
@@ -41,12 +44,15 @@ pub(crate) const MIN_SECRET_LEN: usize = 32;
 pub enum Purpose {
     /// Open the account's billing portal (`/billing/pay`).
     Pay,
+    /// Come back from paying, or ask to be checked again (`/billing/return`).
+    Return,
 }
 
 impl Purpose {
     fn as_str(self) -> &'static str {
         match self {
             Purpose::Pay => "pay",
+            Purpose::Return => "return",
         }
     }
 }

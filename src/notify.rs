@@ -174,7 +174,7 @@ impl Notifier {
     /// `links.base_url` (default: the portal return URL's origin).
     pub fn with_pay_links(mut self, links: &LinksConfig, stripe: &StripeConfig) -> Result<Self, ConfigError> {
         Arc::make_mut(&mut self.inner).links = match links.signer(&stripe.portal_return_url)? {
-            Some(signer) => Some((links_base(links, stripe)?, signer)),
+            Some(signer) => Some((links.origin(&stripe.portal_return_url)?, signer)),
             None => None,
         };
         Ok(self)
@@ -475,14 +475,3 @@ fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingSt
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// The origin e-mailed pay links start with: `links.base_url`, else the
-/// origin of `stripe.portal_return_url`.
-fn links_base(links: &LinksConfig, stripe: &StripeConfig) -> Result<String, ConfigError> {
-    let raw = if links.base_url.is_empty() { &stripe.portal_return_url } else { &links.base_url };
-    let bad = |message: &str| ConfigError::Key { key: "links.base_url".into(), message: message.into() };
-    let url = url::Url::parse(raw).map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
-    if !crate::href::is_safe(url.as_str()) {
-        return Err(bad("must be an https URL (http only on loopback)"));
-    }
-    Ok(url.origin().ascii_serialization())
-}

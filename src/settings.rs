@@ -106,6 +106,8 @@ pub struct LinksConfig {
     /// `base_url`: the app's public origin, for links in e-mails (`""` =
     /// the origin of `stripe.portal_return_url`).
     pub base_url: String,
+    /// `return_to`: where `/billing/return` redirects after verifying.
+    pub return_to: String,
 }
 
 
@@ -485,6 +487,19 @@ impl Config {
 }
 
 impl LinksConfig {
+    /// The origin absolute links start with (e-mails, the portal's return
+    /// URL): `links.base_url`, else the origin of `portal_return_url`.
+    #[cfg_attr(not(any(feature = "stripe", feature = "notify-email", feature = "notify-webhook")), allow(dead_code))]
+    pub(crate) fn origin(&self, portal_return_url: &str) -> Result<String, ConfigError> {
+        let raw = if self.base_url.is_empty() { portal_return_url } else { &self.base_url };
+        let bad = |message: &str| ConfigError::Key { key: "links.base_url".into(), message: message.into() };
+        let url = url::Url::parse(raw).map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
+        if !crate::href::is_safe(url.as_str()) {
+            return Err(bad("must be an https URL (http only on loopback)"));
+        }
+        Ok(url.origin().ascii_serialization())
+    }
+
     /// The signer of pay links, when the billing portal is configured
     /// (`stripe.portal_return_url`, passed as `portal_return_url`);
     /// `Ok(None)` otherwise. A portal without `links.secret` is refused,

@@ -1069,3 +1069,51 @@ async fn a_silent_stripe_costs_the_timeout_and_the_limiter_holds() {
     let made = calls.load(std::sync::atomic::Ordering::SeqCst);
     assert!((1..=10).contains(&made), "{made} calls to Stripe; the limiter allows 10 per second");
 }
+
+/// Unlock on return: the page offers "Already paid? Check again" (a signed
+/// POST to `/billing/return`) next to "Update payment method"; after paying
+/// in the emulator, following it verifies at once — not waiting for
+/// `verify_interval` — and sends the customer to `links.return_to`, where
+/// the very next request passes. Real Redis, localstripe, one builder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coming_back_from_paying_opens_the_gate_at_once() {
+    let server = RedisServer::start();
+    let emu = Emulator::start();
+    let customer = emu.failing_customer("team-back").await;
+    let invoice = emu.invoice_of(&customer).await;
+    let store = store_with(&server.url(), relaxed()).await;
+    let account = acct("team-back");
+    store.apply(&account, None, &[unpaid(&invoice, 1200, Utc::now() - chrono::TimeDelta::days(20)), pastdue::Change::LinkCustomer(customer.clone())]).await.unwrap();
+    let mut cfg = emu.config();
+    cfg.stripe.portal_return_url = "http://127.0.0.1/billing".into();
+    cfg.links.secret = "0123456789abcdef0123456789abcdef-links".into();
+    cfg.links.return_to = "/dashboard".into();
+    let parts = pastdue::Pastdue::new(&cfg, store.clone()).build().unwrap();
+    let app = Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(parts.gate).merge(parts.routes);
+
+    // Still owed at Stripe: the page, with both secondary actions.
+    let res = get_with(&app, "/x", &[("x-account-id", "team-back"), ("accept", "text/html")]).await;
+    assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED);
+    let html = text(res).await;
+    assert!(html.contains(">Update payment method</a>"), "the link has its text: {html}");
+    assert!(html.contains("Already paid? Check again"), "{html}");
+    let action = html.split("action=\"").nth(1).and_then(|a| a.split('"').next()).map(unescape).expect("a check-again form");
+    assert!(action.starts_with("/billing/return?t="), "{action}");
+
+    // Paid in the emulator; no webhook. Checking again opens it at once.
+    emu.pay_with_card(&customer, &invoice).await;
+    let res = app.clone().oneshot(Request::post(&action).body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/dashboard");
+    assert_eq!(get_with(&app, "/x", &[("x-account-id", "team-back")]).await.status(), StatusCode::OK);
+
+    // The portal's way back is a GET of the same kind of link; strangers
+    // and other links are refused before anything is asked.
+    assert_eq!(get_with(&app, &action, &[]).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(get_with(&app, "/billing/return", &[]).await.status(), StatusCode::UNAUTHORIZED);
+    let signer = pastdue::__internals::LinkSigner::new(cfg.links.secret.expose().as_bytes(), cfg.links.ttl).unwrap();
+    let pay_token = signer.sign("team-back", pastdue::__internals::Purpose::Pay, Utc::now());
+    assert_eq!(get_with(&app, &format!("/billing/return?t={pay_token}"), &[]).await.status(), StatusCode::FORBIDDEN, "a pay link is not a return link");
+    let old = signer.sign("team-back", pastdue::__internals::Purpose::Return, Utc::now() - chrono::TimeDelta::days(8));
+    assert_eq!(get_with(&app, &format!("/billing/return?t={old}"), &[]).await.status(), StatusCode::GONE);
+}

@@ -86,6 +86,8 @@ struct PageContext<'a> {
     since: Option<String>,
     pay_url: Option<String>,
     update_payment_url: Option<String>,
+    /// "Already paid? Check again": a form posting to `/billing/return`.
+    check_url: Option<String>,
     next_stage: Option<&'a str>,
     next_stage_at: Option<String>,
     notices: Vec<NoticeView<'a>>,
@@ -94,10 +96,11 @@ struct PageContext<'a> {
 }
 
 /// The messages a page template gets as `text.*`.
-const TEXT_KEYS: [&str; 21] = [
+const TEXT_KEYS: [&str; 23] = [
     "title", "heading_block", "heading_read_only", "owed_to", "since", "invoice", "reassure", "pay_amount", "pay",
     "returns", "reminders", "spam", "canceled_heading", "canceled_body", "reactivate", "paused_heading",
-    "paused_body", "add_payment_method", "unknown_heading", "unknown_body", "help",
+    "paused_body", "add_payment_method", "unknown_heading", "unknown_body", "help", "update_payment_method",
+    "check_again",
 ];
 
 #[derive(Serialize)]
@@ -256,6 +259,7 @@ impl PaymentPage {
             since: standing.since().map(|t| lang.date(t)),
             pay_url: self.pay_url(account, standing, state),
             update_payment_url: self.update_payment_url(account, state),
+            check_url: self.check_url(account, standing),
             next_stage: standing.next().map(|(s, _)| s.name()),
             next_stage_at: standing.next().map(|(_, t)| lang.date(t)),
             notices,
@@ -296,6 +300,16 @@ impl PaymentPage {
             return Some(url.to_owned());
         }
         self.signed_pay_link(account, state, None).or_else(|| self.portal_url.clone())
+    }
+
+    /// "Already paid? Check again", for a debt: a signed link to the return
+    /// endpoint, mounted with the pay endpoint.
+    fn check_url(&self, account: &str, standing: &Standing) -> Option<String> {
+        let (_, signer) = self.links.as_ref()?;
+        (standing.reason() == Reason::Debt).then(|| {
+            let token = signer.sign(account, crate::links::Purpose::Return, Utc::now());
+            format!("{}?t={token}", crate::links::RETURN_PATH)
+        })
     }
 
     /// The secondary "update payment method" link (a signed portal link).

@@ -48,7 +48,7 @@ pub use self::api::ApiError;
 pub(crate) use self::api::StripeApi;
 pub use self::pay::{with_pay_links, MINT_INTERVAL};
 pub use self::verify::with_verification;
-pub use crate::links::PAY_PATH;
+pub use crate::links::{PAY_PATH, RETURN_PATH};
 /// The `Stripe-Signature` scheme (shared with pastdue's own notices).
 pub use self::sync::{spawn_periodic_sync, sync, SyncReport};
 

@@ -28,12 +28,13 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::verify::Verifier;
 use super::StripeApi;
 use crate::account::AccountId;
 use crate::clock::SharedClock;
 use crate::settings::{ConfigError, LinksConfig, StripeConfig};
 use crate::gate::{GateLayer, Languages};
-use crate::links::{LinkError, LinkSigner, Purpose, PAY_PATH};
+use crate::links::{LinkError, LinkSigner, Purpose, PAY_PATH, RETURN_PATH};
 use crate::store::Store;
 
 /// At most one portal session is minted per account and flow this often.
@@ -45,7 +46,11 @@ pub(crate) const FLOW_PAYMENT_METHOD_UPDATE: &str = "payment_method_update";
 struct Pay {
     api: StripeApi,
     store: Arc<dyn Store>,
-    return_url: String,
+    /// The app's public origin: the portal returns to `{origin}/billing/return?t=…`.
+    origin: String,
+    /// Where `/billing/return` sends the customer after verifying.
+    return_to: String,
+    verifier: Arc<Verifier>,
     signer: LinkSigner,
     languages: Languages,
     /// (account, flow) → the session minted at that instant.
@@ -79,16 +84,22 @@ pub fn with_pay_links(
     let api = StripeApi::new(key, &config.api_base)
         .map_err(|e| ConfigError::Key { key: "stripe.api_key".into(), message: e.to_string() })?;
     let languages = Languages::builtin().map_err(|e| ConfigError::Key { key: "page".into(), message: e.to_string() })?;
+    let verifier = Verifier::new(config, store.clone(), gate.clock().clone())?.ok_or_else(|| ConfigError::Key {
+        key: "stripe.api_key".into(),
+        message: "is needed for billing-portal links (stripe.portal_return_url is set)".into(),
+    })?;
     let state = Arc::new(Pay {
         api,
         store,
-        return_url: config.portal_return_url.clone(),
+        origin: links.origin(&config.portal_return_url)?,
+        return_to: links.return_to.clone(),
+        verifier: Arc::new(verifier),
         signer: signer.clone(),
         languages,
         recent: quick_cache::sync::Cache::new(10_000),
         clock: gate.clock().clone(),
     });
-    let router = Router::new().route(PAY_PATH, get(pay)).with_state(state);
+    let router = Router::new().route(PAY_PATH, get(pay)).route(RETURN_PATH, get(back).post(back)).with_state(state);
     Ok((gate.with_link_signer(PAY_PATH, signer), router))
 }
 
@@ -101,32 +112,58 @@ fn count(result: &'static str) {
     metrics::counter!(crate::metrics::PAY_LINKS, "result" => result).increment(1);
 }
 
-async fn pay(State(p): State<Arc<Pay>>, req: Request) -> Response {
+/// The account a signed link for `purpose` names, and its `flow`
+/// parameter; or the refusal: no token `401`, altered, forged or for
+/// another purpose `403`, expired `410` (a page in the visitor's language).
+// The refusal is the handler's finished answer; boxing it buys nothing on
+// a path that runs once per click.
+#[allow(clippy::result_large_err)]
+fn signed_account(p: &Pay, req: &Request, purpose: Purpose) -> Result<(AccountId, Option<String>), Response> {
     let mut token = None;
     let mut flow = None;
     for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
         match &*k {
-            "t" if token.is_some() => return problem(StatusCode::BAD_REQUEST, "the link names `t` twice"),
+            "t" if token.is_some() => return Err(problem(StatusCode::BAD_REQUEST, "the link names `t` twice")),
             "t" => token = Some(v),
-            "flow" => flow = Some(v),
+            "flow" => flow = Some(v.into_owned()),
             _ => {}
         }
     }
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         count("unauthorized");
-        return problem(StatusCode::UNAUTHORIZED, "open this page from a pay button or a reminder e-mail: it needs a signed link");
+        return Err(problem(StatusCode::UNAUTHORIZED, "open this page from a pay button or a reminder e-mail: it needs a signed link"));
     };
-    let account = match p.signer.verify(&token, Purpose::Pay, Utc::now()) {
-        Ok(a) => a,
+    match p.signer.verify(&token, purpose, Utc::now()) {
+        Ok(account) => Ok((account, flow)),
         Err(LinkError::Expired { .. }) => {
             count("expired");
             let language = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-            return expired(&p.languages, language);
+            Err(expired(&p.languages, language))
         }
         Err(_) => {
             count("forbidden");
-            return problem(StatusCode::FORBIDDEN, "this link is not valid");
+            Err(problem(StatusCode::FORBIDDEN, "this link is not valid"))
         }
+    }
+}
+
+/// `/billing/return?t=…` (GET from the billing portal, POST from the page's
+/// "Already paid? Check again"): verifies the account with Stripe at once,
+/// then sends the customer to `links.return_to`, where the gate decides.
+async fn back(State(p): State<Arc<Pay>>, req: Request) -> Response {
+    let (account, _) = match signed_account(&p, &req, Purpose::Return) {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    p.verifier.verify_now(&account).await;
+    count("returned");
+    redirect(&p.return_to)
+}
+
+async fn pay(State(p): State<Arc<Pay>>, req: Request) -> Response {
+    let (account, flow) = match signed_account(&p, &req, Purpose::Pay) {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
     };
     let update_method = flow.as_deref() == Some(FLOW_PAYMENT_METHOD_UPDATE);
     let key = (account.clone(), update_method);
@@ -195,7 +232,8 @@ async fn mint(p: &Pay, account: &AccountId, update_method: bool) -> Result<Minte
         };
     };
     let flow = update_method.then_some(FLOW_PAYMENT_METHOD_UPDATE);
-    match p.api.portal_session(&customer, &p.return_url, flow).await {
+    let back = format!("{}{RETURN_PATH}?t={}", p.origin, p.signer.sign(account.as_str(), Purpose::Return, p.clock.now()));
+    match p.api.portal_session(&customer, &back, flow).await {
         Ok(url) => Ok(Minted::Portal(url)),
         Err(e) => {
             count("failed");

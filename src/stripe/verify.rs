@@ -113,6 +113,8 @@ impl Verifier {
         result
     }
 
+    /// The blocked-request verification: rate-limited, and at most one per
+    /// account per `verify_interval` across instances.
     async fn verify(&self, account: &AccountId, state: &BillingState) -> Option<BillingState> {
         if self.limiter.check().is_err() {
             self.results.limited.increment(1);
@@ -130,6 +132,37 @@ impl Verifier {
                 return None;
             }
         }
+        self.settle(account, state).await
+    }
+
+    /// The verification a customer asks for (back from the portal, or
+    /// "Already paid? Check again"): at once, whatever `verify_interval`
+    /// says, still rate-limited and bounded by `verify_timeout`. Reads the
+    /// state from the store; an account that owes nothing asks nothing.
+    pub(crate) async fn verify_now(&self, account: &AccountId) {
+        let work = async {
+            let state = match self.store.load(account).await {
+                Ok(Some(state)) if state.past_due_since().is_some() => state,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(%account, error = %e, "cannot read the account to verify it");
+                    self.results.failed.increment(1);
+                    return;
+                }
+            };
+            if self.limiter.check().is_err() {
+                self.results.limited.increment(1);
+                return;
+            }
+            self.settle(account, &state).await;
+        };
+        if tokio::time::timeout(self.timeout, work).await.is_err() {
+            self.results.failed.increment(1);
+        }
+    }
+
+    /// Asks Stripe about `state`'s debts and applies what it says.
+    async fn settle(&self, account: &AccountId, state: &BillingState) -> Option<BillingState> {
         let changes = match self.ask(state).await {
             Ok(changes) => changes,
             Err(e) => {
@@ -206,8 +239,11 @@ fn plain_id(id: &str) -> bool {
 }
 
 /// Verify before blocking: with `stripe.api_key` set, `gate` asks Stripe
-/// before answering a debt `402` (see the [module docs](self)); without
-/// one, `gate` is returned unchanged. The verification reads "now" from
+/// whether a debt still stands before answering its `402` (the owed
+/// invoices and debt-status subscriptions; paid or voided → applied, and
+/// the request passes), bounded by `stripe.verify_timeout`,
+/// `stripe.verify_interval` per account and `stripe.verify_rate`; without
+/// a key, `gate` is returned unchanged. The verification reads "now" from
 /// the gate's clock. [`crate::Pastdue`] does this for you.
 pub fn with_verification(gate: GateLayer, config: &StripeConfig, store: Arc<dyn Store>) -> Result<GateLayer, ConfigError> {
     let Some(verifier) = Verifier::new(config, store, gate.clock().clone())? else {
