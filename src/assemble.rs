@@ -96,8 +96,13 @@ impl<'a> Pastdue<'a> {
         #[cfg(feature = "stripe")]
         let (gate, sync) = {
             let mapper = crate::stripe::Mapper::new(&config.stripe, store.clone())?;
-            let gate = crate::stripe::with_verification(gate, &config.stripe, store.clone())?;
-            let (gate, pay) = crate::stripe::with_pay_links(gate, &config.stripe, &config.links, store.clone())?;
+            // One verifier for the gate and the return endpoint: one rate limit.
+            let verifier = crate::stripe::Verifier::new(&config.stripe, store.clone(), gate.clock().clone())?.map(Arc::new);
+            let gate = match &verifier {
+                Some(v) => crate::stripe::verifying(gate, v.clone()),
+                None => gate,
+            };
+            let (gate, pay) = crate::stripe::pay_links(gate, &config.stripe, &config.links, store.clone(), verifier)?;
             routes = routes.merge(pay);
             if !config.stripe.secrets().is_empty() {
                 routes = routes.merge(crate::stripe::webhook_router(&config.stripe, mapper.clone())?);

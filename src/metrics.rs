@@ -15,7 +15,7 @@
 //! | `pastdue_stale_decisions_total` | | decisions from last known state during an outage |
 //! | `pastdue_fail_open_total` | `policy` (`allow`/`block`) | uncached accounts decided by `on_store_error` |
 //! | `pastdue_webhooks_total` | `type`, `result` | webhook outcomes (`applied`, `duplicate`, `ignored`, `unmapped`, `bad_signature`, `bad_request`, `too_large`, `unavailable`) |
-//! | `pastdue_pay_links_total` | `result` (`minted`, `reused`, `fallback` (the invoice page instead), `unauthorized`, `forbidden`, `expired`, `failed`, `unavailable`) | clicks on `/billing/pay` |
+//! | `pastdue_pay_links_total` | `result` (`minted`, `reused`, `fallback` (the invoice page instead), `unauthorized`, `forbidden`, `expired`, `failed`, `unavailable`; `returned`: a visit to `/billing/return`) | clicks on `/billing/pay` and `/billing/return` |
 //! | `pastdue_admin_auth_failures_total` | | admin requests refused for a missing or wrong token |
 //! | `pastdue_link_conflicts_total` | | Stripe metadata that disagreed with an admin's customer link (the admin link stays) |
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |

@@ -48,6 +48,8 @@ pub use self::api::ApiError;
 pub(crate) use self::api::StripeApi;
 pub use self::pay::{with_pay_links, MINT_INTERVAL};
 pub use self::verify::with_verification;
+pub(crate) use self::pay::pay_links;
+pub(crate) use self::verify::{verifying, Verifier};
 pub use crate::links::{PAY_PATH, RETURN_PATH};
 /// The `Stripe-Signature` scheme (shared with pastdue's own notices).
 pub use self::sync::{spawn_periodic_sync, sync, SyncReport};

@@ -74,6 +74,18 @@ pub fn with_pay_links(
     links: &LinksConfig,
     store: Arc<dyn Store>,
 ) -> Result<(GateLayer, Router), ConfigError> {
+    pay_links(gate, config, links, store, None)
+}
+
+/// [`with_pay_links`], verifying returns with `verifier` when given (the
+/// one the gate asks, so both share one rate limit), else a new one.
+pub(crate) fn pay_links(
+    gate: GateLayer,
+    config: &StripeConfig,
+    links: &LinksConfig,
+    store: Arc<dyn Store>,
+    verifier: Option<Arc<Verifier>>,
+) -> Result<(GateLayer, Router), ConfigError> {
     let Some(signer) = links.signer(&config.portal_return_url)? else {
         return Ok((gate, Router::new()));
     };
@@ -84,16 +96,19 @@ pub fn with_pay_links(
     let api = StripeApi::new(key, &config.api_base)
         .map_err(|e| ConfigError::Key { key: "stripe.api_key".into(), message: e.to_string() })?;
     let languages = Languages::builtin().map_err(|e| ConfigError::Key { key: "page".into(), message: e.to_string() })?;
-    let verifier = Verifier::new(config, store.clone(), gate.clock().clone())?.ok_or_else(|| ConfigError::Key {
-        key: "stripe.api_key".into(),
-        message: "is needed for billing-portal links (stripe.portal_return_url is set)".into(),
-    })?;
+    let verifier = match verifier {
+        Some(shared) => shared,
+        None => Arc::new(Verifier::new(config, store.clone(), gate.clock().clone())?.ok_or_else(|| ConfigError::Key {
+            key: "stripe.api_key".into(),
+            message: "is needed for billing-portal links (stripe.portal_return_url is set)".into(),
+        })?),
+    };
     let state = Arc::new(Pay {
         api,
         store,
         origin: links.origin(&config.portal_return_url)?,
         return_to: links.return_to.clone(),
-        verifier: Arc::new(verifier),
+        verifier,
         signer: signer.clone(),
         languages,
         recent: quick_cache::sync::Cache::new(10_000),

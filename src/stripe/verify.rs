@@ -246,8 +246,15 @@ fn plain_id(id: &str) -> bool {
 /// a key, `gate` is returned unchanged. The verification reads "now" from
 /// the gate's clock. [`crate::Pastdue`] does this for you.
 pub fn with_verification(gate: GateLayer, config: &StripeConfig, store: Arc<dyn Store>) -> Result<GateLayer, ConfigError> {
-    let Some(verifier) = Verifier::new(config, store, gate.clock().clone())? else {
-        return Ok(gate);
-    };
-    Ok(gate.with_recheck(Arc::new(Arc::new(verifier)), config.verify_timeout))
+    Ok(match Verifier::new(config, store, gate.clock().clone())? {
+        Some(verifier) => verifying(gate, Arc::new(verifier)),
+        None => gate,
+    })
+}
+
+/// `gate`, asking `verifier` before a debt `402` (one verifier can serve
+/// the gate and the return endpoint, so they share its rate limit).
+pub(crate) fn verifying(gate: GateLayer, verifier: Arc<Verifier>) -> GateLayer {
+    let timeout = verifier.timeout;
+    gate.with_recheck(Arc::new(verifier), timeout)
 }
