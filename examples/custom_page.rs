@@ -43,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         since,
         observed: since,
         uncollectible: false,
+        next_attempt: None,
     };
     store.apply(&AccountId::new("acme")?, None, &[Change::InvoiceUnpaid { id: "in_1".into(), invoice }]).await?;
 

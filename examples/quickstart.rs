@@ -216,6 +216,7 @@ async fn demo_invoice_failed(State(app): State<AppState>, Query(d): Query<DemoIn
             since,
             observed: since,
             uncollectible: false,
+            next_attempt: None,
         },
     };
     match app.store.apply(&account, None, &[change]).await {

@@ -469,6 +469,8 @@ fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingSt
         "amount_due": standing.amount_due().map_or(0, |(a, _)| a),
         "currency": standing.amount_due().map(|(_, c)| c),
         "pay_url": pay_url,
+        // When Stripe tries the oldest invoice again, when it says.
+        "next_payment_attempt": state.oldest_unpaid().and_then(|(_, i)| i.next_attempt).map(|t| t.to_rfc3339()),
         "contact_email": state.contact_email(),
         "created": created,
     });

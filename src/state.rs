@@ -176,6 +176,10 @@ pub struct UnpaidInvoice {
     /// Stripe gave up collecting it; it is still owed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub uncollectible: bool,
+    /// When Stripe will try to collect it again (`next_payment_attempt`),
+    /// when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<DateTime<Utc>>,
 }
 
 /// What an admin override does.

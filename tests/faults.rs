@@ -218,6 +218,7 @@ fn expected_later(state: &mut BillingState, kind: &str, invoice: &str, created: 
                 since: at,
                 observed: at,
                 uncollectible: false,
+                next_attempt: None,
             },
         }
     };

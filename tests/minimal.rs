@@ -28,6 +28,7 @@ async fn a_gate_on_the_memory_store_blocks_and_passes() {
             since,
             observed: since,
             uncollectible: false,
+            next_attempt: None,
         },
     };
     store.apply(&AccountId::new("late").unwrap(), None, &[debt]).await.unwrap();

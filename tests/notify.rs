@@ -112,9 +112,12 @@ async fn each_stage_is_notified_once_in_order_across_three_instances() {
     c.ladder = Config::default().ladder;
     let store = store_with(&server.url(), relaxed()).await;
     let mut _instances = Vec::new();
+    let mut notifiers = Vec::new();
     for _ in 0..3 {
         let own = store_with(&server.url(), relaxed()).await;
-        _instances.push(notifier(&c, own).with_clock(clock.shared()).spawn());
+        let n = notifier(&c, own).with_clock(clock.shared());
+        notifiers.push(n.clone());
+        _instances.push(n.spawn());
     }
     let started = std::time::Instant::now();
     store.apply(&AccountId::new("acme").unwrap(), None, &[unpaid("in_1", 4_900, clock.now())]).await.unwrap();
@@ -127,12 +130,16 @@ async fn each_stage_is_notified_once_in_order_across_three_instances() {
     clock.advance(TimeDelta::days(3));
     let all = wait_for(&seen, "acme", 3, Duration::from_secs(5)).await;
     assert_eq!(all, ["notice", "warning", "suspended"]);
-    // Nothing more after the last stage, and nothing twice.
+    // Nothing more after the last stage, and nothing twice: a sweep on each
+    // instance a month later finds nothing to send.
     clock.advance(TimeDelta::days(30));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    for n in &notifiers {
+        assert_eq!(n.sweep().await.unwrap(), 0, "nothing after the last stage");
+    }
     assert_eq!(stages(&seen, "acme"), ["notice", "warning", "suspended"]);
     let n = seen.lock().unwrap().accepted[2].clone();
     assert_eq!((n["type"].as_str(), n["action"].as_str(), n["amount_due"].as_i64(), n["currency"].as_str()), (Some("pastdue.stage_entered"), Some("block"), Some(4_900), Some("eur")));
+    assert!(n["next_payment_attempt"].is_null(), "no retry known: {n}");
     assert!(n["id"].as_str().unwrap().starts_with("ntc_acme_"));
     // The admin view and the page can say when we wrote: on the moved clock.
     let state = store.load(&AccountId::new("acme").unwrap()).await.unwrap().unwrap();

@@ -179,3 +179,26 @@ async fn the_custom_page_example_renders_through_the_gate() {
     assert!(html.contains("Der Zugang ist bis zur Zahlung pausiert"), "{html}");
     assert!(html.contains("49,00"), "{html}");
 }
+
+/// The page says when Stripe will try the card again, when it said so (and
+/// the date is still ahead), in the visitor's language; not otherwise.
+#[test]
+fn the_page_says_when_the_card_is_tried_again() {
+    let page = PaymentPage::default();
+    let since = Utc::now() - TimeDelta::days(20);
+    let retry = Utc::now() + TimeDelta::days(3);
+    let mut owed = unpaid("in_1", 4_900, since);
+    if let Change::InvoiceUnpaid { invoice, .. } = &mut owed {
+        invoice.next_attempt = Some(retry);
+    }
+    let s = state(&[owed]);
+    let standing = Standing::evaluate(Some(&s), &Ladder::standard(), Utc::now());
+    let langs = Languages::builtin().unwrap();
+    let en = text(&page.render("acme", &standing, Some(&s), Some("en")));
+    assert!(en.contains(&format!("We will try your card again on {}.", langs.choose(None, Some("en")).date(retry))), "{en}");
+    let de = text(&page.render("acme", &standing, Some(&s), Some("de")));
+    assert!(de.contains("erneut, Ihre Karte zu belasten"), "{de}");
+    let without = state(&[unpaid("in_1", 4_900, since)]);
+    let plain = page.render("acme", &Standing::evaluate(Some(&without), &Ladder::standard(), Utc::now()), Some(&without), Some("en"));
+    assert!(!plain.contains("try your card again"), "{plain}");
+}

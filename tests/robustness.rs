@@ -176,6 +176,7 @@ proptest! {
                     since: any_time(*since),
                     observed: any_time(*observed),
                     uncollectible: false,
+                    next_attempt: None,
                 },
             });
         }

@@ -948,11 +948,14 @@ async fn upcoming_dues_are_kept_off_the_ladder_and_go_when_paid() {
     accepted(post(&app, event("evt_fin_due", "invoice.finalized", now + 1, with_due("in_due"))).await);
     assert!(!state(&b.store, "upcoming-co").await.upcoming().contains_key("in_due"));
 
-    // Owed: it is debt now, no longer upcoming.
+    // Owed: it is debt now, no longer upcoming; Stripe's next attempt is kept.
     accepted(post(&app, event("evt_wbd2", "invoice.will_be_due", now, with_due("in_two"))).await);
-    accepted(post(&app, event("evt_fail2", "invoice.payment_failed", now + 5, with_due("in_two"))).await);
+    let mut failed = with_due("in_two");
+    failed["next_payment_attempt"] = json!(now + 2 * 86_400);
+    accepted(post(&app, event("evt_fail2", "invoice.payment_failed", now + 5, failed)).await);
     let s = state(&b.store, "upcoming-co").await;
     assert!(!s.upcoming().contains_key("in_two") && s.unpaid().contains_key("in_two"));
+    assert_eq!(s.unpaid()["in_two"].next_attempt.map(|t| t.timestamp()), Some(now + 2 * 86_400));
 }
 
 /// Verify before blocking, on real Redis and localstripe: a debt whose

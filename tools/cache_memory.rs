@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let since = Utc::now();
             Change::InvoiceUnpaid {
                 id: "in_1".into(),
-                invoice: UnpaidInvoice { amount_due: 1200, currency: Currency::new("eur").unwrap(), hosted_url: Some("https://invoice.stripe.com/i/x".into()), number: None, since, observed: since, uncollectible: false },
+                invoice: UnpaidInvoice { amount_due: 1200, currency: Currency::new("eur").unwrap(), hosted_url: Some("https://invoice.stripe.com/i/x".into()), number: None, since, observed: since, uncollectible: false, next_attempt: None },
             }
         } else if i % 2 == 0 {
             Change::LinkCustomer(format!("cus_{i}"))

@@ -27,6 +27,7 @@ pub fn debt(days: i64) -> Change {
             since,
             observed: since,
             uncollectible: false,
+            next_attempt: None,
         },
     }
 }

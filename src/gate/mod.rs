@@ -41,7 +41,7 @@
 //! // A payment failed just now.
 //! let since = clock.now();
 //! let invoice = UnpaidInvoice { amount_due: 4_900, currency: Currency::new("eur").unwrap(), hosted_url: None,
-//!     number: None, since, observed: since, uncollectible: false };
+//!     number: None, since, observed: since, uncollectible: false, next_attempt: None };
 //! store.apply(&AccountId::new("acme").unwrap(), None, &[Change::InvoiceUnpaid { id: "in_1".into(), invoice }]).await.unwrap();
 //! let ping = || Request::get("/api/ping").header("x-account-id", "acme").body(Body::empty()).unwrap();
 //!

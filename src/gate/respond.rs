@@ -88,6 +88,8 @@ struct PageContext<'a> {
     update_payment_url: Option<String>,
     /// "Already paid? Check again": a form posting to `/billing/return`.
     check_url: Option<String>,
+    /// When Stripe will try the card again, in the page's language.
+    next_attempt: Option<String>,
     next_stage: Option<&'a str>,
     next_stage_at: Option<String>,
     notices: Vec<NoticeView<'a>>,
@@ -96,11 +98,11 @@ struct PageContext<'a> {
 }
 
 /// The messages a page template gets as `text.*`.
-const TEXT_KEYS: [&str; 23] = [
+const TEXT_KEYS: [&str; 24] = [
     "title", "heading_block", "heading_read_only", "owed_to", "since", "invoice", "reassure", "pay_amount", "pay",
     "returns", "reminders", "spam", "canceled_heading", "canceled_body", "reactivate", "paused_heading",
     "paused_body", "add_payment_method", "unknown_heading", "unknown_body", "help", "update_payment_method",
-    "check_again",
+    "check_again", "retry",
 ];
 
 #[derive(Serialize)]
@@ -211,6 +213,8 @@ impl PaymentPage {
         let lang = self.languages.choose(language.or(state.and_then(BillingState::language)), accept_language);
         let invoice = state.and_then(BillingState::oldest_unpaid);
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c));
+        // When Stripe tries the oldest invoice again, if it says (and it is still ahead).
+        let next_attempt = invoice.and_then(|(_, i)| i.next_attempt).filter(|t| *t > Utc::now()).map(|t| lang.date(t));
         let notices = state
             .map(|s| {
                 s.notices()
@@ -229,6 +233,7 @@ impl PaymentPage {
             ("amount", amount.as_deref().unwrap_or("")),
             ("date", &standing.past_due_since().map(|t| lang.date(t)).unwrap_or_default()),
             ("number", invoice.and_then(|(_, i)| i.number.as_deref()).unwrap_or("")),
+            ("retry_date", &next_attempt.clone().unwrap_or_default()),
             ("email", "\u{0}"),
         ]
         .map(|(k, v)| (k, v.to_owned()));
@@ -260,6 +265,7 @@ impl PaymentPage {
             pay_url: self.pay_url(account, standing, state),
             update_payment_url: self.update_payment_url(account, state),
             check_url: self.check_url(account, standing),
+            next_attempt,
             next_stage: standing.next().map(|(s, _)| s.name()),
             next_stage_at: standing.next().map(|(_, t)| lang.date(t)),
             notices,
@@ -445,6 +451,7 @@ fn sample_state() -> BillingState {
             since,
             observed: since,
             uncollectible: false,
+            next_attempt: None,
         },
     });
     s.apply(&Change::NoticeSent(NoticeSent {

@@ -97,6 +97,7 @@ fn unpaid(id: &str, cents: i64, since: DateTime<Utc>) -> Change {
             since,
             observed: since,
             uncollectible: false,
+            next_attempt: None,
         },
     }
 }

@@ -204,6 +204,7 @@ pub fn unpaid_invoice(invoice: &Map<String, Value>, since: DateTime<Utc>, observ
         since,
         observed,
         uncollectible: false,
+        next_attempt: time_at(invoice, "next_payment_attempt"),
     })
 }
 

@@ -20,6 +20,7 @@ pub fn unpaid(id: &str, cents: i64, since: DateTime<Utc>) -> Change {
             since,
             observed: since,
             uncollectible: false,
+            next_attempt: None,
         },
     }
 }
