@@ -64,6 +64,9 @@ pub struct Parts {
     notifier: Option<crate::notify::Notifier>,
     #[cfg(feature = "stripe")]
     sync: Option<(crate::stripe::Mapper, std::time::Duration)>,
+    /// The verifier the gate uses, and `stripe.verify_sweep`.
+    #[cfg(feature = "stripe")]
+    sweep: Option<(Arc<crate::stripe::Verifier>, std::time::Duration)>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -94,7 +97,7 @@ impl<'a> Pastdue<'a> {
         #[allow(unused_mut)]
         let mut routes = Router::new();
         #[cfg(feature = "stripe")]
-        let (gate, sync) = {
+        let (gate, sync, sweep) = {
             let mapper = crate::stripe::Mapper::new(&config.stripe, store.clone())?;
             // One verifier for the gate and the return endpoint: one rate limit.
             let verifier = crate::stripe::Verifier::new(&config.stripe, store.clone(), gate.clock().clone())?.map(Arc::new);
@@ -102,6 +105,7 @@ impl<'a> Pastdue<'a> {
                 Some(v) => crate::stripe::verifying(gate, v.clone()),
                 None => gate,
             };
+            let sweep = verifier.clone().map(|v| (v, config.stripe.verify_sweep));
             let (gate, pay) = crate::stripe::pay_links(gate, &config.stripe, &config.links, store.clone(), verifier)?;
             routes = routes.merge(pay);
             if !config.stripe.secrets().is_empty() {
@@ -113,7 +117,7 @@ impl<'a> Pastdue<'a> {
                 routes = routes.merge(crate::admin::router_with_clock(&config.admin, ladder, mapper.clone(), clock.clone())?);
             }
             let sync = config.stripe.api_key().is_some().then_some((mapper, config.stripe.sync_interval));
-            (gate, sync)
+            (gate, sync, sweep)
         };
         #[cfg(not(feature = "stripe"))]
         needs_feature(config)?;
@@ -137,15 +141,19 @@ impl<'a> Pastdue<'a> {
             notifier,
             #[cfg(feature = "stripe")]
             sync,
+            #[cfg(feature = "stripe")]
+            sweep,
         })
     }
 }
 
 impl Parts {
     /// Starts the background work the configuration asks for: stage
-    /// notices (a `[notify]` channel set) and the periodic Stripe sync
-    /// (`stripe.api_key` set, `stripe.sync_interval` not zero). Dropping a
-    /// handle does not stop its task; abort it to.
+    /// notices (a `[notify]` channel set), the periodic Stripe sync
+    /// (`stripe.api_key` set, `stripe.sync_interval` not zero) and the debt
+    /// sweep (`stripe.api_key` set, `stripe.verify_sweep` not zero; it
+    /// shares the gate's verification limit). Dropping a handle does not
+    /// stop its task; abort it to.
     pub fn spawn_background(&self) -> Vec<JoinHandle<()>> {
         #[allow(unused_mut)]
         let mut tasks = Vec::new();
@@ -154,6 +162,10 @@ impl Parts {
         #[cfg(feature = "stripe")]
         if let Some((mapper, interval)) = &self.sync {
             tasks.extend(crate::stripe::spawn_periodic_sync(mapper.clone(), *interval));
+        }
+        #[cfg(feature = "stripe")]
+        if let Some((verifier, every)) = &self.sweep {
+            tasks.extend(crate::stripe::DebtSweep::sharing(verifier.clone(), *every).map(crate::stripe::DebtSweep::spawn));
         }
         tasks
     }

@@ -52,9 +52,13 @@ pub const RESUBSCRIBES: &str = "pastdue_invalidation_resubscribes_total";
 pub const NOTICES: &str = "pastdue_notices_total";
 /// Verifications with Stripe before a debt `402`, by result.
 pub const VERIFICATIONS: &str = "pastdue_verifications_total";
+/// Debt sweeps run (`stripe.verify_sweep`).
+pub const SWEEPS: &str = "pastdue_verify_sweeps_total";
+/// Accounts the debt sweep verified, by result.
+pub const SWEEP_ACCOUNTS: &str = "pastdue_verify_sweep_accounts_total";
 
 /// Every metric's `HELP` text, one per name.
-const HELP: [(&str, &str); 15] = [
+const HELP: [(&str, &str); 17] = [
     (DECISIONS, "Gated requests by billing stage, the stage's action and the result (pass or deny)."),
     (NO_ACCOUNT, "Gated (not exempt) requests that resolved no account and so passed ungated (or got 401 with gate.missing_account = deny)."),
     (CACHE_HITS, "Gate decisions made from the in-process cache, without a store read."),
@@ -70,6 +74,8 @@ const HELP: [(&str, &str); 15] = [
     (RESUBSCRIBES, "Times the cache's invalidation listener (re)subscribed to the store."),
     (NOTICES, "Stage notices by channel and result (sent or failed)."),
     (VERIFICATIONS, "Verifications with Stripe before a debt 402, by result (paid, owed, recent, limited, failed)."),
+    (SWEEPS, "Debt sweeps this instance ran (it held the sweep lease)."),
+    (SWEEP_ACCOUNTS, "Accounts in debt the sweep looked at, by result (repaired, owed, recent, failed)."),
 ];
 
 /// Describes every metric (`HELP` text) to the installed recorder. The

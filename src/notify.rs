@@ -368,10 +368,19 @@ impl Notifier {
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
         let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
         let pay_url = pay_url.unwrap_or("");
+        // "We will try your card again on 3 December." when Stripe will.
+        let now = self.clock.now();
+        let retry = state
+            .oldest_unpaid()
+            .and_then(|(_, i)| i.next_attempt)
+            .filter(|t| *t > now)
+            .map(|t| lang.text("retry", &[("retry_date", lang.date(t).as_str())]) + "\n\n")
+            .unwrap_or_default();
         let vars = [
             ("product", inner.product_name.as_str()),
             ("amount", amount.as_str()),
             ("date", date.as_str()),
+            ("retry", retry.as_str()),
             ("pay_url", pay_url),
             ("support", inner.support_email.as_str()),
         ];

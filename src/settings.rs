@@ -328,6 +328,10 @@ pub struct StripeConfig {
     pub verify_interval: Duration,
     /// `verify_rate`: most verifications per second per instance.
     pub verify_rate: u32,
+    /// `verify_sweep`: how often one instance verifies every account in
+    /// debt against Stripe (`0s` = off; needs `api_key`).
+    #[serde(deserialize_with = "de_duration")]
+    pub verify_sweep: Duration,
 }
 
 

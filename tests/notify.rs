@@ -206,8 +206,14 @@ async fn e_mails_go_to_the_billing_contact_once_per_stage_in_their_language() {
         handles.push(notifier(&c, store).spawn());
     }
     let account = AccountId::new("mailed").unwrap();
+    // Stripe will try the card again in three days: every e-mail says so.
+    let retry_at = Utc::now() + chrono::TimeDelta::days(3);
+    let mut retrying = unpaid("in_1", 4_900, Utc::now());
+    if let pastdue::Change::InvoiceUnpaid { invoice, .. } = &mut retrying {
+        invoice.next_attempt = Some(retry_at);
+    }
     writer
-        .apply(&account, None, &[pastdue::Change::ContactEmail("kasse@kunde.test".into()), pastdue::Change::Language("de".into()), unpaid("in_1", 4_900, Utc::now())])
+        .apply(&account, None, &[pastdue::Change::ContactEmail("kasse@kunde.test".into()), pastdue::Change::Language("de".into()), retrying])
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
@@ -220,6 +226,12 @@ async fn e_mails_go_to_the_billing_contact_once_per_stage_in_their_language() {
     assert!(mails.iter().all(|m| m.contains("To: kasse@kunde.test") && m.contains("billing@acme.test")));
     let all = mails.join("\n");
     assert!(all.contains("Zahlungserinnerung") && all.contains("Zweite Erinnerung") && all.contains("gesperrt"), "German subjects");
+    let retry = format!("Wir versuchen am {}. ", retry_at.format("%-d"));
+    for raw in &mails {
+        let mail = mail_parser::MessageParser::default().parse(raw.as_bytes()).expect("a MIME message");
+        let body = mail.body_text(0).expect("a text body");
+        assert!(body.contains(&retry) && body.contains("erneut, Ihre Karte zu belasten"), "the retry date: {body}");
+    }
     let state = writer.load(&account).await.unwrap().unwrap();
     assert!(state.notices().iter().all(|n| n.channel == "email" && n.to.as_deref() == Some("kasse@kunde.test")));
     // A stable Message-ID derived from the notice id: a mail system drops a repeat.

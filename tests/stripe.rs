@@ -1124,3 +1124,110 @@ async fn coming_back_from_paying_opens_the_gate_at_once() {
     let old = signer.sign("team-back", pastdue::__internals::Purpose::Return, Utc::now() - chrono::TimeDelta::days(8));
     assert_eq!(get_with(&app, &format!("/billing/return?t={old}"), &[]).await.status(), StatusCode::GONE);
 }
+
+/// `n` accounts `{prefix}-{i}` in debt since 20 days on `store`, each with
+/// a failing invoice in the emulator: `(account, customer, invoice)`.
+async fn debts_in_emulator(emu: &Emulator, store: &Arc<dyn Store>, prefix: &str, n: usize) -> Vec<(String, String, String)> {
+    use futures_util::StreamExt;
+    let made: Vec<_> = futures_util::stream::iter(0..n)
+        .map(|i| async move {
+            let account = format!("{prefix}-{i:02}");
+            let customer = emu.failing_customer(&account).await;
+            let invoice = emu.invoice_of(&customer).await;
+            (account, customer, invoice)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for (account, customer, invoice) in &made {
+        let changes = [unpaid(invoice, 1200, Utc::now() - chrono::TimeDelta::days(20)), pastdue::Change::LinkCustomer(customer.clone())];
+        store.apply(&acct(account), None, &changes).await.unwrap();
+    }
+    made
+}
+
+/// The debt sweep, on real Redis and localstripe: 50 accounts in debt, 10
+/// of them paid in the emulator with no webhook. Two instances sweep at
+/// once: exactly one holds the lease, and it repairs exactly those 10,
+/// says so in the audit log, and leaves the 40 that still owe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_debt_sweep_repairs_exactly_what_was_paid_on_one_instance() {
+    let server = RedisServer::start();
+    let emu = Emulator::start();
+    let store = store_with(&server.url(), relaxed()).await;
+    let debts = debts_in_emulator(&emu, &store, "sweep", 50).await;
+    let paid: Vec<&(String, String, String)> = debts.iter().filter(|(a, ..)| a.ends_with('0') || a.ends_with('5')).collect();
+    assert_eq!(paid.len(), 10);
+    for (_, customer, invoice) in &paid {
+        emu.pay_with_card(customer, invoice).await;
+    }
+    let mut cfg = emu.config();
+    cfg.stripe.verify_rate = 1000;
+    let one = pastdue::stripe::DebtSweep::new(&cfg.stripe, store.clone()).unwrap().expect("an API key: a sweep");
+    let other = pastdue::stripe::DebtSweep::new(&cfg.stripe, store_with(&server.url(), relaxed()).await).unwrap().unwrap();
+
+    let (a, b) = tokio::join!(one.run(), other.run());
+    let reports: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(reports.len(), 1, "one lease holder: {reports:?}");
+    let report = &reports[0];
+    assert_eq!((report.checked, report.repaired, report.owed, report.errors), (50, 10, 40, 0), "{report:?}");
+
+    for (account, _, invoice) in &debts {
+        let s = state(&store, account).await;
+        let was_paid = paid.iter().any(|(a, ..)| a == account);
+        assert_eq!(s.unpaid().is_empty(), was_paid, "{account}: {s:?}");
+        assert_eq!(s.settled().contains_key(invoice), was_paid, "{account}");
+    }
+    let log = store.audit_log(None, None, 10).await.unwrap();
+    let entry = log.iter().find(|e| e.action == "verify.sweep").expect("the run is audited");
+    assert_eq!(entry.after["repaired"], 10);
+    assert_eq!(entry.after["accounts"].as_array().map(Vec::len), Some(10));
+
+    // Within the period the lease stays taken; nothing is asked twice.
+    assert_eq!(one.run().await.unwrap(), None);
+
+    // Without an API key, or with `stripe.verify_sweep = "0s"`, no sweep.
+    let mut off = cfg.clone();
+    off.stripe.verify_sweep = Duration::ZERO;
+    assert!(pastdue::stripe::DebtSweep::new(&off.stripe, store.clone()).unwrap().is_none());
+    assert!(pastdue::stripe::DebtSweep::new(&config(Unmapped::CustomerId).stripe, store).unwrap().is_none());
+}
+
+/// Not a test: how long from "paid in the emulator" to "the next request
+/// passes", 50 times each way: through verification before blocking and
+/// through the return link. Run with
+/// `cargo test --all-features --test stripe -- --ignored --nocapture paid_to_pass`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; prints p50/p99"]
+async fn paid_to_pass_latency() {
+    let server = RedisServer::start();
+    let emu = Emulator::start();
+    let store = store_with(&server.url(), relaxed()).await;
+    let debts = debts_in_emulator(&emu, &store, "latency", 100).await;
+    let mut cfg = emu.config();
+    cfg.stripe.portal_return_url = "http://127.0.0.1/billing".into();
+    cfg.links.secret = "0123456789abcdef0123456789abcdef-links".into();
+    cfg.stripe.verify_rate = 1000;
+    let parts = pastdue::Pastdue::new(&cfg, store.clone()).build().unwrap();
+    let app = Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(parts.gate).merge(parts.routes);
+    let signer = pastdue::__internals::LinkSigner::new(cfg.links.secret.expose().as_bytes(), cfg.links.ttl).unwrap();
+    let (mut blocked, mut returned) = (Vec::new(), Vec::new());
+    for (i, (account, customer, invoice)) in debts.iter().enumerate() {
+        emu.pay_with_card(customer, invoice).await;
+        let start = std::time::Instant::now();
+        if i % 2 == 0 {
+            assert_eq!(get_with(&app, "/x", &[("x-account-id", account)]).await.status(), StatusCode::OK);
+            blocked.push(start.elapsed());
+        } else {
+            let token = signer.sign(account, pastdue::__internals::Purpose::Return, Utc::now());
+            assert_eq!(get_with(&app, &format!("/billing/return?t={token}"), &[]).await.status(), StatusCode::SEE_OTHER);
+            assert_eq!(get_with(&app, "/x", &[("x-account-id", account)]).await.status(), StatusCode::OK);
+            returned.push(start.elapsed());
+        }
+    }
+    for (name, mut times) in [("verify before blocking", blocked), ("return link + next request", returned)] {
+        times.sort();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+        println!("{name}: n={} p50={:?} p99={:?} max={:?}", times.len(), at(0.5), at(0.99), times[times.len() - 1]);
+    }
+}

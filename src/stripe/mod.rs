@@ -41,12 +41,14 @@ mod api;
 #[allow(unreachable_pub)]
 pub(crate) mod event;
 mod pay;
+mod sweep;
 mod sync;
 mod verify;
 
 pub use self::api::ApiError;
 pub(crate) use self::api::StripeApi;
 pub use self::pay::{with_pay_links, MINT_INTERVAL};
+pub use self::sweep::{DebtSweep, SweepReport};
 pub use self::verify::with_verification;
 pub(crate) use self::pay::pay_links;
 pub(crate) use self::verify::{verifying, Verifier};

@@ -35,16 +35,35 @@ const MAX_OBJECTS: usize = 10;
 
 type Flight = Arc<OnceCell<Option<BillingState>>>;
 
+/// What one verification found.
+pub(crate) enum Settled {
+    /// Stripe says the debt is settled; the fresh state was applied.
+    Paid(Box<BillingState>),
+    /// Still owed (or nothing changed).
+    Owed,
+    /// The API or the store failed.
+    Failed,
+}
+
+/// Whether this caller may verify `account` now (a store claim held for
+/// `verify_interval`).
+pub(crate) enum Turn {
+    Mine,
+    Recent,
+    Failed,
+}
+
 pub(crate) struct Verifier {
     api: StripeApi,
-    store: Arc<dyn Store>,
-    interval: Duration,
-    timeout: Duration,
-    limiter: DefaultDirectRateLimiter,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) interval: Duration,
+    pub(super) timeout: Duration,
+    pub(super) limiter: DefaultDirectRateLimiter,
+    pub(super) rate: NonZeroU32,
     inflight: Mutex<HashMap<AccountId, Flight>>,
     /// This instance's name in verification claims.
     holder: String,
-    clock: SharedClock,
+    pub(super) clock: SharedClock,
     results: Results,
 }
 
@@ -79,6 +98,7 @@ impl Verifier {
             interval: config.verify_interval,
             timeout: config.verify_timeout,
             limiter: RateLimiter::direct(Quota::per_second(rate)),
+            rate,
             inflight: Mutex::default(),
             holder: crate::store::holder_id(),
             clock,
@@ -120,19 +140,27 @@ impl Verifier {
             self.results.limited.increment(1);
             return None;
         }
+        match self.turn(account).await {
+            Turn::Mine => self.settle(account, state).await.paid(),
+            Turn::Recent | Turn::Failed => None,
+        }
+    }
+
+    /// Claims `account`'s verification for `verify_interval` across
+    /// instances.
+    pub(super) async fn turn(&self, account: &AccountId) -> Turn {
         match self.store.claim(account, "verify", &self.holder, self.interval).await {
-            Ok(true) => {}
+            Ok(true) => Turn::Mine,
             Ok(false) => {
                 self.results.recent.increment(1);
-                return None;
+                Turn::Recent
             }
             Err(e) => {
-                tracing::warn!(%account, error = %e, "cannot claim a verification; serving the 402");
+                tracing::warn!(%account, error = %e, "cannot claim a verification");
                 self.results.failed.increment(1);
-                return None;
+                Turn::Failed
             }
         }
-        self.settle(account, state).await
     }
 
     /// The verification a customer asks for (back from the portal, or
@@ -162,33 +190,33 @@ impl Verifier {
     }
 
     /// Asks Stripe about `state`'s debts and applies what it says.
-    async fn settle(&self, account: &AccountId, state: &BillingState) -> Option<BillingState> {
+    pub(super) async fn settle(&self, account: &AccountId, state: &BillingState) -> Settled {
         let changes = match self.ask(state).await {
             Ok(changes) => changes,
             Err(e) => {
-                tracing::warn!(%account, error = %e, "Stripe verification failed; serving the 402");
+                tracing::warn!(%account, error = %e, "Stripe verification failed");
                 self.results.failed.increment(1);
-                return None;
+                return Settled::Failed;
             }
         };
         if changes.is_empty() {
             self.results.owed.increment(1);
-            return None;
+            return Settled::Owed;
         }
         match self.store.apply(account, None, &changes).await {
             Ok(Applied::Changed(fresh)) => {
-                tracing::info!(%account, facts = changes.len(), "Stripe says the debt is settled; applied before blocking");
+                tracing::info!(%account, facts = changes.len(), "Stripe says the debt is settled; applied");
                 self.results.paid.increment(1);
-                Some(fresh)
+                Settled::Paid(Box::new(fresh))
             }
             Ok(_) => {
                 self.results.owed.increment(1);
-                None
+                Settled::Owed
             }
             Err(e) => {
-                tracing::warn!(%account, error = %e, "cannot apply what Stripe said; serving the 402");
+                tracing::warn!(%account, error = %e, "cannot apply what Stripe said");
                 self.results.failed.increment(1);
-                None
+                Settled::Failed
             }
         }
     }
@@ -212,6 +240,15 @@ impl Verifier {
             }
         }
         Ok(changes)
+    }
+}
+
+impl Settled {
+    fn paid(self) -> Option<BillingState> {
+        match self {
+            Settled::Paid(state) => Some(*state),
+            Settled::Owed | Settled::Failed => None,
+        }
     }
 }
 
