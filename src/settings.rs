@@ -90,6 +90,44 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[links]`
     pub links: LinksConfig,
+    /// `[check]`
+    pub check: CheckConfig,
+}
+
+/// `[check]`: the server's forward-auth endpoints (`pastdue serve`), which
+/// a reverse proxy asks whether a request may pass. `Debug` hides the JWT
+/// key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CheckConfig {
+    /// `path`: the check endpoint (`GET`).
+    pub path: String,
+    /// `page_path`: the endpoint answering the `402` page itself, for
+    /// nginx's `error_page` (`GET`).
+    pub page_path: String,
+    /// `account_header`: the header the proxy's own authentication sets to
+    /// the account id (ignored when `jwt_algorithm` is set).
+    pub account_header: String,
+    /// `deny_status`: `402`, or `403` for nginx's `auth_request`.
+    pub deny_status: u16,
+    /// `jwt_algorithm`: `""` (off), `HS256`, `RS256` or `ES256`.
+    pub jwt_algorithm: String,
+    /// `jwt_key`: the HS256 secret, or the path of an RS256/ES256 PEM
+    /// public key.
+    pub jwt_key: Secret,
+    /// `jwt_jwks`: the path of a local JWKS file (RS256/ES256), instead of
+    /// `jwt_key`.
+    pub jwt_jwks: String,
+    /// `jwt_issuer`: the required `iss`.
+    pub jwt_issuer: String,
+    /// `jwt_audience`: the required `aud`.
+    pub jwt_audience: String,
+    /// `jwt_claim`: the claim holding the account id.
+    pub jwt_claim: String,
+    /// `jwt_cookie`: a cookie carrying the token when there is no
+    /// `Authorization: Bearer` (`""` = none).
+    pub jwt_cookie: String,
 }
 
 /// `[links]`: signed pay links. `Debug` hides the secret.
@@ -111,7 +149,7 @@ pub struct LinksConfig {
 }
 
 
-/// `[server]`: where the demo listens.
+/// `[server]`: where the demo and `pastdue serve` listen.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
