@@ -224,6 +224,15 @@ pub struct AccountView {
     updated_at: Option<DateTime<Utc>>,
 }
 
+impl AccountView {
+    /// The view of `account` (its `state`, `None` when the store has never
+    /// heard of it) on `ladder` at `now`: what `GET /admin/accounts/{a}`
+    /// answers and `pastdue status --json` prints.
+    pub fn of(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> Self {
+        view(account, state, ladder, now)
+    }
+}
+
 fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> AccountView {
     let standing = Standing::evaluate(state, ladder, now);
     let empty = BillingState::default();

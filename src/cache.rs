@@ -89,6 +89,17 @@ pub enum Lookup {
     Unavailable,
 }
 
+impl Lookup {
+    /// What is known, fresh or stale.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn cached(self) -> Option<Cached> {
+        match self {
+            Lookup::Fresh(c) | Lookup::Stale(c) => Some(c),
+            Lookup::Unavailable => None,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Entry {
     cached: Cached,

@@ -31,6 +31,10 @@ pub mod stripe;
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod metrics;
+#[cfg(feature = "server")]
+pub mod check;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 pub mod notify;
 

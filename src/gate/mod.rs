@@ -306,6 +306,12 @@ impl GateLayer {
     }
 
     #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
+    /// The page the gate answers with.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn page(&self) -> &PaymentPage {
+        &self.shared.page
+    }
+
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.shared.clock
     }

@@ -176,18 +176,15 @@ impl PaymentPage {
     /// The reminder banner for a `notice` or `warn` standing, in the
     /// visitor's language.
     pub fn banner(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, PageError> {
-        let lang = self.languages.choose(state.and_then(BillingState::language), accept_language);
-        let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
-        let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
+        let (lang, amount, date, message) = self.banner_parts(standing, state, accept_language);
         let vars = [("product", self.product_name.as_str()), ("amount", amount.as_str()), ("date", date.as_str())];
-        let key = if standing.action() == Action::Warn { "banner_warn" } else { "banner_notice" };
         let text: BTreeMap<&str, String> =
             ["banner_pay", "banner_dismiss"].iter().map(|k| (*k, lang.text(k, &vars))).collect();
         let ctx = minijinja::context! {
             lang => lang.code(),
             action => standing.action().as_str(),
             stage => standing.stage().name(),
-            message => lang.text(key, &vars),
+            message => message,
             amount => amount,
             next_stage_at => date,
             pay_url => self.pay_url(account, standing, state),
@@ -195,6 +192,25 @@ impl PaymentPage {
         };
         let template = self.env.get_template(BANNER).map_err(|e| PageError::Template(e.to_string()))?;
         template.render(ctx).map_err(|e| PageError::Template(e.to_string()))
+    }
+
+    /// The banner's message alone, as plain text ("Friendly reminder: your
+    /// payment of €49.00 …"), in the visitor's language: what `/check`
+    /// hands a proxy in `Billing-Banner`.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn banner_text(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> String {
+        self.banner_parts(standing, state, accept_language).3
+    }
+
+    /// The banner's language, amount, date and message.
+    fn banner_parts(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> (&crate::i18n::Language, String, String, String) {
+        let lang = self.languages.choose(state.and_then(BillingState::language), accept_language);
+        let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
+        let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
+        let vars = [("product", self.product_name.as_str()), ("amount", amount.as_str()), ("date", date.as_str())];
+        let key = if standing.action() == Action::Warn { "banner_warn" } else { "banner_notice" };
+        let message = lang.text(key, &vars);
+        (lang, amount, date, message)
     }
 
     /// The languages the page speaks.

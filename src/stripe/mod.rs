@@ -54,7 +54,7 @@ pub(crate) use self::pay::pay_links;
 pub(crate) use self::verify::{verifying, Verifier};
 pub use crate::links::{PAY_PATH, RETURN_PATH};
 /// The `Stripe-Signature` scheme (shared with pastdue's own notices).
-pub use self::sync::{spawn_periodic_sync, sync, SyncReport};
+pub use self::sync::{spawn_periodic_sync, sync, sync_only, SyncReport};
 
 /// The largest webhook body accepted (Stripe's events are far smaller).
 pub(crate) const MAX_BODY: usize = 1 << 20;

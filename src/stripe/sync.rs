@@ -44,6 +44,13 @@ fn customer_of(obj: &Map<String, Value>) -> Option<&str> {
 /// due are not debt. Invoices are listed whole, not filtered by status,
 /// which works the same on Stripe and on emulators that lack the filter.
 pub async fn sync(mapper: &Mapper) -> Result<SyncReport, MapError> {
+    sync_only(mapper, None).await
+}
+
+/// [`sync`], applying only `only`'s changes when given (`pastdue sync
+/// --account`); the listing is the same, so the report's counts of objects
+/// read are too.
+pub async fn sync_only(mapper: &Mapper, only: Option<&AccountId>) -> Result<SyncReport, MapError> {
     let api = mapper.api().ok_or_else(|| {
         MapError::Api(super::ApiError::Config("no stripe.api_key is configured".into()))
     })?;
@@ -99,6 +106,9 @@ pub async fn sync(mapper: &Mapper) -> Result<SyncReport, MapError> {
     }
 
     for (account, mut changes) in by_account {
+        if only.is_some_and(|o| *o != account) {
+            continue;
+        }
         // Only what the store does not know yet: a status or invoice that is
         // already reflected is not re-stamped with this run's time, so a
         // sync over a store in step writes nothing.

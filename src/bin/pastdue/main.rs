@@ -1,0 +1,434 @@
+//! `pastdue`: the server (`pastdue serve`) and the operator's command line.
+//!
+//! Every command reads the same configuration as the library
+//! (`config/default.toml`, the file named by `PASTDUE_CONFIG`, then
+//! `PASTDUE_<SECTION>__<KEY>`); the operator commands talk to the store
+//! directly.
+//!
+//! Exit codes: `0` done; `1` a runtime failure (store or Stripe
+//! unreachable); `2` bad usage or configuration (the message names the
+//! key); `3` `status`/`explain` of an account the store has never heard of
+//! (the output still says what the gate does with it).
+
+mod explain;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use pastdue::admin::AccountView;
+use pastdue::state::{Change, Override, OverrideMode};
+use pastdue::store::{AuditDraft, Store};
+use pastdue::{AccountId, BillingState, Config, Ladder};
+
+/// Gate a SaaS app on each account's payment standing, in any language.
+#[derive(Parser)]
+#[command(name = "pastdue", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the check endpoint for reverse proxies, the Stripe webhook,
+    /// the admin API, pay links, notices and sync, on `server.listen`.
+    Serve,
+    /// An account's standing: stage, why, amount, since, next stage,
+    /// override, contacts, notices sent.
+    Status {
+        /// The account id.
+        account: String,
+        /// Print the admin API's account view (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// An account's timeline: every fact with its time and source, and the
+    /// stage changes they caused.
+    Explain {
+        /// The account id.
+        account: String,
+        /// Print the timeline as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allow or block an account regardless of billing (audited, as "cli").
+    Override {
+        /// The account id.
+        account: String,
+        /// `allow`, `block`, or `clear` to remove the override.
+        mode: Mode,
+        /// When it ends: RFC 3339 (`2026-12-01T00:00:00Z`) or a duration
+        /// from now (`7d`, `12h`); none = until cleared.
+        #[arg(long)]
+        until: Option<String>,
+        /// Why (required; shown in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Print the account view (JSON) afterwards.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read subscriptions and invoices from the Stripe API and repair the
+    /// store (needs stripe.api_key).
+    Sync {
+        /// Only this account's changes are applied.
+        #[arg(long)]
+        account: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The effective ladder, as a table.
+    Ladder {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load and validate the configuration (and build everything it
+    /// describes, without serving or connecting); non-zero with the key
+    /// named when it is wrong.
+    CheckConfig,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Allow,
+    Block,
+    Clear,
+}
+
+/// A failure and its exit code.
+struct Failed(u8, String);
+
+impl<E: std::fmt::Display> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Failed(1, e.to_string())
+    }
+}
+
+fn config_error(e: impl std::fmt::Display) -> Failed {
+    Failed(2, format!("configuration: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pastdue: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failed(code, message)) => {
+            eprintln!("pastdue: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), Failed> {
+    if matches!(command, Command::Serve) {
+        return serve().await;
+    }
+    let config = Config::load().map_err(config_error)?;
+    let ladder = config.ladder().map_err(config_error)?;
+    match command {
+        Command::Serve => unreachable!("handled above"),
+        Command::CheckConfig => check_config(&config),
+        Command::Ladder { json } => {
+            print_ladder(&ladder, json);
+            Ok(())
+        }
+        Command::Status { account, json } => {
+            let (account, state) = load(&config, &account).await?;
+            let now = Utc::now();
+            let view =
+                serde_json::to_value(AccountView::of(&account, state.as_ref(), &ladder, now))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", explain::status_text(&view, state.as_ref()));
+            }
+            known(state.as_ref())
+        }
+        Command::Explain { account, json } => {
+            let (account, state) = load(&config, &account).await?;
+            let store = connect(&config).await?;
+            let audit = store.audit_log(Some(&account), None, 100).await?;
+            let timeline = explain::timeline(state.as_ref(), &audit, &ladder, Utc::now());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&timeline)?);
+            } else {
+                print!("{}", explain::timeline_text(&account, &timeline));
+            }
+            known(state.as_ref())
+        }
+        Command::Override {
+            account,
+            mode,
+            until,
+            reason,
+            json,
+        } => {
+            let account = parse_account(&account)?;
+            let store = connect(&config).await?;
+            let state =
+                set_override(store.as_ref(), &account, mode, until.as_deref(), &reason).await?;
+            let view =
+                serde_json::to_value(AccountView::of(&account, Some(&state), &ladder, Utc::now()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", explain::status_text(&view, Some(&state)));
+            }
+            Ok(())
+        }
+        Command::Sync { account, json } => {
+            let only = account.as_deref().map(parse_account).transpose()?;
+            if config.stripe.api_key().is_none() {
+                return Err(Failed(
+                    2,
+                    "configuration: stripe.api_key: sync needs the Stripe API key".into(),
+                ));
+            }
+            let store = connect(&config).await?;
+            let mapper =
+                pastdue::stripe::Mapper::new(&config.stripe, store).map_err(config_error)?;
+            let report = pastdue::stripe::sync_only(&mapper, only.as_ref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "read {} subscriptions and {} invoices; {} accounts changed; {} objects map to no account",
+                    report.subscriptions, report.invoices, report.accounts_changed, report.unmapped
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn known(state: Option<&BillingState>) -> Result<(), Failed> {
+    match state {
+        Some(_) => Ok(()),
+        None => Err(Failed(
+            3,
+            "the store has never heard of this account".into(),
+        )),
+    }
+}
+
+fn parse_account(raw: &str) -> Result<AccountId, Failed> {
+    AccountId::new(raw).map_err(|e| Failed(2, format!("account {raw:?}: {e}")))
+}
+
+async fn connect(config: &Config) -> Result<Arc<dyn Store>, Failed> {
+    pastdue::store::connect(&config.store)
+        .await
+        .map_err(|e| Failed(1, format!("store {}: {e}", redacted(&config.store.url))))
+}
+
+async fn load(config: &Config, account: &str) -> Result<(AccountId, Option<BillingState>), Failed> {
+    let account = parse_account(account)?;
+    let store = connect(config).await?;
+    let state = store.load(&account).await?;
+    Ok((account, state))
+}
+
+/// A store URL without its password.
+fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            format!("{scheme}://{}", rest.rsplit('@').next().unwrap_or_default())
+        }
+        None => url.to_owned(),
+    }
+}
+
+async fn set_override(
+    store: &dyn Store,
+    account: &AccountId,
+    mode: Mode,
+    until: Option<&str>,
+    reason: &str,
+) -> Result<BillingState, Failed> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Failed(2, "--reason must say why".into()));
+    }
+    let now = Utc::now();
+    let (change, action) = match mode {
+        Mode::Clear => (Change::ClearOverride, "override.removed"),
+        Mode::Allow | Mode::Block => {
+            let until = until.map(|u| parse_until(u, now)).transpose()?;
+            let mode = if matches!(mode, Mode::Allow) {
+                OverrideMode::Allow
+            } else {
+                OverrideMode::Block
+            };
+            let o = Override {
+                mode,
+                until,
+                reason: reason.to_owned(),
+                by: "cli".into(),
+                at: now,
+            };
+            (Change::SetOverride(o), "override.set")
+        }
+    };
+    let draft = AuditDraft {
+        who: "cli",
+        action,
+        reason: Some(reason),
+        pick: |s| serde_json::to_value(s.override_()).unwrap_or_default(),
+        extra: None,
+    };
+    let (applied, _) = store.apply_audited(account, &[change], &draft).await?;
+    Ok(applied.state().cloned().unwrap_or_default())
+}
+
+/// `--until`: RFC 3339, or a duration from `now`; must lie ahead.
+fn parse_until(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Failed> {
+    let at = match DateTime::parse_from_rfc3339(raw) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => {
+            let d = pastdue::settings::parse_duration(raw).map_err(|_| {
+                Failed(
+                    2,
+                    format!("--until {raw:?}: neither RFC 3339 nor a duration like 7d"),
+                )
+            })?;
+            now + chrono::TimeDelta::from_std(d)
+                .map_err(|_| Failed(2, format!("--until {raw:?}: too far")))?
+        }
+    };
+    if at <= now || pastdue::state::sane_time(at.timestamp()).is_none() {
+        return Err(Failed(
+            2,
+            format!("--until {raw:?}: must lie ahead, before 2100"),
+        ));
+    }
+    Ok(at)
+}
+
+fn print_ladder(ladder: &Ladder, json: bool) {
+    let rows: Vec<(String, String, String)> = ladder
+        .stages()
+        .iter()
+        .map(|s| {
+            (
+                s.name().to_owned(),
+                explain::days(s.after()),
+                s.action().as_str().to_owned(),
+            )
+        })
+        .chain([
+            (
+                ladder.canceled().name().to_owned(),
+                "subscription ended".into(),
+                ladder.canceled().action().as_str().to_owned(),
+            ),
+            (
+                ladder.unknown().name().to_owned(),
+                "never heard of".into(),
+                ladder.unknown().action().as_str().to_owned(),
+            ),
+        ])
+        .collect();
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(n, a, act)| serde_json::json!({ "stage": n, "after": a, "action": act }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{:<14} {:<22} {}",
+        "STAGE", "AFTER THE DEBT STARTS", "ACTION"
+    );
+    for (name, after, action) in rows {
+        println!("{name:<14} {after:<22} {action}");
+    }
+}
+
+/// Loads and builds everything the configuration describes, on a memory
+/// store, without serving or connecting.
+fn check_config(config: &Config) -> Result<(), Failed> {
+    let runtime_store: Arc<dyn Store> = Arc::new(pastdue::MemoryStore::new());
+    pastdue::server::build(config, runtime_store, pastdue::clock::system(), None)
+        .map_err(config_error)?;
+    pastdue::store::StoreUrl::parse(&config.store.url).map_err(config_error)?;
+    println!(
+        "configuration ok: store {}, ladder {}",
+        redacted(&config.store.url),
+        config
+            .ladder
+            .stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    );
+    Ok(())
+}
+
+async fn serve() -> Result<(), Failed> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,pastdue=info".into()),
+        )
+        .init();
+    // Before anything is built: components register their counters with it.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| Failed(1, format!("metrics: {e}")))?;
+    let config = Config::load().map_err(config_error)?;
+    let store = connect(&config).await?;
+    let server = pastdue::server::build(&config, store, pastdue::clock::system(), Some(metrics))
+        .map_err(config_error)?;
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|e| Failed(1, format!("server.listen {}: {e}", config.server.listen)))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "pastdue {} serving on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    for line in &server.summary {
+        println!("  {line}");
+    }
+    pastdue::server::serve(server, listener, shutdown_signal()).await?;
+    println!("pastdue stopped");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

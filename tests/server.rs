@@ -1,0 +1,266 @@
+//! The `pastdue` binary as a process against a private Redis: `serve` and
+//! its check endpoint, and the operator CLI (`status`, `explain`,
+//! `override`, `ladder`, `check-config`), exit codes included.
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use common::*;
+use pastdue::store::Store;
+use pastdue::AccountId;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pastdue");
+
+/// A ladder with a read-only stage, so `/check` can show method rules.
+const CONFIG: &str = r#"
+[[ladder.stages]]
+name = "notice"
+after = "0s"
+action = "notice"
+
+[[ladder.stages]]
+name = "read_only"
+after = "10d"
+action = "read_only"
+
+[[ladder.stages]]
+name = "suspended"
+after = "20d"
+action = "block"
+"#;
+
+/// A private Redis and a config file (removed on drop).
+struct Env {
+    redis: RedisServer,
+    config: std::path::PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+impl Env {
+    fn new(extra: &str) -> Self {
+        let redis = RedisServer::start();
+        let path = std::env::temp_dir().join(format!("pastdue-server-test-{}-{}.toml", std::process::id(), free_port()));
+        std::fs::write(&path, format!("{CONFIG}\n{extra}")).unwrap();
+        Self { redis, config: path }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("PASTDUE_CONFIG", &self.config)
+            .env("PASTDUE_STORE__URL", self.redis.url())
+            .env_remove("PASTDUE_ADMIN__TOKEN")
+            .env_remove("PASTDUE_STRIPE__API_KEY");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    async fn store(&self) -> std::sync::Arc<dyn Store> {
+        store_with(&self.redis.url(), relaxed()).await
+    }
+}
+
+/// `pastdue serve`, stopped with SIGTERM on drop.
+struct Served {
+    child: Child,
+    url: String,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn start(env: &Env, vars: &[(&str, &str)]) -> Self {
+        let mut cmd = env.command(&["serve"]);
+        cmd.env("PASTDUE_SERVER__LISTEN", "127.0.0.1:0").stdout(Stdio::piped()).stderr(Stdio::null());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = lines.recv_timeout(Duration::from_secs(20)).expect("serve says where it listens");
+        let url = first.split("serving on ").nth(1).expect("a URL on the first line").trim().to_owned();
+        Self { child, url, lines }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn acct(id: &str) -> AccountId {
+    AccountId::new(id).unwrap()
+}
+
+async fn debt(store: &std::sync::Arc<dyn Store>, account: &str, days_ago: i64) {
+    store.apply(&acct(account), None, &[unpaid("in_1", 4_900, Utc::now() - TimeDelta::days(days_ago))]).await.unwrap();
+}
+
+async fn check(http: &reqwest::Client, url: &str, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = http.get(format!("{url}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+/// `serve` with only a store and a ladder: says what it serves, answers
+/// `/check` with the layer's decision for the described request, `/page`
+/// for nginx, health and metrics; stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_checks_the_way_the_layer_decides() {
+    let env = Env::new("");
+    let store = env.store().await;
+    debt(&store, "late", 1).await;
+    debt(&store, "readonly", 12).await;
+    debt(&store, "gone", 25).await;
+    let mut served = Served::start(&env, &[]);
+    let said: Vec<String> = std::iter::from_fn(|| served.lines.recv_timeout(Duration::from_secs(5)).ok()).take_while(|l| !l.contains("metrics")).collect();
+    let said = said.join("\n");
+    assert!(said.contains("check: GET /check") && said.contains("admin API: off"), "{said}");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = served.url.clone();
+    let describe = |method: &'static str, uri: &'static str, account: &'static str| vec![("x-forwarded-method", method), ("x-forwarded-uri", uri), ("x-account-id", account)];
+
+    // Good standing and unknown accounts pass untouched.
+    let res = check(&http, &url, "/check", &describe("GET", "/api/x", "never-seen")).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("billing-stage").is_none());
+    // A notice passes with its stage and the banner's text for the app.
+    let res = check(&http, &url, "/check", &[("x-original-method", "POST"), ("x-original-uri", "/api/x"), ("x-account-id", "late"), ("accept-language", "de")]).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["billing-stage"], "notice");
+    let banner = res.headers()["billing-banner"].to_str().unwrap().to_owned();
+    let banner: String = form_urlencoded::parse(format!("b={banner}").as_bytes()).map(|(_, v)| v.into_owned()).collect();
+    assert!(banner.contains("49,00") && banner.contains("€"), "German, with the amount: {banner}");
+    // read_only: the original method decides.
+    assert_eq!(check(&http, &url, "/check", &describe("GET", "/api/x", "readonly")).await.status(), 200);
+    let res = check(&http, &url, "/check", &describe("POST", "/api/x", "readonly")).await;
+    assert_eq!((res.status().as_u16(), res.headers()["billing-stage"].to_str().unwrap()), (402, "read_only"));
+    // Suspended: the page for a browser, problem+json for an API client.
+    let mut browser = describe("GET", "/dashboard", "gone");
+    browser.push(("accept", "text/html"));
+    let res = check(&http, &url, "/check", &browser).await;
+    assert_eq!(res.status(), 402);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(res.text().await.unwrap().contains("49.00"));
+    let mut api = describe("GET", "/api/x", "gone");
+    api.push(("accept", "application/json"));
+    let res = check(&http, &url, "/check", &api).await;
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    // Exempt paths pass whatever the account owes.
+    assert_eq!(check(&http, &url, "/check", &describe("GET", "/healthz", "gone")).await.status(), 200);
+    // A proxy that does not describe the request is refused, never passed.
+    assert_eq!(check(&http, &url, "/check", &[("x-account-id", "gone")]).await.status(), 400);
+    assert_eq!(check(&http, &url, "/check", &describe("GET", "http://evil.test/", "gone")).await.status(), 400);
+    // /page answers the 402 itself; a request that may pass goes back.
+    assert_eq!(check(&http, &url, "/page", &browser).await.status(), 402);
+    let back = check(&http, &url, "/page", &describe("GET", "/api/x?tab=2", "late")).await;
+    assert_eq!((back.status().as_u16(), back.headers()["location"].to_str().unwrap()), (303, "/api/x?tab=2"));
+    let back = check(&http, &url, "/page", &describe("GET", "//evil.test/x", "late")).await;
+    assert_eq!(back.headers()["location"], "/", "never an open redirect");
+
+    assert_eq!(check(&http, &url, "/readyz", &[]).await.status(), 200);
+    let metrics = check(&http, &url, "/metrics", &[]).await.text().await.unwrap();
+    assert!(metrics.contains("pastdue_decisions_total"), "{metrics}");
+
+    let status = served.terminate();
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+}
+
+/// `check.deny_status = 403` for nginx's auth_request: blocked checks say
+/// 403 (401 stays 401); `/page` still answers 402.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_status_403_for_nginx() {
+    let env = Env::new("");
+    debt(&env.store().await, "gone", 25).await;
+    let served = Served::start(&env, &[("PASTDUE_CHECK__DENY_STATUS", "403")]);
+    let http = reqwest::Client::new();
+    let described = [("x-original-uri", "/x"), ("x-account-id", "gone")];
+    assert_eq!(check(&http, &served.url, "/check", &described).await.status(), 403);
+    assert_eq!(check(&http, &served.url, "/page", &described).await.status(), 402);
+}
+
+/// The operator CLI against the same store: status (text and the admin
+/// API's JSON), override with its audit entry, explain's timeline, the
+/// ladder, check-config; exit codes as documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_answers_support_questions() {
+    let env = Env::new("");
+    let store = env.store().await;
+    debt(&store, "acme", 12).await;
+
+    let out = env.run(&["status", "acme"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("read_only") && text.contains("49.00 EUR") && text.contains("suspended on"), "{text}");
+
+    let out = env.run(&["status", "acme", "--json"]);
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((view["stage"].as_str(), view["amount_due"].as_i64(), view["next_stage"].as_str()), (Some("read_only"), Some(4900), Some("suspended")));
+
+    let out = env.run(&["status", "nobody"]);
+    assert_eq!(out.status.code(), Some(3), "unknown account: exit 3");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("never heard of"));
+
+    let out = env.run(&["override", "acme", "allow", "--until", "7d", "--reason", "CFO promised payment"]);
+    assert!(out.status.success(), "{out:?}");
+    let state = store.load(&acct("acme")).await.unwrap().unwrap();
+    assert_eq!(state.override_().map(|o| (o.by.as_str(), o.reason.as_str())), Some(("cli", "CFO promised payment")));
+    let audit = store.audit_log(Some(&acct("acme")), None, 10).await.unwrap();
+    assert!(audit.iter().any(|e| e.who == "cli" && e.action == "override.set"), "{audit:?}");
+    assert_eq!(env.run(&["override", "acme", "block", "--reason", " "]).status.code(), Some(2), "a reason is required");
+    assert_eq!(env.run(&["override", "acme", "block", "--until", "yesterday", "--reason", "x"]).status.code(), Some(2));
+
+    let out = env.run(&["explain", "acme"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("invoice in_1 unpaid") && text.contains("stage read_only") && text.contains("override.set — CFO promised payment [cli]"), "{text}");
+    let out = env.run(&["explain", "acme", "--json"]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(events.as_array().unwrap().iter().any(|e| e["source"] == "ladder" && e["ahead"] == true), "the suspension still ahead: {events}");
+
+    let out = env.run(&["override", "acme", "clear", "--reason", "paid"]);
+    assert!(out.status.success());
+    assert!(store.load(&acct("acme")).await.unwrap().unwrap().override_().is_none());
+
+    let out = env.run(&["ladder"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("read_only") && text.contains("10 days"), "{text}");
+
+    assert!(env.run(&["check-config"]).status.success());
+    let out = env.command(&["check-config"]).env("PASTDUE_CHECK__JWT_ALGORITHM", "HS256").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check.jwt_issuer"), "names the key: {out:?}");
+    let out = env.command(&["status", "acme"]).env("PASTDUE_GATE__UNKNOWN", "maybe").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad configuration: exit 2");
+    let out = env.command(&["status", "acme"]).env("PASTDUE_STORE__URL", format!("redis://127.0.0.1:{}", free_port())).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "store unreachable: exit 1");
+    for command in ["serve", "status", "explain", "override", "sync", "ladder", "check-config"] {
+        let out = Command::new(BIN).args([command, "--help"]).output().unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{command} --help");
+    }
+}
