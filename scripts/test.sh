@@ -27,6 +27,9 @@ command -v redis-cli >/dev/null || apt_install redis-tools
 [ -x /usr/bin/chromium ] || apt_install chromium
 # promtool (Debian's prometheus package) lints the demo's /metrics.
 command -v promtool >/dev/null || apt_install prometheus
+# The proxy tests run real nginx (auth_request) and Caddy (forward_auth).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
+command -v caddy >/dev/null || apt_install caddy
 command -v curl >/dev/null || apt_install curl
 
 # Python test tools (the Stripe emulator) live in a local venv, .venv/.

@@ -305,13 +305,13 @@ impl GateLayer {
         self.edit(|s| s.recheck = Some((recheck, timeout)))
     }
 
-    #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
     /// The page the gate answers with.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn page(&self) -> &PaymentPage {
         &self.shared.page
     }
 
+    #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.shared.clock
     }
