@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use common::*;
 use pastdue::store::Store;
-use pastdue::AccountId;
+use pastdue::{AccountId, Config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pastdue");
 
@@ -263,4 +263,100 @@ async fn the_cli_answers_support_questions() {
         let out = Command::new(BIN).args([command, "--help"]).output().unwrap();
         assert!(out.status.success() && !out.stdout.is_empty(), "{command} --help");
     }
+}
+
+/// JWTs are verified, never trusted: signature, algorithm, `exp`, `iss`,
+/// `aud` and the claim, for HS256 (secret), RS256 (PEM file) and ES256
+/// (JWKS file, by kid); a bad key configuration names its key.
+#[test]
+fn jwts_are_verified_never_trusted() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use pastdue::check::jwt::JwtVerifier;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+    let secret = "a-jwt-secret-of-at-least-32-bytes!";
+    let base = |alg: &str, key: &str, jwks: &str| {
+        let mut c = Config::default().check;
+        c.jwt_algorithm = alg.into();
+        c.jwt_key = key.into();
+        c.jwt_jwks = jwks.into();
+        c.jwt_issuer = "https://auth.test".into();
+        c.jwt_audience = "app".into();
+        c.jwt_cookie = "session".into();
+        c
+    };
+    let claims = |sub: &str, iss: &str, aud: &str, exp: i64| serde_json::json!({ "sub": sub, "iss": iss, "aud": aud, "exp": Utc::now().timestamp() + exp });
+    let good = claims("acme", "https://auth.test", "app", 600);
+    let bearer = |token: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    };
+    let hs = |claims: &serde_json::Value, key: &str| encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(key.as_bytes())).unwrap();
+
+    let v = JwtVerifier::new(&base("HS256", secret, "")).unwrap().unwrap();
+    assert_eq!(v.account(&bearer(&hs(&good, secret))).unwrap().as_deref(), Some("acme"));
+    assert_eq!(v.account(&http::HeaderMap::new()).unwrap(), None, "no token: no account");
+    let mut cookie = http::HeaderMap::new();
+    cookie.insert("cookie", format!("theme=dark; session={}", hs(&good, secret)).parse().unwrap());
+    assert_eq!(v.account(&cookie).unwrap().as_deref(), Some("acme"), "the token from its cookie");
+    let refused = [
+        hs(&good, "another-secret-of-at-least-32-bytes"),
+        hs(&claims("acme", "https://auth.test", "app", -3600), secret),
+        hs(&claims("acme", "https://evil.test", "app", 600), secret),
+        hs(&claims("acme", "https://auth.test", "other-app", 600), secret),
+        hs(&serde_json::json!({ "sub": "acme", "iss": "https://auth.test", "aud": "app" }), secret),
+        hs(&serde_json::json!({ "iss": "https://auth.test", "aud": "app", "exp": Utc::now().timestamp() + 600 }), secret),
+        // alg none: unsigned.
+        format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", base64_url(&good.to_string())),
+        "garbage".into(),
+    ];
+    for token in &refused {
+        assert!(v.account(&bearer(token)).is_err(), "refused: {token}");
+    }
+    let mut two = bearer(&hs(&good, secret));
+    two.append("authorization", "Bearer x".parse().unwrap());
+    assert!(v.account(&two).is_err(), "two Authorization headers");
+    let mut basic = http::HeaderMap::new();
+    basic.insert("authorization", "Basic YWNtZTpwdw==".parse().unwrap());
+    assert!(v.account(&basic).is_err(), "not a bearer token: refused, not ignored");
+
+    // RS256 with a PEM public key; an HS256 token signed with that public
+    // key as its secret (algorithm confusion) is refused.
+    let rs = JwtVerifier::new(&base("RS256", &format!("{fixtures}/rs256.pub"), "")).unwrap().unwrap();
+    let private = std::fs::read(format!("{fixtures}/rs256.key")).unwrap();
+    let token = encode(&Header::new(Algorithm::RS256), &good, &EncodingKey::from_rsa_pem(&private).unwrap()).unwrap();
+    assert_eq!(rs.account(&bearer(&token)).unwrap().as_deref(), Some("acme"));
+    let public = std::fs::read_to_string(format!("{fixtures}/rs256.pub")).unwrap();
+    assert!(rs.account(&bearer(&hs(&good, &public))).is_err(), "algorithm confusion");
+
+    // ES256 from a JWKS file, by kid.
+    let es = JwtVerifier::new(&base("ES256", "", &format!("{fixtures}/es256.jwks.json"))).unwrap().unwrap();
+    let private = std::fs::read(format!("{fixtures}/es256.key")).unwrap();
+    let key = EncodingKey::from_ec_pem(&private).unwrap();
+    let with_kid = |kid: &str| {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.into());
+        encode(&h, &good, &key).unwrap()
+    };
+    assert_eq!(es.account(&bearer(&with_kid("es-1"))).unwrap().as_deref(), Some("acme"));
+    assert!(es.account(&bearer(&with_kid("es-2"))).is_err(), "an unknown kid");
+
+    // Bad configurations name their key.
+    let named = |c: pastdue::config::CheckConfig| match JwtVerifier::new(&c) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(named(base("HS256", "short", "")).contains("check.jwt_key"));
+    assert!(named(base("RS256", "/nonexistent.pem", "")).contains("check.jwt_key"));
+    assert!(named(base("ES256", "", "/nonexistent.json")).contains("check.jwt_jwks"));
+    assert!(named(base("HS512", secret, "")).contains("check.jwt_algorithm"));
+    assert!(named(base("ES256", &format!("{fixtures}/rs256.pub"), "")).contains("check.jwt_key"), "an RSA key for ES256");
+    let mut no_aud = base("HS256", secret, "");
+    no_aud.jwt_audience.clear();
+    assert!(named(no_aud).contains("check.jwt_audience"));
+}
+
+fn base64_url(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
