@@ -172,11 +172,7 @@ impl Check {
         if let Some(account) = account {
             req.headers_mut().insert(ACCOUNT, account);
         }
-        let pass = Passed {
-            page: self.gate.page().clone(),
-            cache: self.gate.cache().clone(),
-            clock: self.gate.clock().clone(),
-        };
+        let pass = Passed { gate: self.gate.clone() };
         let res = match self.gate.layer(pass).oneshot(req).await {
             Ok(res) => res,
             Err(never) => match never {},
@@ -190,9 +186,7 @@ impl Check {
 /// stage (the gate adds `Billing-Stage`).
 #[derive(Clone)]
 struct Passed {
-    page: crate::gate::PaymentPage,
-    cache: crate::cache::StateCache,
-    clock: crate::clock::SharedClock,
+    gate: GateLayer,
 }
 
 impl tower::Service<Request<Body>> for Passed {
@@ -213,7 +207,7 @@ impl tower::Service<Request<Body>> for Passed {
     }
 }
 
-async fn passed(Passed { page, cache, clock }: Passed, req: Request<Body>) -> Response<Body> {
+async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
     let mut res = Response::new(Body::empty());
     let Some(standing) = req
         .extensions()
@@ -234,14 +228,14 @@ async fn passed(Passed { page, cache, clock }: Passed, req: Request<Body>) -> Re
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let state = match account {
-        Some(a) => cache
-            .get(&a, clock.now())
+        Some(a) => gate.cache()
+            .get(&a, gate.clock().now())
             .await
             .cached()
             .and_then(|c| c.shared_state()),
         None => None,
     };
-    let banner = page.banner_text(&standing, state.as_deref(), accept_language.as_deref());
+    let banner = gate.page().banner_text(&standing, state.as_deref(), accept_language.as_deref());
     if let Ok(v) = HeaderValue::try_from(percent_encode(&banner)) {
         res.headers_mut().insert(BILLING_BANNER, v);
     }
