@@ -40,6 +40,9 @@ enum Keys {
 pub struct Refused(&'static str);
 
 impl Refused {
+    /// A token whose account claim cannot be an account id.
+    pub const BAD_CLAIM: Refused = Refused("the token's account claim is not a usable account id");
+
     /// `401` with a problem+json body and `WWW-Authenticate`.
     pub fn response(&self) -> Response<Body> {
         let body = serde_json::json!({

@@ -147,11 +147,18 @@ async fn answer_page(State(check): State<Check>, headers: HeaderMap) -> Response
 impl Check {
     /// The gate's answer for the request `headers` describe, and its URI.
     async fn decide(self, headers: HeaderMap) -> Result<(Response<Body>, Uri), Response<Body>> {
-        let (method, uri) = original(&headers)?;
-        let account = match &self.source {
-            Source::Header(name) => headers.get(name).cloned(),
+        let (method, uri) = original(&headers).map_err(|u| bad(u.0))?;
+        // Every value: two account headers are ambiguous (400), as in the layer.
+        let accounts: Vec<HeaderValue> = match &self.source {
+            Source::Header(name) => headers.get_all(name).iter().cloned().collect(),
             Source::Jwt(verifier) => match verifier.account(&headers) {
-                Ok(account) => account.and_then(|a| HeaderValue::try_from(a).ok()),
+                Ok(None) => Vec::new(),
+                Ok(Some(account)) => match HeaderValue::try_from(account) {
+                    Ok(v) => vec![v],
+                    // Never "no account": a token that names something
+                    // unusable is refused like a bad token.
+                    Err(_) => return Err(jwt::Refused::BAD_CLAIM.response()),
+                },
                 Err(refused) => return Err(refused.response()),
             },
         };
@@ -169,8 +176,8 @@ impl Check {
                 req.headers_mut().insert(name, v.clone());
             }
         }
-        if let Some(account) = account {
-            req.headers_mut().insert(ACCOUNT, account);
+        for account in accounts {
+            req.headers_mut().append(ACCOUNT, account);
         }
         let pass = Passed { gate: self.gate.clone() };
         let res = match self.gate.layer(pass).oneshot(req).await {
@@ -243,21 +250,26 @@ async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
 }
 
 /// The original method and URI, from the proxy's headers.
-fn original(headers: &HeaderMap) -> Result<(Method, Uri), Response<Body>> {
+fn original(headers: &HeaderMap) -> Result<(Method, Uri), Undescribed> {
     let first = |names: [&'static str; 2]| names.iter().find_map(|n| headers.get(*n));
     let method = match first(["x-forwarded-method", "x-original-method"]) {
-        Some(v) => Method::from_bytes(v.as_bytes()).map_err(|_| bad("X-Forwarded-Method"))?,
+        Some(v) => Method::from_bytes(v.as_bytes()).map_err(|_| Undescribed("X-Forwarded-Method"))?,
         None => Method::GET,
     };
     let uri = first(["x-forwarded-uri", "x-original-uri"])
-        .ok_or_else(|| bad("X-Forwarded-Uri (or X-Original-URI)"))?;
-    let uri = Uri::try_from(uri.as_bytes()).map_err(|_| bad("X-Forwarded-Uri"))?;
+        .ok_or(Undescribed("X-Forwarded-Uri (or X-Original-URI)"))?;
+    let uri = Uri::try_from(uri.as_bytes()).map_err(|_| Undescribed("X-Forwarded-Uri"))?;
     // Origin form only: a path, never a scheme or authority.
     if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
-        return Err(bad("X-Forwarded-Uri"));
+        return Err(Undescribed("X-Forwarded-Uri"));
     }
     Ok((method, uri))
 }
+
+/// A proxy request that does not describe the original request: the
+/// header it must send.
+#[derive(Debug)]
+struct Undescribed(&'static str);
 
 /// `400` naming the header the proxy must send.
 fn bad(header: &str) -> Response<Body> {

@@ -350,10 +350,7 @@ fn print_ladder(ladder: &Ladder, json: bool) {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
     }
-    println!(
-        "{:<14} {:<22} {}",
-        "STAGE", "AFTER THE DEBT STARTS", "ACTION"
-    );
+    println!("{:<14} {:<22} ACTION", "STAGE", "AFTER THE DEBT STARTS");
     for (name, after, action) in rows {
         println!("{name:<14} {after:<22} {action}");
     }
