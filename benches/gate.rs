@@ -127,10 +127,31 @@ fn benches(c: &mut Criterion) {
         svc
     });
     let bare_svc = tower::service_fn(ok);
+    // The same inside an axum Router, the way apps mount the gate
+    // (`.layer(gate)` runs after routing): the router's own work is in both.
+    let handler = || async { Response::new(Body::from("{\"ok\":true}")) };
+    let axum_bare: axum::Router = axum::Router::new().route("/api/ping", axum::routing::get(handler));
+    // Any layer added with Router::layer costs axum a clone and a boxed
+    // future per request; a layer that does nothing shows that cost.
+    let axum_layer: axum::Router = axum::Router::new().route("/api/ping", axum::routing::get(handler)).layer(tower::layer::util::Identity::new());
+    let axum_gate: axum::Router = rt.block_on(async {
+        let gate = GateLayer::new(store.clone());
+        let router = axum::Router::new().route("/api/ping", axum::routing::get(handler)).layer(gate);
+        for a in &accounts {
+            let req = Request::get("/api/ping").header("x-account-id", a.clone()).body(Body::empty()).unwrap();
+            tower::ServiceExt::oneshot(router.clone(), req).await.unwrap();
+        }
+        router
+    });
     let mut group = c.benchmark_group("threads");
     for threads in [1, 2, 4] {
         group.bench_function(format!("bare/{threads}"), |b| b.iter_custom(|iters| concurrent(&bare_svc, &accounts, threads, iters)));
         group.bench_function(format!("gate_active/{threads}"), |b| b.iter_custom(|iters| concurrent(&many, &accounts, threads, iters)));
+    }
+    for threads in [1, 2] {
+        group.bench_function(format!("axum_bare/{threads}"), |b| b.iter_custom(|iters| concurrent(&axum_bare, &accounts, threads, iters)));
+        group.bench_function(format!("axum_layer/{threads}"), |b| b.iter_custom(|iters| concurrent(&axum_layer, &accounts, threads, iters)));
+        group.bench_function(format!("axum_gate/{threads}"), |b| b.iter_custom(|iters| concurrent(&axum_gate, &accounts, threads, iters)));
     }
     group.finish();
 
