@@ -31,7 +31,7 @@ use crate::account::AccountId;
 use crate::clock::SharedClock;
 use crate::settings::{AdminConfig, ConfigError};
 use crate::standing::{Ladder, Standing};
-use crate::state::{BillingState, Change, Override, OverrideMode};
+use crate::state::{BillingState, Change, ContactRole, ContactSource, Override, OverrideMode};
 use crate::store::{AuditDraft, AuditEntry, Index, IndexEntry, LinkSource, Linked, Store, NEVER};
 use crate::stripe::Mapper;
 
@@ -96,6 +96,7 @@ pub fn router_with_clock(config: &AdminConfig, ladder: Ladder, mapper: Mapper, c
         .route(&format!("{base}/accounts/{{account}}"), get(view_account))
         .route(&format!("{base}/accounts/{{account}}/override"), put(set_override).delete(remove_override))
         .route(&format!("{base}/accounts/{{account}}/customers"), post(link_customer))
+        .route(&format!("{base}/accounts/{{account}}/contacts"), put(set_contacts))
         .route(&format!("{base}/audit"), get(audit_log))
         .route(&format!("{base}/sync"), post(sync))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authenticate))
@@ -221,6 +222,10 @@ pub struct AccountView {
     #[schema(value_type = Object)]
     subscriptions: Value,
     contact_email: Option<String>,
+    /// Who hears about this account: `billing` (the invoice's e-mail),
+    /// `accountant`, `account_manager`; each `null` when unknown.
+    #[schema(value_type = Object)]
+    contacts: Value,
     updated_at: Option<DateTime<Utc>>,
 }
 
@@ -258,6 +263,11 @@ fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now:
         unpaid_invoices: serde_json::to_value(s.unpaid()).unwrap_or_default(),
         subscriptions: serde_json::to_value(s.subscriptions()).unwrap_or_default(),
         contact_email: s.contact_email().map(str::to_owned),
+        contacts: json!({
+            "billing": s.contact_email(),
+            "accountant": s.contact(ContactRole::Accountant),
+            "account_manager": s.contact(ContactRole::AccountManager),
+        }),
         updated_at: s.updated_at(),
     }
 }
@@ -347,7 +357,12 @@ fn parse_override(body: OverrideRequest, who: &str, now: DateTime<Utc>) -> Resul
 /// entry's `before` is read in that step; no entry, no change); answers
 /// with the new view.
 async fn change_and_audit(admin: &Admin, account: &AccountId, change: Change, draft: AuditDraft<'_>) -> Reply {
-    let (applied, _entry) = admin.store.apply_audited(account, &[change], &draft).await.map_err(|e| {
+    changes_and_audit(admin, account, &[change], draft).await
+}
+
+/// [`change_and_audit`] for several changes in one atomic step.
+async fn changes_and_audit(admin: &Admin, account: &AccountId, changes: &[Change], draft: AuditDraft<'_>) -> Reply {
+    let (applied, _entry) = admin.store.apply_audited(account, changes, &draft).await.map_err(|e| {
         tracing::error!(error = %e, action = draft.action, account = %account, "change not made: it could not be audited");
         unavailable(e)
     })?;
@@ -408,6 +423,58 @@ async fn remove_override(
 ) -> Reply {
     let account = parse_account(&account)?;
     change_and_audit(&admin, &account, Change::ClearOverride, draft(&who, "override.removed", None, pick_override)).await
+}
+
+/// The body of `PUT …/contacts`: each role an address, `null` to remove
+/// it, or left out to keep it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ContactsRequest {
+    /// The customer's accountant.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    accountant: Option<Option<String>>,
+    /// Your own staff member for this customer.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    account_manager: Option<Option<String>>,
+}
+
+/// A field that is present (`null` included): `Some(value)`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+fn pick_contacts(s: &BillingState) -> Value {
+    serde_json::to_value(s.contacts()).unwrap_or_default()
+}
+
+#[utoipa::path(put, path = "/admin/accounts/{account}/contacts", tag = "accounts",
+    params(("account" = String, Path, description = "account id")),
+    request_body = ContactsRequest,
+    responses((status = 200, description = "the account: state and computed standing", body = AccountView), (status = 400, description = "bad input; `field` names it"), (status = 401, description = "missing or wrong bearer token")))]
+async fn set_contacts(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(account): Path<String>,
+    AdminJson(body): AdminJson<ContactsRequest>,
+) -> Reply {
+    let account = parse_account(&account)?;
+    let mut changes = Vec::new();
+    for (role, value) in [(ContactRole::Accountant, body.accountant), (ContactRole::AccountManager, body.account_manager)] {
+        let Some(email) = value else { continue };
+        let email = email.map(|e| e.trim().to_owned());
+        if let Some(e) = &email {
+            if !crate::state::is_valid_email(e) {
+                return Err(bad(role.as_str(), format!("{} must be an e-mail address (name@example.com) or null", role.as_str())));
+            }
+        }
+        changes.push(Change::Contact { role, email, source: ContactSource::Admin });
+    }
+    if changes.is_empty() {
+        return Err(bad("body", "give accountant and/or account_manager (an address, or null to remove)"));
+    }
+    changes_and_audit(&admin, &account, &changes, draft(&who, "contacts.set", None, pick_contacts)).await
 }
 
 /// The body of `POST …/customers`.
@@ -640,8 +707,8 @@ async fn sync(State(admin): State<Arc<Admin>>, Extension(Caller(who)): Extension
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pastdue admin API", description = "Accounts, overrides, customer links, audit log and Stripe sync. All routes need `Authorization: Bearer <token>`."),
-    paths(view_account, set_override, remove_override, link_customer, list_accounts, audit_log, sync),
-    components(schemas(AccountView, OverrideRequest, LinkRequest, AccountPage, Listed, AuditPage, AuditEntry)),
+    paths(view_account, set_override, remove_override, link_customer, set_contacts, list_accounts, audit_log, sync),
+    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, AccountPage, Listed, AuditPage, AuditEntry)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

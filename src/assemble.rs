@@ -98,7 +98,7 @@ impl<'a> Pastdue<'a> {
         let mut routes = Router::new();
         #[cfg(feature = "stripe")]
         let (gate, sync, sweep) = {
-            let mapper = crate::stripe::Mapper::new(&config.stripe, store.clone())?;
+            let mapper = crate::stripe::Mapper::new(&config.stripe, store.clone())?.with_contact_keys(&config.notify.metadata);
             // One verifier for the gate and the return endpoint: one rate limit.
             let verifier = crate::stripe::Verifier::new(&config.stripe, store.clone(), gate.clock().clone())?.map(Arc::new);
             let gate = match &verifier {

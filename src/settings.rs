@@ -312,6 +312,20 @@ pub struct NotifyConfig {
     /// `timeout`: longest one delivery attempt (HTTP or SMTP) may take.
     #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// `[notify.metadata]`: Stripe customer metadata keys naming contacts.
+    pub metadata: ContactKeys,
+}
+
+/// `[notify.metadata]`: the Stripe customer metadata keys whose values are
+/// an account's contacts (`""` = not read). A contact an admin set wins.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ContactKeys {
+    /// `accountant`: the key holding the accountant's address.
+    pub accountant: String,
+    /// `account_manager`: the key holding the account manager's address.
+    pub account_manager: String,
 }
 
 

@@ -306,10 +306,69 @@ pub enum Change {
     LinkConflict(LinkConflict),
     /// The billing contact's e-mail address.
     ContactEmail(String),
+    /// Set (`Some`) or remove (`None`) the contact for a role. A contact
+    /// an admin set is never replaced or removed by Stripe metadata.
+    Contact {
+        /// Whose address.
+        role: ContactRole,
+        /// The address, or `None` to remove it.
+        email: Option<String>,
+        /// Who says so.
+        source: ContactSource,
+    },
     /// The account's preferred language (a BCP 47 tag such as `"de"`).
     Language(String),
     /// A notice went out.
     NoticeSent(NoticeSent),
+}
+
+/// A person to write to about an account besides its billing contact
+/// (the invoice's `customer_email`, [`BillingState::contact_email`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactRole {
+    /// The customer's accountant.
+    Accountant,
+    /// The operator's own staff member for this customer.
+    AccountManager,
+}
+
+impl ContactRole {
+    /// Every role.
+    pub const ALL: [ContactRole; 2] = [ContactRole::Accountant, ContactRole::AccountManager];
+
+    /// The name used in the API, config keys and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactRole::Accountant => "accountant",
+            ContactRole::AccountManager => "account_manager",
+        }
+    }
+}
+
+/// Whether `email` is a plain e-mail address (`name@example.com`, RFC 5322
+/// addr-spec, at most 254 bytes): what a contact may be.
+pub fn is_valid_email(email: &str) -> bool {
+    email.len() <= 254 && email_address::EmailAddress::is_valid(email) && !email.contains(['<', '>', ' '])
+}
+
+/// Who set a contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactSource {
+    /// The admin API or the CLI: wins over Stripe metadata.
+    Admin,
+    /// A Stripe customer's metadata.
+    Stripe,
+}
+
+/// A contact and who set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The e-mail address.
+    pub email: String,
+    /// Who set it.
+    pub source: ContactSource,
 }
 
 /// A customer an admin linked to this account that Stripe metadata claims
@@ -352,6 +411,8 @@ pub struct BillingState {
     link_conflicts: Vec<LinkConflict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     contact_email: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    contacts: BTreeMap<ContactRole, Contact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -484,6 +545,23 @@ impl BillingState {
                 }
             }
             Change::ContactEmail(e) => replace_opt(&mut self.contact_email, Some(e.clone())),
+            Change::Contact { role, email, source } => {
+                let current = self.contacts.get(role);
+                if *source == ContactSource::Stripe && current.is_some_and(|c| c.source == ContactSource::Admin) {
+                    return false;
+                }
+                match email {
+                    Some(email) => {
+                        let new = Contact { email: email.clone(), source: *source };
+                        if current == Some(&new) {
+                            return false;
+                        }
+                        self.contacts.insert(*role, new);
+                        true
+                    }
+                    None => self.contacts.remove(role).is_some(),
+                }
+            }
             Change::Language(l) => replace_opt(&mut self.language, Some(l.clone())),
             Change::NoticeSent(n) => {
                 let dup = self.notices.iter().any(|k| {
@@ -569,7 +647,17 @@ impl BillingState {
         &self.customers
     }
 
-    /// The billing contact's e-mail address, when known.
+    /// The other contacts by role (accountant, account manager).
+    pub fn contacts(&self) -> &BTreeMap<ContactRole, Contact> {
+        &self.contacts
+    }
+
+    /// The address for `role`, when one is known.
+    pub fn contact(&self, role: ContactRole) -> Option<&str> {
+        self.contacts.get(&role).map(|c| c.email.as_str())
+    }
+
+    /// The billing contact's e-mail address (the invoice's `customer_email`).
     pub fn contact_email(&self) -> Option<&str> {
         self.contact_email.as_deref()
     }

@@ -82,7 +82,69 @@ backend_suite!(
     sync_without_a_key_is_501,
     customer_links_are_moves_and_admin_links_win,
     bearer_is_case_insensitive_and_failures_are_counted,
+    contacts_by_role_and_admins_win_over_metadata,
 );
+
+/// Contacts by role: from Stripe customer metadata (`[notify.metadata]`)
+/// and the admin API; validated, audited, `null` removes, a field left out
+/// stays; an admin's contact is never replaced by metadata.
+async fn contacts_by_role_and_admins_win_over_metadata(b: Backend) {
+    let mut c = config();
+    c.stripe.webhook_secret = "whsec_contacts".into();
+    let parts = pastdue::Pastdue::new(&c, b.store.clone()).build().unwrap();
+    let app = parts.routes;
+    let deliver = |id: &'static str, metadata: Value| {
+        let mut meta = json!({ "account_id": "acme" });
+        meta.as_object_mut().unwrap().extend(metadata.as_object().unwrap().clone());
+        let body = serde_json::to_vec(&json!({
+            "id": id, "type": "customer.updated", "created": Utc::now().timestamp(),
+            "data": { "object": { "id": "cus_Contacts", "object": "customer", "email": "billing@client.test", "metadata": meta } }
+        }))
+        .unwrap();
+        let sig = pastdue::signature::sign("whsec_contacts", Utc::now().timestamp(), &body);
+        let req = Request::post("/webhooks/stripe").header("stripe-signature", sig).body(Body::from(body)).unwrap();
+        let app = app.clone();
+        async move { assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK) }
+    };
+    let contacts = |app: Router| async move { call(&app, "GET", "/admin/accounts/acme", Some(TOKEN), None).await.1["contacts"].clone() };
+    let put = |body: &str| {
+        let app = app.clone();
+        let body = body.to_owned();
+        async move { call(&app, "PUT", "/admin/accounts/acme/contacts", Some(TOKEN), Some(("application/json", body))).await }
+    };
+
+    // From metadata; an address that is not one is ignored.
+    deliver("evt_c1", json!({ "accountant_email": "acc@client.test", "account_manager_email": "not an address" })).await;
+    assert_eq!(contacts(app.clone()).await, json!({ "billing": "billing@client.test", "accountant": "acc@client.test", "account_manager": null }));
+
+    // From the admin API: validated, audited; a field left out stays.
+    let (status, v) = put(r#"{"account_manager": "m@ops.test"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["contacts"], json!({ "billing": "billing@client.test", "accountant": "acc@client.test", "account_manager": "m@ops.test" }));
+    let (_, log) = call(&app, "GET", "/admin/audit?account=acme", Some(TOKEN), None).await;
+    assert_eq!(log["entries"][0]["action"], "contacts.set");
+    assert_eq!(log["entries"][0]["after"]["account_manager"]["email"], "m@ops.test", "{log}");
+
+    // An admin's accountant wins over later metadata, and over metadata
+    // that no longer names one; metadata still removes its own.
+    assert_eq!(put(r#"{"accountant": "a2@client.test"}"#).await.0, StatusCode::OK);
+    deliver("evt_c2", json!({ "accountant_email": "old@client.test" })).await;
+    deliver("evt_c3", json!({})).await;
+    assert_eq!(contacts(app.clone()).await["accountant"], "a2@client.test");
+    assert_eq!(contacts(app.clone()).await["account_manager"], "m@ops.test", "admin-set: metadata without the key keeps it");
+
+    // null removes.
+    let (_, v) = put(r#"{"accountant": null, "account_manager": null}"#).await;
+    assert_eq!((v["contacts"]["accountant"].clone(), v["contacts"]["account_manager"].clone()), (Value::Null, Value::Null));
+
+    // Bad input names its field; nothing changes.
+    for (body, field) in [(r#"{"accountant": "nope"}"#, "accountant"), (r#"{"account_manager": "a b@c.test"}"#, "account_manager"), ("{}", "body"), (r#"{"accountant": 5}"#, "accountant"), (r#"{"boss": "b@c.test"}"#, "boss")] {
+        let (status, v) = put(body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v["field"].as_str().is_some_and(|f| f.contains(field)) || v["error"].as_str().is_some_and(|e| e.contains(field)), "{body}: {v}");
+    }
+    assert_eq!(contacts(app.clone()).await["accountant"], Value::Null);
+}
 
 async fn customer_links_are_moves_and_admin_links_win(b: Backend) {
     let mut c = config();

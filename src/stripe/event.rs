@@ -99,6 +99,28 @@ fn unknown_once(what: &str, value: &str) {
     }
 }
 
+/// The contacts a customer event's metadata names under `keys`: an address
+/// sets the role's contact, a missing key removes the one Stripe set (an
+/// admin's stays either way); an invalid address is logged and ignored.
+pub(crate) fn contacts(event: &Event, keys: &[(crate::state::ContactRole, String)]) -> Vec<Change> {
+    if !matches!(event.kind.as_str(), "customer.created" | "customer.updated") {
+        return Vec::new();
+    }
+    let mut changes = Vec::new();
+    for (role, key) in keys {
+        let email = match metadata(Some(&event.object), key).map(str::trim) {
+            Some(e) if crate::state::is_valid_email(e) => Some(e.to_owned()),
+            Some(e) => {
+                tracing::warn!(key = key.as_str(), value = e, "customer metadata is not an e-mail address; contact ignored");
+                continue;
+            }
+            None => None,
+        };
+        changes.push(Change::Contact { role: *role, email, source: crate::state::ContactSource::Stripe });
+    }
+    changes
+}
+
 /// The object's time fields pastdue reads (besides the envelope's `created`).
 const TIME_FIELDS: &[&str] = &["due_date"];
 

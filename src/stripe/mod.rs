@@ -68,6 +68,8 @@ pub struct Mapper {
     api: Option<StripeApi>,
     metadata_key: String,
     unmapped: Unmapped,
+    /// Customer metadata keys naming contacts (`[notify.metadata]`).
+    contact_keys: Vec<(crate::state::ContactRole, String)>,
 }
 
 /// Why an account could not be found right now (retry later).
@@ -92,7 +94,19 @@ impl Mapper {
             })?),
             None => None,
         };
-        Ok(Self { store, api, metadata_key: config.metadata_key.clone(), unmapped: config.unmapped })
+        Ok(Self { store, api, metadata_key: config.metadata_key.clone(), unmapped: config.unmapped, contact_keys: Vec::new() })
+    }
+
+    /// Also reads contacts from customer metadata under `keys`
+    /// (`[notify.metadata]`); [`crate::Pastdue`] does this for you.
+    pub fn with_contact_keys(mut self, keys: &crate::settings::ContactKeys) -> Self {
+        use crate::state::ContactRole;
+        self.contact_keys = [(ContactRole::Accountant, &keys.accountant), (ContactRole::AccountManager, &keys.account_manager)]
+            .into_iter()
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(r, k)| (r, k.clone()))
+            .collect();
+        self
     }
 
     /// The store the mapper reads and learns links into.
@@ -234,9 +248,10 @@ async fn receive(State(w): State<Arc<Webhooks>>, req: Request) -> Response {
 }
 
 async fn handle(w: &Webhooks, event: &Event) -> (Response, &'static str) {
-    let Some(facts) = event::facts(event, &w.mapper.metadata_key) else {
+    let Some(mut facts) = event::facts(event, &w.mapper.metadata_key) else {
         return (reply(StatusCode::OK, json!({ "received": true, "result": "ignored" })), "ignored");
     };
+    facts.changes.extend(event::contacts(event, &w.mapper.contact_keys));
     let ignored = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, "webhook ignored: its input can never be stored");
         (reply(StatusCode::OK, json!({ "received": true, "result": "ignored", "reason": e.to_string() })), "ignored")

@@ -129,7 +129,8 @@ pub fn status_text(view: &Value, state: Option<&BillingState>) -> String {
         )
     };
     let _ = writeln!(out, "override    {override_line}");
-    let _ = writeln!(out, "contact     {}", s("contact_email"));
+    let contact = |role: &str| view["contacts"][role].as_str().unwrap_or("—").to_owned();
+    let _ = writeln!(out, "contacts    billing {}, accountant {}, account manager {}", contact("billing"), contact("accountant"), contact("account_manager"));
     let customers: Vec<&str> = view["customers"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
