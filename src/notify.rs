@@ -25,6 +25,7 @@
 //! e-mail over SMTP (`notify.smtp_url`) to the billing contact, in the
 //! account's language. Each channel is claimed, sent and recorded on its own.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,13 +43,103 @@ use crate::account::AccountId;
 use crate::clock::SharedClock;
 use crate::settings::{ConfigError, LinksConfig, NotifyConfig, PageConfig, StripeConfig};
 use crate::standing::{Action, Ladder, Reason, Standing};
-use crate::state::{BillingState, Change, NoticeSent};
+use crate::state::{BillingState, Change, ContactRole, NoticeSent, INTERNAL_CHANNEL};
 use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
 
 /// The header that signs outbound notices (same scheme as Stripe's).
 pub const SIGNATURE_HEADER: &str = "Pastdue-Signature";
 const WEBHOOK: &str = "webhook";
 const EMAIL: &str = "email";
+const EMAIL_ACCOUNTANT: &str = "email:accountant";
+
+/// Who hears about a stage by e-mail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recipient {
+    /// The invoice's e-mail address ([`BillingState::contact_email`]).
+    Billing,
+    /// A contact by role.
+    Contact(ContactRole),
+}
+
+impl Recipient {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "billing" => Some(Recipient::Billing),
+            "accountant" => Some(Recipient::Contact(ContactRole::Accountant)),
+            "account_manager" => Some(Recipient::Contact(ContactRole::AccountManager)),
+            _ => None,
+        }
+    }
+
+    /// The notice channel it is recorded (and counted) under.
+    fn channel(self) -> &'static str {
+        match self {
+            Recipient::Billing => EMAIL,
+            Recipient::Contact(ContactRole::Accountant) => EMAIL_ACCOUNTANT,
+            Recipient::Contact(ContactRole::AccountManager) => INTERNAL_CHANNEL,
+        }
+    }
+
+    fn address(self, state: &BillingState) -> Option<&str> {
+        match self {
+            Recipient::Billing => state.contact_email(),
+            Recipient::Contact(role) => state.contact(role),
+        }
+    }
+
+    /// The account manager is the operator's own staff: an internal
+    /// summary, not the customer's message.
+    fn internal(self) -> bool {
+        self == Recipient::Contact(ContactRole::AccountManager)
+    }
+}
+
+/// Stage name → who hears it by e-mail, from `[[notify.routes]]` or the
+/// defaults: billing for every stage; the account manager from the first
+/// `warn` (or harsher) stage or 7 days late, whichever the ladder reaches
+/// first; the accountant on `block` stages.
+fn routes(config: &NotifyConfig, ladder: &Ladder) -> Result<HashMap<String, Vec<Recipient>>, ConfigError> {
+    let key = |key: String, message: String| ConfigError::Key { key, message };
+    let mut routes = HashMap::new();
+    if config.routes.is_empty() {
+        let late = Duration::from_secs(7 * 86_400);
+        let mut manager = false;
+        for stage in ladder.stages() {
+            let block = matches!(stage.action(), Action::Block);
+            manager |= matches!(stage.action(), Action::Warn | Action::ReadOnly | Action::Block) || stage.after() >= late;
+            let mut who = vec![Recipient::Billing];
+            if block {
+                who.push(Recipient::Contact(ContactRole::Accountant));
+            }
+            if manager {
+                who.push(Recipient::Contact(ContactRole::AccountManager));
+            }
+            routes.insert(stage.name().to_owned(), who);
+        }
+        return Ok(routes);
+    }
+    for (i, route) in config.routes.iter().enumerate() {
+        if ladder.stages().iter().all(|s| s.name() != route.stage) {
+            let names: Vec<&str> = ladder.stages().iter().map(|s| s.name()).collect();
+            return Err(key(format!("notify.routes[{i}].stage"), format!("{:?} is not a stage of the ladder ({})", route.stage, names.join(", "))));
+        }
+        let mut who = Vec::new();
+        for role in &route.roles {
+            let r = Recipient::parse(role)
+                .ok_or_else(|| key(format!("notify.routes[{i}].roles"), format!("{role:?} is not one of billing, accountant, account_manager")))?;
+            if !who.contains(&r) {
+                who.push(r);
+            }
+        }
+        if routes.insert(route.stage.clone(), who).is_some() {
+            return Err(key(format!("notify.routes[{i}].stage"), format!("{:?} is routed twice", route.stage)));
+        }
+    }
+    for stage in ladder.stages() {
+        routes.entry(stage.name().to_owned()).or_insert_with(|| vec![Recipient::Billing]);
+    }
+    Ok(routes)
+}
 
 /// Sends stage notices; see the [module docs](self).
 #[derive(Clone)]
@@ -62,6 +153,8 @@ pub struct Notifier {
 struct Inner {
     store: Arc<dyn Store>,
     ladder: Ladder,
+    /// Stage name → who hears it by e-mail.
+    routes: HashMap<String, Vec<Recipient>>,
     config: NotifyConfig,
     #[cfg(feature = "notify-webhook")]
     http: reqwest::Client,
@@ -133,9 +226,11 @@ impl Notifier {
         let languages = crate::i18n::Languages::builtin().map_err(|e| key("page", e.to_string()))?;
         #[cfg(feature = "notify-email")]
         let page = crate::settings::Config::default().page;
+        let routes = routes(n, &ladder)?;
         let inner = Inner {
             store,
             ladder,
+            routes,
             config: n.clone(),
             #[cfg(feature = "notify-webhook")]
             http,
@@ -252,15 +347,21 @@ impl Notifier {
         }
         let stage = standing.stage().name().to_owned();
         let mut sent = 0;
-        for channel in [WEBHOOK, EMAIL] {
-            let to = match channel {
-                WEBHOOK if !inner.config.webhook_url.is_empty() => None,
-                EMAIL if self.has_smtp() => match state.contact_email() {
-                    Some(address) => Some(address.to_owned()),
-                    None => continue, // nobody to write to (yet)
-                },
-                _ => continue,
-            };
+        // The webhook once per stage; an e-mail to each role the stage is
+        // routed to that has an address (nobody to write to yet: skipped,
+        // and tried again when one is known).
+        let mut targets: Vec<(&'static str, Option<String>, Option<Recipient>)> = Vec::new();
+        if !inner.config.webhook_url.is_empty() {
+            targets.push((WEBHOOK, None, None));
+        }
+        if self.has_smtp() {
+            for r in inner.routes.get(&stage).map(Vec::as_slice).unwrap_or(&[Recipient::Billing]) {
+                if let Some(address) = r.address(&state) {
+                    targets.push((r.channel(), Some(address.to_owned()), Some(*r)));
+                }
+            }
+        }
+        for (channel, to, recipient) in targets {
             let already = state.notices().iter().any(|n| n.episode == episode && n.stage == stage && n.channel == channel);
             if already {
                 continue;
@@ -274,9 +375,16 @@ impl Notifier {
             let pay_url = self.pay_url(account, &standing, &state);
             let created = now.timestamp();
             let send = async {
-                match &to {
-                    None => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref(), created)).await,
-                    Some(address) => self.email(&id, address, &standing, &state, pay_url.as_deref()).await,
+                match (&to, recipient) {
+                    (Some(address), Some(r)) => {
+                        // Billing keeps the notice id in its Message-ID; other roles add theirs.
+                        let mail_id = match r {
+                            Recipient::Billing => id.clone(),
+                            Recipient::Contact(role) => format!("{id}.{}", role.as_str()),
+                        };
+                        self.email(account, &mail_id, address, &standing, &state, pay_url.as_deref(), r.internal(), now).await
+                    }
+                    _ => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref(), created)).await,
                 }
             };
             let delivered = self.holding(account, &what, &holder, send).await;
@@ -339,7 +447,8 @@ impl Notifier {
     }
 
     #[cfg(not(feature = "notify-email"))]
-    async fn email(&self, _: &str, _: &str, _: &Standing, _: &BillingState, _: Option<&str>) -> bool {
+    #[allow(clippy::too_many_arguments)]
+    async fn email(&self, _: &AccountId, _: &str, _: &str, _: &Standing, _: &BillingState, _: Option<&str>, _: bool, _: DateTime<Utc>) -> bool {
         false
     }
 
@@ -348,19 +457,23 @@ impl Notifier {
         false
     }
 
-    /// Sends the stage's e-mail, in the account's language, retrying like
-    /// the webhook. Its `Message-ID` derives from the notice id, so a mail
-    /// system can drop a repeat.
+    /// Sends the stage's e-mail, retrying like the webhook: the customer's
+    /// message in the account's language, or (`internal`, for the account
+    /// manager) a summary in the operator's default language. Its
+    /// `Message-ID` derives from the notice id, so a mail system can drop a
+    /// repeat.
     #[cfg(feature = "notify-email")]
-    async fn email(&self, id: &str, to: &str, standing: &Standing, state: &BillingState, pay_url: Option<&str>) -> bool {
+    #[allow(clippy::too_many_arguments)]
+    async fn email(&self, account: &AccountId, id: &str, to: &str, standing: &Standing, state: &BillingState, pay_url: Option<&str>, internal: bool, now: DateTime<Utc>) -> bool {
         let inner = &self.inner;
         let (Some(smtp), Some(from)) = (&inner.smtp, &inner.from) else { return false };
         let Ok(to) = to.parse::<Mailbox>() else {
-            tracing::warn!(to, "billing contact is not a valid e-mail address; no e-mail notice");
+            tracing::warn!(to, "contact is not a valid e-mail address; no e-mail notice");
             return false;
         };
-        let lang = inner.languages.choose(state.language(), None);
+        let lang = if internal { inner.languages.choose(None, None) } else { inner.languages.choose(state.language(), None) };
         let kind = match standing.action() {
+            _ if internal => "internal",
             Action::Notice => "notice",
             Action::Warn => "warn",
             _ => "block",
@@ -369,13 +482,24 @@ impl Notifier {
         let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
         let pay_url = pay_url.unwrap_or("");
         // "We will try your card again on 3 December." when Stripe will.
-        let now = self.clock.now();
         let retry = state
             .oldest_unpaid()
             .and_then(|(_, i)| i.next_attempt)
             .filter(|t| *t > now)
             .map(|t| lang.text("retry", &[("retry_date", lang.date(t).as_str())]) + "\n\n")
             .unwrap_or_default();
+        // For the internal summary: who, how late, which invoice, what next,
+        // and the reminders the customer already got.
+        let days = standing.past_due_since().map(|t| (now - t).num_days().max(0)).unwrap_or_default().to_string();
+        let invoice = state.oldest_unpaid().map(|(id, i)| i.number.clone().unwrap_or_else(|| id.to_owned())).unwrap_or_default();
+        let next = standing.next().map(|(s, _)| format!(" → {} ({date})", s.name())).unwrap_or_default();
+        let reminders: Vec<String> = state
+            .notices()
+            .iter()
+            .filter(|n| Some(n.episode) == standing.past_due_since() && n.channel != INTERNAL_CHANNEL)
+            .map(|n| format!("{} ({}{})", lang.date(n.at), n.stage, n.to.as_deref().map(|t| format!(", {t}")).unwrap_or_default()))
+            .collect();
+        let reminders = if reminders.is_empty() { "—".to_owned() } else { reminders.join("; ") };
         let vars = [
             ("product", inner.product_name.as_str()),
             ("amount", amount.as_str()),
@@ -383,6 +507,12 @@ impl Notifier {
             ("retry", retry.as_str()),
             ("pay_url", pay_url),
             ("support", inner.support_email.as_str()),
+            ("account", account.as_str()),
+            ("days", days.as_str()),
+            ("invoice", invoice.as_str()),
+            ("stage", standing.stage().name()),
+            ("next", next.as_str()),
+            ("reminders", reminders.as_str()),
         ];
         let domain = from.email.domain().to_owned();
         let message = Message::builder()

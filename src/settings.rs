@@ -314,6 +314,21 @@ pub struct NotifyConfig {
     pub timeout: Duration,
     /// `[notify.metadata]`: Stripe customer metadata keys naming contacts.
     pub metadata: ContactKeys,
+    /// `[[notify.routes]]`: which roles hear which stage (empty = the
+    /// defaults: billing always, the account manager from `warn` or 7 days
+    /// late, the accountant and the account manager on `block`).
+    pub routes: Vec<NotifyRoute>,
+}
+
+/// One `[[notify.routes]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NotifyRoute {
+    /// `stage`: a stage name of the ladder in use.
+    pub stage: String,
+    /// `roles`: `billing`, `accountant`, `account_manager`.
+    pub roles: Vec<String>,
 }
 
 /// `[notify.metadata]`: the Stripe customer metadata keys whose values are

@@ -371,6 +371,10 @@ pub struct Contact {
     pub source: ContactSource,
 }
 
+/// The notice channel of internal summaries to the account manager: never
+/// shown to the customer.
+pub const INTERNAL_CHANNEL: &str = "email:account_manager";
+
 /// A customer an admin linked to this account that Stripe metadata claims
 /// for another one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -328,3 +328,103 @@ async fn smtp_down_is_retried_not_lost_not_duplicated() {
     let notices: Vec<_> = smtp.messages().iter().filter(|m| m.contains("Payment reminder")).cloned().collect();
     assert_eq!(notices.len(), 1, "the notice e-mail arrived once");
 }
+
+/// E-mails go to the roles each stage is routed to (the defaults: billing
+/// always, the account manager from the warn stage, the accountant on
+/// suspension); the account manager gets an internal summary that names
+/// the account, how late, the invoice and the reminders sent, and that the
+/// customer's page never lists. The clock is moved, not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_reach_the_roles_they_are_routed_to() {
+    use pastdue::state::{ContactRole, ContactSource};
+    let server = RedisServer::start();
+    let smtp = SmtpServer::start();
+    let mut c = config("");
+    c.notify.smtp_url = smtp.url().into();
+    c.notify.from = "Acme Billing <billing@acme.test>".into();
+    let store = store_with(&server.url(), relaxed()).await;
+    // Whole seconds: the manual clock keeps microseconds.
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = pastdue::clock::ManualClock::starting_at(t0);
+    let notifier = notifier(&c, store.clone()).with_clock(clock.shared());
+    let account = AccountId::new("routed").unwrap();
+    let contact = |role, email: &str| pastdue::Change::Contact { role, email: Some(email.into()), source: ContactSource::Admin };
+    store
+        .apply(&account, None, &[
+            pastdue::Change::ContactEmail("ap@client.test".into()),
+            contact(ContactRole::Accountant, "tax@accountants.test"),
+            contact(ContactRole::AccountManager, "sam@acme.test"),
+            unpaid("in_1", 4_900, t0),
+        ])
+        .await
+        .unwrap();
+    let mails = || {
+        let mut m: Vec<(String, String, String)> = smtp
+            .messages()
+            .iter()
+            .map(|raw| {
+                let mail = mail_parser::MessageParser::default().parse(raw.as_bytes()).expect("a MIME message");
+                let to = mail.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_owned();
+                (to, mail.subject().unwrap_or_default().to_owned(), mail.body_text(0).unwrap_or_default().into_owned())
+            })
+            .collect();
+        m.sort();
+        m
+    };
+    let to_whom = |m: &[(String, String, String)]| m.iter().map(|(to, ..)| to.clone()).collect::<Vec<_>>();
+
+    // notice: the billing contact only.
+    assert_eq!(notifier.check(&account).await.unwrap(), 1);
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 1).await);
+    assert_eq!(to_whom(&mails()), ["ap@client.test"]);
+    // warning: billing and the account manager.
+    clock.advance(TimeDelta::seconds(2));
+    assert_eq!(notifier.check(&account).await.unwrap(), 2);
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 3).await);
+    // suspended: billing, the accountant and the account manager.
+    clock.advance(TimeDelta::seconds(2));
+    assert_eq!(notifier.check(&account).await.unwrap(), 3);
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 6).await);
+    assert_eq!(notifier.check(&account).await.unwrap(), 0, "each once");
+    let all = mails();
+    let count = |who: &str| all.iter().filter(|(to, ..)| to == who).count();
+    assert_eq!((count("ap@client.test"), count("tax@accountants.test"), count("sam@acme.test")), (3, 1, 2));
+
+    // The accountant gets the customer's message; the account manager an
+    // internal summary naming the account, the invoice and the reminders.
+    let accountant = all.iter().find(|(to, ..)| to == "tax@accountants.test").unwrap();
+    assert!(accountant.1.contains("suspended"), "{accountant:?}");
+    let internal: Vec<_> = all.iter().filter(|(to, ..)| to == "sam@acme.test").collect();
+    assert!(internal.iter().all(|(_, subject, _)| subject.starts_with("routed is 0 days late on €49.00")), "{internal:?}");
+    let last = internal.iter().find(|(_, _, body)| body.contains("stage suspended")).expect("the suspension summary");
+    assert!(last.2.contains("invoice N-in_1") && last.2.contains("(warning, ap@client.test)"), "the reminders already sent: {}", last.2);
+
+    // Recorded per role; the customer's page lists what the customer's
+    // side got, never the internal summaries.
+    let state = store.load(&account).await.unwrap().unwrap();
+    let channels: std::collections::BTreeSet<&str> = state.notices().iter().map(|n| n.channel.as_str()).collect();
+    assert_eq!(channels.into_iter().collect::<Vec<_>>(), ["email", "email:account_manager", "email:accountant"]);
+    let gate = pastdue::gate::GateLayer::new(store.clone()).with_ladder(c.ladder().unwrap()).with_clock(clock.shared());
+    let app = axum::Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(gate);
+    let req = http::Request::get("/x").header("x-account-id", "routed").header("accept", "text/html").body(axum::body::Body::empty()).unwrap();
+    let res = tower::ServiceExt::oneshot(app, req).await.unwrap();
+    let page = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(page.contains("tax@accountants.test") && !page.contains("sam@acme.test"), "internal notices stay internal");
+}
+
+/// `[[notify.routes]]` replaces the defaults (a stage not listed reaches
+/// billing only) and is checked against the ladder in use.
+#[tokio::test]
+async fn routes_are_validated_against_the_ladder() {
+    let store: Arc<dyn pastdue::Store> = Arc::new(pastdue::MemoryStore::new());
+    let with_routes = |toml: &str| {
+        let mut c = pastdue::Config::from_toml(&format!("[notify]\nwebhook_url = \"http://127.0.0.1:9/\"\nwebhook_secret = \"s\"\n{toml}")).unwrap();
+        c.notify.poll_interval = Duration::from_secs(1);
+        pastdue::notify::Notifier::new(&c.notify, c.ladder().unwrap(), store.clone()).map(|_| ())
+    };
+    assert!(with_routes("[[notify.routes]]\nstage = \"warning\"\nroles = [\"billing\", \"account_manager\"]").is_ok());
+    let err = with_routes("[[notify.routes]]\nstage = \"warnign\"\nroles = [\"billing\"]").unwrap_err().to_string();
+    assert!(err.contains("notify.routes[0].stage") && err.contains("warnign"), "{err}");
+    let err = with_routes("[[notify.routes]]\nstage = \"warning\"\nroles = [\"boss\"]").unwrap_err().to_string();
+    assert!(err.contains("notify.routes[0].roles") && err.contains("boss"), "{err}");
+}

@@ -235,7 +235,7 @@ impl PaymentPage {
             .map(|s| {
                 s.notices()
                     .iter()
-                    .filter(|n| Some(n.episode) == standing.past_due_since())
+                    .filter(|n| Some(n.episode) == standing.past_due_since() && n.channel != crate::state::INTERNAL_CHANNEL)
                     .map(|n| {
                         let date = lang.date(n.at);
                         let text_to = n.to.as_deref().map(|to| lang.text("reminder_to", &[("date", &date), ("to", to)]));
