@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 #[cfg(feature = "notify-email")]
-use lettre::message::header::ContentType;
+use lettre::message::header::{HeaderName, HeaderValue};
+#[cfg(feature = "notify-email")]
+use lettre::message::MultiPart;
 #[cfg(feature = "notify-email")]
 use lettre::message::Mailbox;
 #[cfg(feature = "notify-email")]
@@ -45,6 +47,28 @@ use crate::settings::{ConfigError, LinksConfig, NotifyConfig, PageConfig, Stripe
 use crate::standing::{Action, Ladder, Reason, Standing};
 use crate::state::{BillingState, Change, ContactRole, NoticeSent, INTERNAL_CHANNEL};
 use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
+
+/// The HTML part of an e-mail: the plain text's paragraphs, escaped, with
+/// the paragraph holding the pay link as one button. No remote images, no
+/// tracking.
+#[cfg(feature = "notify-email")]
+fn html_body(text: &str, pay_url: &str, button: &str, lang: &str) -> String {
+    use minijinja::HtmlEscape;
+    let mut html = format!("<!doctype html>\n<html lang=\"{}\"><body style=\"font-family:sans-serif;line-height:1.5;max-width:36em\">\n", HtmlEscape(lang));
+    for para in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+        if !pay_url.is_empty() && para.contains(pay_url) {
+            html += &format!(
+                "<p><a href=\"{}\" style=\"display:inline-block;padding:0.6em 1.2em;background:#1a56db;color:#fff;text-decoration:none;border-radius:4px\">{}</a></p>\n",
+                HtmlEscape(pay_url),
+                HtmlEscape(button)
+            );
+            continue;
+        }
+        let lines: Vec<String> = para.lines().map(|l| HtmlEscape(l).to_string()).collect();
+        html += &format!("<p>{}</p>\n", lines.join("<br>\n"));
+    }
+    html + "</body></html>\n"
+}
 
 /// The header that signs outbound notices (same scheme as Stripe's).
 pub const SIGNATURE_HEADER: &str = "Pastdue-Signature";
@@ -481,13 +505,35 @@ impl Notifier {
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
         let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
         let pay_url = pay_url.unwrap_or("");
-        // "We will try your card again on 3 December." when Stripe will.
-        let retry = state
-            .oldest_unpaid()
-            .and_then(|(_, i)| i.next_attempt)
-            .filter(|t| *t > now)
-            .map(|t| lang.text("retry", &[("retry_date", lang.date(t).as_str())]) + "\n\n")
-            .unwrap_or_default();
+        // The facts every customer message states, in the `{retry}` slot
+        // before the pay line: the invoice and its due date, when Stripe
+        // tries the card again, and on suspension the earlier reminders.
+        let mut facts = String::new();
+        if let Some((id, i)) = state.oldest_unpaid() {
+            let number = i.number.as_deref().unwrap_or(id);
+            facts += &lang.text("email_due", &[("number", number), ("due", lang.date(i.since).as_str())]);
+            facts += "\n";
+            if let Some(t) = i.next_attempt.filter(|t| *t > now) {
+                facts += &lang.text("retry", &[("retry_date", lang.date(t).as_str())]);
+                facts += "\n";
+            }
+        }
+        if kind == "block" {
+            let earlier: Vec<String> = state
+                .notices()
+                .iter()
+                .filter(|n| Some(n.episode) == standing.past_due_since() && n.channel == EMAIL)
+                .map(|n| format!("{} ({})", lang.date(n.at), n.stage))
+                .collect();
+            if !earlier.is_empty() {
+                facts += &lang.text("email_earlier", &[("list", earlier.join(", ").as_str())]);
+                facts += "\n";
+            }
+        }
+        if !facts.is_empty() {
+            facts += "\n";
+        }
+        let retry = facts;
         // For the internal summary: who, how late, which invoice, what next,
         // and the reminders the customer already got.
         let days = standing.past_due_since().map(|t| (now - t).num_days().max(0)).unwrap_or_default().to_string();
@@ -515,13 +561,20 @@ impl Notifier {
             ("reminders", reminders.as_str()),
         ];
         let domain = from.email.domain().to_owned();
+        let mut text = lang.text(&format!("email_{kind}_body"), &vars);
+        if !internal {
+            // Every customer message is sent after a missed payment.
+            text = format!("{text}\n{}\n", lang.text("email_already_paid", &[]));
+        }
+        let button = lang.text("pay_amount", &[("amount", amount.as_str())]);
+        let html = html_body(&text, pay_url, &button, lang.code());
         let message = Message::builder()
             .message_id(Some(format!("<{id}.email@{domain}>")))
             .from(from.clone())
             .to(to)
             .subject(lang.text(&format!("email_{kind}_subject"), &vars))
-            .header(ContentType::TEXT_PLAIN)
-            .body(lang.text(&format!("email_{kind}_body"), &vars));
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
+            .multipart(MultiPart::alternative_plain_html(text, html));
         let message = match message {
             Ok(m) => m,
             Err(e) => {

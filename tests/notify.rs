@@ -428,3 +428,62 @@ async fn routes_are_validated_against_the_ladder() {
     let err = with_routes("[[notify.routes]]\nstage = \"warning\"\nroles = [\"boss\"]").unwrap_err().to_string();
     assert!(err.contains("notify.routes[0].roles") && err.contains("boss"), "{err}");
 }
+
+/// Every customer e-mail, in every built-in language: multipart (plain text
+/// and HTML with one pay button, no remote images), `Auto-Submitted`, the
+/// amount, product, invoice number and due date, the pay link, the support
+/// address, "if you have already paid, please ignore this", and on
+/// suspension the earlier reminders — and no English left in a translation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_e_mail_says_everything_in_every_language() {
+    let smtp = SmtpServer::start();
+    let mut c = config("");
+    c.notify.smtp_url = smtp.url().into();
+    c.notify.from = "Acme Billing <billing@acme.test>".into();
+    c.page.product_name = "Acme Cloud".into();
+    c.page.support_email = "help@acme.test".into();
+    let store: Arc<dyn pastdue::Store> = Arc::new(pastdue::MemoryStore::new());
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = pastdue::clock::ManualClock::starting_at(t0 + TimeDelta::seconds(5));
+    let notifier = notifier(&c, store.clone()).with_clock(clock.shared());
+    let languages = ["en", "de", "fr", "es", "it", "ro", "el", "lv"];
+    for lang in languages {
+        let account = AccountId::new(&format!("lang-{lang}")).unwrap();
+        let earlier = |stage: &str, at| pastdue::Change::NoticeSent(pastdue::state::NoticeSent { episode: t0, stage: stage.into(), channel: "email".into(), at, to: Some(format!("{lang}@client.test")) });
+        store
+            .apply(&account, None, &[
+                pastdue::Change::ContactEmail(format!("{lang}@client.test")),
+                pastdue::Change::Language(lang.into()),
+                unpaid("in_1", 4_900, t0),
+                earlier("notice", t0),
+                earlier("warning", t0 + TimeDelta::seconds(2)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(notifier.check(&account).await.unwrap(), 1, "{lang}: the suspension");
+    }
+    assert!(eventually(Duration::from_secs(15), || smtp.messages().len() == languages.len()).await);
+    let english = ["If you have already paid", "Invoice N-in_1", "Our earlier reminders", "Hello,"];
+    for raw in smtp.messages() {
+        let mail = mail_parser::MessageParser::default().parse(raw.as_bytes()).expect("a MIME message");
+        let to = mail.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap().to_owned();
+        let lang = to.split('@').next().unwrap();
+        let text = mail.body_text(0).expect("a plain-text part").into_owned();
+        let html = mail.body_html(0).expect("an HTML part").replace("&#x2f;", "/");
+        assert!(raw.lines().any(|l| l.eq_ignore_ascii_case("Auto-Submitted: auto-generated")), "{lang}: Auto-Submitted");
+        assert!(mail.message_id().is_some_and(|id| id.starts_with("ntc_lang-")), "{lang}: a stable Message-ID");
+        for must in ["49", "Acme Cloud", "N-in_1", "https://invoice.stripe.com/i/in_1", "help@acme.test", "2026"] {
+            assert!(text.contains(must), "{lang}: {must:?} in {text}");
+        }
+        assert!(html.contains("href=\"https://invoice.stripe.com/i/in_1\"") && !html.contains("<img"), "{lang}: one pay button, no images: {html}");
+        // The earlier reminders are listed with their dates.
+        assert!(text.contains("(notice)") && text.contains("(warning)"), "{lang}: earlier reminders in {text}");
+        if lang != "en" {
+            for phrase in english {
+                assert!(!text.contains(phrase), "{lang}: untranslated {phrase:?} in {text}");
+            }
+        } else {
+            assert!(text.contains("If you have already paid, please ignore this message."), "{text}");
+        }
+    }
+}
