@@ -127,7 +127,7 @@ impl<'a> Pastdue<'a> {
         }
         #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
         let notifier = match crate::notify::Notifier::new(&config.notify, gate.ladder().clone(), store)? {
-            Some(n) => Some(n.with_page(&config.page).with_pay_links(&config.links, &config.stripe)?.with_clock(clock)),
+            Some(n) => Some(n.with_page(&config.page).with_pay_links(&config.links, &config.stripe)?.with_reminders(&config.reminders)?.with_clock(clock)),
             None => None,
         };
         #[cfg(not(any(feature = "notify-email", feature = "notify-webhook")))]

@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
 use crate::clock::SharedClock;
-use crate::settings::{ConfigError, LinksConfig, NotifyConfig, PageConfig, StripeConfig};
+use crate::settings::{ConfigError, LinksConfig, NotifyConfig, PageConfig, RemindersConfig, StripeConfig};
 use crate::standing::{Action, Ladder, Reason, Standing};
 use crate::state::{BillingState, Change, ContactRole, NoticeSent, INTERNAL_CHANNEL};
 use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
@@ -118,6 +118,24 @@ impl Recipient {
     }
 }
 
+/// One `[[reminders.before_due]]` entry, resolved.
+#[derive(Clone, Copy, Debug)]
+struct BeforeDueEntry {
+    before: Duration,
+    email: bool,
+    webhook: bool,
+}
+
+/// `3d`, `12h`, `90m`, `30s`: a lead time as a stage-name suffix.
+fn lead_name(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Stage name → who hears it by e-mail, from `[[notify.routes]]` or the
 /// defaults: billing for every stage; the account manager from the first
 /// `warn` (or harsher) stage or 7 days late, whichever the ladder reaches
@@ -179,6 +197,8 @@ struct Inner {
     ladder: Ladder,
     /// Stage name → who hears it by e-mail.
     routes: HashMap<String, Vec<Recipient>>,
+    /// `[[reminders.before_due]]`.
+    before_due: Vec<BeforeDueEntry>,
     config: NotifyConfig,
     #[cfg(feature = "notify-webhook")]
     http: reqwest::Client,
@@ -255,6 +275,7 @@ impl Notifier {
             store,
             ladder,
             routes,
+            before_due: Vec::new(),
             config: n.clone(),
             #[cfg(feature = "notify-webhook")]
             http,
@@ -296,6 +317,29 @@ impl Notifier {
             Some(signer) => Some((links.origin(&stripe.portal_return_url)?, signer)),
             None => None,
         };
+        Ok(self)
+    }
+
+    /// Reminders before a payment is due, from `[reminders]` (none until
+    /// this is called; [`crate::Pastdue`] calls it).
+    pub fn with_reminders(mut self, reminders: &RemindersConfig) -> Result<Self, ConfigError> {
+        let mut entries = Vec::new();
+        for (i, entry) in reminders.before_due.iter().enumerate() {
+            let key = |field: &str, message: String| ConfigError::Key { key: format!("reminders.before_due[{i}].{field}"), message };
+            if entry.before.is_zero() {
+                return Err(key("before", "must be longer than 0s".into()));
+            }
+            let (mut email, mut webhook) = (entry.channels.is_empty(), entry.channels.is_empty());
+            for channel in &entry.channels {
+                match channel.as_str() {
+                    "email" => email = true,
+                    "webhook" => webhook = true,
+                    other => return Err(key("channels", format!("{other:?} is neither email nor webhook"))),
+                }
+            }
+            entries.push(BeforeDueEntry { before: entry.before, email, webhook });
+        }
+        Arc::make_mut(&mut self.inner).before_due = entries;
         Ok(self)
     }
 
@@ -347,10 +391,24 @@ impl Notifier {
         let mut cursor: Option<String> = None;
         loop {
             let page = self.inner.store.scan_index(Index::Debt, 0, NEVER, cursor.as_deref(), 200).await?;
-            let Some(last) = page.last() else { return Ok(sent) };
+            let Some(last) = page.last() else { break };
             cursor = Some(last.cursor());
             for entry in &page {
                 sent += self.check_at(&entry.account, now).await?;
+            }
+        }
+        // Reminders: only accounts whose earliest due lies within the
+        // longest lead time (the index is scored by the earliest due).
+        let Some(lead) = self.inner.before_due.iter().map(|e| e.before).max() else { return Ok(sent) };
+        let lead = chrono::TimeDelta::from_std(lead).unwrap_or(chrono::TimeDelta::MAX);
+        let (min, max) = (now.timestamp(), now.checked_add_signed(lead).map_or(NEVER, |t| t.timestamp()));
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.inner.store.scan_index(Index::Upcoming, min, max, cursor.as_deref(), 200).await?;
+            let Some(last) = page.last() else { return Ok(sent) };
+            cursor = Some(last.cursor());
+            for entry in &page {
+                sent += self.remind(&entry.account, now).await?;
             }
         }
     }
@@ -364,13 +422,13 @@ impl Notifier {
     async fn check_at(&self, account: &AccountId, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let inner = &self.inner;
         let Some(state) = inner.store.load(account).await? else { return Ok(0) };
+        let mut sent = self.remind_state(account, &state, now).await?;
         let standing = Standing::evaluate(Some(&state), &inner.ladder, now);
-        let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(0) };
+        let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(sent) };
         if matches!(standing.action(), Action::Allow) {
-            return Ok(0);
+            return Ok(sent);
         }
         let stage = standing.stage().name().to_owned();
-        let mut sent = 0;
         // The webhook once per stage; an e-mail to each role the stage is
         // routed to that has an address (nobody to write to yet: skipped,
         // and tried again when one is known).
@@ -425,6 +483,88 @@ impl Notifier {
         Ok(sent)
     }
 
+    /// Sends the reminders due before `account`'s upcoming payments.
+    async fn remind(&self, account: &AccountId, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        match self.inner.store.load(account).await? {
+            Some(state) => self.remind_state(account, &state, now).await,
+            None => Ok(0),
+        }
+    }
+
+    /// One reminder per upcoming due per `[[reminders.before_due]]` entry,
+    /// once its lead time has begun and until the due date, on the entry's
+    /// channels (e-mail to the billing contact); claimed, sent and recorded
+    /// like stage notices, under the stage `before_due_<lead>` and the
+    /// due date as the episode.
+    async fn remind_state(&self, account: &AccountId, state: &BillingState, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let mut sent = 0;
+        for (key, due) in state.upcoming() {
+            if due.due <= now {
+                continue; // due: from here the ladder speaks
+            }
+            for entry in &inner.before_due {
+                let lead = chrono::TimeDelta::from_std(entry.before).unwrap_or(chrono::TimeDelta::MAX);
+                if due.due.checked_sub_signed(lead).is_some_and(|from| now < from) {
+                    continue;
+                }
+                let stage = format!("before_due_{}", lead_name(entry.before));
+                let mut targets: Vec<(&'static str, Option<String>)> = Vec::new();
+                if entry.webhook && !inner.config.webhook_url.is_empty() {
+                    targets.push((WEBHOOK, None));
+                }
+                if entry.email && self.has_smtp() {
+                    if let Some(address) = state.contact_email() {
+                        targets.push((EMAIL, Some(address.to_owned())));
+                    }
+                }
+                for (channel, to) in targets {
+                    if state.notices().iter().any(|n| n.episode == due.due && n.stage == stage && n.channel == channel) {
+                        continue;
+                    }
+                    let what = format!("{}:{stage}:{channel}", due.due.timestamp());
+                    let holder = crate::store::holder_id();
+                    if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
+                        continue;
+                    }
+                    let id = format!("rmd_{account}_{}_{stage}", due.due.timestamp());
+                    let pay_url = due.hosted_url.clone().or_else(|| self.signed_pay_url(account, state));
+                    let send = async {
+                        match &to {
+                            Some(address) => self.reminder_email(&id, address, state, key, due, pay_url.as_deref()).await,
+                            None => {
+                                let body = json!({
+                                    "type": "pastdue.reminder",
+                                    "id": id,
+                                    "account": account,
+                                    "invoice": key,
+                                    "number": due.number,
+                                    "due_at": due.due,
+                                    "amount_due": due.amount_due,
+                                    "currency": due.currency,
+                                    "pay_url": pay_url,
+                                    "before_seconds": entry.before.as_secs(),
+                                    "contact_email": state.contact_email(),
+                                    "created": now.timestamp(),
+                                });
+                                self.deliver(&serde_json::to_vec(&body).unwrap_or_default()).await
+                            }
+                        }
+                    };
+                    if !self.holding(account, &what, &holder, send).await {
+                        metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
+                        continue;
+                    }
+                    let record = Change::NoticeSent(NoticeSent { episode: due.due, stage: stage.clone(), channel: channel.into(), at: now, to });
+                    inner.store.apply(account, None, &[record]).await?;
+                    metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
+                    sent += 1;
+                }
+            }
+        }
+        Ok(sent)
+    }
+
     /// Runs `send` while renewing the claim every third of the lease, so a
     /// slow receiver (or SMTP server) never lets the lease lapse mid-send
     /// and another instance send the same notice.
@@ -452,6 +592,12 @@ impl Notifier {
         if let Some(url) = standing.pay_url() {
             return Some(url.to_owned());
         }
+        self.signed_pay_url(account, state)
+    }
+
+    /// A signed pay link on `links.base_url`, when the account has a Stripe
+    /// customer whose portal it can open.
+    fn signed_pay_url(&self, account: &AccountId, state: &BillingState) -> Option<String> {
         if state.customers().is_empty() {
             return None;
         }
@@ -490,7 +636,6 @@ impl Notifier {
     #[allow(clippy::too_many_arguments)]
     async fn email(&self, account: &AccountId, id: &str, to: &str, standing: &Standing, state: &BillingState, pay_url: Option<&str>, internal: bool, now: DateTime<Utc>) -> bool {
         let inner = &self.inner;
-        let (Some(smtp), Some(from)) = (&inner.smtp, &inner.from) else { return false };
         let Ok(to) = to.parse::<Mailbox>() else {
             tracing::warn!(to, "contact is not a valid e-mail address; no e-mail notice");
             return false;
@@ -560,19 +705,64 @@ impl Notifier {
             ("next", next.as_str()),
             ("reminders", reminders.as_str()),
         ];
-        let domain = from.email.domain().to_owned();
         let mut text = lang.text(&format!("email_{kind}_body"), &vars);
         if !internal {
             // Every customer message is sent after a missed payment.
             text = format!("{text}\n{}\n", lang.text("email_already_paid", &[]));
         }
         let button = lang.text("pay_amount", &[("amount", amount.as_str())]);
-        let html = html_body(&text, pay_url, &button, lang.code());
+        let subject = lang.text(&format!("email_{kind}_subject"), &vars);
+        self.send_mail(id, to, lang.code(), &subject, text, pay_url, &button).await
+    }
+
+    /// The reminder before a due date, in the account's language.
+    #[cfg(feature = "notify-email")]
+    async fn reminder_email(&self, id: &str, to: &str, state: &BillingState, key: &str, due: &crate::state::UpcomingDue, pay_url: Option<&str>) -> bool {
+        let inner = &self.inner;
+        let Ok(to) = to.parse::<Mailbox>() else {
+            tracing::warn!(to, "contact is not a valid e-mail address; no reminder");
+            return false;
+        };
+        let lang = inner.languages.choose(state.language(), None);
+        let amount = lang.money(due.amount_due, due.currency);
+        let date = lang.date(due.due);
+        let pay_url = pay_url.unwrap_or("");
+        // The invoice's number, else its id (a preview has neither).
+        let number = due.number.as_deref().or((!key.starts_with("upcoming:")).then_some(key)).unwrap_or("—");
+        let vars = [
+            ("product", inner.product_name.as_str()),
+            ("amount", amount.as_str()),
+            ("date", date.as_str()),
+            ("number", number),
+            ("pay_url", pay_url),
+            ("support", inner.support_email.as_str()),
+        ];
+        let text = lang.text("email_reminder_body", &vars);
+        let subject = lang.text("email_reminder_subject", &vars);
+        let button = lang.text("pay_amount", &[("amount", amount.as_str())]);
+        self.send_mail(id, to, lang.code(), &subject, text, pay_url, &button).await
+    }
+
+    #[cfg(not(feature = "notify-email"))]
+    async fn reminder_email(&self, _: &str, _: &str, _: &BillingState, _: &str, _: &crate::state::UpcomingDue, _: Option<&str>) -> bool {
+        false
+    }
+
+    /// Sends one multipart e-mail (plain `text`, and HTML with `pay_url` as
+    /// a button), `Auto-Submitted`, its `Message-ID` from `id`, retrying
+    /// like the webhook.
+    #[cfg(feature = "notify-email")]
+    #[allow(clippy::too_many_arguments)]
+    async fn send_mail(&self, id: &str, to: Mailbox, lang: &str, subject: &str, text: String, pay_url: &str, button: &str) -> bool {
+        let inner = &self.inner;
+        let (Some(smtp), Some(from)) = (&inner.smtp, &inner.from) else { return false };
+        let domain = from.email.domain().to_owned();
+        let html = html_body(&text, pay_url, button, lang);
         let message = Message::builder()
             .message_id(Some(format!("<{id}.email@{domain}>")))
             .from(from.clone())
             .to(to)
-            .subject(lang.text(&format!("email_{kind}_subject"), &vars))
+            .subject(subject)
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
             .multipart(MultiPart::alternative_plain_html(text, html));
         let message = match message {

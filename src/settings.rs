@@ -92,6 +92,30 @@ pub struct Config {
     pub links: LinksConfig,
     /// `[check]`
     pub check: CheckConfig,
+    /// `[reminders]`
+    pub reminders: RemindersConfig,
+}
+
+/// `[reminders]`: reminders before a payment is due.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RemindersConfig {
+    /// `[[reminders.before_due]]`: one reminder per due per entry.
+    pub before_due: Vec<BeforeDue>,
+}
+
+/// One `[[reminders.before_due]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BeforeDue {
+    /// `before`: how long before the due date.
+    #[serde(deserialize_with = "de_duration")]
+    pub before: Duration,
+    /// `channels`: `email`, `webhook` (empty = every configured channel).
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// `[check]`: the server's forward-auth endpoints (`pastdue serve`), which

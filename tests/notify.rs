@@ -487,3 +487,53 @@ async fn every_e_mail_says_everything_in_every_language() {
         }
     }
 }
+
+/// A payment coming due gets one reminder before its due date (the
+/// default entry: 3 days), by e-mail and by webhook (`pastdue.reminder`),
+/// found by the sweep through the due-date index on real Redis; then the
+/// ladder's notices take over once it is owed. The clock is moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_come_once_before_the_due_date() {
+    let server = RedisServer::start();
+    let smtp = SmtpServer::start();
+    let (url, seen) = receiver(0).await;
+    let mut c = config(&url);
+    c.notify.smtp_url = smtp.url().into();
+    c.notify.from = "Acme Billing <billing@acme.test>".into();
+    assert_eq!(c.reminders.before_due.len(), 1, "one default entry");
+    let store = store_with(&server.url(), relaxed()).await;
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = pastdue::clock::ManualClock::starting_at(t0);
+    let notifier = notifier(&c, store.clone()).with_reminders(&c.reminders).unwrap().with_clock(clock.shared());
+    let account = AccountId::new("due-soon").unwrap();
+    let due = t0 + TimeDelta::days(4);
+    store
+        .apply(&account, None, &[pastdue::Change::ContactEmail("ap@client.test".into()), pastdue::Change::Language("fr".into()), upcoming("in_due", 4_900, due, t0)])
+        .await
+        .unwrap();
+
+    // Four days out: too early.
+    assert_eq!(notifier.sweep().await.unwrap(), 0);
+    // Three days out: one e-mail and one webhook, once.
+    clock.advance(TimeDelta::days(1) + TimeDelta::seconds(1));
+    assert_eq!(notifier.sweep().await.unwrap(), 2);
+    assert_eq!(notifier.sweep().await.unwrap(), 0);
+    assert_eq!(notifier.check(&account).await.unwrap(), 0, "recorded: never twice");
+    let hook = seen.lock().unwrap().accepted.iter().find(|n| n["type"] == "pastdue.reminder").cloned().expect("a reminder webhook");
+    assert_eq!((hook["account"].as_str(), hook["amount_due"].as_i64(), hook["due_at"].as_str().map(|d| d.starts_with(&due.format("%Y-%m-%d").to_string()))), (Some("due-soon"), Some(4900), Some(true)));
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 1).await);
+    let raw = smtp.messages().remove(0);
+    let mail = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let text = mail.body_text(0).unwrap().into_owned();
+    assert!(mail.subject().unwrap().contains("arrive à échéance") && text.contains("49,00") && text.contains("in_due"), "in French: {text}");
+    // Recorded under the due date, so the page can list it with the debt.
+    let state = store.load(&account).await.unwrap().unwrap();
+    assert!(state.notices().iter().any(|n| n.stage == "before_due_3d" && n.episode == due && n.channel == "email"));
+
+    // Unpaid at the due date: the ladder's notice follows, the reminder is not repeated.
+    clock.set(due + TimeDelta::seconds(1));
+    store.apply(&account, None, &[unpaid("in_due", 4_900, due)]).await.unwrap();
+    assert_eq!(notifier.check(&account).await.unwrap(), 2, "the notice stage, e-mail and webhook");
+    let types: Vec<String> = seen.lock().unwrap().accepted.iter().map(|n| n["type"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(types, ["pastdue.reminder", "pastdue.stage_entered"]);
+}

@@ -303,6 +303,9 @@ pub enum Index {
     Ended,
     /// Accounts with an override, scored by its expiry ([`NEVER`] = none).
     Override,
+    /// Accounts with a payment coming due, scored by the earliest due date:
+    /// the notifier reads only those whose reminder is due.
+    Upcoming,
 }
 
 /// The score of an override that never expires.
@@ -310,7 +313,7 @@ pub const NEVER: i64 = 99_999_999_999;
 
 impl Index {
     /// All indexes.
-    pub const ALL: [Index; 3] = [Index::Debt, Index::Ended, Index::Override];
+    pub const ALL: [Index; 4] = [Index::Debt, Index::Ended, Index::Override, Index::Upcoming];
 
     /// The name used in keys.
     pub fn name(self) -> &'static str {
@@ -318,6 +321,7 @@ impl Index {
             Index::Debt => "debt",
             Index::Ended => "ended",
             Index::Override => "override",
+            Index::Upcoming => "upcoming",
         }
     }
 
@@ -327,6 +331,7 @@ impl Index {
             Index::Debt => state.past_due_since().map(|t| t.timestamp()),
             Index::Ended => state.ended().map(|f| f.at.timestamp()),
             Index::Override => state.override_().map(|o| o.until.map_or(NEVER, |u| u.timestamp())),
+            Index::Upcoming => state.upcoming().values().map(|d| d.due.timestamp()).min(),
         }
     }
 }
