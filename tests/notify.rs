@@ -410,6 +410,10 @@ async fn stages_reach_the_roles_they_are_routed_to() {
     let res = tower::ServiceExt::oneshot(app, req).await.unwrap();
     let page = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
     assert!(page.contains("tax@accountants.test") && !page.contains("sam@acme.test"), "internal notices stay internal");
+    // Each reminder is named by what it was, so the customer recognises it.
+    for kind in ["payment notice, to ap@client.test", "second warning, to ap@client.test", "suspension notice, to tax@accountants.test"] {
+        assert!(page.contains(kind), "{kind:?} on the page: {page}");
+    }
 }
 
 /// `[[notify.routes]]` replaces the defaults (a stage not listed reaches

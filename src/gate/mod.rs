@@ -204,6 +204,7 @@ impl GateLayer {
                 .with_banner_template(&config.banner.template)
                 .map_err(|e| ConfigError::Key { key: "banner.template".into(), message: e.to_string() })?;
         }
+        let page = page.with_stage_kinds(&ladder);
         let cache = cache_for(store, &config.cache);
         let unavailable = Standing::unavailable(&ladder, config.gate.on_store_error.action());
         Ok(Self {
@@ -239,6 +240,7 @@ impl GateLayer {
         self.edit(|s| {
             s.unavailable = Standing::unavailable(&ladder, s.unavailable.action());
             s.counters = counters::Counters::new(&ladder, &s.unavailable);
+            s.page = s.page.clone().with_stage_kinds(&ladder);
             s.ladder = ladder;
         })
     }
@@ -286,7 +288,7 @@ impl GateLayer {
 
     /// The please-pay page.
     pub fn with_page(self, page: PaymentPage) -> Self {
-        self.edit(|s| s.page = page)
+        self.edit(|s| s.page = page.with_stage_kinds(&s.ladder))
     }
 
     /// Signs pay links to the endpoint mounted at `path`; see

@@ -1,7 +1,8 @@
 //! The 402 answers: an HTML page for browsers, `application/problem+json`
 //! (RFC 9457) for everyone else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -57,6 +58,9 @@ pub struct PaymentPage {
     /// The mounted pay endpoint and the signer of its links.
     links: Option<(String, crate::links::LinkSigner)>,
     languages: crate::i18n::Languages,
+    /// Stage name → the i18n key of what a notice for it was ("payment
+    /// notice", "second warning"…), from the gate's ladder.
+    kinds: Arc<HashMap<String, &'static str>>,
 }
 
 impl Default for PaymentPage {
@@ -145,6 +149,7 @@ impl PaymentPage {
                 .map(str::to_owned),
             links: None,
             languages,
+            kinds: Arc::default(),
         };
         page.validate()?;
         Ok(page)
@@ -233,11 +238,19 @@ impl PaymentPage {
         let next_attempt = invoice.and_then(|(_, i)| i.next_attempt).filter(|t| *t > Utc::now()).map(|t| lang.date(t));
         let notices = state
             .map(|s| {
+                // Messages to people (e-mails), each named by what it was;
+                // webhook records only when nothing was e-mailed.
+                let episode = |n: &&crate::state::NoticeSent| Some(n.episode) == standing.past_due_since() && n.channel != crate::state::INTERNAL_CHANNEL;
+                let mailed = s.notices().iter().filter(episode).any(|n| n.to.is_some());
                 s.notices()
                     .iter()
-                    .filter(|n| Some(n.episode) == standing.past_due_since() && n.channel != crate::state::INTERNAL_CHANNEL)
+                    .filter(episode)
+                    .filter(|n| n.to.is_some() || !mailed)
                     .map(|n| {
-                        let date = lang.date(n.at);
+                        let date = match self.kind_of(&n.stage) {
+                            Some(kind) => format!("{} — {}", lang.date(n.at), lang.text(kind, &[])),
+                            None => lang.date(n.at),
+                        };
                         let text_to = n.to.as_deref().map(|to| lang.text("reminder_to", &[("date", &date), ("to", to)]));
                         NoticeView { date, text_to, stage: &n.stage, channel: &n.channel, to: n.to.as_deref() }
                     })
@@ -294,6 +307,34 @@ impl PaymentPage {
     /// Links to the pay endpoint mounted at `path`, signing each link.
     /// Crate-private: only `stripe::with_pay_links`, which also returns the
     /// endpoint's router, sets it, so a page never links to a missing route.
+    /// Names each notice on the page by what it was, from `ladder`'s stage
+    /// actions (the gate calls this with its ladder).
+    pub(crate) fn with_stage_kinds(mut self, ladder: &crate::standing::Ladder) -> Self {
+        let kinds = ladder
+            .stages()
+            .iter()
+            .filter_map(|s| {
+                let kind = match s.action() {
+                    Action::Notice => "kind_notice",
+                    Action::Warn => "kind_warning",
+                    Action::ReadOnly | Action::Block => "kind_suspension",
+                    Action::Allow => return None,
+                };
+                Some((s.name().to_owned(), kind))
+            })
+            .collect();
+        self.kinds = Arc::new(kinds);
+        self
+    }
+
+    /// The i18n key naming what a notice for `stage` was.
+    fn kind_of(&self, stage: &str) -> Option<&'static str> {
+        if stage.starts_with("before_due_") {
+            return Some("kind_before_due");
+        }
+        self.kinds.get(stage).copied()
+    }
+
     #[cfg(feature = "stripe")]
     pub(crate) fn with_link_signer(mut self, path: &str, signer: crate::links::LinkSigner) -> Self {
         self.links = Some((path.to_owned(), signer));
