@@ -98,6 +98,7 @@ pub fn router_with_clock(config: &AdminConfig, ladder: Ladder, mapper: Mapper, c
         .route(&format!("{base}/accounts/{{account}}/customers"), post(link_customer))
         .route(&format!("{base}/accounts/{{account}}/contacts"), put(set_contacts))
         .route(&format!("{base}/audit"), get(audit_log))
+        .route(&format!("{base}/agenda"), get(agenda))
         .route(&format!("{base}/sync"), post(sync))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authenticate))
         .with_state(admin.clone());
@@ -561,6 +562,105 @@ fn parse_limit(raw: Option<&str>) -> Result<usize, Failure> {
     }
 }
 
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AgendaQuery {
+    /// RFC 3339 start of the window (default: now).
+    from: Option<String>,
+    /// RFC 3339 end of the window (default: 7 days after `from`; at most 366 days after it).
+    to: Option<String>,
+    /// Most items, 1-100 (default 50).
+    limit: Option<String>,
+}
+
+/// One thing that happens in the window.
+#[derive(Serialize, ToSchema)]
+struct AgendaItem {
+    at: DateTime<Utc>,
+    account: String,
+    /// `stage` (the account enters `stage`), `due` (a payment comes due),
+    /// or `override_expires`.
+    event: String,
+    /// The stage entered, for `stage` events.
+    stage: Option<String>,
+    /// The stage's action, for `stage` events.
+    action: Option<String>,
+    /// For `due` events, in minor units.
+    amount_due: Option<i64>,
+    currency: Option<String>,
+}
+
+/// What happens between `from` and `to`, ordered by time.
+#[derive(Serialize, ToSchema)]
+struct Agenda {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    items: Vec<AgendaItem>,
+    /// Whether more items fell in the window than `limit`.
+    truncated: bool,
+}
+
+#[utoipa::path(get, path = "/admin/agenda", tag = "accounts", params(AgendaQuery),
+    responses((status = 200, description = "what happens in the window, ordered by time", body = Agenda), (status = 400, description = "bad from, to or limit; `field` names it"), (status = 401, description = "missing or wrong bearer token")))]
+async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<AgendaQuery>) -> Reply {
+    let time = |field: &'static str, raw: Option<&str>| -> Result<Option<DateTime<Utc>>, Failure> {
+        match raw.filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+                .filter(|t| crate::state::sane_time(t.timestamp()).is_some())
+                .map(Some)
+                .ok_or_else(|| bad(field, format!("{field} must be an RFC 3339 time between 2000 and 2100"))),
+        }
+    };
+    let from = time("from", q.from.as_deref())?.unwrap_or_else(|| admin.clock.now());
+    let to = time("to", q.to.as_deref())?.unwrap_or(from + chrono::TimeDelta::days(7));
+    if to <= from || to - from > chrono::TimeDelta::days(366) {
+        return Err(bad("to", "to must lie after from, at most 366 days later"));
+    }
+    let limit = parse_limit(q.limit.as_deref())?;
+    let (lo, hi) = (from.timestamp(), to.timestamp());
+    let mut items = Vec::new();
+    let mut truncated = false;
+    // Stage changes: an account enters a stage `after` its debt started, so
+    // those entering it in the window started in the window moved back.
+    for stage in admin.ladder.stages() {
+        let after = i64::try_from(stage.after().as_secs()).unwrap_or(i64::MAX);
+        let found = admin.store.scan_index(Index::Debt, lo.saturating_sub(after), hi.saturating_sub(after), None, limit + 1).await.map_err(unavailable)?;
+        truncated |= found.len() > limit;
+        for entry in found.into_iter().take(limit) {
+            // The index may be stale: the state decides.
+            let state = admin.store.load(&entry.account).await.map_err(unavailable)?;
+            if state.as_ref().and_then(BillingState::past_due_since).map(|t| t.timestamp()) != Some(entry.score) {
+                continue;
+            }
+            let at = DateTime::from_timestamp(entry.score.saturating_add(after), 0).unwrap_or(to);
+            items.push(AgendaItem { at, account: entry.account.to_string(), event: "stage".into(), stage: Some(stage.name().to_owned()), action: Some(stage.action().as_str().to_owned()), amount_due: None, currency: None });
+        }
+    }
+    // Payments coming due (the index holds each account's earliest due).
+    let found = admin.store.scan_index(Index::Upcoming, lo, hi, None, limit + 1).await.map_err(unavailable)?;
+    truncated |= found.len() > limit;
+    for entry in found.into_iter().take(limit) {
+        let Some(state) = admin.store.load(&entry.account).await.map_err(unavailable)? else { continue };
+        for due in state.upcoming().values().filter(|d| (from..=to).contains(&d.due)) {
+            items.push(AgendaItem { at: due.due, account: entry.account.to_string(), event: "due".into(), stage: None, action: None, amount_due: Some(due.amount_due), currency: Some(due.currency.to_string()) });
+        }
+    }
+    // Overrides that lapse.
+    let found = admin.store.scan_index(Index::Override, lo, hi.min(NEVER - 1), None, limit + 1).await.map_err(unavailable)?;
+    truncated |= found.len() > limit;
+    for entry in found.into_iter().take(limit) {
+        let at = DateTime::from_timestamp(entry.score, 0).unwrap_or(to);
+        items.push(AgendaItem { at, account: entry.account.to_string(), event: "override_expires".into(), stage: None, action: None, amount_due: None, currency: None });
+    }
+    items.sort_by(|a, b| (a.at, &a.account).cmp(&(b.at, &b.account)));
+    truncated |= items.len() > limit;
+    items.truncate(limit);
+    Ok(Json(Agenda { from, to, items, truncated }).into_response())
+}
+
 /// Where accounts of `stage` may be found: index score ranges. `None` for
 /// a stage that cannot be listed (`active` is everyone else).
 fn sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Option<Vec<(Index, i64, i64)>> {
@@ -707,8 +807,8 @@ async fn sync(State(admin): State<Arc<Admin>>, Extension(Caller(who)): Extension
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pastdue admin API", description = "Accounts, overrides, customer links, audit log and Stripe sync. All routes need `Authorization: Bearer <token>`."),
-    paths(view_account, set_override, remove_override, link_customer, set_contacts, list_accounts, audit_log, sync),
-    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, AccountPage, Listed, AuditPage, AuditEntry)),
+    paths(view_account, set_override, remove_override, link_customer, set_contacts, list_accounts, audit_log, agenda, sync),
+    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, AccountPage, Listed, AuditPage, AuditEntry, Agenda, AgendaItem)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -83,7 +83,46 @@ backend_suite!(
     customer_links_are_moves_and_admin_links_win,
     bearer_is_case_insensitive_and_failures_are_counted,
     contacts_by_role_and_admins_win_over_metadata,
+    agenda_lists_what_comes_next_in_order,
 );
+
+/// The collector's calendar: stage changes, payments coming due and
+/// overrides lapsing in a window, in time order, from the indexes.
+async fn agenda_lists_what_comes_next_in_order(b: Backend) {
+    let app = app(&b, &config());
+    let now = Utc::now();
+    // Enters warning (14 d) in 4 days and suspended (17 d) in 7 days + 1 h.
+    owe_since(&b.store, "late", now - TimeDelta::days(10) + TimeDelta::hours(1)).await;
+    b.store.apply(&acct("due"), None, &[upcoming("in_next", 4_900, now + TimeDelta::days(2), now)]).await.unwrap();
+    let until = (now + TimeDelta::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(put_override(&app, "ovr", json!({ "mode": "allow", "until": until, "reason": "promised" }), TOKEN).await.0, StatusCode::OK);
+
+    let (status, v) = call(&app, "GET", "/admin/agenda", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let events: Vec<(String, String, Option<String>)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["account"].as_str().unwrap().to_owned(), i["event"].as_str().unwrap().to_owned(), i["stage"].as_str().map(str::to_owned)))
+        .collect();
+    assert_eq!(
+        events,
+        [("due".into(), "due".into(), None), ("ovr".into(), "override_expires".into(), None), ("late".into(), "stage".into(), Some("warning".to_owned()))],
+        "the default window is 7 days: the suspension (7 days + 1 hour) is not in it"
+    );
+    assert_eq!(v["items"][0]["amount_due"], 4900);
+    // A wider window shows the suspension too; limit truncates and says so.
+    let to = (now + TimeDelta::days(8)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (_, v) = call(&app, "GET", &format!("/admin/agenda?to={to}"), Some(TOKEN), None).await;
+    assert_eq!(v["items"].as_array().unwrap().last().unwrap()["stage"], "suspended");
+    let (_, v) = call(&app, "GET", &format!("/admin/agenda?to={to}&limit=2"), Some(TOKEN), None).await;
+    assert_eq!((v["items"].as_array().unwrap().len(), v["truncated"].as_bool()), (2, Some(true)));
+    // Bad input names its field.
+    for (query, field) in [("from=yesterday", "from"), (&format!("from={to}&to={to}") as &str, "to"), ("limit=0", "limit"), ("to=2200-01-01T00:00:00Z", "to")] {
+        let (status, v) = call(&app, "GET", &format!("/admin/agenda?{query}"), Some(TOKEN), None).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{query}: {v}");
+    }
+}
 
 /// Contacts by role: from Stripe customer metadata (`[notify.metadata]`)
 /// and the admin API; validated, audited, `null` removes, a field left out
