@@ -126,6 +126,11 @@ struct BeforeDueEntry {
     webhook: bool,
 }
 
+/// Whole seconds of `d`, saturating.
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// `3d`, `12h`, `90m`, `30s`: a lead time as a stage-name suffix.
 fn lead_name(d: Duration) -> String {
     match d.as_secs() {
@@ -189,7 +194,25 @@ pub struct Notifier {
     inner: Arc<Inner>,
     /// Read once per check and once per sweep.
     clock: SharedClock,
+    /// What this instance's sweeps have covered.
+    swept: Arc<std::sync::Mutex<Swept>>,
+    /// Accounts with a notice this instance could not finish (another
+    /// instance held its claim, or the delivery failed): checked again by
+    /// every sweep until recorded.
+    pending: Arc<std::sync::Mutex<std::collections::HashSet<AccountId>>>,
 }
+
+/// When this instance last swept, and last swept everything.
+#[derive(Clone, Copy, Default)]
+struct Swept {
+    last: Option<DateTime<Utc>>,
+    last_full: Option<DateTime<Utc>>,
+}
+
+/// A sweep of every account in debt runs this many poll intervals apart;
+/// the sweeps between read only the accounts whose stage (or reminder) can
+/// have come due since the previous sweep.
+const FULL_SWEEP_EVERY: u32 = 60;
 
 #[derive(Clone)]
 struct Inner {
@@ -291,7 +314,7 @@ impl Notifier {
             support_email: page.support_email,
             links: None,
         };
-        Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system() }))
+        Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system(), swept: Arc::default(), pending: Arc::default() }))
     }
 
     /// Who is asking and where to reach a human, from `[page]` (the same
@@ -384,33 +407,77 @@ impl Notifier {
         }
     }
 
-    /// Checks every account in debt; returns how many notices went out.
+    /// Finds the notices time has made due and sends them; returns how
+    /// many went out. Every `FULL_SWEEP_EVERY` (60) poll intervals, and on
+    /// the first sweep, it reads every account in debt; in between only
+    /// those whose next stage (or reminder) fell due since the previous
+    /// sweep — index ranges, one per stage and lead time — and those with
+    /// a notice this instance could not finish. So an idle instance costs
+    /// Redis a few range reads per poll, however many accounts owe.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
+        let swept = *self.swept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let full_every = chrono::TimeDelta::from_std(self.inner.config.poll_interval * FULL_SWEEP_EVERY).unwrap_or(chrono::TimeDelta::MAX);
+        let since = match (swept.last, swept.last_full) {
+            (Some(last), Some(full)) if now - full < full_every && last <= now => Some(last),
+            _ => None,
+        };
+        let leads: Vec<i64> = self.inner.before_due.iter().map(|e| secs(e.before)).collect();
+        let (now_s, max_lead) = (now.timestamp(), leads.iter().copied().max());
+        let mut ranges: Vec<(Index, i64, i64)> = Vec::new();
+        match since {
+            None => {
+                ranges.push((Index::Debt, 0, NEVER));
+                if let Some(lead) = max_lead {
+                    ranges.push((Index::Upcoming, now_s, now_s.saturating_add(lead)));
+                }
+            }
+            Some(last) => {
+                // A stage `after` its debt's start is entered in (last, now]
+                // by debts that started in that window moved back (one
+                // second of slack for sub-second offsets).
+                let last_s = last.timestamp();
+                for stage in self.inner.ladder.stages() {
+                    let d = secs(stage.after());
+                    ranges.push((Index::Debt, last_s.saturating_sub(d).saturating_sub(1), now_s.saturating_sub(d)));
+                }
+                for lead in &leads {
+                    ranges.push((Index::Upcoming, last_s.saturating_add(*lead).saturating_sub(1), now_s.saturating_add(*lead)));
+                }
+            }
+        }
+        let pending: Vec<AccountId> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
+        let mut seen: std::collections::HashSet<AccountId> = std::collections::HashSet::new();
         let mut sent = 0;
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self.inner.store.scan_index(Index::Debt, 0, NEVER, cursor.as_deref(), 200).await?;
-            let Some(last) = page.last() else { break };
-            cursor = Some(last.cursor());
-            for entry in &page {
-                sent += self.check_at(&entry.account, now).await?;
+        for account in pending {
+            if seen.insert(account.clone()) {
+                sent += self.check_at(&account, now).await?;
             }
         }
-        // Reminders: only accounts whose earliest due lies within the
-        // longest lead time (the index is scored by the earliest due).
-        let Some(lead) = self.inner.before_due.iter().map(|e| e.before).max() else { return Ok(sent) };
-        let lead = chrono::TimeDelta::from_std(lead).unwrap_or(chrono::TimeDelta::MAX);
-        let (min, max) = (now.timestamp(), now.checked_add_signed(lead).map_or(NEVER, |t| t.timestamp()));
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self.inner.store.scan_index(Index::Upcoming, min, max, cursor.as_deref(), 200).await?;
-            let Some(last) = page.last() else { return Ok(sent) };
-            cursor = Some(last.cursor());
-            for entry in &page {
-                sent += self.remind(&entry.account, now).await?;
+        for (index, min, max) in ranges {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self.inner.store.scan_index(index, min, max, cursor.as_deref(), 200).await?;
+                let Some(last) = page.last() else { break };
+                cursor = Some(last.cursor());
+                for entry in &page {
+                    if seen.insert(entry.account.clone()) {
+                        sent += self.check_at(&entry.account, now).await?;
+                    }
+                }
             }
         }
+        let mut swept = self.swept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        swept.last = Some(now);
+        if since.is_none() {
+            swept.last_full = Some(now);
+        }
+        Ok(sent)
+    }
+
+    /// Remembers `account` for the next sweep.
+    fn pend(&self, account: &AccountId) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(account.clone());
     }
 
     /// Sends the account's current-stage notice on every channel where it
@@ -451,6 +518,7 @@ impl Notifier {
             let what = format!("{}:{stage}:{channel}", episode.timestamp());
             let holder = crate::store::holder_id();
             if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
+                self.pend(account);
                 continue;
             }
             let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
@@ -473,6 +541,7 @@ impl Notifier {
             if !delivered {
                 // The claim lapses after the lease; a later sweep tries again.
                 metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
+                self.pend(account);
                 continue;
             }
             let record = Change::NoticeSent(NoticeSent { episode, stage: stage.clone(), channel: channel.into(), at: now, to });
@@ -481,14 +550,6 @@ impl Notifier {
             sent += 1;
         }
         Ok(sent)
-    }
-
-    /// Sends the reminders due before `account`'s upcoming payments.
-    async fn remind(&self, account: &AccountId, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        match self.inner.store.load(account).await? {
-            Some(state) => self.remind_state(account, &state, now).await,
-            None => Ok(0),
-        }
     }
 
     /// One reminder per upcoming due per `[[reminders.before_due]]` entry,
@@ -525,6 +586,7 @@ impl Notifier {
                     let what = format!("{}:{stage}:{channel}", due.due.timestamp());
                     let holder = crate::store::holder_id();
                     if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
+                        self.pend(account);
                         continue;
                     }
                     let id = format!("rmd_{account}_{}_{stage}", due.due.timestamp());
@@ -553,6 +615,7 @@ impl Notifier {
                     };
                     if !self.holding(account, &what, &holder, send).await {
                         metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
+                        self.pend(account);
                         continue;
                     }
                     let record = Change::NoticeSent(NoticeSent { episode: due.due, stage: stage.clone(), channel: channel.into(), at: now, to });

@@ -541,3 +541,84 @@ async fn reminders_come_once_before_the_due_date() {
     let types: Vec<String> = seen.lock().unwrap().accepted.iter().map(|n| n["type"].as_str().unwrap_or_default().to_owned()).collect();
     assert_eq!(types, ["pastdue.reminder", "pastdue.stage_entered"]);
 }
+
+/// Between full sweeps, a sweep reads only the accounts whose next stage
+/// fell due since the previous one: with 200 debtors and nothing due, it
+/// costs Redis a handful of commands, not one read per debtor; a debtor
+/// whose stage comes due is still found. Real Redis, moved clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sweeps_read_only_what_is_due() {
+    let server = RedisServer::start();
+    let (url, seen) = receiver(0).await;
+    let mut c = config(&url);
+    c.notify.poll_interval = Duration::from_secs(3600); // full sweeps 60 h apart
+    let store = store_with(&server.url(), relaxed()).await;
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = pastdue::clock::ManualClock::starting_at(t0);
+    let notifier = notifier(&c, store.clone()).with_clock(clock.shared());
+    for i in 0..200 {
+        store.apply(&AccountId::new(&format!("old-{i:03}")).unwrap(), None, &[unpaid("in_1", 100, t0 - TimeDelta::hours(1))]).await.unwrap();
+    }
+    // The first sweep reads everyone (each gets its suspension notice).
+    assert_eq!(notifier.sweep().await.unwrap(), 200);
+    let commands = || -> u64 {
+        server.cmd("INFO stats").lines().find_map(|l| l.strip_prefix("total_commands_processed:")).and_then(|n| n.trim().parse().ok()).unwrap()
+    };
+    // Idle: nothing comes due.
+    clock.advance(TimeDelta::seconds(1));
+    let before = commands();
+    assert_eq!(notifier.sweep().await.unwrap(), 0);
+    let idle = commands() - before - 1; // minus the INFO itself
+    println!("an idle sweep over 200 debtors: {idle} Redis commands");
+    assert!(idle <= 10, "an idle sweep over 200 debtors sent Redis {idle} commands");
+    // A new debtor (its notice sent at once, as the webhook would trigger)
+    // reaches warning at 2 s: the next sweep after that finds it.
+    let fresh = AccountId::new("fresh").unwrap();
+    store.apply(&fresh, None, &[unpaid("in_1", 100, clock.now())]).await.unwrap();
+    assert_eq!(notifier.check(&fresh).await.unwrap(), 1);
+    clock.advance(TimeDelta::seconds(2));
+    assert_eq!(notifier.sweep().await.unwrap(), 1, "the warning, found through the index window");
+    assert_eq!(stages(&seen, "fresh"), ["notice", "warning"]);
+}
+
+/// Not a test: Redis commands an idle notifier sends, with N debtors
+/// (`DEBTORS`, default 20,000) whose notices are all sent, over 10 polls,
+/// before (a full sweep every poll, what every sweep did until now) and
+/// after (windowed sweeps). Run with
+/// `cargo test --release --all-features --test notify -- --ignored --nocapture idle_cost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn idle_cost() {
+    let n: usize = std::env::var("DEBTORS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let server = RedisServer::start();
+    let (url, _seen) = receiver(0).await;
+    let store = store_with(&server.url(), relaxed()).await;
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let since = t0 - TimeDelta::hours(1);
+    let sent = |stage: &str, channel: &str| pastdue::Change::NoticeSent(pastdue::state::NoticeSent { episode: since, stage: stage.into(), channel: channel.into(), at: since, to: None });
+    futures_util::future::join_all((0..n).map(|i| {
+        let store = store.clone();
+        let changes = [unpaid("in_1", 100, since), sent("suspended", "webhook")];
+        async move { store.apply(&AccountId::new(&format!("debtor-{i:06}")).unwrap(), None, &changes).await.unwrap() }
+    }))
+    .await;
+    let commands = || -> u64 {
+        server.cmd("INFO stats").lines().find_map(|l| l.strip_prefix("total_commands_processed:")).and_then(|n| n.trim().parse().ok()).unwrap()
+    };
+    for (name, poll) in [("before: a full sweep every poll", Duration::ZERO), ("after: windowed sweeps", Duration::from_secs(2))] {
+        let mut c = config(&url);
+        // poll_interval 0 makes every sweep a full one, as before.
+        c.notify.poll_interval = poll;
+        let clock = pastdue::clock::ManualClock::starting_at(t0);
+        let notifier = notifier(&c, store.clone()).with_clock(clock.shared());
+        notifier.sweep().await.unwrap(); // the first sweep reads everyone either way
+        let start = commands();
+        let began = std::time::Instant::now();
+        for _ in 0..10 {
+            clock.advance(TimeDelta::seconds(2));
+            notifier.sweep().await.unwrap();
+        }
+        let spent = began.elapsed();
+        println!("{name}: {n} debtors, 10 idle polls: {} Redis commands ({:.0} per poll), {spent:?} of sweeping", commands() - start - 1, (commands() - start - 1) as f64 / 10.0);
+    }
+}
