@@ -57,6 +57,10 @@ struct Pay {
     recent: quick_cache::sync::Cache<(AccountId, bool), (String, DateTime<Utc>)>,
     /// The gate's clock: the mint window follows it.
     clock: SharedClock,
+    /// The gate's cache: emptied for an account coming back, so the page
+    /// it returns to is decided on the store's state, not on a cached one
+    /// the invalidation has not reached yet.
+    cache: crate::cache::StateCache,
 }
 
 /// Wires signed pay links: the gate's page, banner and problem+json link to
@@ -113,6 +117,7 @@ pub(crate) fn pay_links(
         languages,
         recent: quick_cache::sync::Cache::new(10_000),
         clock: gate.clock().clone(),
+        cache: gate.cache().clone(),
     });
     let router = Router::new().route(PAY_PATH, get(pay)).route(RETURN_PATH, get(back).post(back)).with_state(state);
     Ok((gate.with_link_signer(PAY_PATH, signer), router))
@@ -171,6 +176,7 @@ async fn back(State(p): State<Arc<Pay>>, req: Request) -> Response {
         Err(refusal) => return refusal,
     };
     p.verifier.verify_now(&account).await;
+    p.cache.evict(account.as_str());
     count("returned");
     redirect(&p.return_to)
 }

@@ -209,10 +209,19 @@ impl Verifier {
                 self.results.paid.increment(1);
                 Settled::Paid(Box::new(fresh))
             }
-            Ok(_) => {
-                self.results.owed.increment(1);
-                Settled::Owed
-            }
+            // Nothing new for the store (a webhook or another instance got
+            // there first, and a cache had not heard yet): what it holds
+            // decides.
+            Ok(applied) => match applied.state() {
+                Some(fresh) if fresh.past_due_since().is_none() => {
+                    self.results.paid.increment(1);
+                    Settled::Paid(Box::new(fresh.clone()))
+                }
+                _ => {
+                    self.results.owed.increment(1);
+                    Settled::Owed
+                }
+            },
             Err(e) => {
                 tracing::warn!(%account, error = %e, "cannot apply what Stripe said");
                 self.results.failed.increment(1);
