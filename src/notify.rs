@@ -411,7 +411,8 @@ impl Notifier {
     /// many went out. Every `FULL_SWEEP_EVERY` (60) poll intervals, and on
     /// the first sweep, it reads every account in debt; in between only
     /// those whose next stage (or reminder) fell due since the previous
-    /// sweep — index ranges, one per stage and lead time — and those with
+    /// sweep — index ranges, one per stage and lead time, and overrides
+    /// that lapsed — and those with
     /// a notice this instance could not finish. So an idle instance costs
     /// Redis a few range reads per poll, however many accounts owe.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
@@ -444,6 +445,8 @@ impl Notifier {
                 for lead in &leads {
                     ranges.push((Index::Upcoming, last_s.saturating_add(*lead).saturating_sub(1), now_s.saturating_add(*lead)));
                 }
+                // Overrides that lapsed: the ladder speaks again.
+                ranges.push((Index::Override, last_s.saturating_sub(1), now_s));
             }
         }
         let pending: Vec<AccountId> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();

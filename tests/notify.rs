@@ -622,3 +622,131 @@ async fn idle_cost() {
         println!("{name}: {n} debtors, 10 idle polls: {} Redis commands ({:.0} per poll), {spent:?} of sweeping", commands() - start - 1, (commands() - start - 1) as f64 / 10.0);
     }
 }
+
+/// The whole collection sequence on real Redis with two notifier
+/// instances, real SMTP and signed Stripe webhooks, the clock moved rather
+/// than waited for: a send-invoice invoice finalized with a due date four
+/// days out gets exactly one reminder three days before; once overdue, the
+/// payment notice; at the warning, billing and the account manager; paying
+/// then stops the rest. Each message once, in the account's language; the
+/// agenda lists what comes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collection_sequence_end_to_end_on_two_instances() {
+    use pastdue::state::{ContactRole, ContactSource};
+    use tower::ServiceExt;
+    let server = RedisServer::start();
+    let smtp = SmtpServer::start();
+    let (url, seen) = receiver(0).await;
+    let mut c = Config::default();
+    c.notify.webhook_url = url.clone();
+    c.notify.webhook_secret = SECRET.into();
+    c.notify.smtp_url = smtp.url().into();
+    c.notify.from = "Acme Billing <billing@acme.test>".into();
+    c.stripe.webhook_secret = "whsec_e2e".into();
+    c.admin.token = "e2e-admin-token-0123456789".into();
+    let store = store_with(&server.url(), relaxed()).await;
+    let routes = pastdue::Pastdue::new(&c, store.clone()).build().unwrap().routes;
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = pastdue::clock::ManualClock::starting_at(t0);
+    let instances: Vec<Notifier> = futures_util::future::join_all((0..2).map(|_| async {
+        let own = store_with(&server.url(), relaxed()).await;
+        notifier(&c, own).with_reminders(&c.reminders).unwrap().with_clock(clock.shared())
+    }))
+    .await;
+    let sweep_both = || async {
+        let (a, b) = tokio::join!(instances[0].sweep(), instances[1].sweep());
+        a.unwrap() + b.unwrap()
+    };
+    let due = t0 + TimeDelta::days(4);
+    let deliver = |id: &'static str, kind: &'static str, extra: Value| {
+        let routes = routes.clone();
+        async move {
+            let mut invoice = serde_json::json!({
+                "id": "in_e2e", "object": "invoice", "customer": "cus_e2e", "collection_method": "send_invoice",
+                "due_date": due.timestamp(), "amount_due": 4_900, "currency": "eur", "number": "INV-0042",
+                "hosted_invoice_url": "https://invoice.stripe.com/i/in_e2e", "metadata": { "account_id": "e2e" },
+            });
+            invoice.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let body = serde_json::to_vec(&serde_json::json!({ "id": id, "type": kind, "created": Utc::now().timestamp(), "data": { "object": invoice } })).unwrap();
+            let sig = pastdue::signature::sign("whsec_e2e", Utc::now().timestamp(), &body);
+            let req = http::Request::post("/webhooks/stripe").header("stripe-signature", sig).body(axum::body::Body::from(body)).unwrap();
+            assert_eq!(routes.oneshot(req).await.unwrap().status(), StatusCode::OK, "{kind}");
+        }
+    };
+    let account = AccountId::new("e2e").unwrap();
+    let contact = |role, email: &str| pastdue::Change::Contact { role, email: Some(email.into()), source: ContactSource::Admin };
+    deliver("evt_fin", "invoice.finalized", serde_json::json!({ "status": "open" })).await;
+    store
+        .apply(&account, None, &[
+            pastdue::Change::ContactEmail("ap@kunde.test".into()),
+            pastdue::Change::Language("de".into()),
+            contact(ContactRole::AccountManager, "sam@acme.test"),
+            contact(ContactRole::Accountant, "steuer@kanzlei.test"),
+        ])
+        .await
+        .unwrap();
+    let hooks = || seen.lock().unwrap().accepted.iter().map(|n| format!("{}:{}", n["type"].as_str().unwrap(), n["stage"].as_str().unwrap_or(""))).collect::<Vec<_>>();
+    let mails = || {
+        let mut m: Vec<(String, String)> = smtp
+            .messages()
+            .iter()
+            .map(|raw| {
+                let mail = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+                (mail.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap().to_owned(), mail.subject().unwrap().to_owned())
+            })
+            .collect();
+        m.sort();
+        m
+    };
+
+    // Four days out: nothing. Three days out: one reminder, once across both instances.
+    assert_eq!(sweep_both().await, 0);
+    clock.advance(TimeDelta::days(1) + TimeDelta::minutes(1));
+    assert_eq!(sweep_both().await, 2, "an e-mail and a webhook");
+    assert_eq!(sweep_both().await, 0);
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 1).await);
+    let m = mails();
+    assert!(m[0].0 == "ap@kunde.test" && m[0].1.contains("fällig"), "the reminder, in German: {m:?}");
+
+    // The agenda, before the due date: the due, then (once owed) nothing
+    // yet — the stage entries come with the debt.
+    let agenda = |routes: axum::Router, now: chrono::DateTime<Utc>| async move {
+        let req = http::Request::get(format!("/admin/agenda?from={}&to={}", urlencode(now), urlencode(now + TimeDelta::days(30))))
+            .header("authorization", "Bearer e2e-admin-token-0123456789")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = routes.oneshot(req).await.unwrap();
+        let v: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+        v["items"].as_array().unwrap().iter().map(|i| format!("{}:{}", i["event"].as_str().unwrap(), i["stage"].as_str().unwrap_or(""))).collect::<Vec<_>>()
+    };
+    assert_eq!(agenda(routes.clone(), clock_now(&clock)).await, ["due:"]);
+
+    // Overdue: the payment notice to billing (and the webhook).
+    clock.set(due + TimeDelta::minutes(1));
+    deliver("evt_due", "invoice.overdue", serde_json::json!({ "status": "open" })).await;
+    assert_eq!(sweep_both().await, 2);
+    assert_eq!(agenda(routes.clone(), clock_now(&clock)).await, ["stage:warning", "stage:suspended"], "what comes next");
+    // Warning: billing, the account manager (internal), the webhook.
+    clock.set(due + TimeDelta::days(14) + TimeDelta::minutes(1));
+    assert_eq!(sweep_both().await, 3);
+    assert_eq!(sweep_both().await, 0, "each once");
+    // Paid before the suspension: nothing more.
+    deliver("evt_paid", "invoice.paid", serde_json::json!({ "status": "paid" })).await;
+    clock.set(due + TimeDelta::days(17) + TimeDelta::minutes(1));
+    assert_eq!(sweep_both().await, 0);
+    assert_eq!(hooks(), ["pastdue.reminder:", "pastdue.stage_entered:notice", "pastdue.stage_entered:warning"]);
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 4).await);
+    let m = mails();
+    let to: Vec<&str> = m.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(to, ["ap@kunde.test", "ap@kunde.test", "ap@kunde.test", "sam@acme.test"], "{m:?}");
+    assert!(m.iter().filter(|(to, _)| to == "ap@kunde.test").all(|(_, s)| !s.contains("Your") && !s.contains("reminder")), "German throughout: {m:?}");
+}
+
+fn clock_now(clock: &pastdue::clock::ManualClock) -> chrono::DateTime<Utc> {
+    use pastdue::clock::Clock;
+    clock.now()
+}
+
+fn urlencode(t: chrono::DateTime<Utc>) -> String {
+    form_urlencoded::byte_serialize(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).as_bytes()).collect()
+}
