@@ -57,6 +57,12 @@ fn html_body(text: &str, pay_url: &str, button: &str, lang: &str) -> String {
     let mut html = format!("<!doctype html>\n<html lang=\"{}\"><body style=\"font-family:sans-serif;line-height:1.5;max-width:36em\">\n", HtmlEscape(lang));
     for para in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
         if !pay_url.is_empty() && para.contains(pay_url) {
+            // The sentence around the link, then the link as a button.
+            let around = para.replace(pay_url, "");
+            let around = around.trim().trim_end_matches([':', '.', ' ']).trim();
+            if !around.is_empty() {
+                html += &format!("<p>{}.</p>\n", HtmlEscape(around));
+            }
             html += &format!(
                 "<p><a href=\"{}\" style=\"display:inline-block;padding:0.6em 1.2em;background:#1a56db;color:#fff;text-decoration:none;border-radius:4px\">{}</a></p>\n",
                 HtmlEscape(pay_url),
@@ -493,6 +499,7 @@ impl Notifier {
         let inner = &self.inner;
         let Some(state) = inner.store.load(account).await? else { return Ok(0) };
         let mut sent = self.remind_state(account, &state, now).await?;
+        sent += self.card_reminder(account, &state, now).await?;
         let standing = Standing::evaluate(Some(&state), &inner.ladder, now);
         let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(sent) };
         if matches!(standing.action(), Action::Allow) {
@@ -548,6 +555,72 @@ impl Notifier {
                 continue;
             }
             let record = Change::NoticeSent(NoticeSent { episode, stage: stage.clone(), channel: channel.into(), at: now, to });
+            inner.store.apply(account, None, &[record]).await?;
+            metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// One "update your card" reminder per expiring card (per expiry month),
+    /// by e-mail to the billing contact and by webhook
+    /// (`pastdue.card_expiring`), with a signed link to the portal's
+    /// payment-method update when pay links are on.
+    async fn card_reminder(&self, account: &AccountId, state: &BillingState, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let Some(card) = state.card_expiring() else { return Ok(0) };
+        // The last day the card works, and the stage it is recorded under.
+        let (next_year, next_month) = if card.month == 12 { (card.year + 1, 1) } else { (card.year, card.month + 1) };
+        let Some(ends) = chrono::NaiveDate::from_ymd_opt(next_year, next_month, 1).and_then(|d| d.pred_opt()) else { return Ok(0) };
+        let last_day = ends.and_time(chrono::NaiveTime::MIN).and_utc();
+        let stage = format!("card_expiring_{}_{:02}", card.year, card.month);
+        let update_url = self.signed_pay_url(account, state).map(|u| format!("{u}&flow=payment_method_update"));
+        let mut targets: Vec<(&'static str, Option<String>)> = Vec::new();
+        if !inner.config.webhook_url.is_empty() {
+            targets.push((WEBHOOK, None));
+        }
+        if self.has_smtp() {
+            if let Some(address) = state.contact_email() {
+                targets.push((EMAIL, Some(address.to_owned())));
+            }
+        }
+        let mut sent = 0;
+        for (channel, to) in targets {
+            if state.notices().iter().any(|n| n.episode == last_day && n.stage == stage && n.channel == channel) {
+                continue;
+            }
+            let what = format!("{}:{stage}:{channel}", last_day.timestamp());
+            let holder = crate::store::holder_id();
+            if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
+                self.pend(account);
+                continue;
+            }
+            let id = format!("crd_{account}_{stage}");
+            let send = async {
+                match &to {
+                    Some(address) => self.card_email(&id, address, state, last_day, update_url.as_deref()).await,
+                    None => {
+                        let body = json!({
+                            "type": "pastdue.card_expiring",
+                            "id": id,
+                            "account": account,
+                            "exp_month": card.month,
+                            "exp_year": card.year,
+                            "last4": card.last4,
+                            "update_url": update_url,
+                            "contact_email": state.contact_email(),
+                            "created": now.timestamp(),
+                        });
+                        self.deliver(&serde_json::to_vec(&body).unwrap_or_default()).await
+                    }
+                }
+            };
+            if !self.holding(account, &what, &holder, send).await {
+                metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
+                self.pend(account);
+                continue;
+            }
+            let record = Change::NoticeSent(NoticeSent { episode: last_day, stage: stage.clone(), channel: channel.into(), at: now, to });
             inner.store.apply(account, None, &[record]).await?;
             metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
             sent += 1;
@@ -807,6 +880,29 @@ impl Notifier {
         let subject = lang.text("email_reminder_subject", &vars);
         let button = lang.text("pay_amount", &[("amount", amount.as_str())]);
         self.send_mail(id, to, lang.code(), &subject, text, pay_url, &button).await
+    }
+
+    /// "Your card expires on …; please update it", in the account's language.
+    #[cfg(feature = "notify-email")]
+    async fn card_email(&self, id: &str, to: &str, state: &BillingState, last_day: DateTime<Utc>, update_url: Option<&str>) -> bool {
+        let inner = &self.inner;
+        let Ok(to) = to.parse::<Mailbox>() else {
+            tracing::warn!(to, "contact is not a valid e-mail address; no card reminder");
+            return false;
+        };
+        let lang = inner.languages.choose(state.language(), None);
+        let date = lang.date(last_day);
+        let link = update_url.map(|u| format!(": {u}")).unwrap_or_default();
+        let vars = [("product", inner.product_name.as_str()), ("date", date.as_str()), ("link", link.as_str()), ("support", inner.support_email.as_str())];
+        let text = lang.text("email_card_body", &vars);
+        let subject = lang.text("email_card_subject", &vars);
+        let button = lang.text("update_payment_method", &[]);
+        self.send_mail(id, to, lang.code(), &subject, text, update_url.unwrap_or(""), &button).await
+    }
+
+    #[cfg(not(feature = "notify-email"))]
+    async fn card_email(&self, _: &str, _: &str, _: &BillingState, _: DateTime<Utc>, _: Option<&str>) -> bool {
+        false
     }
 
     #[cfg(not(feature = "notify-email"))]

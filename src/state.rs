@@ -318,6 +318,12 @@ pub enum Change {
     },
     /// The account's preferred language (a BCP 47 tag such as `"de"`).
     Language(String),
+    /// The default card expires soon (`customer.source.expiring`); the
+    /// newest event wins.
+    CardExpiring(CardExpiry),
+    /// The card was replaced or updated (`payment_method.automatically_updated`)
+    /// at this event time: an older expiry warning no longer holds.
+    CardUpdated(DateTime<Utc>),
     /// A notice went out.
     NoticeSent(NoticeSent),
 }
@@ -350,6 +356,19 @@ impl ContactRole {
 /// addr-spec, at most 254 bytes): what a contact may be.
 pub fn is_valid_email(email: &str) -> bool {
     email.len() <= 254 && email_address::EmailAddress::is_valid(email) && !email.contains(['<', '>', ' '])
+}
+
+/// A card that expires soon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardExpiry {
+    /// Expiry month, 1-12.
+    pub month: u32,
+    /// Expiry year.
+    pub year: i32,
+    /// The card's last four digits, when known.
+    pub last4: Option<String>,
+    /// The event's time.
+    pub at: DateTime<Utc>,
 }
 
 /// Who set a contact.
@@ -417,6 +436,8 @@ pub struct BillingState {
     contact_email: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     contacts: BTreeMap<ContactRole, Contact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    card_expiring: Option<CardExpiry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -567,6 +588,14 @@ impl BillingState {
                 }
             }
             Change::Language(l) => replace_opt(&mut self.language, Some(l.clone())),
+            Change::CardExpiring(card) => match &self.card_expiring {
+                Some(known) if known.at >= card.at => false,
+                _ => replace_opt(&mut self.card_expiring, Some(card.clone())),
+            },
+            Change::CardUpdated(at) => match &self.card_expiring {
+                Some(known) if known.at <= *at => replace_opt(&mut self.card_expiring, None),
+                _ => false,
+            },
             Change::NoticeSent(n) => {
                 let dup = self.notices.iter().any(|k| {
                     k.episode == n.episode && k.stage == n.stage && k.channel == n.channel
@@ -649,6 +678,11 @@ impl BillingState {
     /// Linked Stripe customers.
     pub fn customers(&self) -> &BTreeSet<String> {
         &self.customers
+    }
+
+    /// The card that expires soon, unless it was updated since.
+    pub fn card_expiring(&self) -> Option<&CardExpiry> {
+        self.card_expiring.as_ref()
     }
 
     /// The other contacts by role (accountant, account manager).

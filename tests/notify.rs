@@ -750,3 +750,54 @@ fn clock_now(clock: &pastdue::clock::ManualClock) -> chrono::DateTime<Utc> {
 fn urlencode(t: chrono::DateTime<Utc>) -> String {
     form_urlencoded::byte_serialize(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).as_bytes()).collect()
 }
+
+/// An expiring card (`customer.source.expiring`, a signed Stripe webhook)
+/// gets one "update your card before …" reminder, by e-mail in the
+/// account's language and by webhook, with a signed link to the portal's
+/// payment-method update; a card updated later clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_card_gets_one_reminder() {
+    use tower::ServiceExt;
+    let server = RedisServer::start();
+    let smtp = SmtpServer::start();
+    let (url, seen) = receiver(0).await;
+    let mut c = config(&url);
+    c.notify.smtp_url = smtp.url().into();
+    c.notify.from = "Acme Billing <billing@acme.test>".into();
+    c.stripe.webhook_secret = "whsec_card".into();
+    c.stripe.api_key = "sk_test_unused".into();
+    c.stripe.api_base = "http://127.0.0.1:9".into();
+    c.stripe.portal_return_url = "https://app.example.test/billing".into();
+    c.links.secret = "0123456789abcdef0123456789abcdef-links".into();
+    let store = store_with(&server.url(), relaxed()).await;
+    let routes = pastdue::Pastdue::new(&c, store.clone()).build().unwrap().routes;
+    let deliver = |id: &'static str, kind: &'static str, object: Value| {
+        let routes = routes.clone();
+        async move {
+            let body = serde_json::to_vec(&serde_json::json!({ "id": id, "type": kind, "created": Utc::now().timestamp(), "data": { "object": object } })).unwrap();
+            let sig = pastdue::signature::sign("whsec_card", Utc::now().timestamp(), &body);
+            let req = http::Request::post("/webhooks/stripe").header("stripe-signature", sig).body(axum::body::Body::from(body)).unwrap();
+            assert_eq!(routes.oneshot(req).await.unwrap().status(), StatusCode::OK);
+        }
+    };
+    let account = AccountId::new("card-co").unwrap();
+    store.apply(&account, None, &[pastdue::Change::ContactEmail("ap@client.test".into()), pastdue::Change::Language("it".into())]).await.unwrap();
+    deliver("evt_exp", "customer.source.expiring", serde_json::json!({
+        "id": "card_1", "object": "card", "customer": "cus_card", "exp_month": 12, "exp_year": 2026, "last4": "4242", "metadata": { "account_id": "card-co" }
+    }))
+    .await;
+    let notifier = notifier(&c, store.clone()).with_pay_links(&c.links, &c.stripe).unwrap();
+    assert_eq!(notifier.check(&account).await.unwrap(), 2, "an e-mail and a webhook");
+    assert_eq!(notifier.check(&account).await.unwrap(), 0, "once");
+    let hook = seen.lock().unwrap().accepted.iter().find(|n| n["type"] == "pastdue.card_expiring").cloned().expect("the webhook");
+    assert_eq!((hook["exp_month"].as_i64(), hook["exp_year"].as_i64(), hook["last4"].as_str()), (Some(12), Some(2026), Some("4242")));
+    assert!(hook["update_url"].as_str().is_some_and(|u| u.starts_with("https://app.example.test/billing/pay?t=") && u.ends_with("&flow=payment_method_update")), "{hook}");
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 1).await);
+    let raw = smtp.messages().remove(0);
+    let mail = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let text = mail.body_text(0).unwrap().into_owned();
+    assert!(mail.subject().unwrap().contains("scade il 31 dicembre 2026") && text.contains("flow=payment_method_update"), "in Italian: {text}");
+    // Updated by the card network afterwards: the warning is gone.
+    deliver("evt_upd", "payment_method.automatically_updated", serde_json::json!({ "id": "pm_1", "object": "payment_method", "customer": "cus_card" })).await;
+    assert!(store.load(&account).await.unwrap().unwrap().card_expiring().is_none());
+}

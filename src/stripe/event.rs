@@ -276,6 +276,14 @@ pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
             let change = Change::Subscription { id: id.to_owned(), fact: SubscriptionFact { status, at } };
             (id_at(obj, "customer"), metadata(Some(obj), metadata_key), vec![change])
         }
+        "customer.source.expiring" => {
+            let month = obj.get("exp_month").and_then(Value::as_u64).and_then(|m| u32::try_from(m).ok()).filter(|m| (1..=12).contains(m))?;
+            let year = obj.get("exp_year").and_then(Value::as_i64).and_then(|y| i32::try_from(y).ok()).filter(|y| (2000..=2100).contains(y))?;
+            let last4 = str_at(obj, "last4").filter(|l| l.len() == 4 && l.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned);
+            let change = Change::CardExpiring(crate::state::CardExpiry { month, year, last4, at });
+            (id_at(obj, "customer"), metadata(Some(obj), metadata_key), vec![change])
+        }
+        "payment_method.automatically_updated" => (id_at(obj, "customer"), None, vec![Change::CardUpdated(at)]),
         "customer.created" | "customer.updated" => {
             let changes = str_at(obj, "email").map(|e| Change::ContactEmail(e.to_owned())).into_iter().collect();
             (str_at(obj, "id"), metadata(Some(obj), metadata_key), changes)
