@@ -124,6 +124,16 @@ impl Recipient {
     }
 }
 
+/// Which notice [`Notifier::once`] sends: recorded as sent to `to` on
+/// `channel` for `stage` of `episode`, at `now`.
+struct Notice<'a> {
+    episode: DateTime<Utc>,
+    stage: &'a str,
+    channel: &'static str,
+    to: Option<String>,
+    now: DateTime<Utc>,
+}
+
 /// One `[[reminders.before_due]]` entry, resolved.
 #[derive(Clone, Copy, Debug)]
 struct BeforeDueEntry {
@@ -521,16 +531,6 @@ impl Notifier {
             }
         }
         for (channel, to, recipient) in targets {
-            let already = state.notices().iter().any(|n| n.episode == episode && n.stage == stage && n.channel == channel);
-            if already {
-                continue;
-            }
-            let what = format!("{}:{stage}:{channel}", episode.timestamp());
-            let holder = crate::store::holder_id();
-            if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
-                self.pend(account);
-                continue;
-            }
             let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
             let pay_url = self.pay_url(account, &standing, &state);
             let created = now.timestamp();
@@ -547,19 +547,37 @@ impl Notifier {
                     _ => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref(), created)).await,
                 }
             };
-            let delivered = self.holding(account, &what, &holder, send).await;
-            if !delivered {
-                // The claim lapses after the lease; a later sweep tries again.
-                metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
-                self.pend(account);
-                continue;
-            }
-            let record = Change::NoticeSent(NoticeSent { episode, stage: stage.clone(), channel: channel.into(), at: now, to });
-            inner.store.apply(account, None, &[record]).await?;
-            metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
-            sent += 1;
+            sent += usize::from(self.once(account, &state, Notice { episode, stage: &stage, channel, to: to.clone(), now }, send).await?);
         }
         Ok(sent)
+    }
+
+    /// Sends one notice unless it is recorded: claims it for
+    /// `notify.lease` (another instance holding it: skipped, and tried
+    /// again next sweep), runs `send` while renewing the claim, records it
+    /// on the account. Whether this call sent it.
+    async fn once(&self, account: &AccountId, state: &BillingState, notice: Notice<'_>, send: impl std::future::Future<Output = bool>) -> Result<bool, StoreError> {
+        let Notice { episode, stage, channel, to, now } = notice;
+        if state.notices().iter().any(|n| n.episode == episode && n.stage == stage && n.channel == channel) {
+            return Ok(false);
+        }
+        let inner = &self.inner;
+        let what = format!("{}:{stage}:{channel}", episode.timestamp());
+        let holder = crate::store::holder_id();
+        if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
+            self.pend(account);
+            return Ok(false);
+        }
+        if !self.holding(account, &what, &holder, send).await {
+            // The claim lapses after the lease; a later sweep tries again.
+            metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
+            self.pend(account);
+            return Ok(false);
+        }
+        let record = Change::NoticeSent(NoticeSent { episode, stage: stage.to_owned(), channel: channel.into(), at: now, to });
+        inner.store.apply(account, None, &[record]).await?;
+        metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
+        Ok(true)
     }
 
     /// One "update your card" reminder per expiring card (per expiry month),
@@ -586,15 +604,6 @@ impl Notifier {
         }
         let mut sent = 0;
         for (channel, to) in targets {
-            if state.notices().iter().any(|n| n.episode == last_day && n.stage == stage && n.channel == channel) {
-                continue;
-            }
-            let what = format!("{}:{stage}:{channel}", last_day.timestamp());
-            let holder = crate::store::holder_id();
-            if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
-                self.pend(account);
-                continue;
-            }
             let id = format!("crd_{account}_{stage}");
             let send = async {
                 match &to {
@@ -615,15 +624,7 @@ impl Notifier {
                     }
                 }
             };
-            if !self.holding(account, &what, &holder, send).await {
-                metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
-                self.pend(account);
-                continue;
-            }
-            let record = Change::NoticeSent(NoticeSent { episode: last_day, stage: stage.clone(), channel: channel.into(), at: now, to });
-            inner.store.apply(account, None, &[record]).await?;
-            metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
-            sent += 1;
+            sent += usize::from(self.once(account, state, Notice { episode: last_day, stage: &stage, channel, to: to.clone(), now }, send).await?);
         }
         Ok(sent)
     }
@@ -656,15 +657,6 @@ impl Notifier {
                     }
                 }
                 for (channel, to) in targets {
-                    if state.notices().iter().any(|n| n.episode == due.due && n.stage == stage && n.channel == channel) {
-                        continue;
-                    }
-                    let what = format!("{}:{stage}:{channel}", due.due.timestamp());
-                    let holder = crate::store::holder_id();
-                    if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
-                        self.pend(account);
-                        continue;
-                    }
                     let id = format!("rmd_{account}_{}_{stage}", due.due.timestamp());
                     let pay_url = due.hosted_url.clone().or_else(|| self.signed_pay_url(account, state));
                     let send = async {
@@ -689,15 +681,7 @@ impl Notifier {
                             }
                         }
                     };
-                    if !self.holding(account, &what, &holder, send).await {
-                        metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
-                        self.pend(account);
-                        continue;
-                    }
-                    let record = Change::NoticeSent(NoticeSent { episode: due.due, stage: stage.clone(), channel: channel.into(), at: now, to });
-                    inner.store.apply(account, None, &[record]).await?;
-                    metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
-                    sent += 1;
+                    sent += usize::from(self.once(account, state, Notice { episode: due.due, stage: &stage, channel, to: to.clone(), now }, send).await?);
                 }
             }
         }
