@@ -124,17 +124,7 @@ impl Config {
         if self.stripe.verify_timeout.is_zero() {
             return Err(ConfigError::Key { key: "stripe.verify_timeout".into(), message: "must be longer than 0s".into() });
         }
-        for (key, path) in [("check.path", &self.check.path), ("check.page_path", &self.check.page_path)] {
-            if !path.starts_with('/') {
-                return Err(ConfigError::Key { key: key.into(), message: "must start with /".into() });
-            }
-        }
-        if !matches!(self.check.deny_status, 402 | 403) {
-            return Err(ConfigError::Key { key: "check.deny_status".into(), message: format!("{} is neither 402 nor 403", self.check.deny_status) });
-        }
-        if http::HeaderName::try_from(self.check.account_header.as_str()).is_err() {
-            return Err(ConfigError::Key { key: "check.account_header".into(), message: format!("{:?} is not a header name", self.check.account_header) });
-        }
+        self.check.checked()?;
         if self.cache.capacity == 0 {
             return Err(ConfigError::Key {
                 key: "cache.capacity".into(),

@@ -344,6 +344,29 @@ pub struct NotifyConfig {
     pub routes: Vec<NotifyRoute>,
 }
 
+impl CheckConfig {
+    /// The `[check]` settings that must parse: both paths start with `/`,
+    /// the deny status (`402` or `403`) and the account header; or the key
+    /// that is wrong. Loading a config and building the check endpoints
+    /// both ask this.
+    pub(crate) fn checked(&self) -> Result<(http::StatusCode, http::HeaderName), ConfigError> {
+        let key = |key: &str, message: String| ConfigError::Key { key: format!("check.{key}"), message };
+        for (name, path) in [("path", &self.path), ("page_path", &self.page_path)] {
+            if !path.starts_with('/') {
+                return Err(key(name, "must start with /".into()));
+            }
+        }
+        let deny_status = match self.deny_status {
+            402 => http::StatusCode::PAYMENT_REQUIRED,
+            403 => http::StatusCode::FORBIDDEN,
+            other => return Err(key("deny_status", format!("{other} is neither 402 nor 403"))),
+        };
+        let header = http::HeaderName::try_from(self.account_header.as_str())
+            .map_err(|_| key("account_header", format!("{:?} is not a header name", self.account_header)))?;
+        Ok((deny_status, header))
+    }
+}
+
 /// One `[[notify.routes]]` entry.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -67,35 +67,10 @@ enum Source {
 /// replaced by the account the proxy describes). Mount them outside any
 /// gate. Refuses a `[check]` it cannot serve, naming the key.
 pub fn router(config: &CheckConfig, gate: GateLayer) -> Result<Router, ConfigError> {
-    let key = |key: &str, message: String| ConfigError::Key {
-        key: format!("check.{key}"),
-        message,
-    };
-    for (name, path) in [("path", &config.path), ("page_path", &config.page_path)] {
-        if !path.starts_with('/') {
-            return Err(key(name, "must start with /".into()));
-        }
-    }
-    let deny_status = match config.deny_status {
-        402 => StatusCode::PAYMENT_REQUIRED,
-        403 => StatusCode::FORBIDDEN,
-        other => {
-            return Err(key(
-                "deny_status",
-                format!("{other} is neither 402 nor 403"),
-            ))
-        }
-    };
+    let (deny_status, account_header) = config.checked()?;
     let source = match jwt::JwtVerifier::new(config)? {
         Some(verifier) => Source::Jwt(Arc::new(verifier)),
-        None => Source::Header(
-            HeaderName::try_from(config.account_header.as_str()).map_err(|_| {
-                key(
-                    "account_header",
-                    format!("{:?} is not a header name", config.account_header),
-                )
-            })?,
-        ),
+        None => Source::Header(account_header),
     };
     let check = Check {
         gate: gate.with_resolver(HeaderResolver::new(ACCOUNT)),
