@@ -580,12 +580,27 @@ impl Notifier {
         Ok(true)
     }
 
+    /// Where a message for the customer goes: the webhook (when `webhook`
+    /// and one is configured) and an e-mail to the billing contact (when
+    /// `email`, SMTP is configured and the address is known).
+    fn customer_targets(&self, state: &BillingState, email: bool, webhook: bool) -> Vec<(&'static str, Option<String>)> {
+        let mut targets = Vec::new();
+        if webhook && !self.inner.config.webhook_url.is_empty() {
+            targets.push((WEBHOOK, None));
+        }
+        if email && self.has_smtp() {
+            if let Some(address) = state.contact_email() {
+                targets.push((EMAIL, Some(address.to_owned())));
+            }
+        }
+        targets
+    }
+
     /// One "update your card" reminder per expiring card (per expiry month),
     /// by e-mail to the billing contact and by webhook
     /// (`pastdue.card_expiring`), with a signed link to the portal's
     /// payment-method update when pay links are on.
     async fn card_reminder(&self, account: &AccountId, state: &BillingState, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let inner = &self.inner;
         let Some(card) = state.card_expiring() else { return Ok(0) };
         // The last day the card works, and the stage it is recorded under.
         let (next_year, next_month) = if card.month == 12 { (card.year + 1, 1) } else { (card.year, card.month + 1) };
@@ -593,17 +608,8 @@ impl Notifier {
         let last_day = ends.and_time(chrono::NaiveTime::MIN).and_utc();
         let stage = format!("card_expiring_{}_{:02}", card.year, card.month);
         let update_url = self.signed_pay_url(account, state).map(|u| format!("{u}&flow=payment_method_update"));
-        let mut targets: Vec<(&'static str, Option<String>)> = Vec::new();
-        if !inner.config.webhook_url.is_empty() {
-            targets.push((WEBHOOK, None));
-        }
-        if self.has_smtp() {
-            if let Some(address) = state.contact_email() {
-                targets.push((EMAIL, Some(address.to_owned())));
-            }
-        }
         let mut sent = 0;
-        for (channel, to) in targets {
+        for (channel, to) in self.customer_targets(state, true, true) {
             let id = format!("crd_{account}_{stage}");
             let send = async {
                 match &to {
@@ -647,16 +653,7 @@ impl Notifier {
                     continue;
                 }
                 let stage = format!("before_due_{}", lead_name(entry.before));
-                let mut targets: Vec<(&'static str, Option<String>)> = Vec::new();
-                if entry.webhook && !inner.config.webhook_url.is_empty() {
-                    targets.push((WEBHOOK, None));
-                }
-                if entry.email && self.has_smtp() {
-                    if let Some(address) = state.contact_email() {
-                        targets.push((EMAIL, Some(address.to_owned())));
-                    }
-                }
-                for (channel, to) in targets {
+                for (channel, to) in self.customer_targets(state, entry.email, entry.webhook) {
                     let id = format!("rmd_{account}_{}_{stage}", due.due.timestamp());
                     let pay_url = due.hosted_url.clone().or_else(|| self.signed_pay_url(account, state));
                     let send = async {

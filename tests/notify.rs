@@ -667,10 +667,7 @@ async fn the_collection_sequence_end_to_end_on_two_instances() {
                 "hosted_invoice_url": "https://invoice.stripe.com/i/in_e2e", "metadata": { "account_id": "e2e" },
             });
             invoice.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            let body = serde_json::to_vec(&serde_json::json!({ "id": id, "type": kind, "created": Utc::now().timestamp(), "data": { "object": invoice } })).unwrap();
-            let sig = pastdue::signature::sign("whsec_e2e", Utc::now().timestamp(), &body);
-            let req = http::Request::post("/webhooks/stripe").header("stripe-signature", sig).body(axum::body::Body::from(body)).unwrap();
-            assert_eq!(routes.oneshot(req).await.unwrap().status(), StatusCode::OK, "{kind}");
+            post_event(routes, "whsec_e2e", id, kind, invoice).await;
         }
     };
     let account = AccountId::new("e2e").unwrap();
@@ -742,6 +739,16 @@ async fn the_collection_sequence_end_to_end_on_two_instances() {
     assert!(m.iter().filter(|(to, _)| to == "ap@kunde.test").all(|(_, s)| !s.contains("Your") && !s.contains("reminder")), "German throughout: {m:?}");
 }
 
+/// Posts a Stripe event (`kind`, about `object`) to `routes`' webhook,
+/// signed with `secret` the way Stripe signs; it must be accepted.
+async fn post_event(routes: axum::Router, secret: &str, id: &str, kind: &str, object: Value) {
+    use tower::ServiceExt;
+    let body = serde_json::to_vec(&serde_json::json!({ "id": id, "type": kind, "created": Utc::now().timestamp(), "data": { "object": object } })).unwrap();
+    let sig = pastdue::signature::sign(secret, Utc::now().timestamp(), &body);
+    let req = http::Request::post("/webhooks/stripe").header("stripe-signature", sig).body(axum::body::Body::from(body)).unwrap();
+    assert_eq!(routes.oneshot(req).await.unwrap().status(), StatusCode::OK, "{kind}");
+}
+
 fn clock_now(clock: &pastdue::clock::ManualClock) -> chrono::DateTime<Utc> {
     use pastdue::clock::Clock;
     clock.now()
@@ -757,7 +764,6 @@ fn urlencode(t: chrono::DateTime<Utc>) -> String {
 /// payment-method update; a card updated later clears it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiring_card_gets_one_reminder() {
-    use tower::ServiceExt;
     let server = RedisServer::start();
     let smtp = SmtpServer::start();
     let (url, seen) = receiver(0).await;
@@ -773,12 +779,7 @@ async fn an_expiring_card_gets_one_reminder() {
     let routes = pastdue::Pastdue::new(&c, store.clone()).build().unwrap().routes;
     let deliver = |id: &'static str, kind: &'static str, object: Value| {
         let routes = routes.clone();
-        async move {
-            let body = serde_json::to_vec(&serde_json::json!({ "id": id, "type": kind, "created": Utc::now().timestamp(), "data": { "object": object } })).unwrap();
-            let sig = pastdue::signature::sign("whsec_card", Utc::now().timestamp(), &body);
-            let req = http::Request::post("/webhooks/stripe").header("stripe-signature", sig).body(axum::body::Body::from(body)).unwrap();
-            assert_eq!(routes.oneshot(req).await.unwrap().status(), StatusCode::OK);
-        }
+        async move { post_event(routes, "whsec_card", id, kind, object).await }
     };
     let account = AccountId::new("card-co").unwrap();
     store.apply(&account, None, &[pastdue::Change::ContactEmail("ap@client.test".into()), pastdue::Change::Language("it".into())]).await.unwrap();

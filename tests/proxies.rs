@@ -43,25 +43,7 @@ async fn upstream() -> (SocketAddr, Seen) {
 
 /// A pastdue server (in process) on a memory store, verifying HS256 JWTs.
 async fn sidecar(deny_status: u16) -> (SocketAddr, Arc<dyn Store>) {
-    let mut config = Config::from_toml(
-        r#"
-[[ladder.stages]]
-name = "notice"
-after = "0s"
-action = "notice"
-
-[[ladder.stages]]
-name = "read_only"
-after = "10d"
-action = "read_only"
-
-[[ladder.stages]]
-name = "suspended"
-after = "20d"
-action = "block"
-"#,
-    )
-    .unwrap();
+    let mut config = Config::from_toml(READ_ONLY_LADDER).unwrap();
     config.check.deny_status = deny_status;
     config.check.jwt_algorithm = "HS256".into();
     config.check.jwt_key = SECRET.into();

@@ -16,22 +16,7 @@ use pastdue::{AccountId, Config};
 const BIN: &str = env!("CARGO_BIN_EXE_pastdue");
 
 /// A ladder with a read-only stage, so `/check` can show method rules.
-const CONFIG: &str = r#"
-[[ladder.stages]]
-name = "notice"
-after = "0s"
-action = "notice"
-
-[[ladder.stages]]
-name = "read_only"
-after = "10d"
-action = "read_only"
-
-[[ladder.stages]]
-name = "suspended"
-after = "20d"
-action = "block"
-"#;
+const CONFIG: &str = READ_ONLY_LADDER;
 
 /// A private Redis and a config file (removed on drop).
 struct Env {

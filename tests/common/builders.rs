@@ -69,3 +69,22 @@ pub fn seconds_ladder(warning: u32, suspended: u32) -> pastdue::Config {
     ))
     .unwrap()
 }
+
+/// A ladder with a read-only stage between notice and suspension (TOML):
+/// notice at once, read_only after 10 days, suspended after 20.
+pub const READ_ONLY_LADDER: &str = r#"
+[[ladder.stages]]
+name = "notice"
+after = "0s"
+action = "notice"
+
+[[ladder.stages]]
+name = "read_only"
+after = "10d"
+action = "read_only"
+
+[[ladder.stages]]
+name = "suspended"
+after = "20d"
+action = "block"
+"#;
