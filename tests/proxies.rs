@@ -211,6 +211,10 @@ async fn through(proxy: &Proxy, seen: &Seen) {
         assert_eq!(res.status(), 401);
     }
     assert!(reached("/a/forged").is_empty());
+    // With a token, an account header the client adds names nobody: a
+    // paying customer cannot read (or pay) a suspended one's page.
+    let res = get("/a/own", Some("paying"), "text/html").header("x-account-id", "gone").send().await.unwrap();
+    assert_eq!(res.status(), 200, "the token's account decides, not the header");
     // No token at all: no account, the request passes like the layer's.
     assert_eq!(get("/a/anonymous", None, "text/html").send().await.unwrap().status(), 200);
 }

@@ -159,6 +159,8 @@ async fn serve_answers_checks_the_way_the_layer_decides() {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     // Exempt paths pass whatever the account owes.
     assert_eq!(check(&http, &url, "/check", &describe("GET", "/healthz", "gone")).await.status(), 200);
+    // The header the check uses internally cannot be sent from outside.
+    assert_eq!(check(&http, &url, "/check", &[("x-forwarded-uri", "/x"), ("x-pastdue-check-account", "gone")]).await.status(), 200);
     // Two account headers are ambiguous, as in the layer.
     assert_eq!(check(&http, &url, "/check", &[("x-forwarded-uri", "/x"), ("x-account-id", "late"), ("x-account-id", "gone")]).await.status(), 400);
     // A proxy that does not describe the request is refused, never passed.
