@@ -14,7 +14,7 @@
 #![cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,18 +33,22 @@ pub enum Cached {
     /// The store has never heard of the account.
     Unknown,
     /// Known, and in a standing that time cannot change (nothing owed, no
-    /// override, subscription live): kept without its state to save memory.
+    /// override, subscription live, and — when the cache keeps dues — no
+    /// payment coming due): kept without its state to save memory.
     Good,
     /// Anything else: the state is needed to evaluate the ladder over time.
     State(Arc<BillingState>),
 }
 
 impl Cached {
-    fn from_state(state: Option<BillingState>) -> Self {
+    fn from_state(state: Option<BillingState>, keep_dues: bool) -> Self {
         match state {
             None => Cached::Unknown,
             Some(s)
-                if s.past_due_since().is_none() && s.override_().is_none() && s.ended().is_none() =>
+                if s.past_due_since().is_none()
+                    && s.override_().is_none()
+                    && s.ended().is_none()
+                    && !(keep_dues && !s.upcoming().is_empty()) =>
             {
                 Cached::Good
             }
@@ -122,6 +126,9 @@ struct Shared {
     inflight: Mutex<HashMap<AccountId, Flight>>,
     ttl_ms: i64,
     retry_after_ms: i64,
+    /// Whether accounts in good standing with a payment coming due keep
+    /// their state (for the before-due banner); read on a miss only.
+    keep_dues: AtomicBool,
 }
 
 /// The account-state cache. Cloning shares it.
@@ -159,9 +166,18 @@ impl StateCache {
             inflight: Mutex::default(),
             ttl_ms: ttl.as_millis().try_into().unwrap_or(i64::MAX),
             retry_after_ms: retry_after.as_millis().try_into().unwrap_or(i64::MAX),
+            keep_dues: AtomicBool::new(false),
         });
         let listener = tokio::spawn(listen(Arc::downgrade(&shared), invalidations));
         Self { shared, _listener: Arc::new(AbortOnDrop(listener)) }
+    }
+
+    /// Keeps the state of accounts in good standing that have a payment
+    /// coming due, so that a before-due banner can name it (off by
+    /// default: such accounts are cached as plain "good"). Entries read
+    /// before the change keep their old form until re-read.
+    pub fn keep_dues(&self, keep: bool) {
+        self.shared.keep_dues.store(keep, Relaxed);
     }
 
     /// The entry for `account` if it is current: the hot path, no I/O.
@@ -211,7 +227,7 @@ impl StateCache {
         let generation = s.generation.load(SeqCst);
         match s.store.load(account).await {
             Ok(state) => {
-                let cached = Cached::from_state(state);
+                let cached = Cached::from_state(state, s.keep_dues.load(Relaxed));
                 let expires_ms = now.timestamp_millis().saturating_add(s.ttl_ms);
                 s.entries.insert(account.clone(), Entry { cached: cached.clone(), epoch, expires_ms });
                 // An invalidation that overlapped the read may describe a

@@ -158,7 +158,8 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 /// Applies `PASTDUE_SECTION__KEY=value`. The value's type is the type of the
 /// default at that key: strings stay strings (so a token `"0123"` is not a
-/// number), numbers, booleans and arrays are parsed as TOML.
+/// number), numbers, booleans and arrays are parsed as TOML; where the
+/// default is a boolean, anything but `true`/`false` is a string.
 fn apply_env(
     table: &mut toml::Table,
     defaults: &toml::Table,
@@ -181,6 +182,11 @@ fn apply_env(
             let kind = default.and_then(|d| d.get(part));
             let value = match kind {
                 Some(toml::Value::String(_)) | None => toml::Value::String(raw.to_owned()),
+                // A switch that also takes a duration (`banner.before_due`):
+                // anything but true/false stays a string for the key to judge.
+                Some(toml::Value::Boolean(_)) if !matches!(raw.trim(), "true" | "false") => {
+                    toml::Value::String(raw.to_owned())
+                }
                 Some(_) => {
                     let doc: toml::Table = format!("v = {raw}")
                         .parse()

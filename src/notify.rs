@@ -848,7 +848,7 @@ impl Notifier {
         let date = lang.date(due.due);
         let pay_url = pay_url.unwrap_or("");
         // The invoice's number, else its id (a preview has neither).
-        let number = due.number.as_deref().or((!key.starts_with("upcoming:")).then_some(key)).unwrap_or("—");
+        let number = due.number.as_deref().or((!key.starts_with(crate::state::UPCOMING_PREVIEW)).then_some(key)).unwrap_or("—");
         let vars = [
             ("product", inner.product_name.as_str()),
             ("amount", amount.as_str()),

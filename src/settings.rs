@@ -402,7 +402,17 @@ pub struct BannerConfig {
     pub max_bytes: usize,
     /// `template`: path of a template replacing the built-in banner.
     pub template: String,
+    /// `before_due`: also show the banner to accounts in good standing
+    /// with an invoice due within this window ("Your invoice of €49.00 is
+    /// due on 3 December"); `false` or `"0s"` = off (default), `true` =
+    /// 3 days, or a duration such as `"7d"`.
+    #[serde(deserialize_with = "de_window")]
+    pub before_due: Option<Duration>,
 }
+
+/// The before-due window `banner.before_due = true` means: the default
+/// `[[reminders.before_due]]` lead, so the banner appears with the e-mail.
+pub const BEFORE_DUE_DEFAULT: Duration = Duration::from_secs(3 * 86_400);
 
 /// `[stripe]`: webhooks, the Stripe API, pay links. `Debug` hides the
 /// secrets.
@@ -666,6 +676,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// `false` / `"0s"` → off, `true` → [`BEFORE_DUE_DEFAULT`], else a duration.
+fn de_window<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Window {
+        Switch(bool),
+        For(String),
+    }
+    Ok(match Window::deserialize(d)? {
+        Window::Switch(on) => on.then_some(BEFORE_DUE_DEFAULT),
+        Window::For(s) => Some(parse_duration(&s).map_err(serde::de::Error::custom)?).filter(|w| !w.is_zero()),
+    })
 }
 
 fn de_header_name<'de, D: Deserializer<'de>>(d: D) -> Result<http::HeaderName, D::Error> {

@@ -252,6 +252,10 @@ pub struct UpcomingDue {
     pub observed: DateTime<Utc>,
 }
 
+/// The key prefix of a renewal preview (`invoice.upcoming` objects have no
+/// invoice id yet): `upcoming:<subscription>`.
+pub(crate) const UPCOMING_PREVIEW: &str = "upcoming:";
+
 /// Most upcoming dues an account keeps (the latest due dates).
 pub(crate) const MAX_UPCOMING: usize = 16;
 
@@ -647,6 +651,19 @@ impl BillingState {
     /// Payments coming due, by invoice id (or `upcoming:<subscription>`).
     pub fn upcoming(&self) -> &BTreeMap<String, UpcomingDue> {
         &self.upcoming
+    }
+
+    /// The earliest payment the customer must make themselves that is due
+    /// by `until`: an invoice with a due date (`invoice.finalized`,
+    /// `invoice.will_be_due`), not a renewal Stripe charges on its own
+    /// (`invoice.upcoming`, kept as `upcoming:<subscription>`). A due date
+    /// already past still counts until the invoice is paid or reported owed.
+    pub fn next_due_by(&self, until: DateTime<Utc>) -> Option<(&str, &UpcomingDue)> {
+        self.upcoming
+            .iter()
+            .filter(|(key, due)| !key.starts_with(UPCOMING_PREVIEW) && due.due <= until)
+            .min_by_key(|(key, due)| (due.due, key.as_str()))
+            .map(|(key, due)| (key.as_str(), due))
     }
 
     /// Invoices still owed, by id.

@@ -198,3 +198,19 @@ async fn links_and_notify_settings_are_checked() {
     let err = pastdue::stripe::with_pay_links(gate, &c.stripe, &c.links, std::sync::Arc::new(pastdue::MemoryStore::new())).unwrap_err().to_string();
     assert!(err.contains("links.secret"), "{err}");
 }
+
+#[test]
+fn the_before_due_banner_is_off_by_default_and_takes_a_switch_or_a_window() {
+    let day = Duration::from_secs(86_400);
+    assert_eq!(Config::default().banner.before_due, None);
+    for (value, expected) in [("true", Some(3 * day)), ("false", None), ("\"7d\"", Some(7 * day)), ("\"0s\"", None)] {
+        let c = Config::from_toml(&format!("[banner]\nbefore_due = {value}")).unwrap();
+        assert_eq!(c.banner.before_due, expected, "before_due = {value}");
+    }
+    assert_eq!(load(None, &[("PASTDUE_BANNER__BEFORE_DUE", "7d")]).unwrap().banner.before_due, Some(7 * day));
+    assert_eq!(load(None, &[("PASTDUE_BANNER__BEFORE_DUE", "true")]).unwrap().banner.before_due, Some(3 * day));
+    for bad in ["\"soon\"", "3"] {
+        let msg = key_error(Config::from_toml(&format!("[banner]\nbefore_due = {bad}")));
+        assert!(msg.contains("before_due"), "{bad}: {msg}");
+    }
+}

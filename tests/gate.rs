@@ -404,6 +404,74 @@ async fn the_banner_is_injected_into_html_only() {
     }
 }
 
+/// `banner.before_due`: an account in good standing sees "your invoice is
+/// due on …" in the days before an invoice it pays itself falls due — in
+/// its language, with the invoice's own page as the button — and never a
+/// gate: no `Billing-Stage`, the handler still sees `active`. Automatic
+/// renewals, dues beyond the window and paid invoices show nothing. Real
+/// Redis, so the payment reaches the gate as an invalidation; the clock is
+/// moved, not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_before_due_banner_reminds_without_gating() {
+    use axum::response::Html;
+    use pastdue::clock::{Clock, ManualClock};
+    let b = redis().await;
+    let clock = ManualClock::starting_at(Utc::now());
+    let now = clock.now();
+    let days = |d: i64| now + TimeDelta::days(d);
+    b.store.apply(&acct("soon"), None, &[upcoming("in_soon", 4_900, days(2), now)]).await.unwrap();
+    b.store.apply(&acct("later"), None, &[upcoming("in_later", 1_200, days(10), now)]).await.unwrap();
+    b.store.apply(&acct("renewing"), None, &[upcoming("upcoming:sub_1", 4_900, days(1), now)]).await.unwrap();
+    let page = "<!doctype html><html><body><h1>Dashboard</h1></body></html>";
+    let app = |gate: GateLayer| {
+        Router::new()
+            .route("/html", get(move || async move { Html(page) }))
+            .route("/api/thing", get(report))
+            .layer(gate.with_clock(clock.shared()).with_banner(Some(64 * 1024)))
+    };
+    let with_due = app(GateLayer::new(b.store.clone()).with_before_due_banner(Some(Duration::from_secs(3 * 86_400))));
+    let without = app(GateLayer::new(b.store.clone()));
+    let html = |account: &str, lang: &str| {
+        Request::get("/html").header("x-account-id", account).header("accept-language", lang).body(Body::empty()).unwrap()
+    };
+
+    let r = send(&with_due, html("soon", "de")).await;
+    assert_eq!((r.status, r.stage.as_deref()), (StatusCode::OK, None), "a reminder never gates");
+    assert_eq!(r.body.matches("id=\"pastdue-dismiss\"").count(), 1, "one banner: {}", r.body);
+    assert!(r.body.contains("Ihre Rechnung über 49,00\u{a0}€") && r.body.contains(" fällig."), "{}", r.body);
+    assert!(r.body.contains("href=\"https:&#x2f;&#x2f;invoice.stripe.com&#x2f;i&#x2f;in_soon\""), "the invoice's own page: {}", r.body);
+    assert_eq!(r.cache_control.as_deref(), Some("private"));
+    let r = send(&with_due, html("soon", "en")).await;
+    assert!(r.body.contains("Your invoice of €49.00 to ") && r.body.contains(" is due on "), "{}", r.body);
+    // What the handler sees is still good standing.
+    let r = send(&with_due, req("GET", "/api/thing", Some("soon"), None)).await;
+    assert_eq!((r.status, r.stage, r.body.as_str()), (StatusCode::OK, None, "stage=active action=allow"));
+
+    for (app, account, why) in [
+        (&without, "soon", "off unless configured"),
+        (&with_due, "later", "due beyond the window"),
+        (&with_due, "renewing", "Stripe charges a renewal itself"),
+        (&with_due, "paying", "nothing due"),
+    ] {
+        let r = send(app, html(account, "en")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(!r.body.contains("pastdue-banner"), "{why}: {}", r.body);
+    }
+
+    // A week later the second invoice is in the window: time alone, no write.
+    clock.advance(TimeDelta::days(8));
+    let r = send(&with_due, html("later", "en")).await;
+    assert!(r.body.contains("Your invoice of €12.00"), "{}", r.body);
+
+    // Paid: the banner goes with the invalidation.
+    b.store.apply(&acct("later"), None, &[settled("in_later", clock.now())]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while send(&with_due, html("later", "en")).await.body.contains("pastdue-banner") {
+        assert!(tokio::time::Instant::now() < deadline, "the paid invoice is still announced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// An injected banner makes the body one account's: never cached as a
 /// shared page, never validated against the app's own body, and only ever
 /// put into a full `200`.

@@ -183,6 +183,30 @@ async fn serve_answers_checks_the_way_the_layer_decides() {
 
 /// `check.deny_status = 403` for nginx's auth_request: blocked checks say
 /// 403 (401 stays 401); `/page` still answers 402.
+/// With `banner.before_due`, a check for an account in good standing with
+/// an invoice due soon passes with the reminder in `Billing-Banner` (and no
+/// `Billing-Stage`: it never gates); a renewal Stripe charges itself has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_carry_the_before_due_reminder() {
+    let env = Env::new("[banner]\nbefore_due = \"3d\"");
+    let store = env.store().await;
+    let now = Utc::now();
+    store.apply(&acct("soon"), None, &[upcoming("in_soon", 4_900, now + TimeDelta::days(2), now)]).await.unwrap();
+    store.apply(&acct("renewing"), None, &[upcoming("upcoming:sub_1", 4_900, now + TimeDelta::days(1), now)]).await.unwrap();
+    let served = Served::start(&env, &[]);
+    let http = reqwest::Client::new();
+    let describe = |account: &'static str| [("x-forwarded-method", "GET"), ("x-forwarded-uri", "/api/x"), ("x-account-id", account), ("accept-language", "fr")];
+    let res = check(&http, &served.url, "/check", &describe("soon")).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("billing-stage").is_none(), "a reminder never gates");
+    let banner = res.headers()["billing-banner"].to_str().unwrap().to_owned();
+    let banner: String = form_urlencoded::parse(format!("b={banner}").as_bytes()).map(|(_, v)| v.into_owned()).collect();
+    assert!(banner.starts_with("Votre facture de 49,00") && banner.contains("arrive à échéance le"), "French: {banner}");
+    let res = check(&http, &served.url, "/check", &describe("renewing")).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("billing-banner").is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_status_403_for_nginx() {
     let env = Env::new("");

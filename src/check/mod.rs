@@ -38,7 +38,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::gate::{GateLayer, HeaderResolver};
 use crate::settings::{CheckConfig, ConfigError};
-use crate::standing::{Action, Standing};
+use crate::standing::Standing;
 
 /// The header carrying the banner's text (percent-encoded UTF-8) on a pass.
 pub const BILLING_BANNER: HeaderName = HeaderName::from_static("billing-banner");
@@ -191,12 +191,7 @@ impl tower::Service<Request<Body>> for Passed {
 
 async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
     let mut res = Response::new(Body::empty());
-    let Some(standing) = req
-        .extensions()
-        .get::<Standing>()
-        .filter(|s| matches!(s.action(), Action::Notice | Action::Warn))
-        .cloned()
-    else {
+    let Some(standing) = req.extensions().get::<Standing>().filter(|s| gate.may_remind(s)).cloned() else {
         return res;
     };
     let account = req
@@ -217,7 +212,9 @@ async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
             .and_then(|c| c.shared_state()),
         None => None,
     };
-    let banner = gate.page().banner_text(&standing, state.as_deref(), accept_language.as_deref());
+    let Some(banner) = gate.banner_text(&standing, state.as_deref(), accept_language.as_deref(), gate.clock().now()) else {
+        return res;
+    };
     if let Ok(v) = HeaderValue::try_from(percent_encode(&banner)) {
         res.headers_mut().insert(BILLING_BANNER, v);
     }

@@ -114,6 +114,9 @@ struct Shared {
     counters: Arc<counters::Counters>,
     /// `Some(max_bytes)` when the reminder banner is injected.
     banner: Option<usize>,
+    /// `banner.before_due`: remind accounts in good standing of an invoice
+    /// due within this window.
+    before_due: Option<std::time::Duration>,
     /// What a request that resolves no account gets.
     missing_account: MissingAccount,
     no_account: Arc<NoAccountWatch>,
@@ -205,12 +208,13 @@ impl GateLayer {
                 .map_err(|e| ConfigError::Key { key: "banner.template".into(), message: e.to_string() })?;
         }
         let page = page.with_stage_kinds(&ladder);
-        let cache = cache_for(store, &config.cache);
+        let cache = cache_for(store, &config.cache, config.banner.before_due);
         let unavailable = Standing::unavailable(&ladder, config.gate.on_store_error.action());
         Ok(Self {
             shared: Arc::new(Shared {
                 counters: counters::Counters::new(&ladder, &unavailable),
                 banner: config.banner.inject.then_some(config.banner.max_bytes),
+                before_due: config.banner.before_due,
                 unavailable,
                 cache,
                 ladder,
@@ -263,7 +267,7 @@ impl GateLayer {
     /// ttl, pause after a store error), on the same store. Starts a new
     /// invalidation listener: call inside a Tokio runtime.
     pub fn with_cache(self, config: &CacheConfig) -> Self {
-        self.edit(|s| s.cache = cache_for(s.cache.store().clone(), config))
+        self.edit(|s| s.cache = cache_for(s.cache.store().clone(), config, s.before_due))
     }
 
     /// Paths that always pass untouched.
@@ -286,6 +290,17 @@ impl GateLayer {
         self.edit(|s| s.banner = max_bytes)
     }
 
+    /// Also shows the banner (injected, and in `/check`'s `Billing-Banner`)
+    /// to accounts in good standing with an invoice they pay themselves due
+    /// within `window` ("Your invoice of €49.00 is due on 3 December");
+    /// `None` (the default) turns it off. It never gates.
+    pub fn with_before_due_banner(self, window: Option<std::time::Duration>) -> Self {
+        self.edit(|s| {
+            s.before_due = window;
+            s.cache.keep_dues(window.is_some());
+        })
+    }
+
     /// The please-pay page.
     pub fn with_page(self, page: PaymentPage) -> Self {
         self.edit(|s| s.page = page.with_stage_kinds(&s.ladder))
@@ -298,8 +313,6 @@ impl GateLayer {
         self.edit(|s| s.page = s.page.clone().with_link_signer(path, signer))
     }
 
-    /// The clock the gate reads (pay links' mint window follows it too).
-    #[cfg(feature = "stripe")]
     /// Asks `recheck` before answering a debt `402`, waiting at most
     /// `timeout` (the Stripe adapter wires this; see `stripe::with_verification`).
     #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
@@ -307,12 +320,26 @@ impl GateLayer {
         self.edit(|s| s.recheck = Some((recheck, timeout)))
     }
 
-    /// The page the gate answers with.
+    /// The banner's text for a pass in `standing` (a debt reminder, or an
+    /// invoice coming due with `banner.before_due`), if it has one.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
-    pub(crate) fn page(&self) -> &PaymentPage {
-        &self.shared.page
+    pub(crate) fn banner_text(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>, now: DateTime<Utc>) -> Option<String> {
+        self.shared.banner_text(standing, state, accept_language, now)
     }
 
+    /// Whether a pass in `standing` can have a banner without a debt
+    /// (`banner.before_due` on, good standing): then `/check` reads the state.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn may_remind(&self, standing: &Standing) -> bool {
+        match standing.action() {
+            Action::Notice | Action::Warn => true,
+            Action::Allow => self.shared.before_due.is_some() && standing.reason() == Reason::GoodStanding,
+            _ => false,
+        }
+    }
+
+
+    /// The clock the gate reads (pay links' mint window follows it too).
     #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.shared.clock
@@ -350,6 +377,14 @@ impl<S> std::fmt::Debug for Gate<S> {
     }
 }
 
+/// What a banner reminds of.
+enum Reminder<'s> {
+    /// The debt, in a `notice` or `warn` stage.
+    Debt,
+    /// An invoice coming due, for an account in good standing.
+    Due(&'s crate::state::UpcomingDue),
+}
+
 /// What the gate decided for one request.
 enum Decision<B> {
     /// Pass, with this `Billing-Stage` value (none for `active`), and the
@@ -363,8 +398,33 @@ impl Shared {
     /// Whether deciding on `standing` needs more than a pass: the 402 page
     /// or a banner (both name the account). Otherwise the request passes
     /// through [`pass`] alone.
-    fn needs_account<ReqBody>(&self, req: &Request<ReqBody>, standing: &Standing) -> bool {
-        !standing.allows(req.method()) || (self.banner.is_some() && matches!(standing.action(), Action::Notice | Action::Warn))
+    fn needs_account<ReqBody>(&self, req: &Request<ReqBody>, standing: &Standing, state: Option<&BillingState>, now: DateTime<Utc>) -> bool {
+        !standing.allows(req.method()) || (self.banner.is_some() && self.reminder(standing, state, now).is_some())
+    }
+
+    /// What a banner on a pass reminds of: the debt in a `notice` or `warn`
+    /// stage, or (with `banner.before_due`) an invoice coming due for an
+    /// account in good standing.
+    fn reminder<'s>(&self, standing: &Standing, state: Option<&'s BillingState>, now: DateTime<Utc>) -> Option<Reminder<'s>> {
+        match standing.action() {
+            Action::Notice | Action::Warn => Some(Reminder::Debt),
+            Action::Allow if standing.reason() == Reason::GoodStanding => {
+                let window = chrono::TimeDelta::from_std(self.before_due?).unwrap_or(chrono::TimeDelta::MAX);
+                let until = now.checked_add_signed(window).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                state?.next_due_by(until).map(|(_, due)| Reminder::Due(due))
+            }
+            _ => None,
+        }
+    }
+
+    /// The banner's message alone, in the visitor's language (what `/check`
+    /// hands a proxy), when a pass has something to remind of.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    fn banner_text(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>, now: DateTime<Utc>) -> Option<String> {
+        Some(match self.reminder(standing, state, now)? {
+            Reminder::Debt => self.page.banner_text(standing, state, accept_language),
+            Reminder::Due(due) => self.page.due_banner_text(due, state, accept_language),
+        })
     }
 
     /// Decides, and on a pass puts the standing into the extensions.
@@ -373,7 +433,8 @@ impl Shared {
         req: &mut Request<ReqBody>,
         account: &str,
         standing: Standing,
-        state: Option<&crate::state::BillingState>,
+        state: Option<&BillingState>,
+        now: DateTime<Utc>,
     ) -> Decision<B> {
         let allowed = standing.allows(req.method());
         self.counters.decision(*standing.stage(), allowed);
@@ -383,16 +444,14 @@ impl Shared {
             let response = self.page.respond(account, &standing, state, html, header(http::header::ACCEPT_LANGUAGE));
             return Decision::Answer(response);
         }
-        let banner = match standing.action() {
-            Action::Notice | Action::Warn if self.banner.is_some() => {
-                let language = req.headers().get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-                self.page
-                    .banner(account, &standing, state, language)
-                    .map_err(|e| tracing::error!(error = %e, "banner template failed; no banner"))
-                    .ok()
-            }
-            _ => None,
-        };
+        let banner = self.banner.and(self.reminder(&standing, state, now)).and_then(|reminder| {
+            let language = req.headers().get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+            let banner = match reminder {
+                Reminder::Debt => self.page.banner(account, &standing, state, language),
+                Reminder::Due(due) => self.page.due_banner(due, state, language),
+            };
+            banner.map_err(|e| tracing::error!(error = %e, "banner template failed; no banner")).ok()
+        });
         Decision::Pass(pass(req, standing), banner)
     }
 
@@ -438,7 +497,7 @@ impl Shared {
             }
         }
         let state = fresh.as_ref().or_else(|| cached.as_ref().and_then(Cached::state));
-        match self.decide(&mut req, account.as_str(), standing, state) {
+        match self.decide(&mut req, account.as_str(), standing, state, now) {
             Decision::Pass(stage, banner) => finish(inner.call(req), stage, banner, self.banner.unwrap_or(0)).await,
             Decision::Answer(res) => Ok(res),
         }
@@ -459,8 +518,10 @@ impl Shared {
     }
 }
 
-fn cache_for(store: Arc<dyn Store>, config: &CacheConfig) -> StateCache {
-    StateCache::new(store, config.capacity.max(1), config.ttl, config.retry_after)
+fn cache_for(store: Arc<dyn Store>, config: &CacheConfig, before_due: Option<std::time::Duration>) -> StateCache {
+    let cache = StateCache::new(store, config.capacity.max(1), config.ttl, config.retry_after);
+    cache.keep_dues(before_due.is_some());
+    cache
 }
 
 /// A pass: the standing goes into the extensions; returns the
@@ -520,7 +581,7 @@ where
             // The hot path: no I/O, no shared write, no copy of the id.
             shared.counters.hit();
             let standing = cached.standing(&shared.ladder, now);
-            if !shared.needs_account(&req, &standing) {
+            if !shared.needs_account(&req, &standing, cached.state(), now) {
                 drop(account); // ends the borrow of the request
                 shared.counters.decision(*standing.stage(), true);
                 let stage = pass(&mut req, standing);
@@ -539,7 +600,7 @@ where
             }
             // The 402 page or a banner: they name the account.
             let account = account.into_owned();
-            return match shared.decide(&mut req, &account, standing, cached.state()) {
+            return match shared.decide(&mut req, &account, standing, cached.state(), now) {
                 Decision::Pass(stage, None) => ResponseFuture::inner(self.inner.call(req), stage),
                 Decision::Pass(stage, banner) => {
                     let max = shared.banner.unwrap_or(0);

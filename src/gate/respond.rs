@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::settings::PageConfig;
 use crate::standing::{Action, Reason, Standing};
-use crate::state::BillingState;
+use crate::state::{BillingState, UpcomingDue};
 
 /// The response header naming the account's stage.
 pub const BILLING_STAGE: http::HeaderName = http::HeaderName::from_static("billing-stage");
@@ -205,6 +205,45 @@ impl PaymentPage {
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn banner_text(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> String {
         self.banner_parts(standing, state, accept_language).3
+    }
+
+    /// The banner for a payment coming due (`banner.before_due`): "Your
+    /// invoice of €49.00 to Acme is due on 3 December", with the invoice's
+    /// own page as the pay button when it has one.
+    pub(crate) fn due_banner(&self, due: &UpcomingDue, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, PageError> {
+        let (lang, amount, date, message) = self.due_banner_parts(due, state, accept_language);
+        let vars = [("product", self.product_name.as_str()), ("amount", amount.as_str()), ("date", date.as_str())];
+        let text: BTreeMap<&str, String> =
+            ["banner_pay", "banner_dismiss"].iter().map(|k| (*k, lang.text(k, &vars))).collect();
+        let ctx = minijinja::context! {
+            lang => lang.code(),
+            action => Action::Allow.as_str(),
+            stage => "active",
+            due => true,
+            message => message,
+            amount => amount,
+            due_at => date,
+            pay_url => due.hosted_url.as_deref().and_then(|u| crate::href::checked(u, "upcoming invoice")),
+            text => text,
+        };
+        let template = self.env.get_template(BANNER).map_err(|e| PageError::Template(e.to_string()))?;
+        template.render(ctx).map_err(|e| PageError::Template(e.to_string()))
+    }
+
+    /// The before-due banner's message alone, as plain text (for `/check`'s
+    /// `Billing-Banner`).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn due_banner_text(&self, due: &UpcomingDue, state: Option<&BillingState>, accept_language: Option<&str>) -> String {
+        self.due_banner_parts(due, state, accept_language).3
+    }
+
+    fn due_banner_parts(&self, due: &UpcomingDue, state: Option<&BillingState>, accept_language: Option<&str>) -> (&crate::i18n::Language, String, String, String) {
+        let lang = self.languages.choose(state.and_then(BillingState::language), accept_language);
+        let amount = lang.money(due.amount_due, due.currency);
+        let date = lang.date(due.due);
+        let vars = [("product", self.product_name.as_str()), ("amount", amount.as_str()), ("date", date.as_str())];
+        let message = lang.text("banner_due", &vars);
+        (lang, amount, date, message)
     }
 
     /// The banner's language, amount, date and message.

@@ -193,7 +193,7 @@ fn upcoming_due(invoice: &Map<String, Value>, kind: &str, observed: DateTime<Utc
             let subscription = subscription_details(invoice)
                 .and_then(|d| id_at(d, "subscription"))
                 .or_else(|| id_at(invoice, "subscription"))?;
-            format!("upcoming:{subscription}")
+            format!("{}{subscription}", crate::state::UPCOMING_PREVIEW)
         }
     };
     Some(Change::UpcomingDue {
