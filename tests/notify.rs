@@ -625,11 +625,14 @@ async fn idle_cost() {
 
 /// The whole collection sequence on real Redis with two notifier
 /// instances, real SMTP and signed Stripe webhooks, the clock moved rather
-/// than waited for: a send-invoice invoice finalized with a due date four
-/// days out gets exactly one reminder three days before; once overdue, the
-/// payment notice; at the warning, billing and the account manager; paying
-/// then stops the rest. Each message once, in the account's language; the
-/// agenda lists what comes next.
+/// than waited for. Two customers get send-invoice invoices finalized with
+/// a due date four days out: each gets exactly one reminder three days
+/// before; once overdue, the payment notice; at the warning, billing and
+/// the account manager. One then pays, and hears nothing more; the other
+/// is suspended, which reaches billing, the accountant and the account
+/// manager. Each message once, in the account's language (the account
+/// manager's internal summary in the operator's); the agenda lists what
+/// comes next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collection_sequence_end_to_end_on_two_instances() {
     use pastdue::state::{ContactRole, ContactSource};
@@ -658,32 +661,43 @@ async fn the_collection_sequence_end_to_end_on_two_instances() {
         a.unwrap() + b.unwrap()
     };
     let due = t0 + TimeDelta::days(4);
-    let deliver = |id: &'static str, kind: &'static str, extra: Value| {
+    // `payer` pays after the warning; `late` never does.
+    const ACCOUNTS: [&str; 2] = ["payer", "late"];
+    let deliver = |account: &'static str, kind: &'static str, extra: Value| {
         let routes = routes.clone();
         async move {
             let mut invoice = serde_json::json!({
-                "id": "in_e2e", "object": "invoice", "customer": "cus_e2e", "collection_method": "send_invoice",
-                "due_date": due.timestamp(), "amount_due": 4_900, "currency": "eur", "number": "INV-0042",
-                "hosted_invoice_url": "https://invoice.stripe.com/i/in_e2e", "metadata": { "account_id": "e2e" },
+                "id": format!("in_{account}"), "object": "invoice", "customer": format!("cus_{account}"),
+                "collection_method": "send_invoice", "due_date": due.timestamp(), "amount_due": 4_900, "currency": "eur",
+                "number": "INV-0042", "hosted_invoice_url": format!("https://invoice.stripe.com/i/in_{account}"),
+                "metadata": { "account_id": account },
             });
             invoice.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            post_event(routes, "whsec_e2e", id, kind, invoice).await;
+            post_event(routes, "whsec_e2e", &format!("evt_{}_{account}", kind.replace('.', "_")), kind, invoice).await;
         }
     };
-    let account = AccountId::new("e2e").unwrap();
-    let contact = |role, email: &str| pastdue::Change::Contact { role, email: Some(email.into()), source: ContactSource::Admin };
-    deliver("evt_fin", "invoice.finalized", serde_json::json!({ "status": "open" })).await;
-    store
-        .apply(&account, None, &[
-            pastdue::Change::ContactEmail("ap@kunde.test".into()),
-            pastdue::Change::Language("de".into()),
-            contact(ContactRole::AccountManager, "sam@acme.test"),
-            contact(ContactRole::Accountant, "steuer@kanzlei.test"),
-        ])
-        .await
-        .unwrap();
-    let hooks = || seen.lock().unwrap().accepted.iter().map(|n| format!("{}:{}", n["type"].as_str().unwrap(), n["stage"].as_str().unwrap_or(""))).collect::<Vec<_>>();
-    let mails = || {
+    let contact = |role, email: String| pastdue::Change::Contact { role, email: Some(email), source: ContactSource::Admin };
+    for account in ACCOUNTS {
+        deliver(account, "invoice.finalized", serde_json::json!({ "status": "open" })).await;
+        store
+            .apply(&AccountId::new(account).unwrap(), None, &[
+                pastdue::Change::ContactEmail(format!("ap@{account}.test")),
+                pastdue::Change::Language("de".into()),
+                contact(ContactRole::AccountManager, format!("manager-of-{account}@acme.test")),
+                contact(ContactRole::Accountant, format!("steuer@{account}.test")),
+            ])
+            .await
+            .unwrap();
+    }
+    // What each account got: webhooks by type and stage, e-mails by
+    // recipient and subject.
+    let hooks = |account: &str| {
+        seen.lock().unwrap().accepted.iter()
+            .filter(|n| n["account"] == account)
+            .map(|n| format!("{}:{}", n["type"].as_str().unwrap(), n["stage"].as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+    };
+    let mails = |account: &str| {
         let mut m: Vec<(String, String)> = smtp
             .messages()
             .iter()
@@ -691,52 +705,76 @@ async fn the_collection_sequence_end_to_end_on_two_instances() {
                 let mail = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
                 (mail.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap().to_owned(), mail.subject().unwrap().to_owned())
             })
+            .filter(|(to, _)| to.contains(account))
             .collect();
         m.sort();
         m
     };
-
-    // Four days out: nothing. Three days out: one reminder, once across both instances.
-    assert_eq!(sweep_both().await, 0);
-    clock.advance(TimeDelta::days(1) + TimeDelta::minutes(1));
-    assert_eq!(sweep_both().await, 2, "an e-mail and a webhook");
-    assert_eq!(sweep_both().await, 0);
-    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 1).await);
-    let m = mails();
-    assert!(m[0].0 == "ap@kunde.test" && m[0].1.contains("fällig"), "the reminder, in German: {m:?}");
-
-    // The agenda, before the due date: the due, then (once owed) nothing
-    // yet — the stage entries come with the debt.
-    let agenda = |routes: axum::Router, now: chrono::DateTime<Utc>| async move {
+    let agenda = |routes: axum::Router, now: chrono::DateTime<Utc>, account: &'static str| async move {
         let req = http::Request::get(format!("/admin/agenda?from={}&to={}", urlencode(now), urlencode(now + TimeDelta::days(30))))
             .header("authorization", "Bearer e2e-admin-token-0123456789")
             .body(axum::body::Body::empty())
             .unwrap();
         let res = routes.oneshot(req).await.unwrap();
         let v: Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
-        v["items"].as_array().unwrap().iter().map(|i| format!("{}:{}", i["event"].as_str().unwrap(), i["stage"].as_str().unwrap_or(""))).collect::<Vec<_>>()
+        v["items"].as_array().unwrap().iter()
+            .filter(|i| i["account"] == account)
+            .map(|i| format!("{}:{}", i["event"].as_str().unwrap(), i["stage"].as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
     };
-    assert_eq!(agenda(routes.clone(), clock_now(&clock)).await, ["due:"]);
+
+    // Four days out: nothing. Three days out: one reminder each, once across both instances.
+    assert_eq!(sweep_both().await, 0);
+    clock.advance(TimeDelta::days(1) + TimeDelta::minutes(1));
+    assert_eq!(sweep_both().await, 4, "an e-mail and a webhook each");
+    assert_eq!(sweep_both().await, 0);
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 2).await);
+    for account in ACCOUNTS {
+        let m = mails(account);
+        assert!(m.len() == 1 && m[0].0 == format!("ap@{account}.test") && m[0].1.contains("fällig"), "the reminder, in German: {m:?}");
+        // The agenda, before the due date: the due; the stage entries come with the debt.
+        assert_eq!(agenda(routes.clone(), clock_now(&clock), account).await, ["due:"]);
+    }
 
     // Overdue: the payment notice to billing (and the webhook).
     clock.set(due + TimeDelta::minutes(1));
-    deliver("evt_due", "invoice.overdue", serde_json::json!({ "status": "open" })).await;
-    assert_eq!(sweep_both().await, 2);
-    assert_eq!(agenda(routes.clone(), clock_now(&clock)).await, ["stage:warning", "stage:suspended"], "what comes next");
+    for account in ACCOUNTS {
+        deliver(account, "invoice.overdue", serde_json::json!({ "status": "open" })).await;
+    }
+    assert_eq!(sweep_both().await, 4);
+    assert_eq!(agenda(routes.clone(), clock_now(&clock), "late").await, ["stage:warning", "stage:suspended"], "what comes next");
     // Warning: billing, the account manager (internal), the webhook.
     clock.set(due + TimeDelta::days(14) + TimeDelta::minutes(1));
-    assert_eq!(sweep_both().await, 3);
+    assert_eq!(sweep_both().await, 6);
     assert_eq!(sweep_both().await, 0, "each once");
-    // Paid before the suspension: nothing more.
-    deliver("evt_paid", "invoice.paid", serde_json::json!({ "status": "paid" })).await;
+    // One pays before the suspension and hears nothing more; the other is
+    // suspended: billing, the accountant, the account manager, the webhook.
+    deliver("payer", "invoice.paid", serde_json::json!({ "status": "paid" })).await;
     clock.set(due + TimeDelta::days(17) + TimeDelta::minutes(1));
-    assert_eq!(sweep_both().await, 0);
-    assert_eq!(hooks(), ["pastdue.reminder:", "pastdue.stage_entered:notice", "pastdue.stage_entered:warning"]);
-    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 4).await);
-    let m = mails();
-    let to: Vec<&str> = m.iter().map(|(to, _)| to.as_str()).collect();
-    assert_eq!(to, ["ap@kunde.test", "ap@kunde.test", "ap@kunde.test", "sam@acme.test"], "{m:?}");
-    assert!(m.iter().filter(|(to, _)| to == "ap@kunde.test").all(|(_, s)| !s.contains("Your") && !s.contains("reminder")), "German throughout: {m:?}");
+    assert_eq!(sweep_both().await, 4);
+    assert_eq!(sweep_both().await, 0, "each once");
+    assert_eq!(hooks("payer"), ["pastdue.reminder:", "pastdue.stage_entered:notice", "pastdue.stage_entered:warning"]);
+    assert_eq!(hooks("late"), ["pastdue.reminder:", "pastdue.stage_entered:notice", "pastdue.stage_entered:warning", "pastdue.stage_entered:suspended"]);
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 4 + 7).await, "{}", smtp.messages().len());
+    let to = |m: &[(String, String)]| m.iter().map(|(to, _)| to.clone()).collect::<Vec<_>>();
+    let paid = mails("payer");
+    assert_eq!(to(&paid), ["ap@payer.test", "ap@payer.test", "ap@payer.test", "manager-of-payer@acme.test"], "{paid:?}");
+    let late = mails("late");
+    assert_eq!(
+        to(&late),
+        ["ap@late.test", "ap@late.test", "ap@late.test", "ap@late.test", "manager-of-late@acme.test", "manager-of-late@acme.test", "steuer@late.test"],
+        "{late:?}"
+    );
+    // The customer's side (billing, the accountant) in German throughout;
+    // the account manager's internal summary in the operator's language.
+    let customer = |to: &str| !to.starts_with("manager-of-");
+    for (to, subject) in paid.iter().chain(&late) {
+        if customer(to) {
+            assert!(!["Your", "reminder", "suspended", "late"].iter().any(|w| subject.contains(w)), "German: {to}: {subject}");
+        } else {
+            assert!(subject.contains("days late on €49.00"), "the internal summary: {to}: {subject}");
+        }
+    }
 }
 
 /// Posts a Stripe event (`kind`, about `object`) to `routes`' webhook,
