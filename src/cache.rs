@@ -15,10 +15,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use tokio::sync::{broadcast, OnceCell};
 use tokio::task::JoinHandle;
 
@@ -48,7 +49,7 @@ impl Cached {
                 if s.past_due_since().is_none()
                     && s.override_().is_none()
                     && s.ended().is_none()
-                    && !(keep_dues && !s.upcoming().is_empty()) =>
+                    && (!keep_dues || s.upcoming().is_empty()) =>
             {
                 Cached::Good
             }
@@ -58,10 +59,17 @@ impl Cached {
 
     /// The standing this entry gives at `now`.
     pub fn standing(&self, ladder: &Ladder, now: DateTime<Utc>) -> Standing {
+        self.standing_at(ladder, now.timestamp_micros())
+    }
+
+    /// The standing at `now_us` Unix microseconds: an unknown or good
+    /// account's standing is the same at every instant, so only a kept
+    /// state has the time turned into a date.
+    pub(crate) fn standing_at(&self, ladder: &Ladder, now_us: i64) -> Standing {
         match self {
-            Cached::Unknown => Standing::evaluate(None, ladder, now),
+            Cached::Unknown => Standing::evaluate(None, ladder, crate::clock::from_micros(now_us)),
             Cached::Good => Standing::good(ladder),
-            Cached::State(s) => Standing::evaluate(Some(s), ladder, now),
+            Cached::State(s) => Standing::evaluate(Some(s), ladder, crate::clock::from_micros(now_us)),
         }
     }
 
@@ -109,22 +117,47 @@ struct Entry {
     cached: Cached,
     /// The cache epoch when it was read; an older epoch means "unverified".
     epoch: u64,
-    /// Unix milliseconds after which it is re-read.
-    expires_ms: i64,
+    /// Unix microseconds after which it is re-read.
+    expires_us: i64,
 }
 
 type Flight = Arc<OnceCell<Result<Cached, ()>>>;
 
+/// The entries, behind a lock whose readers never write a cache line
+/// another worker reads: `ShardedLock` gives each thread its own
+/// read-lock word, so a hit on one worker never makes another worker's
+/// next hit wait for the line (a plain `RwLock` — quick_cache's own
+/// shards — is one word every reader writes). Writers (a miss, an
+/// invalidation) lock every reader slot: slower, and rare next to hits.
+/// One table, so a hit hashes the id once.
+struct Entries(ShardedLock<quick_cache::unsync::Cache<AccountId, Entry>>);
+
+impl Entries {
+    fn new(capacity: usize) -> Self {
+        Self(ShardedLock::new(quick_cache::unsync::Cache::new(capacity)))
+    }
+
+    fn read(&self) -> ShardedLockReadGuard<'_, quick_cache::unsync::Cache<AccountId, Entry>> {
+        // A writer that panicked left the table consistent (quick_cache
+        // mutates under `&mut` only), so poisoning is ignored.
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> ShardedLockWriteGuard<'_, quick_cache::unsync::Cache<AccountId, Entry>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 struct Shared {
     store: Arc<dyn Store>,
-    entries: quick_cache::sync::Cache<AccountId, Entry>,
+    entries: Entries,
     epoch: AtomicU64,
     /// Bumped on every invalidation; a read that overlaps one is not trusted.
     generation: AtomicU64,
     /// Unix milliseconds until which the store is not asked.
     down_until_ms: AtomicI64,
     inflight: Mutex<HashMap<AccountId, Flight>>,
-    ttl_ms: i64,
+    ttl_us: i64,
     retry_after_ms: i64,
     /// Whether accounts in good standing with a payment coming due keep
     /// their state (for the before-due banner); read on a miss only.
@@ -148,7 +181,7 @@ impl Drop for AbortOnDrop {
 
 impl std::fmt::Debug for StateCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateCache").field("len", &self.shared.entries.len()).finish_non_exhaustive()
+        f.debug_struct("StateCache").field("len", &self.len()).finish_non_exhaustive()
     }
 }
 
@@ -159,12 +192,12 @@ impl StateCache {
         let invalidations = store.invalidations();
         let shared = Arc::new(Shared {
             store,
-            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            entries: Entries::new(capacity.max(1)),
             epoch: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             down_until_ms: AtomicI64::new(0),
             inflight: Mutex::default(),
-            ttl_ms: ttl.as_millis().try_into().unwrap_or(i64::MAX),
+            ttl_us: ttl.as_micros().try_into().unwrap_or(i64::MAX),
             retry_after_ms: retry_after.as_millis().try_into().unwrap_or(i64::MAX),
             keep_dues: AtomicBool::new(false),
         });
@@ -182,10 +215,15 @@ impl StateCache {
 
     /// The entry for `account` if it is current: the hot path, no I/O.
     pub fn get_fresh(&self, account: &str, now: DateTime<Utc>) -> Option<Cached> {
-        let entry = self.shared.entries.get(account)?;
-        let current =
-            entry.epoch == self.shared.epoch.load(SeqCst) && now.timestamp_millis() < entry.expires_ms;
-        current.then_some(entry.cached)
+        self.get_fresh_at(account, now.timestamp_micros())
+    }
+
+    /// [`get_fresh`](Self::get_fresh) at `now_us` Unix microseconds.
+    pub(crate) fn get_fresh_at(&self, account: &str, now_us: i64) -> Option<Cached> {
+        let entries = self.shared.entries.read();
+        let entry = entries.get(account)?;
+        let current = entry.epoch == self.shared.epoch.load(SeqCst) && now_us < entry.expires_us;
+        current.then(|| entry.cached.clone())
     }
 
     /// The current entry at `now`, reading the store when needed.
@@ -200,7 +238,7 @@ impl StateCache {
     /// the last known entry when the store fails.
     pub async fn load(&self, account: &AccountId, now: DateTime<Utc>) -> Lookup {
         let s = &self.shared;
-        let last_known = s.entries.get(account.as_str()).map(|e| e.cached);
+        let last_known = s.entries.read().get(account.as_str()).map(|e| e.cached.clone());
         if now.timestamp_millis() < s.down_until_ms.load(SeqCst) {
             return last_known.map_or(Lookup::Unavailable, Lookup::Stale);
         }
@@ -228,12 +266,13 @@ impl StateCache {
         match s.store.load(account).await {
             Ok(state) => {
                 let cached = Cached::from_state(state, s.keep_dues.load(Relaxed));
-                let expires_ms = now.timestamp_millis().saturating_add(s.ttl_ms);
-                s.entries.insert(account.clone(), Entry { cached: cached.clone(), epoch, expires_ms });
+                let expires_us = now.timestamp_micros().saturating_add(s.ttl_us);
+                let mut entries = s.entries.write();
+                entries.insert(account.clone(), Entry { cached: cached.clone(), epoch, expires_us });
                 // An invalidation that overlapped the read may describe a
                 // write the read did not see: then the entry is not trusted.
                 if s.generation.load(SeqCst) != generation {
-                    s.entries.remove(account.as_str());
+                    entries.remove(account.as_str());
                 }
                 Ok(cached)
             }
@@ -267,7 +306,7 @@ impl StateCache {
 
     /// How many accounts are cached.
     pub fn len(&self) -> usize {
-        self.shared.entries.len()
+        self.shared.entries.read().len()
     }
 
     /// Whether nothing is cached.
@@ -283,7 +322,7 @@ impl StateCache {
 
 fn evict(s: &Shared, account: &str) {
     s.generation.fetch_add(1, SeqCst);
-    s.entries.remove(account);
+    s.entries.write().remove(account);
 }
 
 fn invalidate_all(s: &Shared) {

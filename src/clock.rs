@@ -27,6 +27,18 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The current time in Unix microseconds: what the gate reads per
+    /// request (a cache entry's freshness is a comparison of two numbers;
+    /// the calendar is only worked out when a stored state needs it).
+    fn now_micros(&self) -> i64 {
+        self.now().timestamp_micros()
+    }
+}
+
+/// The instant `us` Unix microseconds name (saturating at chrono's ends).
+pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(if us < 0 { DateTime::<Utc>::MIN_UTC } else { DateTime::<Utc>::MAX_UTC })
 }
 
 /// A shared clock, as components hold it.
@@ -39,6 +51,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn now_micros(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |us| -us),
+        }
     }
 }
 
@@ -79,10 +98,32 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_micros(self.micros.load(Ordering::SeqCst)).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
+
+    fn now_micros(&self) -> i64 {
+        self.micros.load(Ordering::SeqCst)
+    }
 }
 
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ManualClock").field(&self.now()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microseconds_agree_with_the_calendar() {
+        let clock = ManualClock::starting_at(DateTime::from_timestamp_micros(1_764_460_800_123_456).unwrap());
+        assert_eq!(clock.now_micros(), clock.now().timestamp_micros());
+        assert_eq!(from_micros(clock.now_micros()), clock.now());
+        clock.set(DateTime::from_timestamp_micros(-1_500).unwrap());
+        assert_eq!(from_micros(clock.now_micros()), clock.now());
+        let system = SystemClock.now_micros();
+        assert!((system - Utc::now().timestamp_micros()).abs() < 1_000_000);
+        assert_eq!(from_micros(i64::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(from_micros(i64::MIN), DateTime::<Utc>::MIN_UTC);
     }
 }

@@ -12,9 +12,10 @@ pub struct ExemptPaths {
     set: GlobSet,
     empty: bool,
     /// The literal start of every pattern (up to its first glob
-    /// character), without those another one covers: a path that starts
-    /// with none of them matches no pattern, and is answered without
-    /// globbing. `None` when some pattern starts with a glob character.
+    /// character), without those another one covers, sorted: a path that
+    /// starts with none of them matches no pattern, and is answered
+    /// without globbing. `None` when some pattern starts with a glob
+    /// character.
     prefixes: Option<Vec<Box<str>>>,
 }
 
@@ -60,12 +61,22 @@ impl ExemptPaths {
             return false;
         }
         if let Some(prefixes) = &self.prefixes {
-            if !prefixes.iter().any(|p| path.starts_with(&**p)) {
+            if !starts_with_one(prefixes, path) {
                 return false;
             }
         }
         self.set.is_match(path)
     }
+}
+
+/// Whether `path` starts with one of `prefixes` (sorted, none starting
+/// with another): a binary search, not a scan. A prefix of `path` sorts at
+/// or before it, and every string between that prefix and `path` starts
+/// with the prefix — so no other kept prefix can be there, and the greatest
+/// prefix not after `path` is the only candidate.
+fn starts_with_one(prefixes: &[Box<str>], path: &str) -> bool {
+    let after = prefixes.partition_point(|p| **p <= *path);
+    after > 0 && path.starts_with(&*prefixes[after - 1])
 }
 
 #[cfg(test)]
@@ -82,6 +93,20 @@ mod tests {
             assert!(!e.matches(no), "{no}");
         }
         assert!(ExemptPaths::new(&["/a/[b"]).is_err());
+    }
+
+    proptest::proptest! {
+        /// The binary search finds a prefix exactly when a scan does.
+        #[test]
+        fn the_prefix_search_agrees_with_a_scan(
+            patterns in proptest::collection::vec("/[ab/]{0,4}", 1..8),
+            path in "/[ab/]{0,6}",
+        ) {
+            let kept = prefixes(&patterns).unwrap();
+            let scan = kept.iter().any(|p| path.starts_with(&**p));
+            proptest::prop_assert_eq!(starts_with_one(&kept, &path), scan);
+            proptest::prop_assert_eq!(scan, patterns.iter().any(|p| path.starts_with(p.as_str())));
+        }
     }
 
     /// The prefix test is only a shortcut: it never changes an answer.

@@ -398,19 +398,19 @@ impl Shared {
     /// Whether deciding on `standing` needs more than a pass: the 402 page
     /// or a banner (both name the account). Otherwise the request passes
     /// through [`pass`] alone.
-    fn needs_account<ReqBody>(&self, req: &Request<ReqBody>, standing: &Standing, state: Option<&BillingState>, now: DateTime<Utc>) -> bool {
-        !standing.allows(req.method()) || (self.banner.is_some() && self.reminder(standing, state, now).is_some())
+    fn needs_account<ReqBody>(&self, req: &Request<ReqBody>, standing: &Standing, state: Option<&BillingState>, now_us: i64) -> bool {
+        !standing.allows(req.method()) || (self.banner.is_some() && self.reminder(standing, state, now_us).is_some())
     }
 
     /// What a banner on a pass reminds of: the debt in a `notice` or `warn`
     /// stage, or (with `banner.before_due`) an invoice coming due for an
     /// account in good standing.
-    fn reminder<'s>(&self, standing: &Standing, state: Option<&'s BillingState>, now: DateTime<Utc>) -> Option<Reminder<'s>> {
+    fn reminder<'s>(&self, standing: &Standing, state: Option<&'s BillingState>, now_us: i64) -> Option<Reminder<'s>> {
         match standing.action() {
             Action::Notice | Action::Warn => Some(Reminder::Debt),
             Action::Allow if standing.reason() == Reason::GoodStanding => {
-                let window = chrono::TimeDelta::from_std(self.before_due?).unwrap_or(chrono::TimeDelta::MAX);
-                let until = now.checked_add_signed(window).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                let window = i64::try_from(self.before_due?.as_micros()).unwrap_or(i64::MAX);
+                let until = crate::clock::from_micros(now_us.saturating_add(window));
                 state?.next_due_by(until).map(|(_, due)| Reminder::Due(due))
             }
             _ => None,
@@ -421,7 +421,7 @@ impl Shared {
     /// hands a proxy), when a pass has something to remind of.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     fn banner_text(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>, now: DateTime<Utc>) -> Option<String> {
-        Some(match self.reminder(standing, state, now)? {
+        Some(match self.reminder(standing, state, now.timestamp_micros())? {
             Reminder::Debt => self.page.banner_text(standing, state, accept_language),
             Reminder::Due(due) => self.page.due_banner_text(due, state, accept_language),
         })
@@ -434,7 +434,7 @@ impl Shared {
         account: &str,
         standing: Standing,
         state: Option<&BillingState>,
-        now: DateTime<Utc>,
+        now_us: i64,
     ) -> Decision<B> {
         let allowed = standing.allows(req.method());
         self.counters.decision(*standing.stage(), allowed);
@@ -444,7 +444,7 @@ impl Shared {
             let response = self.page.respond(account, &standing, state, html, header(http::header::ACCEPT_LANGUAGE));
             return Decision::Answer(response);
         }
-        let banner = self.banner.and(self.reminder(&standing, state, now)).and_then(|reminder| {
+        let banner = self.banner.and(self.reminder(&standing, state, now_us)).and_then(|reminder| {
             let language = req.headers().get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
             let banner = match reminder {
                 Reminder::Debt => self.page.banner(account, &standing, state, language),
@@ -497,7 +497,7 @@ impl Shared {
             }
         }
         let state = fresh.as_ref().or_else(|| cached.as_ref().and_then(Cached::state));
-        match self.decide(&mut req, account.as_str(), standing, state, now) {
+        match self.decide(&mut req, account.as_str(), standing, state, now.timestamp_micros()) {
             Decision::Pass(stage, banner) => finish(inner.call(req), stage, banner, self.banner.unwrap_or(0)).await,
             Decision::Answer(res) => Ok(res),
         }
@@ -576,12 +576,12 @@ where
             tracing::debug!(error = %e, "request names an invalid account id");
             return ResponseFuture::ready(respond::bad_account(&e));
         }
-        let now = shared.clock.now();
-        if let Some(cached) = shared.cache.get_fresh(&account, now) {
+        let now_us = shared.clock.now_micros();
+        if let Some(cached) = shared.cache.get_fresh_at(&account, now_us) {
             // The hot path: no I/O, no shared write, no copy of the id.
             shared.counters.hit();
-            let standing = cached.standing(&shared.ladder, now);
-            if !shared.needs_account(&req, &standing, cached.state(), now) {
+            let standing = cached.standing_at(&shared.ladder, now_us);
+            if !shared.needs_account(&req, &standing, cached.state(), now_us) {
                 drop(account); // ends the borrow of the request
                 shared.counters.decision(*standing.stage(), true);
                 let stage = pass(&mut req, standing);
@@ -596,11 +596,12 @@ where
                 let ready = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, ready);
                 let shared = self.shared.clone();
+                let now = crate::clock::from_micros(now_us);
                 return ResponseFuture::lookup(Box::pin(shared.decide_async(req, account, standing, Some(cached), now, inner)));
             }
             // The 402 page or a banner: they name the account.
             let account = account.into_owned();
-            return match shared.decide(&mut req, &account, standing, cached.state(), now) {
+            return match shared.decide(&mut req, &account, standing, cached.state(), now_us) {
                 Decision::Pass(stage, None) => ResponseFuture::inner(self.inner.call(req), stage),
                 Decision::Pass(stage, banner) => {
                     let max = shared.banner.unwrap_or(0);
@@ -614,6 +615,7 @@ where
             Err(e) => return ResponseFuture::ready(respond::bad_account(&e)),
         };
         shared.counters.misses.increment(1);
+        let now = crate::clock::from_micros(now_us);
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
         let shared = self.shared.clone();

@@ -96,7 +96,8 @@ impl ResolveAccount for HeaderResolver {
         if values.next().is_some() {
             return Err(Ambiguous("account header"));
         }
-        let v = first.to_str().map_or("", str::trim);
+        // Visible ASCII and blanks only (`to_str`), so ASCII trimming is all.
+        let v = first.to_str().map_or("", str::trim_ascii);
         Ok((!v.is_empty()).then_some(Cow::Borrowed(v)))
     }
 }

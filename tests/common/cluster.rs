@@ -43,14 +43,29 @@ impl RedisCluster {
             cluster.nodes.push(child);
         }
         let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let created = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&hosts)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
+            .spawn()
             .ok()?;
+        // `--cluster create` waits for the nodes to join with no time limit:
+        // a node whose bus port was taken meanwhile would hang the suite.
+        // Give it 20 s, then try again on fresh ports.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let created = loop {
+            if let Some(status) = create.try_wait().ok()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = create.kill();
+                let _ = create.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         if !created.success() {
             return None;
         }
