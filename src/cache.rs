@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use tokio::sync::{broadcast, OnceCell};
 use tokio::task::JoinHandle;
@@ -129,21 +130,26 @@ type Flight = Arc<OnceCell<Result<Cached, ()>>>;
 /// next hit wait for the line (a plain `RwLock` — quick_cache's own
 /// shards — is one word every reader writes). Writers (a miss, an
 /// invalidation) lock every reader slot: slower, and rare next to hits.
-/// One table, so a hit hashes the id once.
-struct Entries(ShardedLock<quick_cache::unsync::Cache<AccountId, Entry>>);
+/// One table, so a hit hashes the id once. Keys are kept inline up to 24
+/// bytes (`CompactString`): comparing the id on a hit reads the entry's own
+/// memory instead of chasing a pointer to a heap string — with many
+/// accounts, one cache miss less per request.
+struct Entries(ShardedLock<Table>);
+
+type Table = quick_cache::unsync::Cache<CompactString, Entry>;
 
 impl Entries {
     fn new(capacity: usize) -> Self {
         Self(ShardedLock::new(quick_cache::unsync::Cache::new(capacity)))
     }
 
-    fn read(&self) -> ShardedLockReadGuard<'_, quick_cache::unsync::Cache<AccountId, Entry>> {
+    fn read(&self) -> ShardedLockReadGuard<'_, Table> {
         // A writer that panicked left the table consistent (quick_cache
         // mutates under `&mut` only), so poisoning is ignored.
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> ShardedLockWriteGuard<'_, quick_cache::unsync::Cache<AccountId, Entry>> {
+    fn write(&self) -> ShardedLockWriteGuard<'_, Table> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -268,7 +274,7 @@ impl StateCache {
                 let cached = Cached::from_state(state, s.keep_dues.load(Relaxed));
                 let expires_us = now.timestamp_micros().saturating_add(s.ttl_us);
                 let mut entries = s.entries.write();
-                entries.insert(account.clone(), Entry { cached: cached.clone(), epoch, expires_us });
+                entries.insert(CompactString::from(account.as_str()), Entry { cached: cached.clone(), epoch, expires_us });
                 // An invalidation that overlapped the read may describe a
                 // write the read did not see: then the entry is not trusted.
                 if s.generation.load(SeqCst) != generation {
