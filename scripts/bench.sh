@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
+# BASELINE=/path/to/an/older/quickstart: also run that build (with and
+# without accounts) in the same interleaved rounds, so before/after is one
+# run's comparison. Build it from an older checkout with its own config/ and
+# templates/ (they are compiled in).
+BASELINE=${BASELINE:-}
 # PIN=1 (the default with 2+ cores): the servers on core 0, wrk on core 1,
 # so load generator and server do not steal each other's cycles and the
 # ratios measure the server's own cost per request. PIN=0 lets them float.
@@ -49,6 +54,14 @@ PASTDUE_SERVER__LISTEN="127.0.0.1:$naive_port" PASTDUE_STORE__URL="$redis_url" "
 PASTDUE_SERVER__LISTEN="127.0.0.1:$pastdue_port" PASTDUE_STORE__URL="$redis_url" \
   PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_bench PASTDUE_ADMIN__TOKEN=bench-admin-token-0123456789 "${server_cpu[@]}" "$bin/quickstart" >/dev/null & pids+=($!)
 pastdue_pid=$!
+targets="bare naive noaccount pastdue"
+if [ -n "$BASELINE" ]; then
+  baseline_port=$(free_port)
+  PASTDUE_SERVER__LISTEN="127.0.0.1:$baseline_port" PASTDUE_STORE__URL="$redis_url" \
+    PASTDUE_ADMIN__TOKEN=bench-admin-token-0123456789 "${server_cpu[@]}" "$BASELINE" >/dev/null & pids+=($!)
+  wait_port "$baseline_port"
+  targets="$targets baseline_noaccount baseline"
+fi
 for p in "$bare_port" "$naive_port" "$pastdue_port"; do wait_port "$p"; done
 
 log "blocking 2% of the 10,000 accounts (every 50th) in both gates"
@@ -61,11 +74,12 @@ blocked=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Account-Id: acct-50' "htt
 
 declare -A results
 for round in $(seq 1 "$ROUNDS"); do
-  for target in bare naive noaccount pastdue; do
+  for target in $targets; do
     # noaccount: the demo, requests without an account (the gate resolves
     # nothing and passes): what the app costs apart from the gate's lookup.
-    if [ "$target" = noaccount ]; then
-      rps=$("${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/no_accounts.lua "http://127.0.0.1:$pastdue_port/api/ping" \
+    if [ "$target" = noaccount ] || [ "$target" = baseline_noaccount ]; then
+      port_var="${target%noaccount}port"; [ "$port_var" = port ] && port_var=pastdue_port
+      rps=$("${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/no_accounts.lua "http://127.0.0.1:${!port_var}/api/ping" \
         | awk '/Requests\/sec/ {print $2}')
     else
       port_var="${target}_port"
@@ -82,6 +96,11 @@ echo
 echo "GET /api/ping, 10,000 accounts, 2% blocked, wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds (PIN=$PIN)"
 printf '  bare       %10.0f req/s\n  naive      %10.0f req/s\n  noaccount  %10.0f req/s\n  pastdue    %10.0f req/s\n' "$bare" "$naive" "$noacct" "$pd"
 python3 -c "print(f'  pastdue/bare = {$pd/$bare:.3f}   pastdue/noaccount = {$pd/$noacct:.3f}   pastdue/naive = {$pd/$naive:.2f}   naive/bare = {$naive/$bare:.3f}')"
+if [ -n "$BASELINE" ]; then
+  base=$(median "${results[baseline]}"); base_noacct=$(median "${results[baseline_noaccount]}")
+  printf '  baseline (%s): %.0f req/s, without accounts %.0f req/s\n' "$BASELINE" "$base" "$base_noacct"
+  python3 -c "print(f'  baseline/bare = {$base/$bare:.3f}   baseline/its noaccount = {$base/$base_noacct:.3f}   pastdue/baseline = {$pd/$base:.3f}')"
+fi
 
 # The rest measures the server alone: let it use every core again.
 if [ "$PIN" = 1 ]; then taskset -a -p -c "0-$(($(nproc) - 1))" "$pastdue_pid" >/dev/null; fi
