@@ -182,19 +182,22 @@ impl PaymentPage {
     /// visitor's language.
     pub fn banner(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, PageError> {
         let (lang, amount, date, message) = self.banner_parts(standing, state, accept_language);
-        let vars = [("product", self.product_name.as_str()), ("amount", amount.as_str()), ("date", date.as_str())];
-        let text: BTreeMap<&str, String> =
-            ["banner_pay", "banner_dismiss"].iter().map(|k| (*k, lang.text(k, &vars))).collect();
         let ctx = minijinja::context! {
-            lang => lang.code(),
             action => standing.action().as_str(),
             stage => standing.stage().name(),
-            message => message,
-            amount => amount,
             next_stage_at => date,
             pay_url => self.pay_url(account, standing, state),
-            text => text,
         };
+        self.render_banner(lang, &amount, &date, message, ctx)
+    }
+
+    /// The banner template with what every banner has (language, message,
+    /// amount, the button's and the dismiss label's text) and `ctx`.
+    fn render_banner(&self, lang: &crate::i18n::Language, amount: &str, date: &str, message: String, ctx: minijinja::Value) -> Result<String, PageError> {
+        let vars = [("product", self.product_name.as_str()), ("amount", amount), ("date", date)];
+        let text: BTreeMap<&str, String> =
+            ["banner_pay", "banner_dismiss"].iter().map(|k| (*k, lang.text(k, &vars))).collect();
+        let ctx = minijinja::context! { lang => lang.code(), message => message, amount => amount, text => text, ..ctx };
         let template = self.env.get_template(BANNER).map_err(|e| PageError::Template(e.to_string()))?;
         template.render(ctx).map_err(|e| PageError::Template(e.to_string()))
     }
@@ -212,22 +215,14 @@ impl PaymentPage {
     /// own page as the pay button when it has one.
     pub(crate) fn due_banner(&self, due: &UpcomingDue, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, PageError> {
         let (lang, amount, date, message) = self.due_banner_parts(due, state, accept_language);
-        let vars = [("product", self.product_name.as_str()), ("amount", amount.as_str()), ("date", date.as_str())];
-        let text: BTreeMap<&str, String> =
-            ["banner_pay", "banner_dismiss"].iter().map(|k| (*k, lang.text(k, &vars))).collect();
         let ctx = minijinja::context! {
-            lang => lang.code(),
             action => Action::Allow.as_str(),
             stage => "active",
             due => true,
-            message => message,
-            amount => amount,
             due_at => date,
             pay_url => due.hosted_url.as_deref().and_then(|u| crate::href::checked(u, "upcoming invoice")),
-            text => text,
         };
-        let template = self.env.get_template(BANNER).map_err(|e| PageError::Template(e.to_string()))?;
-        template.render(ctx).map_err(|e| PageError::Template(e.to_string()))
+        self.render_banner(lang, &amount, &date, message, ctx)
     }
 
     /// The before-due banner's message alone, as plain text (for `/check`'s
