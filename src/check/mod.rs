@@ -204,15 +204,17 @@ async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
         .get(ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // One reading of the clock for the lookup and the reminder's window.
+    let now = gate.clock().now();
     let state = match account {
         Some(a) => gate.cache()
-            .get(&a, gate.clock().now())
+            .get(&a, now)
             .await
             .cached()
             .and_then(|c| c.shared_state()),
         None => None,
     };
-    let Some(banner) = gate.banner_text(&standing, state.as_deref(), accept_language.as_deref(), gate.clock().now()) else {
+    let Some(banner) = gate.banner_text(&standing, state.as_deref(), accept_language.as_deref(), now) else {
         return res;
     };
     if let Ok(v) = HeaderValue::try_from(percent_encode(&banner)) {
