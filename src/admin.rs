@@ -30,7 +30,8 @@ use utoipa::{OpenApi, ToSchema};
 use crate::account::AccountId;
 use crate::clock::SharedClock;
 use crate::settings::{AdminConfig, ConfigError};
-use crate::standing::{Ladder, Standing};
+use crate::policy::Policy;
+use crate::standing::Ladder;
 use crate::state::{BillingState, Change, ContactRole, ContactSource, Override, OverrideMode};
 use crate::store::{AuditDraft, AuditEntry, Index, IndexEntry, LinkSource, Linked, Store, NEVER};
 use crate::stripe::Mapper;
@@ -40,7 +41,7 @@ pub const MAX_PAGE: usize = 100;
 
 struct Admin {
     store: Arc<dyn Store>,
-    ladder: Ladder,
+    policy: Policy,
     mapper: Mapper,
     tokens: Vec<([u8; 32], String)>,
     clock: SharedClock,
@@ -60,13 +61,14 @@ struct Caller(String);
 ///
 /// Refuses to build with no token configured, or with a token shorter
 /// than 16 bytes.
-pub fn router(config: &AdminConfig, ladder: Ladder, mapper: Mapper) -> Result<Router, ConfigError> {
-    router_with_clock(config, ladder, mapper, crate::clock::system())
+pub fn router(config: &AdminConfig, policy: impl Into<Policy>, mapper: Mapper) -> Result<Router, ConfigError> {
+    router_with_clock(config, policy, mapper, crate::clock::system())
 }
 
 /// [`router`], reading "now" from `clock` (views, listings by stage and
 /// override expiry follow it; see [`crate::clock`]).
-pub fn router_with_clock(config: &AdminConfig, ladder: Ladder, mapper: Mapper, clock: SharedClock) -> Result<Router, ConfigError> {
+pub fn router_with_clock(config: &AdminConfig, policy: impl Into<Policy>, mapper: Mapper, clock: SharedClock) -> Result<Router, ConfigError> {
+    let policy = policy.into();
     config.check_tokens()?;
     let store = mapper.store().clone();
     crate::metrics::describe();
@@ -82,7 +84,7 @@ pub fn router_with_clock(config: &AdminConfig, ladder: Ladder, mapper: Mapper, c
         });
     }
     let admin = Arc::new(Admin {
-        ladder,
+        policy,
         mapper,
         store,
         tokens,
@@ -97,6 +99,8 @@ pub fn router_with_clock(config: &AdminConfig, ladder: Ladder, mapper: Mapper, c
         .route(&format!("{base}/accounts/{{account}}/override"), put(set_override).delete(remove_override))
         .route(&format!("{base}/accounts/{{account}}/customers"), post(link_customer))
         .route(&format!("{base}/accounts/{{account}}/contacts"), put(set_contacts))
+        .route(&format!("{base}/accounts/{{account}}/policy"), put(set_policy))
+        .route(&format!("{base}/accounts/{{account}}/promise"), post(add_promise))
         .route(&format!("{base}/audit"), get(audit_log))
         .route(&format!("{base}/agenda"), get(agenda))
         .route(&format!("{base}/sync"), post(sync))
@@ -227,6 +231,17 @@ pub struct AccountView {
     /// `accountant`, `account_manager`; each `null` when unknown.
     #[schema(value_type = Object)]
     contacts: Value,
+    /// The ladder the account is on and why (`name`, `source`: `admin`,
+    /// `plan`, `repeat` or `default`, `why`, the earlier `episodes`, the
+    /// `broken_promises` that made a repeat offender, `skipped` choices).
+    #[schema(value_type = Object)]
+    ladder: Value,
+    /// Promises to pay, oldest first, each with its `status`: `pending`,
+    /// `kept` or `broken`.
+    #[schema(value_type = Vec<Object>)]
+    promises: Vec<Value>,
+    /// The date of the newest promise made during the debt owed now.
+    promised_until: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
 }
 
@@ -234,13 +249,13 @@ impl AccountView {
     /// The view of `account` (its `state`, `None` when the store has never
     /// heard of it) on `ladder` at `now`: what `GET /admin/accounts/{a}`
     /// answers and `pastdue status --json` prints.
-    pub fn of(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> Self {
-        view(account, state, ladder, now)
+    pub fn of(account: &AccountId, state: Option<&BillingState>, policy: &Policy, now: DateTime<Utc>) -> Self {
+        view(account, state, policy, now)
     }
 }
 
-fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> AccountView {
-    let standing = Standing::evaluate(state, ladder, now);
+fn view(account: &AccountId, state: Option<&BillingState>, policy: &Policy, now: DateTime<Utc>) -> AccountView {
+    let standing = policy.evaluate(state, now);
     let empty = BillingState::default();
     let s = state.unwrap_or(&empty);
     AccountView {
@@ -269,6 +284,17 @@ fn view(account: &AccountId, state: Option<&BillingState>, ladder: &Ladder, now:
             "accountant": s.contact(ContactRole::Accountant),
             "account_manager": s.contact(ContactRole::AccountManager),
         }),
+        ladder: serde_json::to_value(policy.explain(state, now)).unwrap_or_default(),
+        promises: s
+            .promises()
+            .iter()
+            .map(|p| {
+                let mut v = serde_json::to_value(p).unwrap_or_default();
+                v["status"] = json!(s.promise_status(p, now));
+                v
+            })
+            .collect(),
+        promised_until: standing.promised(),
         updated_at: s.updated_at(),
     }
 }
@@ -375,7 +401,7 @@ async fn changes_and_audit(admin: &Admin, account: &AccountId, changes: &[Change
 /// moved to another account is no longer listed here, even before this
 /// account's copy catches up).
 async fn account_view(admin: &Admin, account: &AccountId, state: Option<&BillingState>) -> Reply {
-    let mut v = view(account, state, &admin.ladder, admin.clock.now());
+    let mut v = view(account, state, &admin.policy, admin.clock.now());
     let mut linked = Vec::with_capacity(v.customers.len());
     for c in v.customers.drain(..) {
         if admin.store.customer_account(&c).await.map_err(unavailable)?.as_ref() == Some(account) {
@@ -424,6 +450,111 @@ async fn remove_override(
 ) -> Reply {
     let account = parse_account(&account)?;
     change_and_audit(&admin, &account, Change::ClearOverride, draft(&who, "override.removed", None, pick_override)).await
+}
+
+/// The body of `PUT …/policy`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PolicyRequest {
+    /// The ladder's name (`default` or a `[ladders.<name>]`); `null` hands
+    /// the choice back to the plan, the repeat rule and `default`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    ladder: Option<Option<String>>,
+    /// Why (required, shown in the audit log).
+    #[schema(value_type = String)]
+    reason: Option<String>,
+}
+
+fn required_reason(reason: Option<&str>) -> Result<String, Failure> {
+    match reason.map(str::trim) {
+        Some(r) if !r.is_empty() => Ok(r.to_owned()),
+        _ => Err(bad("reason", "reason is required")),
+    }
+}
+
+fn pick_policy(s: &BillingState) -> Value {
+    serde_json::to_value(s.ladder_choice()).unwrap_or_default()
+}
+
+#[utoipa::path(put, path = "/admin/accounts/{account}/policy", tag = "accounts",
+    params(("account" = String, Path, description = "account id")),
+    request_body = PolicyRequest,
+    responses((status = 200, description = "the account: state and computed standing", body = AccountView), (status = 400, description = "bad input (an unknown ladder); `field` names it"), (status = 401, description = "missing or wrong bearer token")))]
+async fn set_policy(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(account): Path<String>,
+    AdminJson(body): AdminJson<PolicyRequest>,
+) -> Reply {
+    let account = parse_account(&account)?;
+    let Some(ladder) = body.ladder else {
+        return Err(bad("ladder", "ladder is required: a ladder's name, or null to clear the choice"));
+    };
+    let reason = required_reason(body.reason.as_deref())?;
+    if let Some(name) = &ladder {
+        if admin.policy.ladder(name).is_none() {
+            let known = admin.policy.names().collect::<Vec<_>>().join(", ");
+            return Err(bad("ladder", format!("{name:?} is not a ladder (known: {known})")));
+        }
+    }
+    let (change, action) = match ladder {
+        Some(ladder) => {
+            let choice = crate::state::LadderChoice { ladder, reason: reason.clone(), by: who.clone(), at: admin.clock.now() };
+            (Change::Ladder(Some(choice)), "policy.set")
+        }
+        None => (Change::Ladder(None), "policy.cleared"),
+    };
+    change_and_audit(&admin, &account, change, draft(&who, action, Some(&reason), pick_policy)).await
+}
+
+/// The body of `POST …/promise`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PromiseRequest {
+    /// RFC 3339: the date the customer says they will have paid by
+    /// (required, in the future).
+    #[schema(value_type = String)]
+    until: Option<DateTime<Utc>>,
+    /// Why, or what was said (required, shown in the audit log).
+    #[schema(value_type = String)]
+    reason: Option<String>,
+    /// Record it even though a promise was broken within
+    /// `policy.promise_cooldown`.
+    #[serde(default)]
+    force: bool,
+}
+
+fn pick_promises(s: &BillingState) -> Value {
+    serde_json::to_value(s.promises()).unwrap_or_default()
+}
+
+#[utoipa::path(post, path = "/admin/accounts/{account}/promise", tag = "accounts",
+    params(("account" = String, Path, description = "account id")),
+    request_body = PromiseRequest,
+    responses((status = 200, description = "the account: state and computed standing", body = AccountView), (status = 400, description = "bad input; `field` names it"), (status = 401, description = "missing or wrong bearer token"), (status = 409, description = "nothing is owed, or a promise was broken within `policy.promise_cooldown` (send `\"force\": true` to record it anyway)")))]
+async fn add_promise(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(account): Path<String>,
+    AdminJson(body): AdminJson<PromiseRequest>,
+) -> Reply {
+    let account = parse_account(&account)?;
+    let until = body.until.ok_or_else(|| bad("until", "until is required (RFC 3339)"))?;
+    if crate::state::sane_time(until.timestamp()).is_none() {
+        return Err(bad("until", "until must lie between 2000 and 2100"));
+    }
+    let reason = required_reason(body.reason.as_deref())?;
+    let now = admin.clock.now();
+    let state = admin.store.load(&account).await.map_err(unavailable)?;
+    match admin.policy.may_promise(state.as_ref(), until, body.force, now) {
+        Ok(()) => {}
+        Err(crate::policy::PromiseRefused::NotFuture) => return Err(bad("until", "until is in the past")),
+        Err(refused) => return Err(Failure { status: StatusCode::CONFLICT, message: refused.to_string(), field: None }),
+    }
+    let promise = crate::state::Promise { at: now, until, reason: reason.clone(), by: who.clone() };
+    let action = if body.force { "promise.forced" } else { "promise.added" };
+    change_and_audit(&admin, &account, Change::Promise(promise), draft(&who, action, Some(&reason), pick_promises)).await
 }
 
 /// The body of `PUT …/contacts`: each role an address, `null` to remove
@@ -579,7 +710,7 @@ struct AgendaItem {
     at: DateTime<Utc>,
     account: String,
     /// `stage` (the account enters `stage`), `due` (a payment comes due),
-    /// or `override_expires`.
+    /// `override_expires`, or `promise_due` (a promise to pay comes due).
     event: String,
     /// The stage entered, for `stage` events.
     stage: Option<String>,
@@ -625,7 +756,7 @@ async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<AgendaQuery>) -
     let mut truncated = false;
     // Stage changes: an account enters a stage `after` its debt started, so
     // those entering it in the window started in the window moved back.
-    for stage in admin.ladder.stages() {
+    for stage in admin.policy.stages() {
         let after = i64::try_from(stage.after().as_secs()).unwrap_or(i64::MAX);
         let found = admin.store.scan_index(Index::Debt, lo.saturating_sub(after), hi.saturating_sub(after), None, limit + 1).await.map_err(unavailable)?;
         truncated |= found.len() > limit;
@@ -633,6 +764,10 @@ async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<AgendaQuery>) -
             // The index may be stale: the state decides.
             let state = admin.store.load(&entry.account).await.map_err(unavailable)?;
             if state.as_ref().and_then(BillingState::past_due_since).map(|t| t.timestamp()) != Some(entry.score) {
+                continue;
+            }
+            // Only the stages of the account's own ladder.
+            if !admin.policy.ladder_for(state.as_ref(), from).stages().iter().any(|s| s.same(stage)) {
                 continue;
             }
             let at = DateTime::from_timestamp(entry.score.saturating_add(after), 0).unwrap_or(to);
@@ -655,6 +790,13 @@ async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<AgendaQuery>) -
         let at = DateTime::from_timestamp(entry.score, 0).unwrap_or(to);
         items.push(AgendaItem { at, account: entry.account.to_string(), event: "override_expires".into(), stage: None, action: None, amount_due: None, currency: None });
     }
+    // Promises to pay that come due.
+    let found = admin.store.scan_index(Index::Promise, lo, hi, None, limit + 1).await.map_err(unavailable)?;
+    truncated |= found.len() > limit;
+    for entry in found.into_iter().take(limit) {
+        let at = DateTime::from_timestamp(entry.score, 0).unwrap_or(to);
+        items.push(AgendaItem { at, account: entry.account.to_string(), event: "promise_due".into(), stage: None, action: None, amount_due: None, currency: None });
+    }
     items.sort_by(|a, b| (a.at, &a.account).cmp(&(b.at, &b.account)));
     truncated |= items.len() > limit;
     items.truncate(limit);
@@ -663,7 +805,20 @@ async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<AgendaQuery>) -
 
 /// Where accounts of `stage` may be found: index score ranges. `None` for
 /// a stage that cannot be listed (`active` is everyone else).
-fn sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Option<Vec<(Index, i64, i64)>> {
+fn sources(policy: &Policy, stage: &str, now: DateTime<Utc>) -> Option<Vec<(Index, i64, i64)>> {
+    let mut out = Vec::new();
+    for (_, ladder) in policy.ladders() {
+        for range in ladder_sources(ladder, stage, now) {
+            if !out.contains(&range) {
+                out.push(range);
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// [`sources`] on one ladder.
+fn ladder_sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Vec<(Index, i64, i64)> {
     let now_s = now.timestamp();
     let stages = ladder.stages();
     let mut out = Vec::new();
@@ -686,7 +841,7 @@ fn sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Option<Vec<(Inde
     if stage == ladder.canceled().name() {
         out.push((Index::Ended, 0, NEVER));
     }
-    (!out.is_empty()).then_some(out)
+    out
 }
 
 #[utoipa::path(get, path = "/admin/accounts", tag = "accounts", params(ListQuery),
@@ -695,8 +850,10 @@ async fn list_accounts(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuer
     let stage = q.stage.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| bad("stage", "stage is required, e.g. ?stage=suspended"))?;
     let limit = parse_limit(q.limit.as_deref())?;
     let now = admin.clock.now();
-    let Some(sources) = sources(&admin.ladder, stage, now) else {
-        let names: Vec<_> = admin.ladder.stages().iter().map(|s| s.name()).chain(["canceled"]).collect();
+    let Some(sources) = sources(&admin.policy, stage, now) else {
+        let stages = admin.policy.stages();
+        let mut names: Vec<_> = stages.iter().map(|s| s.name()).chain(["canceled"]).collect();
+        names.dedup();
         return Err(bad("stage", format!("stage {stage:?} cannot be listed; use one of {}", names.join(", "))));
     };
     // Cursor: "<source number>|<index cursor>".
@@ -724,7 +881,7 @@ async fn list_accounts(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuer
             // Verify against the state: the index may be stale, and an
             // override may move the account elsewhere.
             let state = admin.store.load(&entry.account).await.map_err(unavailable)?;
-            let standing = Standing::evaluate(state.as_ref(), &admin.ladder, now);
+            let standing = admin.policy.evaluate(state.as_ref(), now);
             if standing.stage().name() == stage && seen.insert(entry.account.clone()) {
                 accounts.push(Listed {
                     account: entry.account.to_string(),
@@ -807,8 +964,8 @@ async fn sync(State(admin): State<Arc<Admin>>, Extension(Caller(who)): Extension
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pastdue admin API", description = "Accounts, overrides, customer links, audit log and Stripe sync. All routes need `Authorization: Bearer <token>`."),
-    paths(view_account, set_override, remove_override, link_customer, set_contacts, list_accounts, audit_log, agenda, sync),
-    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, AccountPage, Listed, AuditPage, AuditEntry, Agenda, AgendaItem)),
+    paths(view_account, set_override, remove_override, link_customer, set_contacts, set_policy, add_promise, list_accounts, audit_log, agenda, sync),
+    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, PolicyRequest, PromiseRequest, AccountPage, Listed, AuditPage, AuditEntry, Agenda, AgendaItem)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

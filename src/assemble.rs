@@ -113,8 +113,8 @@ impl<'a> Pastdue<'a> {
             }
             #[cfg(feature = "admin")]
             if !config.admin.all_tokens().is_empty() {
-                let ladder = gate.ladder().clone();
-                routes = routes.merge(crate::admin::router_with_clock(&config.admin, ladder, mapper.clone(), clock.clone())?);
+                let policy = gate.policy().clone();
+                routes = routes.merge(crate::admin::router_with_clock(&config.admin, policy, mapper.clone(), clock.clone())?);
             }
             let sync = config.stripe.api_key().is_some().then_some((mapper, config.stripe.sync_interval));
             (gate, sync, sweep)
@@ -126,7 +126,7 @@ impl<'a> Pastdue<'a> {
             return Err(missing("admin", "the `admin`"));
         }
         #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
-        let notifier = match crate::notify::Notifier::new(&config.notify, gate.ladder().clone(), store)? {
+        let notifier = match crate::notify::Notifier::new(&config.notify, gate.policy().clone(), store)? {
             Some(n) => Some(n.with_page(&config.page).with_pay_links(&config.links, &config.stripe)?.with_reminders(&config.reminders)?.with_clock(clock)),
             None => None,
         };

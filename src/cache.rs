@@ -25,7 +25,8 @@ use tokio::sync::{broadcast, OnceCell};
 use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
-use crate::standing::{Ladder, Standing};
+use crate::policy::Policy;
+use crate::standing::Standing;
 use crate::state::BillingState;
 use crate::store::{Invalidation, Store, StoreError};
 
@@ -59,18 +60,18 @@ impl Cached {
     }
 
     /// The standing this entry gives at `now`.
-    pub fn standing(&self, ladder: &Ladder, now: DateTime<Utc>) -> Standing {
-        self.standing_at(ladder, now.timestamp_micros())
+    pub fn standing(&self, policy: &Policy, now: DateTime<Utc>) -> Standing {
+        self.standing_at(policy, now.timestamp_micros())
     }
 
     /// The standing at `now_us` Unix microseconds: an unknown or good
     /// account's standing is the same at every instant, so only a kept
     /// state has the time turned into a date.
-    pub(crate) fn standing_at(&self, ladder: &Ladder, now_us: i64) -> Standing {
+    pub(crate) fn standing_at(&self, policy: &Policy, now_us: i64) -> Standing {
         match self {
-            Cached::Unknown => Standing::evaluate(None, ladder, crate::clock::from_micros(now_us)),
-            Cached::Good => Standing::good(ladder),
-            Cached::State(s) => Standing::evaluate(Some(s), ladder, crate::clock::from_micros(now_us)),
+            Cached::Unknown => Standing::evaluate(None, policy.default_ladder(), crate::clock::from_micros(now_us)),
+            Cached::Good => Standing::good(policy.default_ladder()),
+            Cached::State(s) => policy.evaluate(Some(s), crate::clock::from_micros(now_us)),
         }
     }
 

@@ -78,7 +78,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.ladder()?;
+        self.policy()?;
         crate::gate::ExemptPaths::new(&self.gate.exempt).map_err(|e| ConfigError::Key {
             key: "gate.exempt".into(),
             message: e.to_string(),

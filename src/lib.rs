@@ -19,6 +19,7 @@ pub mod store;
 pub use account::{AccountId, InvalidAccountId};
 pub use config::Config;
 pub use assemble::{Parts, Pastdue};
+pub use policy::Policy;
 pub use standing::{Action, Ladder, Reason, Stage, Standing};
 pub use state::{BillingState, Change};
 pub use store::{MemoryStore, Store};
@@ -26,6 +27,7 @@ pub use store::{MemoryStore, Store};
 pub use store::RedisStore;
 mod cache;
 pub mod money;
+pub mod policy;
 #[cfg(feature = "stripe")]
 pub mod stripe;
 #[cfg(feature = "admin")]

@@ -44,7 +44,8 @@ use tokio::task::JoinHandle;
 use crate::account::AccountId;
 use crate::clock::SharedClock;
 use crate::settings::{ConfigError, LinksConfig, NotifyConfig, PageConfig, RemindersConfig, StripeConfig};
-use crate::standing::{Action, Ladder, Reason, Standing};
+use crate::policy::Policy;
+use crate::standing::{Action, Reason, Standing};
 use crate::state::{BillingState, Change, ContactRole, NoticeSent, INTERNAL_CHANNEL};
 use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
 
@@ -161,11 +162,14 @@ fn lead_name(d: Duration) -> String {
 /// defaults: billing for every stage; the account manager from the first
 /// `warn` (or harsher) stage or 7 days late, whichever the ladder reaches
 /// first; the accountant on `block` stages.
-fn routes(config: &NotifyConfig, ladder: &Ladder) -> Result<HashMap<String, Vec<Recipient>>, ConfigError> {
+fn routes(config: &NotifyConfig, policy: &Policy) -> Result<HashMap<String, Vec<Recipient>>, ConfigError> {
     let key = |key: String, message: String| ConfigError::Key { key, message };
     let mut routes = HashMap::new();
+    let stages = policy.stages();
     if config.routes.is_empty() {
         let late = Duration::from_secs(7 * 86_400);
+        // Per ladder (a stage name two ladders share keeps the first's).
+        for (_, ladder) in policy.ladders() {
         let mut manager = false;
         for stage in ladder.stages() {
             let block = matches!(stage.action(), Action::Block);
@@ -177,14 +181,16 @@ fn routes(config: &NotifyConfig, ladder: &Ladder) -> Result<HashMap<String, Vec<
             if manager {
                 who.push(Recipient::Contact(ContactRole::AccountManager));
             }
-            routes.insert(stage.name().to_owned(), who);
+            routes.entry(stage.name().to_owned()).or_insert(who);
+        }
         }
         return Ok(routes);
     }
     for (i, route) in config.routes.iter().enumerate() {
-        if ladder.stages().iter().all(|s| s.name() != route.stage) {
-            let names: Vec<&str> = ladder.stages().iter().map(|s| s.name()).collect();
-            return Err(key(format!("notify.routes[{i}].stage"), format!("{:?} is not a stage of the ladder ({})", route.stage, names.join(", "))));
+        if stages.iter().all(|s| s.name() != route.stage) {
+            let mut names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
+            names.dedup();
+            return Err(key(format!("notify.routes[{i}].stage"), format!("{:?} is not a stage of any ladder ({})", route.stage, names.join(", "))));
         }
         let mut who = Vec::new();
         for role in &route.roles {
@@ -198,7 +204,7 @@ fn routes(config: &NotifyConfig, ladder: &Ladder) -> Result<HashMap<String, Vec<
             return Err(key(format!("notify.routes[{i}].stage"), format!("{:?} is routed twice", route.stage)));
         }
     }
-    for stage in ladder.stages() {
+    for stage in &stages {
         routes.entry(stage.name().to_owned()).or_insert_with(|| vec![Recipient::Billing]);
     }
     Ok(routes)
@@ -233,7 +239,7 @@ const FULL_SWEEP_EVERY: u32 = 60;
 #[derive(Clone)]
 struct Inner {
     store: Arc<dyn Store>,
-    ladder: Ladder,
+    policy: Policy,
     /// Stage name → who hears it by e-mail.
     routes: HashMap<String, Vec<Recipient>>,
     /// `[[reminders.before_due]]`.
@@ -262,12 +268,14 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// A notifier from `[notify]` and the ladder whose stages it announces
-    /// (`Config::ladder`), or `None` when no channel is configured. E-mails
+    /// A notifier from `[notify]` and the ladders whose stages it announces
+    /// (`Config::policy`, or one `Ladder` for everyone), or `None` when no
+    /// channel is configured. E-mails
     /// name the default `[page]` product and support address until
     /// [`with_page`](Self::with_page), and link to invoice pages until
     /// [`with_pay_links`](Self::with_pay_links).
-    pub fn new(n: &NotifyConfig, ladder: Ladder, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
+    pub fn new(n: &NotifyConfig, policy: impl Into<Policy>, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
+        let policy = policy.into();
         let key = |key: &str, message: String| ConfigError::Key { key: key.into(), message };
         if n.webhook_url.is_empty() && n.smtp_url.is_empty() {
             return Ok(None);
@@ -309,10 +317,10 @@ impl Notifier {
         let languages = crate::i18n::Languages::builtin().map_err(|e| key("page", e.to_string()))?;
         #[cfg(feature = "notify-email")]
         let page = crate::settings::Config::default().page;
-        let routes = routes(n, &ladder)?;
+        let routes = routes(n, &policy)?;
         let inner = Inner {
             store,
-            ladder,
+            policy,
             routes,
             before_due: Vec::new(),
             config: n.clone(),
@@ -454,15 +462,19 @@ impl Notifier {
                 // by debts that started in that window moved back (one
                 // second of slack for sub-second offsets).
                 let last_s = last.timestamp();
-                for stage in self.inner.ladder.stages() {
-                    let d = secs(stage.after());
+                let mut offsets: Vec<i64> = self.inner.policy.stages().iter().map(|s| secs(s.after())).collect();
+                offsets.sort_unstable();
+                offsets.dedup();
+                for d in offsets {
                     ranges.push((Index::Debt, last_s.saturating_sub(d).saturating_sub(1), now_s.saturating_sub(d)));
                 }
                 for lead in &leads {
                     ranges.push((Index::Upcoming, last_s.saturating_add(*lead).saturating_sub(1), now_s.saturating_add(*lead)));
                 }
-                // Overrides that lapsed: the ladder speaks again.
+                // Overrides that lapsed, promises that came due: the ladder
+                // speaks again.
                 ranges.push((Index::Override, last_s.saturating_sub(1), now_s));
+                ranges.push((Index::Promise, last_s.saturating_sub(1), now_s));
             }
         }
         let pending: Vec<AccountId> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
@@ -510,7 +522,7 @@ impl Notifier {
         let Some(state) = inner.store.load(account).await? else { return Ok(0) };
         let mut sent = self.remind_state(account, &state, now).await?;
         sent += self.card_reminder(account, &state, now).await?;
-        let standing = Standing::evaluate(Some(&state), &inner.ladder, now);
+        let standing = inner.policy.evaluate(Some(&state), now);
         let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(sent) };
         if matches!(standing.action(), Action::Allow) {
             return Ok(sent);

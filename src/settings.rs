@@ -76,8 +76,12 @@ pub struct Config {
     pub gate: GateConfig,
     /// `[cache]`
     pub cache: CacheConfig,
-    /// `[ladder]`
+    /// `[ladder]`: the `default` ladder.
     pub ladder: LadderConfig,
+    /// `[ladders.<name>]`: more ladders, chosen per account.
+    pub ladders: std::collections::BTreeMap<String, NamedLadderConfig>,
+    /// `[policy]`
+    pub policy: PolicyConfig,
     /// `[page]`
     pub page: PageConfig,
     /// `[banner]`
@@ -293,6 +297,49 @@ pub struct StageConfig {
     pub after: Duration,
     /// `action`
     pub action: Action,
+    /// `closes`: features closed from this stage on (routes tagged with
+    /// [`feature`](crate::gate::feature)).
+    #[serde(default)]
+    pub closes: Vec<String>,
+}
+
+/// `[ladders.<name>]`: a named ladder, with the same stage syntax as
+/// `[ladder]` (whose `canceled_action` it shares).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NamedLadderConfig {
+    /// `[[ladders.<name>.stages]]`
+    pub stages: Vec<StageConfig>,
+}
+
+/// `[policy]`: promises to pay and repeat offenders.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// `promise_cooldown`: after a broken promise, how long further
+    /// promises are refused (unless forced).
+    #[serde(deserialize_with = "de_duration")]
+    pub promise_cooldown: Duration,
+    /// `[policy.repeat]`
+    pub repeat: RepeatConfig,
+}
+
+/// `[policy.repeat]`: the repeat-offender rule (off while `ladder` is empty).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RepeatConfig {
+    /// `episodes`: earlier debt episodes that make a repeat offender.
+    pub episodes: u32,
+    /// `min_stage`: the stage an episode must have reached to count.
+    pub min_stage: String,
+    /// `window`: how far back episodes (and broken promises) count.
+    #[serde(deserialize_with = "de_duration")]
+    pub window: Duration,
+    /// `ladder`: the ladder repeat offenders get (`""` = rule off).
+    pub ladder: String,
 }
 
 /// `[page]`: the please-pay page.
@@ -435,6 +482,11 @@ pub struct StripeConfig {
     pub api_base: String,
     /// `metadata_key`: metadata key naming the account.
     pub metadata_key: String,
+    /// `ladder_metadata_key`: price or product metadata key naming the
+    /// ladder for the subscription's customer.
+    pub ladder_metadata_key: String,
+    /// `[stripe.ladder_by_lookup_key]`: price lookup key → ladder name.
+    pub ladder_by_lookup_key: std::collections::BTreeMap<String, String>,
     /// `unmapped`: what to do with a customer with no known account.
     pub unmapped: Unmapped,
     /// `sync_interval`: periodic reconciliation (`0s` = off).
@@ -580,37 +632,79 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The ladder described by `[ladder]` and `gate.unknown`.
+    /// The ladder described by `[ladder]` and `gate.unknown` (the
+    /// `default` one).
     pub fn ladder(&self) -> Result<Ladder, ConfigError> {
-        let stages = &self.ladder.stages;
-        Ladder::new(stages.iter().map(|s| (s.name.as_str(), s.after, s.action)))
-            .map(|l| {
-                l.with_canceled_action(self.ladder.canceled_action)
-                    .with_unknown_action(self.gate.unknown.action())
-            })
-            .map_err(|e| {
-                let culprit = match &e {
-                    LadderError::BadName(n)
-                    | LadderError::Duplicate(n)
-                    | LadderError::Reserved(n)
-                    | LadderError::AllowInLadder(n)
-                    | LadderError::Unsorted(n) => stages.iter().rposition(|s| &s.name == n),
-                    LadderError::Empty => None,
+        self.build_ladder("ladder", &self.ladder.stages)
+    }
+
+    /// Every ladder and the rules that choose among them: `[ladder]`,
+    /// `[ladders.<name>]`, `[policy]`.
+    pub fn policy(&self) -> Result<crate::policy::Policy, ConfigError> {
+        use crate::policy::{Policy, PolicyError, RepeatRule};
+        let mut policy = Policy::new(self.ladder()?).with_promise_cooldown(self.policy.promise_cooldown);
+        for (name, ladder) in &self.ladders {
+            let key = format!("ladders.{name}");
+            let built = self.build_ladder(&key, &ladder.stages)?;
+            policy = policy.with_ladder(name, built).map_err(|e| ConfigError::Key { key, message: e.to_string() })?;
+        }
+        let r = &self.policy.repeat;
+        if !r.ladder.is_empty() {
+            let rule = RepeatRule { episodes: r.episodes, min_stage: r.min_stage.clone(), window: r.window, ladder: r.ladder.clone() };
+            policy = policy.with_repeat(rule).map_err(|e| {
+                let field = match e {
+                    PolicyError::UnknownStage(_) => "min_stage",
+                    PolicyError::NoEpisodes => "episodes",
+                    _ => "ladder",
                 };
-                let field = match &e {
-                    LadderError::Unsorted(_) => ".after",
-                    LadderError::AllowInLadder(_) => ".action",
-                    LadderError::Empty => "",
-                    _ => ".name",
-                };
-                ConfigError::Key {
-                    key: match culprit {
-                        Some(i) => format!("ladder.stages[{i}]{field}"),
-                        None => "ladder.stages".into(),
-                    },
-                    message: e.to_string(),
-                }
-            })
+                ConfigError::Key { key: format!("policy.repeat.{field}"), message: e.to_string() }
+            })?;
+        }
+        for (lookup_key, ladder) in &self.stripe.ladder_by_lookup_key {
+            if policy.ladder(ladder).is_none() {
+                return Err(ConfigError::Key {
+                    key: format!("stripe.ladder_by_lookup_key.{lookup_key}"),
+                    message: format!("{ladder:?} is not a ladder (known: {})", policy.names().collect::<Vec<_>>().join(", ")),
+                });
+            }
+        }
+        Ok(policy)
+    }
+
+    fn build_ladder(&self, prefix: &str, stages: &[StageConfig]) -> Result<Ladder, ConfigError> {
+        let culprit = |e: LadderError| {
+            let culprit = match &e {
+                LadderError::BadName(n)
+                | LadderError::Duplicate(n)
+                | LadderError::Reserved(n)
+                | LadderError::AllowInLadder(n)
+                | LadderError::Unsorted(n)
+                | LadderError::BadCloses(n, _) => stages.iter().rposition(|s| &s.name == n),
+                LadderError::Empty => None,
+            };
+            let field = match &e {
+                LadderError::Unsorted(_) => ".after",
+                LadderError::AllowInLadder(_) => ".action",
+                LadderError::BadCloses(..) => ".closes",
+                LadderError::Empty => "",
+                _ => ".name",
+            };
+            ConfigError::Key {
+                key: match culprit {
+                    Some(i) => format!("{prefix}.stages[{i}]{field}"),
+                    None => format!("{prefix}.stages"),
+                },
+                message: e.to_string(),
+            }
+        };
+        let mut ladder = Ladder::new(stages.iter().map(|s| (s.name.as_str(), s.after, s.action)))
+            .map_err(culprit)?
+            .with_canceled_action(self.ladder.canceled_action)
+            .with_unknown_action(self.gate.unknown.action());
+        for s in stages.iter().filter(|s| !s.closes.is_empty()) {
+            ladder = ladder.closing(&s.name, s.closes.iter().map(String::as_str)).map_err(culprit)?;
+        }
+        Ok(ladder)
     }
 }
 

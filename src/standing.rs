@@ -70,20 +70,47 @@ struct StageDef {
     after: Duration,
     action: Action,
     header: HeaderValue,
+    /// The features closed in this stage: its own `closes` and those of
+    /// every stage before it on its ladder (sorted).
+    closes: Box<[Box<str>]>,
+}
+
+/// Whether `name` is a valid stage or feature name: `[a-z0-9_-]{1,64}`.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 impl Stage {
     fn new(name: &str, after: Duration, action: Action) -> Result<Self, LadderError> {
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !ok {
+        Self::closing(name, after, action, Box::default())
+    }
+
+    fn closing(name: &str, after: Duration, action: Action, closes: Box<[Box<str>]>) -> Result<Self, LadderError> {
+        if !is_valid_name(name) {
             return Err(LadderError::BadName(name.to_owned()));
         }
         let header = HeaderValue::from_str(name).map_err(|_| LadderError::BadName(name.into()))?;
-        Ok(Self(intern(StageDef { name: name.into(), after, action, header })))
+        Ok(Self(intern(StageDef { name: name.into(), after, action, header, closes })))
+    }
+
+    /// Whether a route tagged with `feature` is closed in this stage: the
+    /// stage (or one before it on the ladder) lists it in `closes`. A
+    /// `block` stage closes every gated route anyway.
+    pub fn closes(&self, feature: &str) -> bool {
+        self.0.closes.binary_search_by(|f| (**f).cmp(feature)).is_ok()
+    }
+
+    /// The features this stage closes (its own `closes` and those of the
+    /// stages before it), sorted.
+    pub fn closed_features(&self) -> impl Iterator<Item = &str> {
+        self.0.closes.iter().map(|f| &**f)
+    }
+
+    /// Whether this stage closes any feature.
+    pub fn closes_any(&self) -> bool {
+        !self.0.closes.is_empty()
     }
 
     /// The stage's name, e.g. `"warning"`.
@@ -138,7 +165,7 @@ impl Stage {
 
 impl PartialEq for Stage {
     fn eq(&self, other: &Self) -> bool {
-        self.name() == other.name() && self.action() == other.action()
+        self.name() == other.name() && self.action() == other.action() && self.0.closes == other.0.closes
     }
 }
 impl Eq for Stage {}
@@ -171,6 +198,10 @@ pub enum LadderError {
     /// A ladder stage whose action is `allow` would never be noticed.
     #[error("stage {0:?} has action \"allow\"; ladder stages must notice, warn, restrict or block")]
     AllowInLadder(String),
+    /// A feature name in `closes` that is not `[a-z0-9_-]{1,64}`, or a
+    /// `closes` for a stage the ladder does not have.
+    #[error("stage {0:?}: {1}")]
+    BadCloses(String, String),
 }
 
 /// The grace ladder plus the policies for states off the ladder.
@@ -221,6 +252,33 @@ impl Ladder {
             unknown: Stage::new(ACTIVE, Duration::ZERO, Action::Allow)?,
             suspended,
         })
+    }
+
+    /// Lets `stage` (and every later stage) close `features`: routes tagged
+    /// with one of them answer the 402 page from that stage on, while the
+    /// rest of the app stays open until a `block` stage.
+    pub fn closing<'a>(mut self, stage: &str, features: impl IntoIterator<Item = &'a str>) -> Result<Self, LadderError> {
+        let Some(at) = self.stages.iter().position(|s| s.name() == stage) else {
+            return Err(LadderError::BadCloses(stage.into(), "no such stage on this ladder".into()));
+        };
+        let features: Vec<&str> = features.into_iter().collect();
+        if let Some(bad) = features.iter().find(|f| !is_valid_name(f)) {
+            return Err(LadderError::BadCloses(stage.into(), format!("feature name {bad:?} must be 1-64 characters of a-z, 0-9, _ or -")));
+        }
+        let mut stages: Vec<Stage> = self.stages.to_vec();
+        for s in stages.iter_mut().skip(at) {
+            let mut closes: Vec<Box<str>> = s.0.closes.to_vec();
+            closes.extend(features.iter().map(|f| Box::<str>::from(*f)));
+            closes.sort();
+            closes.dedup();
+            let rebuilt = Stage::closing(s.name(), s.after(), s.action(), closes.into())?;
+            if self.suspended.same(*s) {
+                self.suspended = rebuilt;
+            }
+            *s = rebuilt;
+        }
+        self.stages = stages.into();
+        Ok(self)
     }
 
     /// What a canceled (or paused, or expired) subscription with nothing
@@ -285,6 +343,16 @@ impl Ladder {
     }
 }
 
+/// When `stage` starts for a debt that started at `start`. Checked: a
+/// stored time near the end of chrono's range must not panic a request;
+/// such a stage is simply never reached.
+fn starts(start: DateTime<Utc>, stage: &Stage) -> DateTime<Utc> {
+    TimeDelta::from_std(stage.after())
+        .ok()
+        .and_then(|d| start.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 impl Default for Ladder {
     fn default() -> Self {
         Self::standard()
@@ -307,6 +375,9 @@ pub enum Reason {
     /// Like `Canceled`, but the subscription is paused: a payment method is
     /// missing rather than the subscription being over.
     Paused,
+    /// Money is owed, but the customer promised to pay by a date that has
+    /// not come: the ladder waits at its first stage until then.
+    Promised,
     /// An admin override is in force.
     Override(OverrideMode),
     /// The store could not be read and nothing was cached: the
@@ -321,6 +392,7 @@ impl Reason {
             Reason::GoodStanding => "good_standing",
             Reason::Unknown => "unknown",
             Reason::Debt => "debt",
+            Reason::Promised => "promised",
             Reason::Canceled => "canceled",
             Reason::Paused => "paused",
             Reason::Override(_) => "override",
@@ -341,11 +413,20 @@ pub struct Standing {
     past_due_since: Option<DateTime<Utc>>,
     amount_due: Option<(i64, Currency)>,
     pay_url: Option<Arc<str>>,
+    /// The date of the newest promise to pay made during this debt.
+    promised: Option<DateTime<Utc>>,
+    /// When the ladder's first `block` stage starts, if the debt stays unpaid.
+    blocks_at: Option<DateTime<Utc>>,
 }
 
 impl Standing {
-    /// The standing of an account at `now`. `state` is `None` for an account
-    /// the store has never heard of.
+    /// The standing of an account at `now` on `ladder` (the one
+    /// [`Policy::choose`](crate::policy::Policy::choose) picked for it).
+    /// `state` is `None` for an account the store has never heard of.
+    ///
+    /// A promise to pay whose date has not come holds the debt at the
+    /// ladder's first stage (reason [`Reason::Promised`]); once the date
+    /// passes unpaid, the ladder stands where time has put it.
     pub fn evaluate(state: Option<&BillingState>, ladder: &Ladder, now: DateTime<Utc>) -> Self {
         let Some(state) = state else {
             return Self::plain(*ladder.unknown(), Reason::Unknown);
@@ -361,7 +442,14 @@ impl Standing {
             };
             Self { since: Some(o.at), ..Self::plain(stage, Reason::Override(o.mode)) }
         } else if let Some(start) = past_due_since {
-            Self::on_ladder(ladder, start, now)
+            let mut standing = Self::on_ladder(ladder, start, now);
+            if let Some(promise) = state.current_promise() {
+                standing.promised = Some(promise.until);
+                if now < promise.until {
+                    standing = Self::held_by_promise(ladder, start, promise.at, promise.until, standing);
+                }
+            }
+            standing
         } else if let Some(ended) = state.ended() {
             let reason = if ended.status == SubscriptionStatus::Paused {
                 Reason::Paused
@@ -402,31 +490,54 @@ impl Standing {
             past_due_since: None,
             amount_due: None,
             pay_url: None,
+            promised: None,
+            blocks_at: None,
         }
+    }
+
+    /// A promise in force: the first stage until `until`; then the ladder
+    /// stands where time has put it by then.
+    fn held_by_promise(ladder: &Ladder, start: DateTime<Utc>, at: DateTime<Utc>, until: DateTime<Utc>, on_ladder: Self) -> Self {
+        let first = ladder.stages[0];
+        let later = ladder.stages.get(1..).unwrap_or_default();
+        let resumes = later.iter().rev().find(|s| starts(start, s) <= until);
+        let next = match resumes {
+            Some(s) => Some((*s, until)),
+            None => later.first().map(|s| (*s, starts(start, s))),
+        };
+        let blocks_at = later.iter().find(|s| s.action() == Action::Block).map(|s| starts(start, s).max(until));
+        Self { stage: first, reason: Reason::Promised, since: Some(at), next, blocks_at, ..on_ladder }
     }
 
     fn on_ladder(ladder: &Ladder, start: DateTime<Utc>, now: DateTime<Utc>) -> Self {
         // A clock that runs behind the event time counts as "just started".
         let elapsed = (now - start).to_std().unwrap_or(Duration::ZERO);
         let reached = ladder.stages.iter().rposition(|s| s.after() <= elapsed);
-        // Checked: a stored time near the end of chrono's range must not
-        // panic a request; such a stage is simply never reached.
-        let at = |s: &Stage| {
-            TimeDelta::from_std(s.after())
-                .ok()
-                .and_then(|d| start.checked_add_signed(d))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC)
-        };
+        let at = |s: &Stage| starts(start, s);
         let next_index = reached.map_or(0, |i| i + 1);
         let next = ladder.stages.get(next_index).map(|s| (*s, at(s)));
+        let blocks_at = ladder.stages[next_index..].iter().find(|s| s.action() == Action::Block).map(at);
         match reached {
             Some(i) => {
                 let stage = &ladder.stages[i];
-                Self { since: Some(at(stage)), next, ..Self::plain(*stage, Reason::Debt) }
+                Self { since: Some(at(stage)), next, blocks_at, ..Self::plain(*stage, Reason::Debt) }
             }
             // In debt, but the first rung has not started yet.
-            None => Self { next, ..Self::plain(ladder.active, Reason::Debt) },
+            None => Self { next, blocks_at, ..Self::plain(ladder.active, Reason::Debt) },
         }
+    }
+
+    /// The date of the newest promise to pay made during this debt (kept
+    /// or not yet due, or broken: the page says "you told us you would
+    /// pay by …").
+    pub fn promised(&self) -> Option<DateTime<Utc>> {
+        self.promised
+    }
+
+    /// When the rest of the app closes too (the ladder's next `block`
+    /// stage), if the debt stays unpaid.
+    pub fn blocks_at(&self) -> Option<DateTime<Utc>> {
+        self.blocks_at
     }
 
     /// The current stage.

@@ -153,6 +153,17 @@ pub struct SubscriptionFact {
     pub status: SubscriptionStatus,
     /// When Stripe reported it (the event's `created`).
     pub at: DateTime<Utc>,
+    /// The ladder the subscription's plan names (price or product metadata
+    /// `stripe.ladder_metadata_key`, or `[stripe.ladder_by_lookup_key]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<String>,
+}
+
+impl SubscriptionFact {
+    /// A status at an event time, with no plan ladder.
+    pub fn new(status: SubscriptionStatus, at: DateTime<Utc>) -> Self {
+        Self { status, at, ladder: None }
+    }
 }
 
 /// An invoice that is owed.
@@ -214,6 +225,70 @@ impl Override {
         self.until.is_none_or(|until| now < until)
     }
 }
+
+/// A customer's promise to pay by a date, recorded by an admin.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Promise {
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// The date the customer said they would have paid by.
+    pub until: DateTime<Utc>,
+    /// Why (shown in the admin API and the audit log).
+    pub reason: String,
+    /// Who recorded it.
+    #[serde(default)]
+    pub by: String,
+}
+
+/// What became of a [`Promise`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromiseStatus {
+    /// The debt is still open and `until` has not come.
+    Pending,
+    /// Everything owed was paid (or voided) by `until`.
+    Kept,
+    /// `until` came and the debt was still open.
+    Broken,
+}
+
+/// The ladder an admin chose for an account (beats the plan and the
+/// repeat-offender rule).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LadderChoice {
+    /// The ladder's name (`default` or a `[ladders.<name>]`).
+    pub ladder: String,
+    /// Why (shown in the admin API and the audit log).
+    pub reason: String,
+    /// Who chose it.
+    #[serde(default)]
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One invoice's time in debt: from when it first failed or became
+/// overdue to when it was paid or voided (event times).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebtSpan {
+    /// When it first failed or became overdue.
+    pub since: DateTime<Utc>,
+    /// When it was settled.
+    pub settled: DateTime<Utc>,
+}
+
+/// A closed debt episode: overlapping invoice debts merged, from the first
+/// failure to the payment that left nothing owed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Episode {
+    /// When the first invoice of the episode failed or became overdue.
+    pub start: DateTime<Utc>,
+    /// When the last one was paid or voided.
+    pub end: DateTime<Utc>,
+}
+
+/// Most promises an account keeps (the newest).
+pub(crate) const MAX_PROMISES: usize = 16;
 
 /// A record that a notice went out.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -330,6 +405,11 @@ pub enum Change {
     CardUpdated(DateTime<Utc>),
     /// A notice went out.
     NoticeSent(NoticeSent),
+    /// A promise to pay was recorded.
+    Promise(Promise),
+    /// An admin chose the account's ladder (`None`: back to the plan, the
+    /// repeat rule or `default`).
+    Ladder(Option<LadderChoice>),
 }
 
 /// A person to write to about an account besides its billing contact
@@ -444,6 +524,12 @@ pub struct BillingState {
     card_expiring: Option<CardExpiry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     language: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    promises: Vec<Promise>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    closed_debts: BTreeMap<String, DebtSpan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ladder: Option<LadderChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     updated_at: Option<DateTime<Utc>>,
 }
@@ -457,8 +543,10 @@ impl BillingState {
     pub fn apply(&mut self, change: &Change) -> bool {
         match change {
             Change::InvoiceUnpaid { id, invoice } => {
-                if self.settled.contains_key(id) {
-                    return false;
+                if let Some(settled) = self.settled.get(id).copied() {
+                    // Paid before this report arrived: only its time in
+                    // debt is worth keeping.
+                    return self.record_debt(id, invoice.since, settled);
                 }
                 // Owed now: no longer upcoming.
                 let was_upcoming = self.upcoming.remove(id).is_some();
@@ -490,7 +578,9 @@ impl BillingState {
                 }
             }
             Change::InvoiceSettled { id, at } => {
-                let removed = self.unpaid.remove(id).is_some() | self.upcoming.remove(id).is_some();
+                let span = self.unpaid.get(id).map(|i| i.since).or_else(|| self.closed_debts.get(id).map(|d| d.since));
+                let spanned = span.is_some_and(|since| self.record_debt(id, since, *at));
+                let removed = spanned | self.unpaid.remove(id).is_some() | self.upcoming.remove(id).is_some();
                 // The earliest settle time is kept, whatever the order.
                 let tomb_changed = match self.settled.get_mut(id) {
                     None => {
@@ -541,8 +631,8 @@ impl BillingState {
                     true
                 }
                 // Newest event time wins; a tie is broken by the status order
-                // so the outcome does not depend on delivery order.
-                Some(known) if (fact.at, fact.status) > (known.at, known.status) => {
+                // (then the plan) so the outcome does not depend on delivery order.
+                Some(known) if (fact.at, fact.status, &fact.ladder) > (known.at, known.status, &known.ladder) => {
                     *known = fact.clone();
                     true
                 }
@@ -611,7 +701,41 @@ impl BillingState {
                 self.notices.sort();
                 true
             }
+            Change::Promise(p) => {
+                if self.promises.contains(p) {
+                    return false;
+                }
+                self.promises.push(p.clone());
+                self.promises.sort();
+                let excess = self.promises.len().saturating_sub(MAX_PROMISES);
+                self.promises.drain(..excess);
+                true
+            }
+            Change::Ladder(choice) => replace_opt(&mut self.ladder, choice.clone()),
         }
+    }
+
+    /// Keeps invoice `id`'s time in debt (the earliest start and the
+    /// earliest settle time win, whatever the order; a span that ends
+    /// before it starts is kept too, so every order agrees, and never
+    /// counted as an episode).
+    fn record_debt(&mut self, id: &str, since: DateTime<Utc>, settled: DateTime<Utc>) -> bool {
+        let new = DebtSpan { since, settled };
+        let changed = match self.closed_debts.get_mut(id) {
+            None => {
+                self.closed_debts.insert(id.to_owned(), new);
+                true
+            }
+            Some(known) => replace(known, DebtSpan { since: known.since.min(since), settled: known.settled.min(settled) }),
+        };
+        while self.closed_debts.len() > MAX_TOMBSTONES {
+            let oldest = self.closed_debts.iter().min_by_key(|(id, d)| (d.settled, (*id).clone())).map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.closed_debts.remove(&id),
+                None => break,
+            };
+        }
+        changed
     }
 
     fn prune_upcoming(&mut self) {
@@ -695,6 +819,75 @@ impl BillingState {
     /// Linked Stripe customers.
     pub fn customers(&self) -> &BTreeSet<String> {
         &self.customers
+    }
+
+    /// The promises to pay recorded for the account, oldest first.
+    pub fn promises(&self) -> &[Promise] {
+        &self.promises
+    }
+
+    /// The ladder an admin chose for the account.
+    pub fn ladder_choice(&self) -> Option<&LadderChoice> {
+        self.ladder.as_ref()
+    }
+
+    /// The ladder the account's plan names: that of its newest subscription
+    /// that has one (ended ones included: a plan's ladder outlives a
+    /// cancellation while debt from it is owed).
+    pub fn plan_ladder(&self) -> Option<(&str, &str)> {
+        self.subscriptions
+            .iter()
+            .filter_map(|(id, s)| s.ladder.as_deref().map(|l| (s.at, id.as_str(), l)))
+            .max()
+            .map(|(_, id, l)| (id, l))
+    }
+
+    /// The account's closed debt episodes, oldest first: each invoice's
+    /// time in debt, overlapping ones merged; the episode still open (if
+    /// anything is owed) is not among them.
+    pub fn episodes(&self) -> Vec<Episode> {
+        let mut spans: Vec<DebtSpan> = self.closed_debts.values().copied().filter(|d| d.since < d.settled).collect();
+        spans.sort_by_key(|d| (d.since, d.settled));
+        let mut out: Vec<Episode> = Vec::new();
+        for d in spans {
+            match out.last_mut() {
+                Some(e) if d.since <= e.end => e.end = e.end.max(d.settled),
+                _ => out.push(Episode { start: d.since, end: d.settled }),
+            }
+        }
+        if let Some(open) = self.past_due_since() {
+            out.retain(|e| e.end < open);
+        }
+        out
+    }
+
+    /// What became of `promise` by `now`: kept when the debt it was made
+    /// in was settled by its date, broken when the date came first.
+    pub fn promise_status(&self, promise: &Promise, now: DateTime<Utc>) -> PromiseStatus {
+        if self.past_due_since().is_some_and(|open| open <= promise.at) {
+            return if now < promise.until { PromiseStatus::Pending } else { PromiseStatus::Broken };
+        }
+        match self.episodes().into_iter().find(|e| e.start <= promise.at && promise.at <= e.end) {
+            Some(e) if e.end > promise.until => PromiseStatus::Broken,
+            _ => PromiseStatus::Kept,
+        }
+    }
+
+    /// Whether any invoice was ever settled after being owed.
+    pub(crate) fn has_debt_history(&self) -> bool {
+        !self.closed_debts.is_empty()
+    }
+
+    /// The newest promise made during the debt owed now, if any.
+    pub fn current_promise(&self) -> Option<&Promise> {
+        let open = self.past_due_since()?;
+        self.promises.iter().rev().find(|p| open <= p.at)
+    }
+
+    /// The promise that holds the ladder back at `now`: made during the
+    /// debt owed now, its date not yet come.
+    pub fn promise_in_force(&self, now: DateTime<Utc>) -> Option<&Promise> {
+        self.current_promise().filter(|p| now < p.until)
     }
 
     /// The card that expires soon, unless it was updated since.

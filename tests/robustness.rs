@@ -181,7 +181,7 @@ proptest! {
             });
         }
         if let Some((at, status)) = sub {
-            state.apply(&Change::Subscription { id: "sub_1".into(), fact: SubscriptionFact { status: SubscriptionStatus::from_stripe(status), at: any_time(at) } });
+            state.apply(&Change::Subscription { id: "sub_1".into(), fact: SubscriptionFact::new(SubscriptionStatus::from_stripe(status), any_time(at)) });
         }
         if let Some(until) = override_until {
             state.apply(&Change::SetOverride(Override { mode: OverrideMode::Block, until: Some(any_time(until)), reason: "r".into(), by: "t".into(), at: any_time(until) }));

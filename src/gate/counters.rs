@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::standing::{Ladder, Stage, Standing};
+use crate::standing::{Stage, Standing};
 
 /// How often the striped counts reach the recorder.
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -74,13 +74,13 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    pub(super) fn new(ladder: &Ladder, unavailable: &Standing) -> Arc<Self> {
+    pub(super) fn new(policy: &crate::policy::Policy, unavailable: &Standing) -> Arc<Self> {
         use crate::metrics as m;
         m::describe();
-        let stages = ladder
+        let ladder = policy.default_ladder();
+        let stages = policy
             .stages()
-            .iter()
-            .copied()
+            .into_iter()
             .chain([*ladder.active(), *ladder.canceled(), *ladder.unknown(), *ladder.override_block_stage(), *unavailable.stage()]);
         let mut decisions: Vec<(Stage, Striped, Striped)> = Vec::new();
         for stage in stages {

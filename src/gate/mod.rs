@@ -81,6 +81,7 @@ mod banner;
 mod counters;
 mod exempt;
 mod extract;
+mod feature;
 mod negotiate;
 #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
 pub(crate) mod recheck;
@@ -88,6 +89,7 @@ mod resolve;
 mod respond;
 
 pub use self::exempt::ExemptPaths;
+pub use self::feature::{feature, Feature, FeatureFuture, FeatureLayer, FeatureService};
 pub use self::extract::MissingStanding;
 pub use crate::i18n::Languages;
 pub use self::negotiate::prefers_html;
@@ -106,10 +108,10 @@ pub struct GateLayer {
 #[derive(Clone)]
 struct Shared {
     cache: StateCache,
-    ladder: Ladder,
+    policy: crate::policy::Policy,
     exempt: ExemptPaths,
     resolver: Arc<dyn ResolveAccount>,
-    page: PaymentPage,
+    page: Arc<PaymentPage>,
     unavailable: Standing,
     counters: Arc<counters::Counters>,
     /// `Some(max_bytes)` when the reminder banner is injected.
@@ -178,7 +180,7 @@ impl NoAccountWatch {
 impl std::fmt::Debug for GateLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GateLayer")
-            .field("ladder", &self.shared.ladder)
+            .field("policy", &self.shared.policy)
             .field("cache", &self.shared.cache)
             .finish_non_exhaustive()
     }
@@ -195,7 +197,7 @@ impl GateLayer {
 
     /// A gate configured by `config` (`[gate]`, `[cache]`, `[ladder]`, `[page]`).
     pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
-        let ladder = config.ladder()?;
+        let policy = config.policy()?;
         let exempt = ExemptPaths::new(&config.gate.exempt).map_err(|e| ConfigError::Key {
             key: "gate.exempt".into(),
             message: e.to_string(),
@@ -207,20 +209,20 @@ impl GateLayer {
                 .with_banner_template(&config.banner.template)
                 .map_err(|e| ConfigError::Key { key: "banner.template".into(), message: e.to_string() })?;
         }
-        let page = page.with_stage_kinds(&ladder);
+        let page = page.with_stage_kinds(&policy);
         let cache = cache_for(store, &config.cache, config.banner.before_due);
-        let unavailable = Standing::unavailable(&ladder, config.gate.on_store_error.action());
+        let unavailable = Standing::unavailable(policy.default_ladder(), config.gate.on_store_error.action());
         Ok(Self {
             shared: Arc::new(Shared {
-                counters: counters::Counters::new(&ladder, &unavailable),
+                counters: counters::Counters::new(&policy, &unavailable),
                 banner: config.banner.inject.then_some(config.banner.max_bytes),
                 before_due: config.banner.before_due,
                 unavailable,
                 cache,
-                ladder,
+                policy,
                 exempt,
                 resolver: Arc::new(HeaderResolver::new(config.gate.account_header.clone())),
-                page,
+                page: Arc::new(page),
                 missing_account: config.gate.missing_account,
                 no_account: Arc::new(NoAccountWatch::new()),
                 clock: crate::clock::system(),
@@ -239,13 +241,20 @@ impl GateLayer {
         self.edit(|s| s.resolver = Arc::new(resolver))
     }
 
-    /// Uses `ladder` (the unknown and canceled policies come with it).
+    /// Uses `ladder` for everyone (the unknown and canceled policies come
+    /// with it).
     pub fn with_ladder(self, ladder: Ladder) -> Self {
+        self.with_policy(crate::policy::Policy::new(ladder))
+    }
+
+    /// Chooses each account's ladder with `policy` (named ladders, promises,
+    /// repeat offenders; `[ladder]`, `[ladders.<name>]`, `[policy]`).
+    pub fn with_policy(self, policy: crate::policy::Policy) -> Self {
         self.edit(|s| {
-            s.unavailable = Standing::unavailable(&ladder, s.unavailable.action());
-            s.counters = counters::Counters::new(&ladder, &s.unavailable);
-            s.page = s.page.clone().with_stage_kinds(&ladder);
-            s.ladder = ladder;
+            s.unavailable = Standing::unavailable(policy.default_ladder(), s.unavailable.action());
+            s.counters = counters::Counters::new(&policy, &s.unavailable);
+            s.page = Arc::new((*s.page).clone().with_stage_kinds(&policy));
+            s.policy = policy;
         })
     }
 
@@ -278,8 +287,8 @@ impl GateLayer {
     /// What uncached accounts get while the store is down.
     pub fn with_on_store_error(self, policy: Policy) -> Self {
         self.edit(|s| {
-            s.unavailable = Standing::unavailable(&s.ladder, policy.action());
-            s.counters = counters::Counters::new(&s.ladder, &s.unavailable);
+            s.unavailable = Standing::unavailable(s.policy.default_ladder(), policy.action());
+            s.counters = counters::Counters::new(&s.policy, &s.unavailable);
         })
     }
 
@@ -303,14 +312,14 @@ impl GateLayer {
 
     /// The please-pay page.
     pub fn with_page(self, page: PaymentPage) -> Self {
-        self.edit(|s| s.page = page.with_stage_kinds(&s.ladder))
+        self.edit(|s| s.page = Arc::new(page.with_stage_kinds(&s.policy)))
     }
 
     /// Signs pay links to the endpoint mounted at `path`; see
     /// `stripe::with_pay_links`, the one place that calls this.
     #[cfg(feature = "stripe")]
     pub(crate) fn with_link_signer(self, path: &str, signer: crate::links::LinkSigner) -> Self {
-        self.edit(|s| s.page = s.page.clone().with_link_signer(path, signer))
+        self.edit(|s| s.page = Arc::new((*s.page).clone().with_link_signer(path, signer)))
     }
 
     /// Asks `recheck` before answering a debt `402`, waiting at most
@@ -350,9 +359,14 @@ impl GateLayer {
         &self.shared.cache
     }
 
-    /// The ladder in use.
+    /// The `default` ladder.
     pub fn ladder(&self) -> &Ladder {
-        &self.shared.ladder
+        self.shared.policy.default_ladder()
+    }
+
+    /// The ladders and the rules that choose among them.
+    pub fn policy(&self) -> &crate::policy::Policy {
+        &self.shared.policy
     }
 }
 
@@ -399,7 +413,9 @@ impl Shared {
     /// or a banner (both name the account). Otherwise the request passes
     /// through [`pass`] alone.
     fn needs_account<ReqBody>(&self, req: &Request<ReqBody>, standing: &Standing, state: Option<&BillingState>, now_us: i64) -> bool {
-        !standing.allows(req.method()) || (self.banner.is_some() && self.reminder(standing, state, now_us).is_some())
+        !standing.allows(req.method())
+            || standing.stage().closes_any()
+            || (self.banner.is_some() && self.reminder(standing, state, now_us).is_some())
     }
 
     /// What a banner on a pass reminds of: the debt in a `notice` or `warn`
@@ -436,8 +452,18 @@ impl Shared {
         state: Option<&BillingState>,
         now_us: i64,
     ) -> Decision<B> {
-        let allowed = standing.allows(req.method());
+        // A route the app tagged before the gate ran, closed in this stage.
+        let closed = standing.stage().closes_any().then(|| req.extensions().get::<Feature>()).flatten().filter(|f| standing.stage().closes(f.name())).cloned();
+        let allowed = standing.allows(req.method()) && closed.is_none();
         self.counters.decision(*standing.stage(), allowed);
+        if let (Some(f), true) = (&closed, standing.allows(req.method())) {
+            return Decision::Answer(feature::respond_closed(&self.page, req, account, &standing, state, f.name()));
+        }
+        if standing.stage().closes_any() {
+            // For the `feature` layers further in.
+            let page = self.page.clone();
+            req.extensions_mut().insert(feature::Closing { page, account: account.into(), state: state.cloned().map(Arc::new) });
+        }
         if !allowed {
             let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
             let html = prefers_html(header(http::header::ACCEPT));
@@ -470,7 +496,7 @@ impl Shared {
     async fn rechecked(&self, account: &AccountId, state: Arc<BillingState>, now: DateTime<Utc>) -> Option<(Standing, BillingState)> {
         let (recheck, timeout) = self.recheck.as_ref()?;
         let fresh = tokio::time::timeout(*timeout, recheck.recheck(account.clone(), state)).await.ok().flatten()?;
-        Some((Standing::evaluate(Some(&fresh), &self.ladder, now), fresh))
+        Some((self.policy.evaluate(Some(&fresh), now), fresh))
     }
 
     /// Decides a request that needs the account (the 402 page, a banner,
@@ -505,10 +531,10 @@ impl Shared {
 
     fn standing_of(&self, lookup: &Lookup, now: DateTime<Utc>) -> Standing {
         match lookup {
-            Lookup::Fresh(c) => c.standing(&self.ladder, now),
+            Lookup::Fresh(c) => c.standing(&self.policy, now),
             Lookup::Stale(c) => {
                 self.counters.stale.increment(1);
-                c.standing(&self.ladder, now)
+                c.standing(&self.policy, now)
             }
             Lookup::Unavailable => {
                 self.counters.fail_open.increment(1);
@@ -580,7 +606,7 @@ where
         if let Some(cached) = shared.cache.get_fresh_at(&account, now_us) {
             // The hot path: no I/O, no shared write, no copy of the id.
             shared.counters.hit();
-            let standing = cached.standing_at(&shared.ladder, now_us);
+            let standing = cached.standing_at(&shared.policy, now_us);
             if !shared.needs_account(&req, &standing, cached.state(), now_us) {
                 drop(account); // ends the borrow of the request
                 shared.counters.decision(*standing.stage(), true);

@@ -97,13 +97,19 @@ struct PageContext<'a> {
     next_stage: Option<&'a str>,
     next_stage_at: Option<String>,
     notices: Vec<NoticeView<'a>>,
+    /// The feature a stage closed, when the request was for one.
+    feature: Option<&'a str>,
+    /// When the rest of the app closes too, in the page's language.
+    rest_closes_at: Option<String>,
+    /// The date the customer promised to pay by, in the page's language.
+    promised: Option<String>,
     /// Every message of the chosen language, placeholders filled in.
     text: BTreeMap<&'a str, String>,
 }
 
 /// The messages a page template gets as `text.*`.
-const TEXT_KEYS: [&str; 24] = [
-    "title", "heading_block", "heading_read_only", "owed_to", "since", "invoice", "reassure", "pay_amount", "pay",
+const TEXT_KEYS: [&str; 27] = [
+    "title", "heading_block", "heading_feature", "feature_rest", "promised", "heading_read_only", "owed_to", "since", "invoice", "reassure", "pay_amount", "pay",
     "returns", "reminders", "spam", "canceled_heading", "canceled_body", "reactivate", "paused_heading",
     "paused_body", "add_payment_method", "unknown_heading", "unknown_body", "help", "update_payment_method",
     "check_again", "retry",
@@ -163,7 +169,8 @@ impl PaymentPage {
         let standing = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(20));
         let warning = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(15));
         for code in self.languages.codes() {
-            self.try_render("acct_sample", &standing, Some(&sample), Some(code), None).map_err(PageError::Template)?;
+            self.try_render("acct_sample", &standing, Some(&sample), Some(code), None, None).map_err(PageError::Template)?;
+            self.try_render("acct_sample", &standing, Some(&sample), Some(code), None, Some("reports")).map_err(PageError::Template)?;
             self.banner("acct_sample", &warning, Some(&sample), Some(code))?;
         }
         Ok(())
@@ -264,6 +271,7 @@ impl PaymentPage {
         state: Option<&BillingState>,
         language: Option<&str>,
         accept_language: Option<&str>,
+        feature: Option<&str>,
     ) -> Result<String, String> {
         let lang = self.languages.choose(language.or(state.and_then(BillingState::language)), accept_language);
         let invoice = state.and_then(BillingState::oldest_unpaid);
@@ -298,6 +306,9 @@ impl PaymentPage {
             ("number", invoice.and_then(|(_, i)| i.number.as_deref()).unwrap_or("")),
             ("retry_date", &next_attempt.clone().unwrap_or_default()),
             ("email", "\u{0}"),
+            ("feature", feature.unwrap_or("")),
+            ("rest_date", &standing.blocks_at().map(|t| lang.date(t)).unwrap_or_default()),
+            ("promise_date", &standing.promised().map(|t| lang.date(t)).unwrap_or_default()),
         ]
         .map(|(k, v)| (k, v.to_owned()));
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -332,6 +343,9 @@ impl PaymentPage {
             next_stage: standing.next().map(|(s, _)| s.name()),
             next_stage_at: standing.next().map(|(_, t)| lang.date(t)),
             notices,
+            feature,
+            rest_closes_at: feature.and(standing.blocks_at()).map(|t| lang.date(t)),
+            promised: standing.promised().map(|t| lang.date(t)),
             text,
         };
         let template = self.env.get_template(TEMPLATE).map_err(|e| e.to_string())?;
@@ -343,11 +357,10 @@ impl PaymentPage {
     /// endpoint's router, sets it, so a page never links to a missing route.
     /// Names each notice on the page by what it was, from `ladder`'s stage
     /// actions (the gate calls this with its ladder).
-    pub(crate) fn with_stage_kinds(mut self, ladder: &crate::standing::Ladder) -> Self {
-        let kinds = ladder
-            .stages()
-            .iter()
-            .filter_map(|s| {
+    pub(crate) fn with_stage_kinds(mut self, policy: &crate::policy::Policy) -> Self {
+        // A stage name two ladders share keeps the kind of the first.
+        let mut kinds = HashMap::new();
+        for (name, kind) in policy.stages().iter().rev().filter_map(|s| {
                 let kind = match s.action() {
                     Action::Notice => "kind_notice",
                     Action::Warn => "kind_warning",
@@ -355,8 +368,9 @@ impl PaymentPage {
                     Action::Allow => return None,
                 };
                 Some((s.name().to_owned(), kind))
-            })
-            .collect();
+            }) {
+            kinds.insert(name, kind);
+        }
         self.kinds = Arc::new(kinds);
         self
     }
@@ -420,7 +434,11 @@ impl PaymentPage {
     /// The language is the account's own (`Change::Language`) when we speak
     /// it, else the best match for `accept_language`, else English.
     pub fn render(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> String {
-        self.try_render(account, standing, state, None, accept_language).unwrap_or_else(|e| {
+        self.render_for(account, standing, state, accept_language, None)
+    }
+
+    fn render_for(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>, feature: Option<&str>) -> String {
+        self.try_render(account, standing, state, None, accept_language, feature).unwrap_or_else(|e| {
             tracing::error!(error = %e, "page template failed; serving the plain fallback");
             format!(
                 "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Payment required</title><p>A payment to {} is required to continue. Please contact {}.</p></html>",
@@ -432,10 +450,22 @@ impl PaymentPage {
 
     /// The `application/problem+json` body.
     pub fn problem(&self, account: &str, standing: &Standing) -> serde_json::Value {
-        self.problem_with(account, standing, None)
+        self.problem_with(account, standing, None, None)
     }
 
-    fn problem_with(&self, account: &str, standing: &Standing, state: Option<&BillingState>) -> serde_json::Value {
+    fn problem_with(&self, account: &str, standing: &Standing, state: Option<&BillingState>, feature: Option<&str>) -> serde_json::Value {
+        if let Some(feature) = feature {
+            let mut body = self.problem_with(account, standing, state, None);
+            body["title"] = "Feature paused until payment".into();
+            body["detail"] = match standing.blocks_at() {
+                Some(t) => format!("{feature} is paused until the amount due is paid; the rest of the app stays open until {}.", t.to_rfc3339()),
+                None => format!("{feature} is paused until the amount due is paid; the rest of the app stays open."),
+            }
+            .into();
+            body["feature"] = feature.into();
+            body["rest_closes_at"] = serde_json::to_value(standing.blocks_at()).unwrap_or_default();
+            return body;
+        }
         let ended = matches!(standing.reason(), Reason::Canceled | Reason::Paused);
         let (title, detail) = match standing.reason() {
             Reason::Canceled => ("Subscription ended", "The subscription for this account has ended. Reactivate it to continue."),
@@ -477,10 +507,24 @@ impl PaymentPage {
         html: bool,
         accept_language: Option<&str>,
     ) -> Response<B> {
+        self.respond_for(account, standing, state, html, accept_language, None)
+    }
+
+    /// The 402 for a request to `feature` (`Some`) that the stage closes,
+    /// or for the whole app (`None`).
+    pub(crate) fn respond_for<B: From<Bytes>>(
+        &self,
+        account: &str,
+        standing: &Standing,
+        state: Option<&BillingState>,
+        html: bool,
+        accept_language: Option<&str>,
+        feature: Option<&str>,
+    ) -> Response<B> {
         let (body, content_type) = if html {
-            (Bytes::from(self.render(account, standing, state, accept_language)), "text/html; charset=utf-8")
+            (Bytes::from(self.render_for(account, standing, state, accept_language, feature)), "text/html; charset=utf-8")
         } else {
-            let json = serde_json::to_vec(&self.problem_with(account, standing, state)).unwrap_or_default();
+            let json = serde_json::to_vec(&self.problem_with(account, standing, state, feature)).unwrap_or_default();
             (Bytes::from(json), "application/problem+json")
         };
         let mut res = Response::new(B::from(body));

@@ -123,7 +123,7 @@ pub async fn next_account(rx: &mut broadcast::Receiver<Invalidation>) -> Account
 /// invoice leaves the unpaid list.
 pub async fn round_trip(store: &Arc<dyn Store>) {
     let a = acct("conformance-acme");
-    let sub = Change::Subscription { id: "sub_1".into(), fact: SubscriptionFact { status: SubscriptionStatus::PastDue, at: t(5) } };
+    let sub = Change::Subscription { id: "sub_1".into(), fact: SubscriptionFact::new(SubscriptionStatus::PastDue, t(5)) };
     let applied = store.apply(&a, None, &[unpaid("in_1", 1200, t(0)), sub]).await.unwrap();
     let Applied::Changed(written) = applied else { panic!("round_trip: expected a change, got {applied:?}") };
     let loaded = store.load(&a).await.unwrap().expect("round_trip: state stored");

@@ -306,6 +306,9 @@ pub enum Index {
     /// Accounts with a payment coming due, scored by the earliest due date:
     /// the notifier reads only those whose reminder is due.
     Upcoming,
+    /// Accounts in debt with a promise to pay, scored by its date: the
+    /// ladder speaks again when it passes unpaid.
+    Promise,
 }
 
 /// The score of an override that never expires.
@@ -313,7 +316,7 @@ pub const NEVER: i64 = 99_999_999_999;
 
 impl Index {
     /// All indexes.
-    pub const ALL: [Index; 4] = [Index::Debt, Index::Ended, Index::Override, Index::Upcoming];
+    pub const ALL: [Index; 5] = [Index::Debt, Index::Ended, Index::Override, Index::Upcoming, Index::Promise];
 
     /// The name used in keys.
     pub fn name(self) -> &'static str {
@@ -322,6 +325,7 @@ impl Index {
             Index::Ended => "ended",
             Index::Override => "override",
             Index::Upcoming => "upcoming",
+            Index::Promise => "promise",
         }
     }
 
@@ -332,6 +336,7 @@ impl Index {
             Index::Ended => state.ended().map(|f| f.at.timestamp()),
             Index::Override => state.override_().map(|o| o.until.map_or(NEVER, |u| u.timestamp())),
             Index::Upcoming => state.upcoming().values().map(|d| d.due.timestamp()).min(),
+            Index::Promise => state.current_promise().map(|p| p.until.timestamp()),
         }
     }
 }

@@ -230,6 +230,51 @@ pub fn unpaid_invoice(invoice: &Map<String, Value>, since: DateTime<Utc>, observ
     })
 }
 
+/// Where a subscription's plan names the ladder for its customer:
+/// `stripe.ladder_metadata_key` on a price (or its product, when the event
+/// carries the product expanded), else `[stripe.ladder_by_lookup_key]` by
+/// the price's lookup key.
+#[derive(Clone, Debug, Default)]
+pub struct PlanLadder {
+    /// `stripe.ladder_metadata_key`.
+    pub metadata_key: String,
+    /// `[stripe.ladder_by_lookup_key]`.
+    pub by_lookup_key: std::collections::BTreeMap<String, String>,
+}
+
+impl PlanLadder {
+    /// The ladder a subscription object's items name, if any (the first
+    /// item that names one).
+    pub fn ladder(&self, subscription: &Map<String, Value>) -> Option<String> {
+        let items = subscription.get("items")?.get("data")?.as_array()?;
+        let named = |o: Option<&Value>| {
+            o.and_then(|o| o.get("metadata"))
+                .and_then(|m| m.get(&self.metadata_key))
+                .and_then(Value::as_str)
+                .filter(|l| crate::standing::is_valid_name(l))
+                .map(str::to_owned)
+        };
+        items.iter().find_map(|item| {
+            let price = item.get("price").or_else(|| item.get("plan"));
+            named(price)
+                .or_else(|| named(price.and_then(|p| p.get("product")).filter(|p| p.is_object())))
+                .or_else(|| {
+                    let key = price?.get("lookup_key")?.as_str()?;
+                    self.by_lookup_key.get(key).cloned()
+                })
+        })
+    }
+
+    /// Puts the plan's ladder into the subscription facts read from `object`.
+    pub fn fill(&self, changes: &mut [Change], object: &Map<String, Value>) {
+        for change in changes {
+            if let Change::Subscription { fact, .. } = change {
+                fact.ladder = self.ladder(object);
+            }
+        }
+    }
+}
+
 /// The facts in an event, or `None` for an event type pastdue ignores.
 pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
     let obj = &event.object;
@@ -273,7 +318,7 @@ pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
                 None if kind == "customer.subscription.deleted" => SubscriptionStatus::Canceled,
                 None => return None,
             };
-            let change = Change::Subscription { id: id.to_owned(), fact: SubscriptionFact { status, at } };
+            let change = Change::Subscription { id: id.to_owned(), fact: SubscriptionFact::new(status, at) };
             (id_at(obj, "customer"), metadata(Some(obj), metadata_key), vec![change])
         }
         "customer.source.expiring" => {

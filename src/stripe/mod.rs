@@ -70,6 +70,8 @@ pub struct Mapper {
     unmapped: Unmapped,
     /// Customer metadata keys naming contacts (`[notify.metadata]`).
     contact_keys: Vec<(crate::state::ContactRole, String)>,
+    /// Where a subscription's plan names its ladder.
+    plan: Arc<event::PlanLadder>,
 }
 
 /// Why an account could not be found right now (retry later).
@@ -94,7 +96,8 @@ impl Mapper {
             })?),
             None => None,
         };
-        Ok(Self { store, api, metadata_key: config.metadata_key.clone(), unmapped: config.unmapped, contact_keys: Vec::new() })
+        let plan = Arc::new(event::PlanLadder { metadata_key: config.ladder_metadata_key.clone(), by_lookup_key: config.ladder_by_lookup_key.clone() });
+        Ok(Self { store, api, metadata_key: config.metadata_key.clone(), unmapped: config.unmapped, contact_keys: Vec::new(), plan })
     }
 
     /// Also reads contacts from customer metadata under `keys`
@@ -252,6 +255,7 @@ async fn handle(w: &Webhooks, event: &Event) -> (Response, &'static str) {
         return (reply(StatusCode::OK, json!({ "received": true, "result": "ignored" })), "ignored");
     };
     facts.changes.extend(event::contacts(event, &w.mapper.contact_keys));
+    w.mapper.plan.fill(&mut facts.changes, &event.object);
     let ignored = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, "webhook ignored: its input can never be stored");
         (reply(StatusCode::OK, json!({ "received": true, "result": "ignored", "reason": e.to_string() })), "ignored")

@@ -65,10 +65,8 @@ pub async fn sync_only(mapper: &Mapper, only: Option<&AccountId>) -> Result<Sync
             continue;
         };
         let hint = metadata(Some(sub), &mapper.metadata_key);
-        let change = Change::Subscription {
-            id: id.to_owned(),
-            fact: SubscriptionFact { status, at: now },
-        };
+        let fact = SubscriptionFact { ladder: mapper.plan.ladder(sub), ..SubscriptionFact::new(status, now) };
+        let change = Change::Subscription { id: id.to_owned(), fact };
         match mapper.account(customer_of(sub), hint).await? {
             Some(account) => by_account.entry(account).or_default().push(change),
             None => report.unmapped += 1,

@@ -241,11 +241,13 @@ impl Verifier {
             }
         }
         let in_debt = state.subscriptions().iter().filter(|(id, s)| s.status.is_debt() && plain_id(id));
-        for (id, _) in in_debt.take(MAX_OBJECTS) {
+        for (id, known) in in_debt.take(MAX_OBJECTS) {
             let sub = self.api.get(&format!("/subscriptions/{id}"), &Params::new()).await?;
             let status = sub.as_object().and_then(super::event::subscription_status);
             if let Some(status) = status.filter(|s| !s.is_debt()) {
-                changes.push(Change::Subscription { id: id.clone(), fact: SubscriptionFact { status, at: now } });
+                // The plan's ladder stays what the last full report said.
+                let fact = SubscriptionFact { ladder: known.ladder.clone(), ..SubscriptionFact::new(status, now) };
+                changes.push(Change::Subscription { id: id.clone(), fact });
             }
         }
         Ok(changes)

@@ -45,7 +45,7 @@ pub fn settled(id: &str, at: DateTime<Utc>) -> Change {
 }
 
 pub fn subscription(id: &str, status: SubscriptionStatus, at: DateTime<Utc>) -> Change {
-    Change::Subscription { id: id.into(), fact: SubscriptionFact { status, at } }
+    Change::Subscription { id: id.into(), fact: SubscriptionFact::new(status, at) }
 }
 
 /// The default config with a ladder in seconds: notice at 0, warning and

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pastdue::admin::AccountView;
 use pastdue::state::{Change, Override, OverrideMode};
 use pastdue::store::{AuditDraft, Store};
-use pastdue::{AccountId, BillingState, Config, Ladder};
+use pastdue::{AccountId, BillingState, Config};
 
 /// Gate a SaaS app on each account's payment standing, in any language.
 #[derive(Parser)]
@@ -138,19 +138,19 @@ async fn run(command: Command) -> Result<(), Failed> {
         return serve().await;
     }
     let config = Config::load().map_err(config_error)?;
-    let ladder = config.ladder().map_err(config_error)?;
+    let policy = config.policy().map_err(config_error)?;
     match command {
         Command::Serve => unreachable!("handled above"),
         Command::CheckConfig => check_config(&config),
         Command::Ladder { json } => {
-            print_ladder(&ladder, json);
+            print_ladders(&policy, json);
             Ok(())
         }
         Command::Status { account, json } => {
             let (account, state) = load(&config, &account).await?;
             let now = Utc::now();
             let view =
-                serde_json::to_value(AccountView::of(&account, state.as_ref(), &ladder, now))?;
+                serde_json::to_value(AccountView::of(&account, state.as_ref(), &policy, now))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
@@ -162,7 +162,8 @@ async fn run(command: Command) -> Result<(), Failed> {
             let (account, state) = load(&config, &account).await?;
             let store = connect(&config).await?;
             let audit = store.audit_log(Some(&account), None, 100).await?;
-            let timeline = explain::timeline(state.as_ref(), &audit, &ladder, Utc::now());
+            let now = Utc::now();
+            let timeline = explain::timeline(state.as_ref(), &audit, policy.ladder_for(state.as_ref(), now), now);
             if json {
                 println!("{}", serde_json::to_string_pretty(&timeline)?);
             } else {
@@ -182,7 +183,7 @@ async fn run(command: Command) -> Result<(), Failed> {
             let state =
                 set_override(store.as_ref(), &account, mode, until.as_deref(), &reason).await?;
             let view =
-                serde_json::to_value(AccountView::of(&account, Some(&state), &ladder, Utc::now()))?;
+                serde_json::to_value(AccountView::of(&account, Some(&state), &policy, Utc::now()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
@@ -318,41 +319,41 @@ fn parse_until(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Failed> {
     Ok(at)
 }
 
-fn print_ladder(ladder: &Ladder, json: bool) {
-    let rows: Vec<(String, String, String)> = ladder
-        .stages()
-        .iter()
-        .map(|s| {
-            (
-                s.name().to_owned(),
-                explain::days(s.after()),
-                s.action().as_str().to_owned(),
-            )
-        })
-        .chain([
-            (
-                ladder.canceled().name().to_owned(),
-                "subscription ended".into(),
-                ladder.canceled().action().as_str().to_owned(),
-            ),
-            (
-                ladder.unknown().name().to_owned(),
-                "never heard of".into(),
-                ladder.unknown().action().as_str().to_owned(),
-            ),
-        ])
-        .collect();
+fn print_ladders(policy: &pastdue::Policy, json: bool) {
+    let mut rows: Vec<(&str, String, String, String, String)> = Vec::new();
+    for (name, ladder) in policy.ladders() {
+        for s in ladder.stages() {
+            let closes = s.closed_features().collect::<Vec<_>>().join(", ");
+            rows.push((name, s.name().to_owned(), explain::days(s.after()), s.action().as_str().to_owned(), closes));
+        }
+        if name == pastdue::policy::DEFAULT_LADDER {
+            for (stage, when) in [(ladder.canceled(), "subscription ended"), (ladder.unknown(), "never heard of")] {
+                rows.push((name, stage.name().to_owned(), when.into(), stage.action().as_str().to_owned(), String::new()));
+            }
+        }
+    }
     if json {
         let v: Vec<_> = rows
             .iter()
-            .map(|(n, a, act)| serde_json::json!({ "stage": n, "after": a, "action": act }))
+            .map(|(l, n, a, act, closes)| {
+                let closes: Vec<&str> = closes.split(", ").filter(|c| !c.is_empty()).collect();
+                serde_json::json!({ "ladder": l, "stage": n, "after": a, "action": act, "closes": closes })
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
     }
-    println!("{:<14} {:<22} ACTION", "STAGE", "AFTER THE DEBT STARTS");
-    for (name, after, action) in rows {
-        println!("{name:<14} {after:<22} {action}");
+    let mut current = "";
+    for (ladder, name, after, action, closes) in rows {
+        if ladder != current {
+            if !current.is_empty() {
+                println!();
+            }
+            println!("ladder {ladder}");
+            println!("{:<14} {:<22} {:<10} CLOSES", "STAGE", "AFTER THE DEBT STARTS", "ACTION");
+            current = ladder;
+        }
+        println!("{name:<14} {after:<22} {action:<10} {closes}");
     }
 }
 
