@@ -625,3 +625,44 @@ async fn a_closed_feature_answers_402_while_the_rest_passes() {
 fn enc(t: DateTime<Utc>) -> String {
     form_urlencoded::byte_serialize(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).as_bytes()).collect()
 }
+
+/// Notices pause while a promise holds — the warning the ladder would have
+/// sent is not — and resume when it breaks: the suspension notice goes out
+/// at the next windowed sweep, found through the promise index alone (no
+/// stage starts in that window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_pause_while_a_promise_holds_and_resume_when_it_breaks() {
+    let redis = RedisServer::start();
+    let smtp = SmtpServer::start();
+    let mut c = Config::from_toml(CONFIG).unwrap();
+    c.notify.smtp_url = smtp.url().into();
+    c.notify.from = "Acme Billing <billing@acme.test>".into();
+    // Only windowed sweeps after the first (a full one every 60 polls).
+    c.notify.poll_interval = std::time::Duration::from_secs(30 * DAYS);
+    let store = store_with(&redis.url(), relaxed()).await;
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = ManualClock::starting_at(t0);
+    let notifier = pastdue::notify::Notifier::new(&c.notify, c.policy().unwrap(), store.clone()).unwrap().unwrap().with_clock(clock.shared());
+    let account = pastdue::AccountId::new("promiser").unwrap();
+    store.apply(&account, None, &[Change::ContactEmail("ap@promiser.test".into()), unpaid("in_1", 4_900, t0)]).await.unwrap();
+    let subjects = || async {
+        // The receiver hands messages over asynchronously: wait for each sweep's.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        smtp.messages()
+            .iter()
+            .map(|raw| mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap().subject().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(notifier.sweep().await.unwrap(), 1, "the payment notice");
+    store.apply(&account, None, &[promise(t0 + days(13), t0 + days(20))]).await.unwrap();
+    for day in [15, 18] {
+        clock.set(t0 + days(day));
+        assert_eq!(notifier.sweep().await.unwrap(), 0, "day {day}: paused while the promise holds");
+    }
+    clock.set(t0 + days(21));
+    assert_eq!(notifier.sweep().await.unwrap(), 1, "broken: the ladder speaks again");
+    let mut got = subjects().await;
+    got.sort();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("Payment reminder") && got[1].contains("suspended"), "no warning was sent: {got:?}");
+}
