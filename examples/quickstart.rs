@@ -70,6 +70,10 @@ fn routes(config: &Config, store: Arc<dyn Store>, parts: Parts) -> Router {
         .route("/demo/invoice-failed", post(demo_invoice_failed))
         .route("/demo/invoice-paid", post(demo_invoice_paid))
         .route_layer(axum::middleware::from_fn_with_state(Arc::new(demo_guard), guard_demo));
+    // A premium feature: a ladder stage with `closes = ["reports"]` answers
+    // the 402 page here while the rest of the app stays open. (The default
+    // ladder closes nothing.)
+    let reports = Router::new().route("/api/reports", get(reports)).layer(pastdue::gate::feature("reports"));
     Router::new()
         .route("/", get(dashboard))
         .route("/api/projects", get(list_projects).post(create_project))
@@ -79,6 +83,7 @@ fn routes(config: &Config, store: Arc<dyn Store>, parts: Parts) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(demo)
+        .merge(reports)
         .layer(gate)
         .with_state(state)
         .merge(parts.routes)
@@ -151,6 +156,12 @@ fn html_escape(s: &str) -> String {
 async fn list_projects(State(app): State<AppState>, Query(q): Query<HashMap<String, String>>, headers: axum::http::HeaderMap) -> Json<Vec<String>> {
     let key = account_key(&headers, &q);
     Json(app.projects.lock().unwrap().get(&key).cloned().unwrap_or_default())
+}
+
+async fn reports(State(app): State<AppState>, Query(q): Query<HashMap<String, String>>, headers: axum::http::HeaderMap) -> Json<serde_json::Value> {
+    let key = account_key(&headers, &q);
+    let projects = app.projects.lock().unwrap().get(&key).map_or(0, Vec::len);
+    Json(serde_json::json!({ "report": "projects", "projects": projects }))
 }
 
 #[derive(Deserialize)]

@@ -159,3 +159,51 @@ fn the_demo_refuses_its_well_known_token_off_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("well-known token") && err.contains("PASTDUE_ADMIN__TOKEN"), "{err}");
 }
+
+/// The demo tags `GET /api/reports` with the feature `reports`: its default
+/// ladder closes nothing, so an account in `warning` still reads it; a
+/// config whose `warning` closes `reports` answers it with the 402 (naming
+/// the feature) while `/api/ping` of the same account passes.
+#[tokio::test]
+async fn the_demo_closes_reports_when_the_ladder_says_so() {
+    let dir = std::env::temp_dir().join(format!("pastdue-reports-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pastdue.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[ladder.stages]]
+name = "notice"
+after = "0s"
+action = "notice"
+[[ladder.stages]]
+name = "warning"
+after = "14d"
+action = "warn"
+closes = ["reports"]
+[[ladder.stages]]
+name = "suspended"
+after = "17d"
+action = "block"
+"#,
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    for (closing, demo) in [(false, common::start_demo(&[])), (true, common::start_demo(&[("PASTDUE_CONFIG", file.display().to_string())]))] {
+        let late = http.post(format!("{}/demo/invoice-failed?account=acme&days_ago=15", demo.url)).send().await.unwrap();
+        assert_eq!(late.status(), 200);
+        let get = |path: &str| http.get(format!("{}{path}", demo.url)).header("x-account-id", "acme").send();
+        let ping = get("/api/ping").await.unwrap();
+        assert_eq!((ping.status().as_u16(), ping.headers()["billing-stage"].to_str().unwrap()), (200, "warning"));
+        let reports = get("/api/reports").await.unwrap();
+        if !closing {
+            assert_eq!(reports.status(), 200, "the default ladder closes nothing");
+            continue;
+        }
+        assert_eq!(reports.status(), 402);
+        let problem: serde_json::Value = reports.json().await.unwrap();
+        assert_eq!((problem["feature"].as_str(), problem["stage"].as_str()), (Some("reports"), Some("warning")), "{problem}");
+        assert!(problem["rest_closes_at"].is_string(), "{problem}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
