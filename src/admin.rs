@@ -834,6 +834,10 @@ fn ladder_sources(ladder: &Ladder, stage: &str, now: DateTime<Utc>) -> Vec<(Inde
         let min = stages.get(i + 1).map_or(0, |next| now_s.saturating_sub(secs(next)).saturating_add(1));
         out.push((Index::Debt, min, max));
     }
+    if stages.first().is_some_and(|s| s.name() == stage) {
+        // Promises in force hold a debt at the first stage, however old.
+        out.push((Index::Promise, now_s.saturating_add(1), NEVER));
+    }
     if stage == ladder.override_block_stage().name() {
         // Overrides in force (expiring after now) can block any account.
         out.push((Index::Override, now_s.saturating_add(1), NEVER));

@@ -521,6 +521,12 @@ async fn promises_kept_broken_refused_and_forced() {
         let (status, stage, _) = app.gate_says(account, "/api/reports", StatusCode::OK).await;
         assert_eq!((status, stage.as_str()), (StatusCode::OK, "notice"), "no feature closed, nothing blocked while the promise holds");
     }
+    // Listed where they show: in the first stage, though their debts are 16 days old.
+    let (_, listed) = app.admin("GET", "/accounts?stage=notice", None).await;
+    let names: Vec<&str> = listed["accounts"].as_array().unwrap().iter().map(|a| a["account"].as_str().unwrap()).collect();
+    assert_eq!(names, ["breaks", "keeps"], "{listed}");
+    let (_, listed) = app.admin("GET", "/accounts?stage=warning", None).await;
+    assert!(listed["accounts"].as_array().unwrap().is_empty(), "{listed}");
     // The agenda lists the promises coming due.
     let (_, agenda) = app.admin("GET", &format!("/agenda?from={}&to={}", enc(app.at(16)), enc(app.at(25))), None).await;
     let due: Vec<&str> = agenda["items"].as_array().unwrap().iter().filter(|i| i["event"] == "promise_due").map(|i| i["account"].as_str().unwrap()).collect();
