@@ -421,7 +421,7 @@ pub struct Standing {
 
 impl Standing {
     /// The standing of an account at `now` on `ladder` (the one
-    /// [`Policy::choose`](crate::policy::Policy::choose) picked for it).
+    /// [`Policy::ladder_for`](crate::policy::Policy::ladder_for) picked for it).
     /// `state` is `None` for an account the store has never heard of.
     ///
     /// A promise to pay whose date has not come holds the debt at the

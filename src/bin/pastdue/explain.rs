@@ -87,6 +87,19 @@ pub fn status_text(view: &Value, state: Option<&BillingState>) -> String {
         s("reason")
     );
     let _ = writeln!(out, "since       {}", date(view.get("since")));
+    let ladder = &view["ladder"];
+    if let (Some(name), Some(source)) = (ladder["name"].as_str(), ladder["source"].as_str()) {
+        let _ = writeln!(out, "ladder      {name} ({source}: {})", ladder["why"].as_str().unwrap_or(""));
+    }
+    for p in view["promises"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "promise     to pay by {} — {} ({})",
+            date(p.get("until")),
+            p["status"].as_str().unwrap_or("?"),
+            p["reason"].as_str().unwrap_or("")
+        );
+    }
     let owed = match (
         state.and_then(BillingState::amount_due),
         view["amount_due"].as_i64(),
