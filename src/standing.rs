@@ -415,8 +415,9 @@ pub struct Standing {
     pay_url: Option<Arc<str>>,
     /// The date of the newest promise to pay made during this debt.
     promised: Option<DateTime<Utc>>,
-    /// When the ladder's first `block` stage starts, if the debt stays unpaid.
-    blocks_at: Option<DateTime<Utc>>,
+    /// The ladder's next `block` stage (its date is worked out only when
+    /// asked: [`Standing::blocks_at`]).
+    blocks: Option<Stage>,
 }
 
 impl Standing {
@@ -491,7 +492,7 @@ impl Standing {
             amount_due: None,
             pay_url: None,
             promised: None,
-            blocks_at: None,
+            blocks: None,
         }
     }
 
@@ -505,8 +506,8 @@ impl Standing {
             Some(s) => Some((*s, until)),
             None => later.first().map(|s| (*s, starts(start, s))),
         };
-        let blocks_at = later.iter().find(|s| s.action() == Action::Block).map(|s| starts(start, s).max(until));
-        Self { stage: first, reason: Reason::Promised, since: Some(at), next, blocks_at, ..on_ladder }
+        let blocks = later.iter().find(|s| s.action() == Action::Block).copied();
+        Self { stage: first, reason: Reason::Promised, since: Some(at), next, blocks, ..on_ladder }
     }
 
     fn on_ladder(ladder: &Ladder, start: DateTime<Utc>, now: DateTime<Utc>) -> Self {
@@ -516,14 +517,14 @@ impl Standing {
         let at = |s: &Stage| starts(start, s);
         let next_index = reached.map_or(0, |i| i + 1);
         let next = ladder.stages.get(next_index).map(|s| (*s, at(s)));
-        let blocks_at = ladder.stages[next_index..].iter().find(|s| s.action() == Action::Block).map(at);
+        let blocks = ladder.stages[next_index..].iter().find(|s| s.action() == Action::Block).copied();
         match reached {
             Some(i) => {
                 let stage = &ladder.stages[i];
-                Self { since: Some(at(stage)), next, blocks_at, ..Self::plain(*stage, Reason::Debt) }
+                Self { since: Some(at(stage)), next, blocks, ..Self::plain(*stage, Reason::Debt) }
             }
             // In debt, but the first rung has not started yet.
-            None => Self { next, blocks_at, ..Self::plain(ladder.active, Reason::Debt) },
+            None => Self { next, blocks, ..Self::plain(ladder.active, Reason::Debt) },
         }
     }
 
@@ -537,7 +538,12 @@ impl Standing {
     /// When the rest of the app closes too (the ladder's next `block`
     /// stage), if the debt stays unpaid.
     pub fn blocks_at(&self) -> Option<DateTime<Utc>> {
-        self.blocks_at
+        let at = starts(self.past_due_since?, &self.blocks?);
+        // A promise in force holds everything open until its date.
+        match (self.reason, self.promised) {
+            (Reason::Promised, Some(until)) => Some(at.max(until)),
+            _ => Some(at),
+        }
     }
 
     /// The current stage.

@@ -846,6 +846,16 @@ impl BillingState {
     /// time in debt, overlapping ones merged; the episode still open (if
     /// anything is owed) is not among them.
     pub fn episodes(&self) -> Vec<Episode> {
+        let mut out = self.settled_debts();
+        if let Some(open) = self.past_due_since() {
+            out.retain(|e| e.end < open);
+        }
+        out
+    }
+
+    /// Every settled invoice's time in debt, overlapping ones merged
+    /// (including those that overlap the debt owed now).
+    fn settled_debts(&self) -> Vec<Episode> {
         let mut spans: Vec<DebtSpan> = self.closed_debts.values().copied().filter(|d| d.since < d.settled).collect();
         spans.sort_by_key(|d| (d.since, d.settled));
         let mut out: Vec<Episode> = Vec::new();
@@ -854,9 +864,6 @@ impl BillingState {
                 Some(e) if d.since <= e.end => e.end = e.end.max(d.settled),
                 _ => out.push(Episode { start: d.since, end: d.settled }),
             }
-        }
-        if let Some(open) = self.past_due_since() {
-            out.retain(|e| e.end < open);
         }
         out
     }
@@ -867,7 +874,7 @@ impl BillingState {
         if self.past_due_since().is_some_and(|open| open <= promise.at) {
             return if now < promise.until { PromiseStatus::Pending } else { PromiseStatus::Broken };
         }
-        match self.episodes().into_iter().find(|e| e.start <= promise.at && promise.at <= e.end) {
+        match self.settled_debts().into_iter().find(|e| e.start <= promise.at && promise.at <= e.end) {
             Some(e) if e.end > promise.until => PromiseStatus::Broken,
             _ => PromiseStatus::Kept,
         }
@@ -880,6 +887,9 @@ impl BillingState {
 
     /// The newest promise made during the debt owed now, if any.
     pub fn current_promise(&self) -> Option<&Promise> {
+        if self.promises.is_empty() {
+            return None;
+        }
         let open = self.past_due_since()?;
         self.promises.iter().rev().find(|p| open <= p.at)
     }

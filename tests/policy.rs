@@ -168,6 +168,12 @@ fn a_promise_holds_the_ladder_then_time_decides() {
     // Paid, but after the date: broken all the same.
     let late = state(&[unpaid("in_1", 4_900, start), promise(made, until), settled("in_1", start + days(25))]);
     assert_eq!(late.promise_status(&late.promises()[0], start + days(60)), PromiseStatus::Broken);
+    // The promised invoice paid late while a newer one is still owed:
+    // broken too (the newer debt started after the promise).
+    let newer = state(&[unpaid("in_1", 4_900, start), promise(made, until), unpaid("in_2", 900, start + days(18)), settled("in_1", start + days(25))]);
+    assert_eq!(newer.promise_status(&newer.promises()[0], start + days(30)), PromiseStatus::Broken);
+    let paid_in_time = state(&[unpaid("in_1", 4_900, start), promise(made, until), unpaid("in_2", 900, start + days(18)), settled("in_1", start + days(19))]);
+    assert_eq!(paid_in_time.promise_status(&paid_in_time.promises()[0], start + days(30)), PromiseStatus::Kept);
 }
 
 #[test]
