@@ -260,6 +260,16 @@ async fn the_cli_answers_support_questions() {
     assert!(out.status.success());
     assert!(store.load(&acct("acme")).await.unwrap().unwrap().override_().is_none());
 
+    // A promise to pay: status shows it (and which ladder, why), explain
+    // puts it on the timeline with what becomes of it.
+    let now = chrono::Utc::now();
+    let promise = pastdue::state::Promise { at: now, until: now + TimeDelta::days(3), reason: "paying Friday".into(), by: "support".into() };
+    store.apply(&acct("acme"), None, &[pastdue::Change::Promise(promise)]).await.unwrap();
+    let text = String::from_utf8(env.run(&["status", "acme"]).stdout).unwrap();
+    assert!(text.contains("because promised") && text.contains("— pending (paying Friday)") && text.contains("ladder      default (default:"), "{text}");
+    let text = String::from_utf8(env.run(&["explain", "acme"]).stdout).unwrap();
+    assert!(text.contains("promise to pay by") && text.contains("promise falls due"), "{text}");
+
     let out = env.run(&["ladder"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("read_only") && text.contains("10 days"), "{text}");

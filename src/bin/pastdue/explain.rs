@@ -264,6 +264,15 @@ pub fn timeline(
                 "notifier",
             );
         }
+        for p in s.promises() {
+            push(p.at, format!("promise to pay by {} recorded by {}: {}", p.until.format("%Y-%m-%d %H:%M UTC"), p.by, p.reason), "admin");
+            let outcome = match s.promise_status(p, now) {
+                pastdue::state::PromiseStatus::Pending => "falls due (the ladder waits at its first stage until then)",
+                pastdue::state::PromiseStatus::Kept => "kept",
+                pastdue::state::PromiseStatus::Broken => "broken: the ladder stands where time has put it",
+            };
+            push(p.until, format!("promise {outcome}"), "policy");
+        }
         // The ladder's steps from the debt's start: when each stage began
         // (or will), as the gate computes them (an override, listed on its
         // own, takes precedence while it lasts).
