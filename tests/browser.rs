@@ -101,3 +101,36 @@ async fn chromium_renders_the_page_in_two_languages_and_the_banner_once() {
     .await
     .unwrap();
 }
+
+/// A stage that closes `reports` (the demo's tagged route): chromium gets
+/// the page naming the feature and the day the rest closes, in German,
+/// while the dashboard of the same account still opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_a_closed_feature_in_german() {
+    let dir = tempdir();
+    let file = dir.join("closes.toml");
+    std::fs::write(
+        &file,
+        "[[ladder.stages]]\nname = \"notice\"\nafter = \"0s\"\naction = \"notice\"\n\
+         [[ladder.stages]]\nname = \"warning\"\nafter = \"14d\"\naction = \"warn\"\ncloses = [\"reports\"]\n\
+         [[ladder.stages]]\nname = \"suspended\"\nafter = \"17d\"\naction = \"block\"\n",
+    )
+    .unwrap();
+    let demo = common::start_demo(&[("PASTDUE_CONFIG", file.display().to_string())]);
+    let http = reqwest::Client::new();
+    let late = format!("{}/demo/invoice-failed?account=analyst&days_ago=15", demo.url);
+    assert!(http.post(late).send().await.unwrap().status().is_success());
+    let reports = format!("{}/api/reports?account=analyst", demo.url);
+    let dashboard = format!("{}/?account=analyst", demo.url);
+    let (page, home) = tokio::task::spawn_blocking({
+        let (reports, dashboard) = (reports.clone(), dashboard.clone());
+        move || (dom(&reports, "de"), dom(&dashboard, "de"))
+    })
+    .await
+    .unwrap();
+    assert!(page.contains("<html lang=\"de\">") && page.contains("reports ist bis zum Zahlungseingang pausiert"), "{page}");
+    assert!(page.contains("Alles andere funktioniert weiter bis zum"), "{page}");
+    assert!(page.contains("49,00"), "the amount: {page}");
+    assert!(home.contains("<h1>Dashboard</h1>"), "the rest stays open: {home}");
+    tokio::task::spawn_blocking(move || screenshot(&reports, "de", "feature-closed-de-1280", 1280)).await.unwrap();
+}
