@@ -293,7 +293,7 @@ impl Policy {
 
     /// Which ladder the account is on and why, in full.
     pub fn explain(&self, state: Option<&BillingState>, now: DateTime<Utc>) -> Choice {
-        let (ladder, name, source) = self.pick(state, now);
+        let (_, name, source) = self.pick(state, now);
         let mut choice = Choice {
             name: name.to_owned(),
             source: "default",
@@ -336,7 +336,6 @@ impl Policy {
             Source::Default => {}
         }
         choice.episodes = state.episodes().into_iter().map(|e| EpisodeView { start: e.start, end: e.end, reached: reached(base, &e) }).collect();
-        let _ = ladder;
         choice
     }
 
