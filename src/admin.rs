@@ -855,9 +855,8 @@ async fn list_accounts(State(admin): State<Arc<Admin>>, Query(q): Query<ListQuer
     let limit = parse_limit(q.limit.as_deref())?;
     let now = admin.clock.now();
     let Some(sources) = sources(&admin.policy, stage, now) else {
-        let stages = admin.policy.stages();
-        let mut names: Vec<_> = stages.iter().map(|s| s.name()).chain(["canceled"]).collect();
-        names.dedup();
+        let mut names = admin.policy.stage_names();
+        names.push("canceled");
         return Err(bad("stage", format!("stage {stage:?} cannot be listed; use one of {}", names.join(", "))));
     };
     // Cursor: "<source number>|<index cursor>".

@@ -170,26 +170,25 @@ fn routes(config: &NotifyConfig, policy: &Policy) -> Result<HashMap<String, Vec<
         let late = Duration::from_secs(7 * 86_400);
         // Per ladder (a stage name two ladders share keeps the first's).
         for (_, ladder) in policy.ladders() {
-        let mut manager = false;
-        for stage in ladder.stages() {
-            let block = matches!(stage.action(), Action::Block);
-            manager |= matches!(stage.action(), Action::Warn | Action::ReadOnly | Action::Block) || stage.after() >= late;
-            let mut who = vec![Recipient::Billing];
-            if block {
-                who.push(Recipient::Contact(ContactRole::Accountant));
+            let mut manager = false;
+            for stage in ladder.stages() {
+                let block = matches!(stage.action(), Action::Block);
+                manager |= matches!(stage.action(), Action::Warn | Action::ReadOnly | Action::Block) || stage.after() >= late;
+                let mut who = vec![Recipient::Billing];
+                if block {
+                    who.push(Recipient::Contact(ContactRole::Accountant));
+                }
+                if manager {
+                    who.push(Recipient::Contact(ContactRole::AccountManager));
+                }
+                routes.entry(stage.name().to_owned()).or_insert(who);
             }
-            if manager {
-                who.push(Recipient::Contact(ContactRole::AccountManager));
-            }
-            routes.entry(stage.name().to_owned()).or_insert(who);
-        }
         }
         return Ok(routes);
     }
     for (i, route) in config.routes.iter().enumerate() {
         if stages.iter().all(|s| s.name() != route.stage) {
-            let mut names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
-            names.dedup();
+            let names = policy.stage_names();
             return Err(key(format!("notify.routes[{i}].stage"), format!("{:?} is not a stage of any ladder ({})", route.stage, names.join(", "))));
         }
         let mut who = Vec::new();

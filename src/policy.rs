@@ -220,6 +220,19 @@ impl Policy {
         out
     }
 
+    /// Every ladder stage's name, each once, `default`'s first.
+    pub fn stage_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (_, ladder) in self.ladders() {
+            for s in ladder.stages() {
+                if !names.contains(&s.name()) {
+                    names.push(s.name());
+                }
+            }
+        }
+        names
+    }
+
     /// The repeat rule, when on.
     pub fn repeat(&self) -> Option<&RepeatRule> {
         self.repeat.as_deref()
