@@ -312,13 +312,13 @@ async fn view_account(State(admin): State<Arc<Admin>>, Path(account): Path<Strin
 #[derive(Deserialize, ToSchema)]
 struct OverrideRequest {
     /// `allow` or `block` (required).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     mode: Option<ModeField>,
     /// RFC 3339 expiry, or null for none.
     #[schema(value_type = Option<String>)]
     until: Option<DateTime<Utc>>,
     /// Why (required, shown in the audit log).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     reason: Option<String>,
 }
 
@@ -459,10 +459,10 @@ struct PolicyRequest {
     /// The ladder's name (`default` or a `[ladders.<name>]`); `null` hands
     /// the choice back to the plan, the repeat rule and `default`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, required = true)]
     ladder: Option<Option<String>>,
     /// Why (required, shown in the audit log).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     reason: Option<String>,
 }
 
@@ -514,10 +514,10 @@ async fn set_policy(
 struct PromiseRequest {
     /// RFC 3339: the date the customer says they will have paid by
     /// (required, in the future).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = DateTime, required = true)]
     until: Option<DateTime<Utc>>,
     /// Why, or what was said (required, shown in the audit log).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true)]
     reason: Option<String>,
     /// Record it even though a promise was broken within
     /// `policy.promise_cooldown`.

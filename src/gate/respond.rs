@@ -417,7 +417,7 @@ impl PaymentPage {
     /// endpoint, mounted with the pay endpoint.
     fn check_url(&self, account: &str, standing: &Standing) -> Option<String> {
         let (_, signer) = self.links.as_ref()?;
-        (standing.reason() == Reason::Debt).then(|| {
+        matches!(standing.reason(), Reason::Debt | Reason::Promised).then(|| {
             let token = signer.sign(account, crate::links::Purpose::Return, Utc::now());
             format!("{}?t={token}", crate::links::RETURN_PATH)
         })
