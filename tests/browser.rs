@@ -109,13 +109,7 @@ async fn chromium_renders_the_page_in_two_languages_and_the_banner_once() {
 async fn chromium_renders_a_closed_feature_in_german() {
     let dir = tempdir();
     let file = dir.join("closes.toml");
-    std::fs::write(
-        &file,
-        "[[ladder.stages]]\nname = \"notice\"\nafter = \"0s\"\naction = \"notice\"\n\
-         [[ladder.stages]]\nname = \"warning\"\nafter = \"14d\"\naction = \"warn\"\ncloses = [\"reports\"]\n\
-         [[ladder.stages]]\nname = \"suspended\"\nafter = \"17d\"\naction = \"block\"\n",
-    )
-    .unwrap();
+    std::fs::write(&file, common::LADDER_CLOSING_REPORTS).unwrap();
     let demo = common::start_demo(&[("PASTDUE_CONFIG", file.display().to_string())]);
     let http = reqwest::Client::new();
     let late = format!("{}/demo/invoice-failed?account=analyst&days_ago=15", demo.url);

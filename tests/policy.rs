@@ -278,21 +278,10 @@ fn policy_settings_are_validated_naming_the_key() {
 
 // ---- end to end: the assembled app on a private Redis -----------------------
 
-const CONFIG: &str = r#"
-[[ladder.stages]]
-name = "notice"
-after = "0s"
-action = "notice"
-[[ladder.stages]]
-name = "warning"
-after = "14d"
-action = "warn"
-closes = ["reports"]
-[[ladder.stages]]
-name = "suspended"
-after = "17d"
-action = "block"
-
+/// Besides `default` (common::LADDER_CLOSING_REPORTS): enterprise (notice
+/// 0, warning 30, suspended 45 days) and strict (notice 0, suspended 3),
+/// the repeat rule's ladder.
+const MORE_LADDERS: &str = r#"
 [[ladders.enterprise.stages]]
 name = "notice"
 after = "0s"
@@ -331,7 +320,7 @@ struct App {
 
 async fn app() -> App {
     let redis = RedisServer::start();
-    let mut c = Config::from_toml(CONFIG).unwrap();
+    let mut c = Config::from_toml(&format!("{LADDER_CLOSING_REPORTS}{MORE_LADDERS}")).unwrap();
     c.stripe.webhook_secret = SECRET.into();
     c.admin.token = TOKEN.into();
     let store = store_with(&redis.url(), relaxed()).await;
@@ -646,7 +635,7 @@ fn enc(t: DateTime<Utc>) -> String {
 async fn notices_pause_while_a_promise_holds_and_resume_when_it_breaks() {
     let redis = RedisServer::start();
     let smtp = SmtpServer::start();
-    let mut c = Config::from_toml(CONFIG).unwrap();
+    let mut c = Config::from_toml(&format!("{LADDER_CLOSING_REPORTS}{MORE_LADDERS}")).unwrap();
     c.notify.smtp_url = smtp.url().into();
     c.notify.from = "Acme Billing <billing@acme.test>".into();
     // Only windowed sweeps after the first (a full one every 60 polls).
@@ -657,9 +646,9 @@ async fn notices_pause_while_a_promise_holds_and_resume_when_it_breaks() {
     let notifier = pastdue::notify::Notifier::new(&c.notify, c.policy().unwrap(), store.clone()).unwrap().unwrap().with_clock(clock.shared());
     let account = pastdue::AccountId::new("promiser").unwrap();
     store.apply(&account, None, &[Change::ContactEmail("ap@promiser.test".into()), unpaid("in_1", 4_900, t0)]).await.unwrap();
-    let subjects = || async {
-        // The receiver hands messages over asynchronously: wait for each sweep's.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let subjects = |count: usize| async move {
+        // The receiver hands messages over asynchronously: wait for them.
+        assert!(eventually(std::time::Duration::from_secs(5), || smtp.messages().len() >= count).await, "{count} messages arrive");
         smtp.messages()
             .iter()
             .map(|raw| mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap().subject().unwrap().to_owned())
@@ -673,7 +662,7 @@ async fn notices_pause_while_a_promise_holds_and_resume_when_it_breaks() {
     }
     clock.set(t0 + days(21));
     assert_eq!(notifier.sweep().await.unwrap(), 1, "broken: the ladder speaks again");
-    let mut got = subjects().await;
+    let mut got = subjects(2).await;
     got.sort();
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].starts_with("Payment reminder") && got[1].contains("suspended"), "no warning was sent: {got:?}");

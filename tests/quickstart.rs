@@ -169,25 +169,7 @@ async fn the_demo_closes_reports_when_the_ladder_says_so() {
     let dir = std::env::temp_dir().join(format!("pastdue-reports-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("pastdue.toml");
-    std::fs::write(
-        &file,
-        r#"
-[[ladder.stages]]
-name = "notice"
-after = "0s"
-action = "notice"
-[[ladder.stages]]
-name = "warning"
-after = "14d"
-action = "warn"
-closes = ["reports"]
-[[ladder.stages]]
-name = "suspended"
-after = "17d"
-action = "block"
-"#,
-    )
-    .unwrap();
+    std::fs::write(&file, common::LADDER_CLOSING_REPORTS).unwrap();
     let http = reqwest::Client::new();
     for (closing, demo) in [(false, common::start_demo(&[])), (true, common::start_demo(&[("PASTDUE_CONFIG", file.display().to_string())]))] {
         let late = http.post(format!("{}/demo/invoice-failed?account=acme&days_ago=15", demo.url)).send().await.unwrap();

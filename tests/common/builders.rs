@@ -48,6 +48,24 @@ pub fn subscription(id: &str, status: SubscriptionStatus, at: DateTime<Utc>) -> 
     Change::Subscription { id: id.into(), fact: SubscriptionFact::new(status, at) }
 }
 
+/// The default ladder (notice 0, warning 14 days, suspended 17 days) with
+/// `warning` closing the feature `reports`, as TOML.
+pub const LADDER_CLOSING_REPORTS: &str = r#"
+[[ladder.stages]]
+name = "notice"
+after = "0s"
+action = "notice"
+[[ladder.stages]]
+name = "warning"
+after = "14d"
+action = "warn"
+closes = ["reports"]
+[[ladder.stages]]
+name = "suspended"
+after = "17d"
+action = "block"
+"#;
+
 /// The default config with a ladder in seconds: notice at 0, warning and
 /// suspended after the given seconds (for tests where time really passes).
 pub fn seconds_ladder(warning: u32, suspended: u32) -> pastdue::Config {
