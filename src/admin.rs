@@ -224,6 +224,12 @@ pub struct AccountView {
     link_conflicts: Vec<crate::state::LinkConflict>,
     #[schema(value_type = Object)]
     unpaid_invoices: Value,
+    /// Invoices coming due (not owed yet), soonest first: `invoice`,
+    /// `number`, `due_at`, `amount_due`, `currency`, `pay_url`, and
+    /// `reminder_to`: the billing e-mail the reminder before the due date
+    /// goes to (`null`: no address known, so no e-mail reminder can go).
+    #[schema(value_type = Vec<Object>)]
+    upcoming_dues: Vec<Value>,
     #[schema(value_type = Object)]
     subscriptions: Value,
     contact_email: Option<String>,
@@ -254,6 +260,25 @@ impl AccountView {
     }
 }
 
+/// The invoices `state` knows are coming due after `now`, soonest first.
+fn upcoming_dues(state: &BillingState, now: DateTime<Utc>) -> Vec<Value> {
+    let mut dues: Vec<_> = state.upcoming().iter().filter(|(_, d)| d.due > now).collect();
+    dues.sort_by_key(|(_, d)| d.due);
+    dues.into_iter()
+        .map(|(key, d)| {
+            json!({
+                "invoice": key,
+                "number": d.number,
+                "due_at": d.due,
+                "amount_due": d.amount_due,
+                "currency": d.currency,
+                "pay_url": d.hosted_url,
+                "reminder_to": state.contact_email(),
+            })
+        })
+        .collect()
+}
+
 fn view(account: &AccountId, state: Option<&BillingState>, policy: &Policy, now: DateTime<Utc>) -> AccountView {
     let standing = policy.evaluate(state, now);
     let empty = BillingState::default();
@@ -277,6 +302,7 @@ fn view(account: &AccountId, state: Option<&BillingState>, policy: &Policy, now:
         customers: s.customers().iter().cloned().collect(),
         link_conflicts: s.link_conflicts().to_vec(),
         unpaid_invoices: serde_json::to_value(s.unpaid()).unwrap_or_default(),
+        upcoming_dues: upcoming_dues(s, now),
         subscriptions: serde_json::to_value(s.subscriptions()).unwrap_or_default(),
         contact_email: s.contact_email().map(str::to_owned),
         contacts: json!({

@@ -19,7 +19,8 @@
 //! | `pastdue_admin_auth_failures_total` | | admin requests refused for a missing or wrong token |
 //! | `pastdue_link_conflicts_total` | | Stripe metadata that disagreed with an admin's customer link (the admin link stays) |
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
-//! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`) | stage notices |
+//! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`; `no_recipient`: a reminder by e-mail for an account with no billing address, once per reminder) | stage notices and reminders |
+//! | `pastdue_checks_refused_total` | `reason` (`missing`, `invalid`, `conflicting`: the `X-Forwarded-*` and `X-Original-*` families disagree, `dot_segments`) | `/check` and `/page` requests refused with `400` |
 //! | `pastdue_verifications_total` | `result` (`paid`: settled at Stripe and applied, the request passed; `owed`; `recent`: verified within `stripe.verify_interval`; `limited`: over `stripe.verify_rate`; `failed`) | verifications before a debt `402` |
 
 /// Gated requests by stage, action and result.
@@ -52,13 +53,15 @@ pub const RESUBSCRIBES: &str = "pastdue_invalidation_resubscribes_total";
 pub const NOTICES: &str = "pastdue_notices_total";
 /// Verifications with Stripe before a debt `402`, by result.
 pub const VERIFICATIONS: &str = "pastdue_verifications_total";
+/// Forward-auth requests refused with `400`, by reason.
+pub const CHECKS_REFUSED: &str = "pastdue_checks_refused_total";
 /// Debt sweeps run (`stripe.verify_sweep`).
 pub const SWEEPS: &str = "pastdue_verify_sweeps_total";
 /// Accounts the debt sweep verified, by result.
 pub const SWEEP_ACCOUNTS: &str = "pastdue_verify_sweep_accounts_total";
 
 /// Every metric's `HELP` text, one per name.
-const HELP: [(&str, &str); 17] = [
+const HELP: [(&str, &str); 18] = [
     (DECISIONS, "Gated requests by billing stage, the stage's action and the result (pass or deny)."),
     (NO_ACCOUNT, "Gated (not exempt) requests that resolved no account and so passed ungated (or got 401 with gate.missing_account = deny)."),
     (CACHE_HITS, "Gate decisions made from the in-process cache, without a store read."),
@@ -72,8 +75,9 @@ const HELP: [(&str, &str); 17] = [
     (ADMIN_AUTH_FAILURES, "Admin API requests refused for a missing or wrong bearer token."),
     (LINK_CONFLICTS, "Stripe metadata that named another account than an admin's customer link (the admin link stays)."),
     (RESUBSCRIBES, "Times the cache's invalidation listener (re)subscribed to the store."),
-    (NOTICES, "Stage notices by channel and result (sent or failed)."),
+    (NOTICES, "Stage notices and reminders by channel and result (sent, failed, or no_recipient: no billing e-mail address known)."),
     (VERIFICATIONS, "Verifications with Stripe before a debt 402, by result (paid, owed, recent, limited, failed)."),
+    (CHECKS_REFUSED, "Forward-auth checks refused with 400 because the proxy did not describe one original request, by reason (missing, invalid, conflicting: X-Forwarded-* and X-Original-* disagree, dot_segments)."),
     (SWEEPS, "Debt sweeps this instance ran (it held the sweep lease)."),
     (SWEEP_ACCOUNTS, "Accounts in debt the sweep looked at, by result (repaired, owed, recent, failed)."),
 ];

@@ -217,6 +217,9 @@ pub struct Notifier {
     clock: SharedClock,
     /// What this instance's sweeps have covered.
     swept: Arc<std::sync::Mutex<Swept>>,
+    /// Reminders found with nowhere to go, already counted and logged by
+    /// this instance (`account:due:stage`; bounded, see [`Notifier::nowhere`]).
+    nowhere: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Accounts with a notice this instance could not finish (another
     /// instance held its claim, or the delivery failed): checked again by
     /// every sweep until recorded.
@@ -337,7 +340,7 @@ impl Notifier {
             support_email: page.support_email,
             links: None,
         };
-        Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system(), swept: Arc::default(), pending: Arc::default() }))
+        Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system(), swept: Arc::default(), nowhere: Arc::default(), pending: Arc::default() }))
     }
 
     /// Who is asking and where to reach a human, from `[page]` (the same
@@ -664,6 +667,9 @@ impl Notifier {
                     continue;
                 }
                 let stage = format!("before_due_{}", lead_name(entry.before));
+                if entry.email && self.has_smtp() && state.contact_email().is_none() {
+                    self.nowhere(account, due.due, &stage);
+                }
                 for (channel, to) in self.customer_targets(state, entry.email, entry.webhook) {
                     let id = format!("rmd_{account}_{}_{stage}", due.due.timestamp());
                     let pay_url = due.hosted_url.clone().or_else(|| self.signed_pay_url(account, state));
@@ -694,6 +700,26 @@ impl Notifier {
             }
         }
         Ok(sent)
+    }
+
+    /// A reminder by e-mail with no billing address to go to: counted
+    /// (`pastdue_notices_total{channel="email",result="no_recipient"}`) and
+    /// logged once per reminder by this instance, never silent; the admin
+    /// view and `pastdue status` show the due with `reminder_to: null`. Sent
+    /// as soon as an address arrives, while the reminder's window lasts.
+    fn nowhere(&self, account: &AccountId, due: DateTime<Utc>, stage: &str) {
+        /// Beyond this many remembered, the memory starts over (a reminder
+        /// may then be counted again).
+        const REMEMBERED: usize = 10_000;
+        let key = format!("{account}:{}:{stage}", due.timestamp());
+        let mut seen = self.nowhere.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REMEMBERED {
+            seen.clear();
+        }
+        if seen.insert(key) {
+            metrics::counter!(crate::metrics::NOTICES, "channel" => EMAIL, "result" => "no_recipient").increment(1);
+            tracing::warn!(%account, due = %due, stage, "a reminder before the due date has nowhere to go: the account has no billing e-mail address");
+        }
     }
 
     /// Runs `send` while renewing the claim every third of the lease, so a

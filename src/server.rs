@@ -132,6 +132,10 @@ fn summary(config: &Config) -> Vec<String> {
             "check: GET {} (account from {account}; blocked → {})",
             config.check.path, config.check.deny_status
         ),
+        format!(
+            "check exempt (the proxied app's paths that always pass): {}",
+            if config.check.exempt.is_empty() { "none".to_owned() } else { config.check.exempt.join(", ") }
+        ),
         format!("page: GET {}", config.check.page_path),
         format!(
             "stripe webhook: {}",

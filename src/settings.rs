@@ -156,6 +156,9 @@ pub struct CheckConfig {
     /// `jwt_cookie`: a cookie carrying the token when there is no
     /// `Authorization: Bearer` (`""` = none).
     pub jwt_cookie: String,
+    /// `exempt`: globs of the proxied app's own paths that always pass
+    /// (`gate.exempt` describes pastdue's routes, not the app's).
+    pub exempt: Vec<String>,
 }
 
 /// `[links]`: signed pay links. `Debug` hides the secret.

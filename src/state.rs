@@ -439,7 +439,21 @@ impl ContactRole {
 /// Whether `email` is a plain e-mail address (`name@example.com`, RFC 5322
 /// addr-spec, at most 254 bytes): what a contact may be.
 pub fn is_valid_email(email: &str) -> bool {
-    email.len() <= 254 && email_address::EmailAddress::is_valid(email) && !email.contains(['<', '>', ' '])
+    email.len() <= 254 && is_plain_text(email) && email_address::EmailAddress::is_valid(email) && !email.contains(['<', '>', ' '])
+}
+
+/// Whether `text` is safe to store and print as is: no control characters
+/// (a terminal escape sequence in a payload must not reach an operator's
+/// terminal) and no bidirectional overrides (which reorder what is shown).
+pub fn is_plain_text(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+}
+
+/// An invoice number as a payload gives it, if it is one: plain text of at
+/// most 64 characters (Stripe's are like `ABCD1234-0001`).
+pub fn invoice_number(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    (!raw.is_empty() && raw.chars().count() <= 64 && is_plain_text(raw)).then(|| raw.to_owned())
 }
 
 /// A card that expires soon.

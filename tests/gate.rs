@@ -187,6 +187,13 @@ async fn exempt_paths_and_requests_without_account_pass_untouched(b: Backend) {
     assert_eq!((r.status, r.stage.as_deref(), r.body.as_str()), (StatusCode::OK, None, "no standing"));
     let r = send(&app, req("GET", "/api/thing", Some("late"), None)).await;
     assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+    // Dot segments never make a gated route exempt: the gate decides on the
+    // path the router routes on, and an upstream that resolves them would
+    // serve /api/thing.
+    for dots in ["/billing/../api/thing", "/billing/%2e%2e/api/thing", "/webhooks/../api/thing"] {
+        let r = send(&app, req("GET", dots, Some("late"), None)).await;
+        assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED, "{dots}");
+    }
 }
 
 async fn resolvers_header_extension_subdomain(b: Backend) {

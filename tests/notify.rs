@@ -840,3 +840,67 @@ async fn an_expiring_card_gets_one_reminder() {
     deliver("evt_upd", "payment_method.automatically_updated", serde_json::json!({ "id": "pm_1", "object": "payment_method", "customer": "cus_card" })).await;
     assert!(store.load(&account).await.unwrap().unwrap().card_expiring().is_none());
 }
+
+/// #25: a send-invoice customer whose first event is the invoice itself
+/// (`invoice.finalized` with `customer_email`, no `customer.*` before) gets
+/// the reminder before the due date at that address. An account whose
+/// invoice names no address is not silent: the admin view lists the due
+/// with `reminder_to: null`. A payload's e-mail or invoice number with a
+/// terminal escape sequence is never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_invoice_brings_the_billing_contact_for_its_reminder() {
+    use tower::ServiceExt;
+    let server = RedisServer::start();
+    let smtp = SmtpServer::start();
+    let mut c = Config::default();
+    c.notify.smtp_url = smtp.url().into();
+    c.notify.from = "Acme Billing <billing@acme.test>".into();
+    c.stripe.webhook_secret = "whsec_first".into();
+    c.admin.token = "first-admin-token-0123456789".into();
+    let store = store_with(&server.url(), relaxed()).await;
+    let routes = pastdue::Pastdue::new(&c, store.clone()).build().unwrap().routes;
+    let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let clock = pastdue::clock::ManualClock::starting_at(t0);
+    let notifier = notifier(&c, store.clone()).with_reminders(&c.reminders).unwrap().with_clock(clock.shared());
+    let due = t0 + TimeDelta::days(4);
+    let invoice = |account: &str, extra: Value| {
+        let mut invoice = serde_json::json!({
+            "id": format!("in_{account}"), "object": "invoice", "customer": format!("cus_{account}"), "status": "open",
+            "collection_method": "send_invoice", "due_date": due.timestamp(), "amount_due": 4_900, "currency": "eur",
+            "metadata": { "account_id": account },
+        });
+        invoice.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        invoice
+    };
+    post_event(routes.clone(), "whsec_first", "evt_fin_1", "invoice.finalized", invoice("first", serde_json::json!({ "customer_email": "ap@first.test", "number": "INV-7" }))).await;
+    post_event(routes.clone(), "whsec_first", "evt_fin_2", "invoice.finalized", invoice("nobody", serde_json::json!({}))).await;
+    post_event(routes.clone(), "whsec_first", "evt_fin_3", "invoice.finalized", invoice("escape", serde_json::json!({ "customer_email": "\"\u{1b}[2J\"@evil.test", "number": "\u{1b}]0;pwned\u{7}" }))).await;
+
+    let view = |account: &'static str| {
+        let routes = routes.clone();
+        async move {
+            let req = http::Request::get(format!("/admin/accounts/{account}")).header("authorization", "Bearer first-admin-token-0123456789").body(axum::body::Body::empty()).unwrap();
+            let res = routes.oneshot(req).await.unwrap();
+            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    let first = view("first").await;
+    assert_eq!(first["contact_email"], "ap@first.test", "taken from the invoice: {first}");
+    assert_eq!(first["upcoming_dues"][0]["reminder_to"], "ap@first.test");
+    assert_eq!(first["upcoming_dues"][0]["number"], "INV-7");
+    let nobody = view("nobody").await;
+    assert_eq!(nobody["upcoming_dues"].as_array().map(Vec::len), Some(1), "{nobody}");
+    assert!(nobody["upcoming_dues"][0]["reminder_to"].is_null(), "visible: nowhere to send it");
+    let escape = view("escape").await;
+    assert!(escape["contact_email"].is_null() && escape["upcoming_dues"][0]["number"].is_null(), "never stored raw: {escape}");
+
+    // Three days out: the reminder reaches the invoice's address.
+    clock.advance(TimeDelta::days(1) + TimeDelta::seconds(1));
+    assert_eq!(notifier.sweep().await.unwrap(), 1, "one e-mail: `nobody` and `escape` have no address");
+    assert!(eventually(Duration::from_secs(10), || smtp.messages().len() == 1).await);
+    let raw = smtp.messages().remove(0);
+    let mail = mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap();
+    let to = mail.to().and_then(|t| t.first()).and_then(|a| a.address()).map(str::to_owned);
+    assert_eq!(to.as_deref(), Some("ap@first.test"));
+}

@@ -157,8 +157,27 @@ async fn serve_answers_checks_the_way_the_layer_decides() {
     api.push(("accept", "application/json"));
     let res = check(&http, &url, "/check", &api).await;
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    // Exempt paths pass whatever the account owes.
-    assert_eq!(check(&http, &url, "/check", &describe("GET", "/healthz", "gone")).await.status(), 200);
+    // The app's billing pages (check.exempt) pass whatever the account
+    // owes; the app's own /admin or /webhooks do not (gate.exempt describes
+    // pastdue's routes, not the proxied app's).
+    assert!(said.contains("check exempt (the proxied app's paths that always pass): /billing, /billing/**"), "{said}");
+    assert_eq!(check(&http, &url, "/check", &describe("GET", "/billing/invoices", "gone")).await.status(), 200);
+    for gated in ["/admin/users", "/webhooks/x", "/healthz", "/metrics", "/static/app.js"] {
+        assert_eq!(check(&http, &url, "/check", &describe("GET", gated, "gone")).await.status(), 402, "{gated}");
+    }
+    // #25: the client's X-Forwarded-* never wins over the proxy's
+    // X-Original-*: two families that disagree are refused, counted.
+    for attack in [
+        [("x-original-method", "GET"), ("x-original-uri", "/api/x"), ("x-forwarded-uri", "/billing/x"), ("x-account-id", "gone")],
+        [("x-original-method", "POST"), ("x-original-uri", "/api/x"), ("x-forwarded-method", "GET"), ("x-account-id", "readonly")],
+    ] {
+        assert_eq!(check(&http, &url, "/check", &attack).await.status(), 400, "{attack:?}");
+        assert_eq!(check(&http, &url, "/page", &attack).await.status(), 400, "{attack:?}");
+    }
+    // Dot segments never reach an exempt glob.
+    for dots in ["/billing/../api/projects", "/billing/%2e%2e/api/projects", "/billing/%2E%2E%2Fapi"] {
+        assert_eq!(check(&http, &url, "/check", &describe("GET", dots, "gone")).await.status(), 400, "{dots}");
+    }
     // The header the check uses internally cannot be sent from outside.
     assert_eq!(check(&http, &url, "/check", &[("x-forwarded-uri", "/x"), ("x-pastdue-check-account", "gone")]).await.status(), 200);
     // Two account headers are ambiguous, as in the layer.
@@ -172,10 +191,14 @@ async fn serve_answers_checks_the_way_the_layer_decides() {
     assert_eq!((back.status().as_u16(), back.headers()["location"].to_str().unwrap()), (303, "/api/x?tab=2"));
     let back = check(&http, &url, "/page", &describe("GET", "//evil.test/x", "late")).await;
     assert_eq!(back.headers()["location"], "/", "never an open redirect");
+    let back = check(&http, &url, "/page", &describe("GET", "/\\evil.test/", "late")).await;
+    assert_eq!(back.headers()["location"], "/", "browsers read /\\host as //host");
 
     assert_eq!(check(&http, &url, "/readyz", &[]).await.status(), 200);
     let metrics = check(&http, &url, "/metrics", &[]).await.text().await.unwrap();
     assert!(metrics.contains("pastdue_decisions_total"), "{metrics}");
+    assert!(metrics.contains("pastdue_checks_refused_total{reason=\"conflicting\"} 4"), "{metrics}");
+    assert!(metrics.contains("pastdue_checks_refused_total{reason=\"dot_segments\"} 3"), "{metrics}");
 
     let status = served.terminate();
     assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
@@ -342,6 +365,36 @@ fn jwts_are_verified_never_trusted() {
     let mut basic = http::HeaderMap::new();
     basic.insert("authorization", "Basic YWNtZTpwdw==".parse().unwrap());
     assert!(v.account(&basic).is_err(), "not a bearer token: refused, not ignored");
+
+    // #25: the cookie is read the way Flask reads it — a blank before `=`
+    // or a Latin-1 byte in another cookie never hides the token.
+    let good_token = hs(&good, secret);
+    let cookies = |value: Vec<u8>| {
+        let mut h = http::HeaderMap::new();
+        h.insert("cookie", http::HeaderValue::from_bytes(&value).unwrap());
+        h
+    };
+    for header in [format!("session ={good_token}").into_bytes(), [&b"lang=\xe9; session="[..], good_token.as_bytes()].concat()] {
+        assert_eq!(v.account(&cookies(header.clone())).unwrap().as_deref(), Some("acme"), "{}", String::from_utf8_lossy(&header));
+    }
+    // A token cookie pastdue cannot read is refused, never "no account".
+    assert!(v.account(&cookies(b"session=\xe9x".to_vec())).is_err());
+    assert!(v.account(&cookies(format!("session={good_token}; session =x").into_bytes())).is_err());
+    // Bearer and cookie naming different accounts: 401; the same: fine.
+    let other = hs(&claims("paying", "https://auth.test", "app", 600), secret);
+    let mut both = bearer(&other);
+    both.insert("cookie", format!("session={good_token}").parse().unwrap());
+    assert!(v.account(&both).is_err(), "bearer and cookie disagree");
+    let mut same = bearer(&good_token);
+    same.insert("cookie", format!("session={good_token}").parse().unwrap());
+    assert_eq!(v.account(&same).unwrap().as_deref(), Some("acme"));
+    // nbf: a token not valid until 2096 is refused; one valid since a minute ago is fine.
+    let mut later = good.clone();
+    later["nbf"] = serde_json::json!(3_976_300_800_i64);
+    assert!(v.account(&bearer(&hs(&later, secret))).is_err(), "nbf in the future");
+    let mut earlier = good.clone();
+    earlier["nbf"] = serde_json::json!(Utc::now().timestamp() - 60);
+    assert_eq!(v.account(&bearer(&hs(&earlier, secret))).unwrap().as_deref(), Some("acme"));
 
     // RS256 with a PEM public key; an HS256 token signed with that public
     // key as its secret (algorithm confusion) is refused.

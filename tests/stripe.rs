@@ -1077,6 +1077,88 @@ async fn a_silent_stripe_costs_the_timeout_and_the_limiter_holds() {
     assert!((1..=10).contains(&made), "{made} calls to Stripe; the limiter allows 10 per second");
 }
 
+/// #25: one debtor cannot starve verify-before-block for everyone. A
+/// suspended account hammers the gate (and posts its own "Already paid?
+/// Check again" link in a loop) while another account, paid in the
+/// emulator with its webhook lost, asks once: it still gets in within
+/// `verify_timeout`, and the flood makes a handful of Stripe calls, not
+/// one per request. The limiter is tight (2/s) so that any token the flood
+/// spent would show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_flooding_debtor_cannot_starve_anyone_elses_verification() {
+    let server = RedisServer::start();
+    let emu = Emulator::start();
+    let store = store_with(&server.url(), relaxed()).await;
+    let debts = debts_in_emulator(&emu, &store, "flood", 2).await;
+    let (flooder, _, _) = &debts[0];
+    let (payer, payer_customer, payer_invoice) = &debts[1];
+    let mut cfg = emu.config();
+    cfg.stripe.verify_rate = 2;
+    cfg.stripe.portal_return_url = "http://127.0.0.1/billing".into();
+    cfg.links.secret = "0123456789abcdef0123456789abcdef-links".into();
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let counts = recorder.snapshotter();
+    let parts = metrics::with_local_recorder(&recorder, || pastdue::Pastdue::new(&cfg, store.clone()).build().unwrap());
+    let app = Router::new().route("/x", axum::routing::get(|| async { "ok" })).layer(parts.gate).merge(parts.routes);
+    let ask = |account: String| {
+        let app = app.clone();
+        async move { app.oneshot(Request::get("/x").header("x-account-id", account).body(Body::empty()).unwrap()).await.unwrap().status() }
+    };
+    let signer = pastdue::__internals::LinkSigner::new(cfg.links.secret.expose().as_bytes(), cfg.links.ttl).unwrap();
+    let check_again = format!("/billing/return?t={}", signer.sign(flooder, pastdue::__internals::Purpose::Return, Utc::now()));
+
+    // The flood: four loops of blocked requests and one of "check again".
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut loops = Vec::new();
+    for n in 0..5 {
+        let (app, stop, sent, flooder, check_again) = (app.clone(), stop.clone(), sent.clone(), flooder.clone(), check_again.clone());
+        loops.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let req = if n == 4 {
+                    Request::post(&check_again).body(Body::empty()).unwrap()
+                } else {
+                    Request::get("/x").header("x-account-id", flooder.as_str()).body(Body::empty()).unwrap()
+                };
+                let status = app.clone().oneshot(req).await.unwrap().status();
+                assert!(status == StatusCode::PAYMENT_REQUIRED || status == StatusCode::SEE_OTHER, "{status}");
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    let flooding = eventually(Duration::from_secs(20), || sent.load(std::sync::atomic::Ordering::Relaxed) >= 300).await;
+    assert!(flooding, "the flood is under way");
+    // Long enough for the flood to have spent every token it could take.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Paid at Stripe, webhook lost: the payer's very first request passes,
+    // within verify_timeout, while the flood goes on.
+    emu.pay_with_card(payer_customer, payer_invoice).await;
+    // (The gate waits at most verify_timeout, then answers its 402: a 200
+    // is an answer within it.)
+    assert_eq!(ask(payer.clone()).await, StatusCode::OK, "the paid customer got in despite the flood");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loops {
+        l.await.unwrap();
+    }
+    // Stripe calls are the verifications that got an answer (or failed):
+    // the flood's own at most one per claim, thousands of requests aside.
+    let calls: u64 = counts
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "pastdue_verifications_total")
+        .filter(|(k, ..)| k.key().labels().any(|l| ["owed", "paid", "failed"].contains(&l.value())))
+        .map(|(.., v)| match v {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
+    let total = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(calls <= 4, "{calls} Stripe calls for {total} flooding requests and one payer");
+}
+
 /// Unlock on return: the page offers "Already paid? Check again" (a signed
 /// POST to `/billing/return`) next to "Update payment method"; after paying
 /// in the emulator, following it verifies at once — not waiting for

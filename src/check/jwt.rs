@@ -3,19 +3,20 @@
 //! The token comes from `Authorization: Bearer …`, else from the cookie
 //! `check.jwt_cookie`. Its signature (HS256 with a shared secret, RS256 or
 //! ES256 with a PEM public key or a local JWKS file), `exp`, `iss` and `aud`
-//! are checked by `jsonwebtoken`; the account is the claim
-//! `check.jwt_claim`. No token means no account (the request passes, like
-//! the layer); a token that fails any check is refused with `401` — never
-//! taken as "no account", or a forged token would open the gate.
-
-use std::borrow::Cow;
+//! are checked by `jsonwebtoken`, and `nbf` when the token has one; the
+//! account is the claim `check.jwt_claim`. No token means no account (the
+//! request passes, like the layer); a token that fails any check is
+//! refused with `401` — never taken as "no account", or a forged token
+//! would open the gate. The cookie is read the way the app's framework
+//! reads it ([`crate::gate::cookie`]), and a request with both a bearer
+//! token and the cookie is refused when they name different accounts.
 
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::gate::{CookieResolver, RequestView, ResolveAccount};
+use crate::gate::CookieError;
 use crate::settings::{CheckConfig, ConfigError};
 
 /// Shortest accepted HS256 secret, in bytes.
@@ -26,7 +27,8 @@ pub struct JwtVerifier {
     keys: Keys,
     validation: Validation,
     claim: String,
-    cookie: Option<CookieResolver>,
+    /// The cookie carrying a token (`check.jwt_cookie`).
+    cookie: Option<String>,
 }
 
 enum Keys {
@@ -152,9 +154,9 @@ impl JwtVerifier {
         validation.set_issuer(&[&config.jwt_issuer]);
         validation.set_audience(&[&config.jwt_audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
         validation.leeway = 30;
-        let cookie =
-            (!config.jwt_cookie.is_empty()).then(|| CookieResolver::new(config.jwt_cookie.clone()));
+        let cookie = (!config.jwt_cookie.is_empty()).then(|| config.jwt_cookie.clone());
         Ok(Some(Self {
             keys,
             validation,
@@ -163,16 +165,27 @@ impl JwtVerifier {
         }))
     }
 
-    /// The account the request's token names: `Ok(None)` without a token,
-    /// [`Refused`] for a token that fails any check.
+    /// The account the request's tokens name: `Ok(None)` without a token,
+    /// [`Refused`] for a token that fails any check. With both a bearer
+    /// token and the cookie, both must verify and name the same account:
+    /// the app behind may read either.
     pub fn account(&self, headers: &HeaderMap) -> Result<Option<String>, Refused> {
-        let Some(token) = self.token(headers)? else {
-            return Ok(None);
-        };
+        let bearer = self.bearer(headers)?.map(|t| self.verify(t)).transpose()?;
+        let cookie = self.cookie(headers)?.map(|t| self.verify(t)).transpose()?;
+        match (bearer, cookie) {
+            (Some(b), Some(c)) if b != c => {
+                Err(Refused("the bearer token and the token cookie name different accounts"))
+            }
+            (b, c) => Ok(b.or(c)),
+        }
+    }
+
+    /// The account claim of a token that passes every check.
+    fn verify(&self, token: &str) -> Result<String, Refused> {
         let key = match &self.keys {
             Keys::One(key) => key,
             Keys::Set(keys) => {
-                let header = jsonwebtoken::decode_header(token.as_ref())
+                let header = jsonwebtoken::decode_header(token)
                     .map_err(|_| Refused("the token is malformed"))?;
                 let kid = header.kid.ok_or(Refused("the token names no key (kid)"))?;
                 keys.iter()
@@ -182,7 +195,7 @@ impl JwtVerifier {
             }
         };
         let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token.as_ref(),
+            token,
             key,
             &self.validation,
         )
@@ -190,6 +203,7 @@ impl JwtVerifier {
             use jsonwebtoken::errors::ErrorKind;
             Refused(match e.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
                 ErrorKind::InvalidIssuer => "the token is for another issuer",
                 ErrorKind::InvalidAudience => "the token is for another audience",
                 ErrorKind::InvalidSignature => "the token's signature does not verify",
@@ -199,45 +213,41 @@ impl JwtVerifier {
             })
         })?;
         match data.claims.get(&self.claim) {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-            Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
             _ => Err(Refused("the token does not carry the account claim")),
         }
     }
 
-    /// The bearer token, else the cookie's.
-    fn token<'h>(&self, headers: &'h HeaderMap) -> Result<Option<Cow<'h, str>>, Refused> {
+    /// The bearer token, if the request has an `Authorization` header.
+    fn bearer<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, Refused> {
         let mut bearer = headers.get_all(http::header::AUTHORIZATION).iter();
-        if let Some(auth) = bearer.next() {
-            if bearer.next().is_some() {
-                return Err(Refused("more than one Authorization header"));
+        let Some(auth) = bearer.next() else { return Ok(None) };
+        if bearer.next().is_some() {
+            return Err(Refused("more than one Authorization header"));
+        }
+        let auth = auth
+            .to_str()
+            .map_err(|_| Refused("the Authorization header is not text"))?;
+        match auth.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                Ok(Some(token.trim()))
             }
-            let auth = auth
-                .to_str()
-                .map_err(|_| Refused("the Authorization header is not text"))?;
-            return match auth.split_once(' ') {
-                Some((scheme, token))
-                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-                {
-                    Ok(Some(Cow::Borrowed(token.trim())))
-                }
-                _ => Err(Refused("the Authorization header is not a bearer token")),
-            };
+            _ => Err(Refused("the Authorization header is not a bearer token")),
         }
-        let Some(cookie) = &self.cookie else {
-            return Ok(None);
-        };
-        let empty = http::Extensions::new();
-        let uri = http::Uri::from_static("/");
-        let view = RequestView {
-            uri: &uri,
-            headers,
-            extensions: &empty,
-        };
-        match cookie.resolve(&view) {
-            Ok(token) => Ok(token.map(|t| Cow::Owned(t.into_owned()))),
-            Err(_) => Err(Refused("the token cookie is given more than once")),
-        }
+    }
+
+    /// The cookie's token, read as the app's framework reads cookies
+    /// ([`crate::gate::cookie`]); a cookie header that names it twice, or
+    /// with a value that is not text, is refused — never "no token".
+    fn cookie<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, Refused> {
+        let Some(name) = &self.cookie else { return Ok(None) };
+        crate::gate::cookie(headers, name).map_err(|e| match e {
+            CookieError::Repeated => Refused("the token cookie is given more than once"),
+            CookieError::Unreadable => Refused("the token cookie cannot be read"),
+        })
     }
 }
 

@@ -3,14 +3,15 @@
 //!
 //! nginx (`auth_request`), Caddy (`forward_auth`), Traefik (ForwardAuth)
 //! and Envoy (`ext_authz`) ask `GET /check` whether the request they hold
-//! may pass, describing it in headers: the method in `X-Forwarded-Method`
-//! or `X-Original-Method`, the path and query in `X-Forwarded-Uri` or
-//! `X-Original-URI`, plus `Accept` and `Accept-Language`. The account is
+//! may pass, describing it in headers: the method in `X-Original-Method`
+//! or `X-Forwarded-Method`, the path and query in `X-Original-URI` or
+//! `X-Forwarded-Uri`, plus `Accept` and `Accept-Language`. The account is
 //! what the proxy's own authentication put in `check.account_header`, or
 //! the claim of a verified JWT ([`jwt`]). The answer is the gate's own
-//! decision — the same cache, ladder, exempt paths, `read_only` rule and
-//! page as the tower layer, because it *is* the layer, run over a request
-//! rebuilt from those headers:
+//! decision — the same cache, ladder, `read_only` rule and page as the
+//! tower layer, because it *is* the layer, run over a request rebuilt from
+//! those headers, with `check.exempt` (the app's billing pages) as its
+//! exempt paths:
 //!
 //! - pass → `200`, empty, with `Billing-Stage` (and `Billing-Banner`, the
 //!   reminder's text percent-encoded, for `notice`/`warn` stages) for the
@@ -20,8 +21,16 @@
 //!   `GET /page`: the same decision, answering the `402` itself (or a `303`
 //!   back to the original URI when the request may pass by now).
 //!
-//! A request that describes no original URI is refused (`400`): a proxy
-//! that forgot the header must fail loudly, not open the gate.
+//! # One truth for the original request
+//!
+//! A proxy sets one family of headers and forwards the client's own, so a
+//! client can add the other. A request is refused (`400`, counted in
+//! `pastdue_checks_refused_total`) when it describes no original URI, when
+//! the two families (or two copies of one header) disagree, and when the
+//! URI has dot segments (`/billing/../api`, also `%2e%2e`): browsers never
+//! send them, and an upstream that resolves them would serve another path
+//! than the one checked. A proxy that forgot a header fails loudly; it
+//! never opens the gate.
 
 pub mod jwt;
 
@@ -36,7 +45,7 @@ use http::header::{HeaderName, HeaderValue, ACCEPT, ACCEPT_LANGUAGE, HOST, LOCAT
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use tower::{Layer, ServiceExt};
 
-use crate::gate::{GateLayer, HeaderResolver};
+use crate::gate::{ExemptPaths, GateLayer, HeaderResolver};
 use crate::settings::{CheckConfig, ConfigError};
 use crate::standing::Standing;
 
@@ -63,8 +72,9 @@ enum Source {
 }
 
 /// The check (`check.path`) and page (`check.page_path`) endpoints, deciding
-/// with `gate` (its cache, ladder, exempt paths and page; its resolver is
-/// replaced by the account the proxy describes). Mount them outside any
+/// with `gate` (its cache, ladder and page; its resolver is replaced by the
+/// account the proxy describes, its exempt paths by `check.exempt`: the
+/// proxied app's URL space is not pastdue's). Mount them outside any
 /// gate. Refuses a `[check]` it cannot serve, naming the key.
 pub fn router(config: &CheckConfig, gate: GateLayer) -> Result<Router, ConfigError> {
     let (deny_status, account_header) = config.checked()?;
@@ -72,8 +82,10 @@ pub fn router(config: &CheckConfig, gate: GateLayer) -> Result<Router, ConfigErr
         Some(verifier) => Source::Jwt(Arc::new(verifier)),
         None => Source::Header(account_header),
     };
+    let exempt = ExemptPaths::new(&config.exempt)
+        .map_err(|e| ConfigError::Key { key: "check.exempt".into(), message: e.to_string() })?;
     let check = Check {
-        gate: gate.with_resolver(HeaderResolver::new(ACCOUNT)),
+        gate: gate.with_resolver(HeaderResolver::new(ACCOUNT)).with_exempt(exempt),
         source,
         deny_status,
     };
@@ -103,11 +115,12 @@ async fn answer_page(State(check): State<Check>, headers: HeaderMap) -> Response
     match check.clone().decide(headers).await {
         // May pass by now (paid meanwhile): back to where the visitor was.
         Ok((res, uri)) if res.status() == StatusCode::OK => {
-            let back = if uri.path().starts_with("//") {
-                "/".to_owned()
-            } else {
-                uri.to_string()
-            };
+            // The same check as every rendered URL: a root-relative path
+            // (never `//host` or `/\host`, which browsers read as another
+            // origin), else the root.
+            let back = Some(uri.to_string())
+                .filter(|u| u.starts_with('/') && crate::href::is_safe(u))
+                .unwrap_or_else(|| "/".to_owned());
             let mut res = Response::new(Body::empty());
             *res.status_mut() = StatusCode::SEE_OTHER;
             if let Ok(v) = HeaderValue::try_from(back) {
@@ -122,7 +135,7 @@ async fn answer_page(State(check): State<Check>, headers: HeaderMap) -> Response
 impl Check {
     /// The gate's answer for the request `headers` describe, and its URI.
     async fn decide(self, headers: HeaderMap) -> Result<(Response<Body>, Uri), Response<Body>> {
-        let (method, uri) = original(&headers).map_err(|u| bad(u.0))?;
+        let (method, uri) = original(&headers).map_err(|u| u.response())?;
         // Every value: two account headers are ambiguous (400), as in the layer.
         let accounts: Vec<HeaderValue> = match &self.source {
             Source::Header(name) => headers.get_all(name).iter().cloned().collect(),
@@ -141,7 +154,7 @@ impl Check {
             .method(method)
             .uri(uri.clone())
             .body(Body::empty())
-            .map_err(|_| bad("X-Forwarded-Uri"))?;
+            .map_err(|_| Undescribed::Invalid("X-Forwarded-Uri").response())?;
         for (name, forwarded) in [
             (ACCEPT, ACCEPT),
             (ACCEPT_LANGUAGE, ACCEPT_LANGUAGE),
@@ -224,34 +237,98 @@ async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
 }
 
 /// The original method and URI, from the proxy's headers.
+///
+/// Both families are read. A proxy sets one and forwards the client's own
+/// headers, so a client can add the other: where both are present they
+/// must agree, or the request is refused (a client's `X-Forwarded-Uri:
+/// /billing/x` must not win over the proxy's `X-Original-URI`). A header
+/// given twice is refused the same way.
 fn original(headers: &HeaderMap) -> Result<(Method, Uri), Undescribed> {
-    let first = |names: [&'static str; 2]| names.iter().find_map(|n| headers.get(*n));
-    let method = match first(["x-forwarded-method", "x-original-method"]) {
-        Some(v) => Method::from_bytes(v.as_bytes()).map_err(|_| Undescribed("X-Forwarded-Method"))?,
+    let method = match one_truth(headers, ["x-forwarded-method", "x-original-method"])? {
+        Some(v) => Method::from_bytes(v.as_bytes()).map_err(|_| Undescribed::Invalid("X-Forwarded-Method"))?,
         None => Method::GET,
     };
-    let uri = first(["x-forwarded-uri", "x-original-uri"])
-        .ok_or(Undescribed("X-Forwarded-Uri (or X-Original-URI)"))?;
-    let uri = Uri::try_from(uri.as_bytes()).map_err(|_| Undescribed("X-Forwarded-Uri"))?;
+    let uri = one_truth(headers, ["x-forwarded-uri", "x-original-uri"])?
+        .ok_or(Undescribed::Missing("X-Forwarded-Uri (or X-Original-URI)"))?;
+    let uri = Uri::try_from(uri.as_bytes()).map_err(|_| Undescribed::Invalid("X-Forwarded-Uri"))?;
     // Origin form only: a path, never a scheme or authority.
     if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
-        return Err(Undescribed("X-Forwarded-Uri"));
+        return Err(Undescribed::Invalid("X-Forwarded-Uri"));
+    }
+    // Browsers resolve dot segments before sending; an upstream that
+    // resolves them after the check would serve another path than the one
+    // checked (`/billing/../api/x` matches the exempt `/billing/**`).
+    if crate::gate::has_dot_segments(uri.path()) {
+        return Err(Undescribed::DotSegments);
     }
     Ok((method, uri))
 }
 
-/// A proxy request that does not describe the original request: the
-/// header it must send.
-#[derive(Debug)]
-struct Undescribed(&'static str);
+/// The one value `names` agree on: `None` when neither is sent, refused
+/// when a header is sent twice or the two differ.
+fn one_truth<'h>(headers: &'h HeaderMap, names: [&'static str; 2]) -> Result<Option<&'h HeaderValue>, Undescribed> {
+    let mut found: Option<&HeaderValue> = None;
+    for name in names {
+        let mut values = headers.get_all(name).iter();
+        let Some(v) = values.next() else { continue };
+        if values.next().is_some() {
+            return Err(Undescribed::Conflicting);
+        }
+        match found {
+            Some(seen) if seen != v => return Err(Undescribed::Conflicting),
+            _ => found = Some(v),
+        }
+    }
+    Ok(found)
+}
 
-/// `400` naming the header the proxy must send.
-fn bad(header: &str) -> Response<Body> {
+/// A proxy request that does not describe one original request.
+#[derive(Debug, PartialEq, Eq)]
+enum Undescribed {
+    /// The header the proxy must send is missing.
+    Missing(&'static str),
+    /// It is there but not a method or an origin-form URI.
+    Invalid(&'static str),
+    /// The two families (or two copies of one header) disagree.
+    Conflicting,
+    /// The path has `.` or `..` segments (also percent-encoded).
+    DotSegments,
+}
+
+impl Undescribed {
+    /// The `pastdue_checks_refused_total` label.
+    fn reason(&self) -> &'static str {
+        match self {
+            Undescribed::Missing(_) => "missing",
+            Undescribed::Invalid(_) => "invalid",
+            Undescribed::Conflicting => "conflicting",
+            Undescribed::DotSegments => "dot_segments",
+        }
+    }
+
+    /// `400`, counted, saying what the proxy must send.
+    fn response(&self) -> Response<Body> {
+        metrics::counter!(crate::metrics::CHECKS_REFUSED, "reason" => self.reason()).increment(1);
+        let detail = match self {
+            Undescribed::Missing(h) | Undescribed::Invalid(h) => {
+                format!("the proxy must send a valid {h} describing the original request")
+            }
+            Undescribed::Conflicting => "X-Forwarded-Method/-Uri and X-Original-Method/-URI describe different requests \
+                (or one is sent twice): the proxy must set or clear both families"
+                .to_owned(),
+            Undescribed::DotSegments => "the original URI has dot segments (. or ..), which browsers never send".to_owned(),
+        };
+        bad(&detail)
+    }
+}
+
+/// `400` with `detail`.
+fn bad(detail: &str) -> Response<Body> {
     let body = serde_json::json!({
         "type": "about:blank",
         "title": "Bad forward-auth request",
         "status": 400,
-        "detail": format!("the proxy must send a valid {header} describing the original request"),
+        "detail": detail,
     });
     let mut res = Response::new(Body::from(body.to_string()));
     *res.status_mut() = StatusCode::BAD_REQUEST;
@@ -311,6 +388,38 @@ mod tests {
             ("x-forwarded-method", "G E T")
         ]))
         .is_err());
+    }
+
+    #[test]
+    fn both_families_must_agree() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        // The proxy's X-Original-*, the client's X-Forwarded-*: refused.
+        for attack in [
+            &[("x-original-uri", "/api/x"), ("x-forwarded-uri", "/billing/x")][..],
+            &[("x-original-uri", "/api/x"), ("x-original-method", "POST"), ("x-forwarded-method", "GET")],
+            &[("x-forwarded-uri", "/api/x"), ("x-forwarded-uri", "/billing/x")],
+            &[("x-original-uri", "/api/x"), ("x-original-method", "POST"), ("x-original-method", "GET")],
+        ] {
+            assert_eq!(original(&headers(attack)).unwrap_err(), Undescribed::Conflicting, "{attack:?}");
+        }
+        // Both families set to the same values: one request.
+        let same = original(&headers(&[
+            ("x-original-uri", "/api/x"),
+            ("x-forwarded-uri", "/api/x"),
+            ("x-original-method", "POST"),
+            ("x-forwarded-method", "POST"),
+        ]))
+        .unwrap();
+        assert_eq!((same.0, same.1.to_string()), (Method::POST, "/api/x".to_owned()));
+        for dots in ["/billing/../api/x", "/billing/%2e%2e/api/x", "/static/./x", "/billing/..%2Fapi"] {
+            assert_eq!(original(&headers(&[("x-original-uri", dots)])).unwrap_err(), Undescribed::DotSegments, "{dots}");
+        }
     }
 
     #[test]

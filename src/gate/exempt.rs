@@ -65,8 +65,22 @@ impl ExemptPaths {
                 return false;
             }
         }
-        self.set.is_match(path)
+        // A path with dot segments is never exempt: whatever resolves them
+        // later (the app's router, an upstream server) would serve another
+        // path than the one matched (`/billing/../api/x`).
+        self.set.is_match(path) && !has_dot_segments(path)
     }
+}
+
+/// Whether `path` has a `.` or `..` segment, also percent-encoded (`%2e`)
+/// or between encoded or back slashes (`%2f`, `\`): browsers resolve
+/// them before sending, servers resolve them differently after.
+pub(crate) fn has_dot_segments(path: &str) -> bool {
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return false;
+    }
+    let decoded = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
+    decoded.split(|b| *b == b'/' || *b == b'\\').any(|segment| segment == b"." || segment == b"..")
 }
 
 /// Whether `path` starts with one of `prefixes` (sorted, none starting
@@ -93,6 +107,29 @@ mod tests {
             assert!(!e.matches(no), "{no}");
         }
         assert!(ExemptPaths::new(&["/a/[b"]).is_err());
+    }
+
+    #[test]
+    fn dot_segments_are_never_exempt() {
+        let e = ExemptPaths::new(&["/billing/**", "/static/**"]).unwrap();
+        for attack in [
+            "/billing/../api/projects",
+            "/static/../api/projects",
+            "/billing/%2e%2e/api/projects",
+            "/billing/%2E%2e/api",
+            "/billing/.%2e/api",
+            "/billing/..%2fapi",
+            "/billing/..\\api",
+            "/billing/./x",
+            "/billing/..",
+        ] {
+            assert!(has_dot_segments(attack), "{attack}");
+            assert!(!e.matches(attack), "{attack}");
+        }
+        for fine in ["/billing/pay", "/billing/a.b", "/billing/...", "/billing/.well-known", "/static/app.min.css", "/billing/%41"] {
+            assert!(!has_dot_segments(fine), "{fine}");
+            assert!(e.matches(fine), "{fine}");
+        }
     }
 
     proptest::proptest! {

@@ -89,12 +89,13 @@ mod resolve;
 mod respond;
 
 pub use self::exempt::ExemptPaths;
+pub(crate) use self::exempt::has_dot_segments;
 pub use self::feature::{feature, Feature, FeatureFuture, FeatureLayer, FeatureService};
 pub use self::extract::MissingStanding;
 pub use crate::i18n::Languages;
 pub use self::negotiate::prefers_html;
 pub use self::resolve::{
-    from_fn, Ambiguous, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,
+    cookie, from_fn, Ambiguous, CookieError, CookieResolver, ExtensionResolver, FnResolver, HeaderResolver, Or, PathSegmentResolver,
     QueryResolver, RequestView, ResolveAccount, Resolved, SubdomainResolver,
 };
 pub use self::respond::{PageError, PaymentPage, BILLING_STAGE, ENDED_TYPE, PROBLEM_TYPE};

@@ -41,7 +41,7 @@ impl<'r> RequestView<'r> {
 /// A request that names its account more than once: refused (`400`), since
 /// the gate and the app might each pick a different one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("ambiguous account: the {0} is given more than once")]
+#[error("ambiguous account: {0}")]
 pub struct Ambiguous(pub &'static str);
 
 /// What a resolver found: an account id, none, or an ambiguous request.
@@ -94,7 +94,7 @@ impl ResolveAccount for HeaderResolver {
         let mut values = req.headers.get_all(&self.0).iter();
         let Some(first) = values.next() else { return Ok(None) };
         if values.next().is_some() {
-            return Err(Ambiguous("account header"));
+            return Err(Ambiguous("the account header is given more than once"));
         }
         // Visible ASCII and blanks only (`to_str`), so ASCII trimming is all.
         let v = first.to_str().map_or("", str::trim_ascii);
@@ -204,7 +204,7 @@ impl ResolveAccount for QueryResolver {
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             if k == self.0.as_str() {
                 if found.is_some() {
-                    return Err(Ambiguous("account query parameter"));
+                    return Err(Ambiguous("the account query parameter is given more than once"));
                 }
                 found = Some(v);
             }
@@ -213,7 +213,7 @@ impl ResolveAccount for QueryResolver {
     }
 }
 
-/// Reads a cookie (`account=acme`).
+/// Reads a cookie (`account=acme`), as [`cookie`] reads it.
 #[derive(Debug, Clone)]
 pub struct CookieResolver(String);
 
@@ -222,24 +222,68 @@ impl CookieResolver {
     pub fn new(name: impl Into<String>) -> Self {
         Self(name.into())
     }
+
+    /// The cookie's name.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
 }
 
 impl ResolveAccount for CookieResolver {
     fn resolve<'r>(&self, req: &RequestView<'r>) -> Resolved<'r> {
-        let mut found = None;
-        let cookies = req.headers.get_all(http::header::COOKIE).iter().filter_map(|h| h.to_str().ok());
-        for (k, v) in cookies.flat_map(|h| h.split(';')).filter_map(|c| c.trim().split_once('=')) {
-            if k == self.0 {
-                // A sibling subdomain can plant a second cookie of the same
-                // name: two values are ambiguous, not "first one wins".
-                if found.is_some() {
-                    return Err(Ambiguous("account cookie"));
-                }
-                found = Some(v.trim_matches('"'));
-            }
+        match cookie(req.headers, &self.0) {
+            Ok(found) => Ok(found.map(Cow::Borrowed)),
+            Err(CookieError::Repeated) => Err(Ambiguous("the account cookie is given more than once")),
+            Err(CookieError::Unreadable) => Err(Ambiguous("the account cookie cannot be read")),
         }
-        Ok(found.filter(|v| !v.is_empty()).map(Cow::Borrowed))
     }
+}
+
+/// Why a cookie cannot name one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    /// The cookie is sent more than once (a sibling subdomain can plant a
+    /// second cookie of the same name): ambiguous, not "first one wins".
+    #[error("the cookie is given more than once")]
+    Repeated,
+    /// The cookie is there, but its value is not text.
+    #[error("the cookie's value cannot be read")]
+    Unreadable,
+}
+
+/// The value of the cookie `name` in every `Cookie` header of `headers`,
+/// read the way mainstream frameworks read it (Werkzeug/Flask, Express's
+/// `cookie`, Django, Rails), so the gate and the app behind it always see
+/// the same cookie:
+///
+/// - pairs are split at `;`, each at its first `=`; names and values are
+///   trimmed of blanks (`jwt =x` is the cookie `jwt`), a value in double
+///   quotes loses them;
+/// - a pair that is not `name=value`, or has bytes that are not UTF-8 (a
+///   Latin-1 `lang=é`), is skipped without discarding the rest of the
+///   header;
+/// - the cookie given twice is [`CookieError::Repeated`], and a value of
+///   its own that is not UTF-8 [`CookieError::Unreadable`]: neither is
+///   ever "no cookie".
+///
+/// `Ok(None)` when no pair is named `name`, or its value is empty.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, CookieError> {
+    let mut found = None;
+    for header in headers.get_all(http::header::COOKIE) {
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else { continue };
+            if pair[..eq].trim_ascii() != name.as_bytes() {
+                continue;
+            }
+            if found.is_some() {
+                return Err(CookieError::Repeated);
+            }
+            let value = std::str::from_utf8(pair[eq + 1..].trim_ascii()).map_err(|_| CookieError::Unreadable)?;
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+            found = Some(value);
+        }
+    }
+    Ok(found.filter(|v| !v.is_empty()))
 }
 
 /// A closure: anything the built-in resolvers do not cover.
@@ -332,7 +376,7 @@ mod tests {
         assert_eq!(resolve(&q, &get("/?account=a%40b").body(()).unwrap()).as_deref(), Some("a@b"));
         for twice in ["/?account=paying&account=victim", "/?account=paying&acc%6Funt=victim", "/?account=&account=x"] {
             let req = get(twice).body(()).unwrap();
-            assert_eq!(q.resolve(&RequestView::of(&req)), Err(Ambiguous("account query parameter")), "{twice}");
+            assert_eq!(q.resolve(&RequestView::of(&req)), Err(Ambiguous("the account query parameter is given more than once")), "{twice}");
         }
 
         let c = CookieResolver::new("account");
@@ -349,5 +393,36 @@ mod tests {
 
         let f = from_fn(|r| r.headers.get("x-org").map(|v| format!("org:{}", v.to_str().unwrap())));
         assert_eq!(resolve(&f, &get("/").header("x-org", "7").body(()).unwrap()).as_deref(), Some("org:7"));
+    }
+
+    #[test]
+    fn cookies_read_as_frameworks_read_them() {
+        let headers = |values: &[&[u8]]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(http::header::COOKIE, http::HeaderValue::from_bytes(v).unwrap());
+            }
+            h
+        };
+        // What Werkzeug (Flask), Express and Django read as jwt=tok.
+        for header in [
+            &b"jwt=tok"[..],
+            b"jwt =tok",
+            b" jwt = tok ",
+            b"jwt=\"tok\"",
+            b"lang=\xe9; jwt=tok",
+            b"lang=\xc3\xa9; jwt=tok",
+            b"broken; jwt=tok",
+            b"=x; jwt=tok;",
+            b"a=1;jwt=tok;b=2",
+        ] {
+            assert_eq!(cookie(&headers(&[header]), "jwt"), Ok(Some("tok")), "{}", String::from_utf8_lossy(header));
+        }
+        assert_eq!(cookie(&headers(&[b"a=1", b"jwt=tok"]), "jwt"), Ok(Some("tok")), "over several headers");
+        assert_eq!(cookie(&headers(&[b"jwtx=tok; xjwt=tok"]), "jwt"), Ok(None));
+        assert_eq!(cookie(&headers(&[b"jwt="]), "jwt"), Ok(None));
+        assert_eq!(cookie(&headers(&[b"jwt=a; jwt =b"]), "jwt"), Err(CookieError::Repeated));
+        assert_eq!(cookie(&headers(&[b"jwt=a", b"jwt=a"]), "jwt"), Err(CookieError::Repeated));
+        assert_eq!(cookie(&headers(&[b"jwt=\xe9t"]), "jwt"), Err(CookieError::Unreadable));
     }
 }

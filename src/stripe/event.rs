@@ -202,7 +202,7 @@ fn upcoming_due(invoice: &Map<String, Value>, kind: &str, observed: DateTime<Utc
             amount_due,
             currency: str_at(invoice, "currency").and_then(Currency::new)?,
             due,
-            number: str_at(invoice, "number").map(str::to_owned),
+            number: str_at(invoice, "number").and_then(crate::state::invoice_number),
             hosted_url: str_at(invoice, "hosted_invoice_url").and_then(|u| crate::href::checked(u, "hosted_invoice_url")).map(Into::into),
             observed,
         },
@@ -222,7 +222,7 @@ pub fn unpaid_invoice(invoice: &Map<String, Value>, since: DateTime<Utc>, observ
         amount_due: amount,
         currency: str_at(invoice, "currency").and_then(Currency::new)?,
         hosted_url: str_at(invoice, "hosted_invoice_url").and_then(|u| crate::href::checked(u, "hosted_invoice_url")).map(Into::into),
-        number: str_at(invoice, "number").map(str::to_owned),
+        number: str_at(invoice, "number").and_then(crate::state::invoice_number),
         since,
         observed,
         uncollectible: false,
@@ -275,6 +275,17 @@ impl PlanLadder {
     }
 }
 
+/// The billing contact an invoice names (`customer_email`), if it is an
+/// e-mail address: validated here, like every contact, never stored raw.
+fn billing_contact(invoice: &Map<String, Value>) -> Option<Change> {
+    str_at(invoice, "customer_email").and_then(contact_email)
+}
+
+fn contact_email(raw: &str) -> Option<Change> {
+    let email = raw.trim();
+    crate::state::is_valid_email(email).then(|| Change::ContactEmail(email.to_owned()))
+}
+
 /// The facts in an event, or `None` for an event type pastdue ignores.
 pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
     let obj = &event.object;
@@ -293,18 +304,19 @@ pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
                 invoice.uncollectible = kind == "invoice.marked_uncollectible";
                 changes.push(Change::InvoiceUnpaid { id: id.to_owned(), invoice });
             }
-            if let Some(email) = str_at(obj, "customer_email") {
-                changes.push(Change::ContactEmail(email.to_owned()));
-            }
+            changes.extend(billing_contact(obj));
             (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
         }
         "invoice.paid" | "invoice.payment_succeeded" | "invoice.voided" => {
             let id = str_at(obj, "id")?;
-            let changes = vec![Change::InvoiceSettled { id: id.to_owned(), at }];
+            let mut changes = vec![Change::InvoiceSettled { id: id.to_owned(), at }];
+            changes.extend(billing_contact(obj));
             (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
         }
         "invoice.upcoming" | "invoice.will_be_due" | "invoice.finalized" => {
-            let changes = upcoming_due(obj, kind, at).into_iter().collect();
+            // A send-invoice customer's first event is often the invoice:
+            // its e-mail is where the reminder before the due date goes.
+            let changes = upcoming_due(obj, kind, at).into_iter().chain(billing_contact(obj)).collect();
             (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
         }
         "customer.subscription.created"
@@ -330,7 +342,7 @@ pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
         }
         "payment_method.automatically_updated" => (id_at(obj, "customer"), None, vec![Change::CardUpdated(at)]),
         "customer.created" | "customer.updated" => {
-            let changes = str_at(obj, "email").map(|e| Change::ContactEmail(e.to_owned())).into_iter().collect();
+            let changes = str_at(obj, "email").and_then(contact_email).into_iter().collect();
             (str_at(obj, "id"), metadata(Some(obj), metadata_key), changes)
         }
         _ => return None,

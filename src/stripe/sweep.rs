@@ -128,7 +128,7 @@ impl DebtSweep {
         };
         self.pace.until_ready().await;
         v.limiter.until_ready().await;
-        match v.turn(account).await {
+        match v.turn(account, super::verify::VERIFY, v.interval).await {
             Turn::Mine => {}
             Turn::Recent => {
                 report.recent += 1;

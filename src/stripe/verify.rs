@@ -7,9 +7,11 @@
 //! webhook fact, with the API object's own time where it has one
 //! (`status_transitions.paid_at`), so a late webhook stays a no-op and a
 //! newer failure still wins. Bounded three ways: one verification per
-//! account per `stripe.verify_interval` across instances (a store claim),
-//! at most `stripe.verify_rate` per second per instance (a token bucket),
-//! and concurrent blocked requests for one account share one verification.
+//! account per `stripe.verify_interval` across instances (a store claim,
+//! taken before anything else, so one account's flood never spends what
+//! others need), at most `stripe.verify_rate` per second per instance (a
+//! token bucket), and concurrent blocked requests for one account share
+//! one verification.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -32,6 +34,21 @@ use crate::store::{Applied, Store};
 
 /// At most this many objects are fetched per verification.
 const MAX_OBJECTS: usize = 10;
+
+/// The claim on a blocked request's verification (`verify_interval`).
+pub(super) const VERIFY: &str = "verify";
+
+/// The claim on a verification the customer asked for.
+const ASKED: &str = "verify-asked";
+
+/// At most one verification the customer asks for per account in this
+/// window, across instances: clicking "Already paid? Check again" a
+/// second time within it redirects without asking Stripe again.
+pub(crate) const ASKED_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A turn the rate limiter refused is free again after this, so the
+/// account's next request retries soon instead of after `verify_interval`.
+const LIMITED_RETRY: Duration = Duration::from_secs(1);
 
 type Flight = Arc<OnceCell<Option<BillingState>>>;
 
@@ -133,23 +150,42 @@ impl Verifier {
         result
     }
 
-    /// The blocked-request verification: rate-limited, and at most one per
-    /// account per `verify_interval` across instances.
+    /// The blocked-request verification: at most one per account per
+    /// `verify_interval` across instances, then rate-limited.
+    ///
+    /// The account's turn comes first: a debtor hammering the gate gets
+    /// "recent" from its own claim and never spends a token another
+    /// account's verification needs (each account takes at most one token
+    /// per interval). A turn the limiter refuses is handed back after
+    /// [`LIMITED_RETRY`], not held for the whole interval.
     async fn verify(&self, account: &AccountId, state: &BillingState) -> Option<BillingState> {
-        if self.limiter.check().is_err() {
-            self.results.limited.increment(1);
+        match self.turn(account, VERIFY, self.interval).await {
+            Turn::Mine => {}
+            Turn::Recent | Turn::Failed => return None,
+        }
+        if !self.token(account, VERIFY).await {
             return None;
         }
-        match self.turn(account).await {
-            Turn::Mine => self.settle(account, state).await.paid(),
-            Turn::Recent | Turn::Failed => None,
-        }
+        self.settle(account, state).await.paid()
     }
 
-    /// Claims `account`'s verification for `verify_interval` across
+    /// A token from the per-instance limiter; without one, the account's
+    /// claim on `what` is shortened to [`LIMITED_RETRY`].
+    async fn token(&self, account: &AccountId, what: &str) -> bool {
+        if self.limiter.check().is_ok() {
+            return true;
+        }
+        self.results.limited.increment(1);
+        if let Err(e) = self.store.renew_claim(account, what, &self.holder, LIMITED_RETRY).await {
+            tracing::debug!(%account, error = %e, "cannot shorten a verification claim");
+        }
+        false
+    }
+
+    /// Claims `account`'s verification `what` for `lease` across
     /// instances.
-    pub(super) async fn turn(&self, account: &AccountId) -> Turn {
-        match self.store.claim(account, "verify", &self.holder, self.interval).await {
+    pub(super) async fn turn(&self, account: &AccountId, what: &str, lease: Duration) -> Turn {
+        match self.store.claim(account, what, &self.holder, lease).await {
             Ok(true) => Turn::Mine,
             Ok(false) => {
                 self.results.recent.increment(1);
@@ -165,8 +201,11 @@ impl Verifier {
 
     /// The verification a customer asks for (back from the portal, or
     /// "Already paid? Check again"): at once, whatever `verify_interval`
-    /// says, still rate-limited and bounded by `verify_timeout`. Reads the
-    /// state from the store; an account that owes nothing asks nothing.
+    /// says — but at most once per [`ASKED_INTERVAL`] per account across
+    /// instances (a debtor posting its own link in a loop makes one call,
+    /// not one per post), still rate-limited and bounded by
+    /// `verify_timeout`. Reads the state from the store; an account that
+    /// owes nothing asks nothing.
     pub(crate) async fn verify_now(&self, account: &AccountId) {
         let work = async {
             let state = match self.store.load(account).await {
@@ -178,8 +217,7 @@ impl Verifier {
                     return;
                 }
             };
-            if self.limiter.check().is_err() {
-                self.results.limited.increment(1);
+            if !matches!(self.turn(account, ASKED, ASKED_INTERVAL).await, Turn::Mine) || !self.token(account, ASKED).await {
                 return;
             }
             self.settle(account, &state).await;

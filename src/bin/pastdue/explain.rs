@@ -60,6 +60,22 @@ fn date(t: Option<&Value>) -> String {
         .unwrap_or_else(|| "—".to_owned())
 }
 
+/// `text` with every control character but the line break shown as an
+/// escape (`\u{1b}`), and bidirectional overrides too: what a webhook
+/// payload stored can never drive the operator's terminal.
+pub fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && c != '\n') || bidi {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `pastdue status`, for people.
 pub fn status_text(view: &Value, state: Option<&BillingState>) -> String {
     let s = |k: &str| {
@@ -157,6 +173,23 @@ pub fn status_text(view: &Value, state: Option<&BillingState>) -> String {
             customers.join(", ")
         }
     );
+    for (i, due) in view["upcoming_dues"].as_array().into_iter().flatten().enumerate() {
+        let amount = match (due["amount_due"].as_i64(), due["currency"].as_str().and_then(pastdue::state::Currency::new)) {
+            (Some(a), Some(c)) => money(a, c.as_str(), c.minor_digits()),
+            _ => "?".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{}{amount} due on {} ({}){}",
+            if i == 0 { "dues        " } else { "            " },
+            date(due.get("due_at")),
+            due["number"].as_str().or(due["invoice"].as_str()).unwrap_or("?"),
+            match due["reminder_to"].as_str() {
+                Some(to) => format!(", reminder to {to}"),
+                None => " — no billing e-mail known: no e-mail reminder can be sent".to_owned(),
+            }
+        );
+    }
     let notices = view["notices"].as_array().cloned().unwrap_or_default();
     if notices.is_empty() {
         let _ = writeln!(out, "notices     none sent");

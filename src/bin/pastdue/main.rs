@@ -154,7 +154,7 @@ async fn run(command: Command) -> Result<(), Failed> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
-                print!("{}", explain::status_text(&view, state.as_ref()));
+                print!("{}", explain::terminal_safe(&explain::status_text(&view, state.as_ref())));
             }
             known(state.as_ref())
         }
@@ -167,7 +167,7 @@ async fn run(command: Command) -> Result<(), Failed> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&timeline)?);
             } else {
-                print!("{}", explain::timeline_text(&account, &timeline));
+                print!("{}", explain::terminal_safe(&explain::timeline_text(&account, &timeline)));
             }
             known(state.as_ref())
         }
@@ -187,7 +187,7 @@ async fn run(command: Command) -> Result<(), Failed> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
-                print!("{}", explain::status_text(&view, Some(&state)));
+                print!("{}", explain::terminal_safe(&explain::status_text(&view, Some(&state))));
             }
             Ok(())
         }
