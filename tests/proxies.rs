@@ -23,6 +23,7 @@ use pastdue::{AccountId, Config, MemoryStore};
 const SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!";
 const ISSUER: &str = "https://auth.example.test";
 const AUDIENCE: &str = "app";
+const WEBHOOK_SECRET: &str = "whsec_through_the_proxy";
 
 /// What reached the upstream: method, path, Billing-Stage, Billing-Banner.
 type Seen = Arc<Mutex<Vec<(String, String, Option<String>, Option<String>)>>>;
@@ -49,6 +50,8 @@ async fn sidecar(deny_status: u16) -> (SocketAddr, Arc<dyn Store>) {
     config.check.jwt_key = SECRET.into();
     config.check.jwt_issuer = ISSUER.into();
     config.check.jwt_audience = AUDIENCE.into();
+    config.check.jwt_cookie = "jwt".into();
+    config.stripe.webhook_secret = WEBHOOK_SECRET.into();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     for (account, days_ago) in [("late", 1), ("readonly", 12), ("gone", 25)] {
         let account = AccountId::new(account).unwrap();
@@ -160,7 +163,7 @@ async fn caddy(pastdue: SocketAddr, app: SocketAddr) -> Proxy {
 }
 
 /// The same cases through any proxy.
-async fn through(proxy: &Proxy, seen: &Seen) {
+async fn through(proxy: &Proxy, seen: &Seen, store: &Arc<dyn Store>) {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let get = |path: &str, account: Option<&str>, accept: &str| {
         let mut req = http.get(format!("{}{path}", proxy.url)).header("accept", accept);
@@ -202,8 +205,14 @@ async fn through(proxy: &Proxy, seen: &Seen) {
     assert_eq!(res.status(), 402);
     assert_eq!(reached("/a/readonly").iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["GET"]);
 
-    // Exempt paths pass whatever the account owes.
-    assert_eq!(get("/healthz", Some("gone"), "text/html").send().await.unwrap().status(), 200);
+    // The app's billing pages (check.exempt) pass whatever the account
+    // owes; the app's own /admin does not (gate.exempt is pastdue's).
+    assert_eq!(get("/billing/invoices", Some("gone"), "text/html").send().await.unwrap().status(), 200);
+    assert_eq!(reached("/billing/invoices").len(), 1);
+    for gated in ["/admin/users", "/webhooks/other", "/healthz"] {
+        assert_eq!(get(gated, Some("gone"), "application/json").send().await.unwrap().status(), 402, "{gated}");
+        assert!(reached(gated).is_empty(), "{gated}");
+    }
 
     // Forged or expired tokens are refused, never taken as "no account".
     for bad in [token("gone", 600, "another-secret-of-at-least-32-bytes"), token("gone", -3600, SECRET), "not.a.jwt".into()] {
@@ -217,20 +226,119 @@ async fn through(proxy: &Proxy, seen: &Seen) {
     assert_eq!(res.status(), 200, "the token's account decides, not the header");
     // No token at all: no account, the request passes like the layer's.
     assert_eq!(get("/a/anonymous", None, "text/html").send().await.unwrap().status(), 200);
+
+    attacks(proxy, seen).await;
+    a_signed_webhook_arrives(proxy, store).await;
+}
+
+/// #25, through the proxy as an attacker would try it: a suspended
+/// customer's own `X-Forwarded-*`/`X-Original-*` headers, dot segments,
+/// and cookies spelled the way only the app reads them. Each is blocked
+/// (or refused) and never reaches the app.
+async fn attacks(proxy: &Proxy, seen: &Seen) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let reached = |path: &str| seen.lock().unwrap().iter().filter(|(_, p, ..)| p == path).count();
+    let gone = token("gone", 600, SECRET);
+
+    // The client's own description of the request never wins.
+    for (name, value) in [
+        ("x-forwarded-uri", "/billing/x"),
+        ("x-original-uri", "/billing/x"),
+        ("x-forwarded-uri", "/healthz"),
+        ("x-original-uri", "/billing"),
+    ] {
+        let res = http.get(format!("{}/a/forwarded", proxy.url)).bearer_auth(&gone).header(name, value).header("accept", "application/json").send().await.unwrap();
+        assert_eq!(res.status(), 402, "{name}: {value}");
+    }
+    assert_eq!(reached("/a/forwarded"), 0);
+    // A write under read_only cannot pass as a GET.
+    let readonly = token("readonly", 600, SECRET);
+    for name in ["x-forwarded-method", "x-original-method"] {
+        let res = http.post(format!("{}/a/method", proxy.url)).bearer_auth(&readonly).header(name, "GET").header("accept", "application/json").body("x").send().await.unwrap();
+        assert_eq!(res.status(), 402, "{name}");
+    }
+    assert_eq!(reached("/a/method"), 0);
+
+    // Dot segments (sent raw: an HTTP client library would resolve them).
+    for path in ["/billing/../a/dots", "/billing/%2e%2e/a/dots", "/billing/..%2Fa/dots"] {
+        let status = raw_get(&proxy.url, path, &[("authorization", format!("Bearer {gone}").as_str())]).await;
+        assert!(status == 400 || status == 402, "{path}: {status}");
+    }
+    assert!(seen.lock().unwrap().iter().all(|(_, p, ..)| !p.contains("dots")), "a dot-segment path never reached the app");
+
+    // The token cookie the way Flask reads it: a blank before `=`, a
+    // Latin-1 byte in another cookie. Both name the suspended account.
+    for cookie in [format!("jwt ={gone}").into_bytes(), [&b"lang=\xe9; jwt="[..], gone.as_bytes()].concat()] {
+        let res = http
+            .get(format!("{}/a/cookie", proxy.url))
+            .header("cookie", http::HeaderValue::from_bytes(&cookie).unwrap())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 402, "{}", String::from_utf8_lossy(&cookie));
+    }
+    // A paying customer's bearer with the suspended one's cookie: refused.
+    let res = http.get(format!("{}/a/cookie", proxy.url)).bearer_auth(token("paying", 600, SECRET)).header("cookie", format!("jwt={gone}")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(reached("/a/cookie"), 0);
+}
+
+/// A Stripe webhook signed the way Stripe signs reaches pastdue through
+/// the proxy at `stripe.webhook_path` (never the app) and is applied.
+async fn a_signed_webhook_arrives(proxy: &Proxy, store: &Arc<dyn Store>) {
+    let account = format!("hooked-{}", free_port());
+    let body = serde_json::to_vec(&serde_json::json!({
+        "id": format!("evt_{account}"), "type": "invoice.payment_failed", "created": Utc::now().timestamp(),
+        "data": { "object": { "id": "in_hook", "object": "invoice", "customer": "cus_hook", "amount_due": 4_900, "currency": "eur",
+            "subscription_details": { "metadata": { "account_id": account } } } }
+    }))
+    .unwrap();
+    let signature = pastdue::signature::sign(WEBHOOK_SECRET, Utc::now().timestamp(), &body);
+    let res = reqwest::Client::new()
+        .post(format!("{}/webhooks/stripe", proxy.url))
+        .header("stripe-signature", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
+    let state = store.load(&AccountId::new(&account).unwrap()).await.unwrap().expect("applied");
+    assert!(state.unpaid().contains_key("in_hook"));
+    let res = reqwest::Client::new().post(format!("{}/webhooks/stripe", proxy.url)).header("stripe-signature", "t=1,v1=00").body("{}").send().await.unwrap();
+    assert_eq!(res.status(), 400, "a bad signature is pastdue's 400, not the app's");
+}
+
+/// A GET sent byte for byte (no client-side path normalisation); the
+/// response's status code.
+async fn raw_get(base: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_request_with_the_documented_config() {
     let (app, seen) = upstream().await;
-    let (pastdue, _store) = sidecar(403).await;
+    let (pastdue, store) = sidecar(403).await;
     let proxy = nginx(pastdue, app).await;
-    through(&proxy, &seen).await;
+    through(&proxy, &seen, &store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_forward_auth_with_the_documented_config() {
     let (app, seen) = upstream().await;
-    let (pastdue, _store) = sidecar(402).await;
+    let (pastdue, store) = sidecar(402).await;
     let proxy = caddy(pastdue, app).await;
-    through(&proxy, &seen).await;
+    through(&proxy, &seen, &store).await;
 }

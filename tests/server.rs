@@ -239,6 +239,11 @@ async fn deny_status_403_for_nginx() {
     let described = [("x-original-uri", "/x"), ("x-account-id", "gone")];
     assert_eq!(check(&http, &served.url, "/check", &described).await.status(), 403);
     assert_eq!(check(&http, &served.url, "/page", &described).await.status(), 402);
+    // A refused description is a 403 for auth_request too (any other status
+    // is nginx's own 500); /page then answers the 400 that says why.
+    let dots = [("x-original-uri", "/billing/../x"), ("x-account-id", "gone")];
+    assert_eq!(check(&http, &served.url, "/check", &dots).await.status(), 403);
+    assert_eq!(check(&http, &served.url, "/page", &dots).await.status(), 400);
 }
 
 /// The operator CLI against the same store: status (text and the admin

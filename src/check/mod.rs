@@ -96,19 +96,17 @@ pub fn router(config: &CheckConfig, gate: GateLayer) -> Result<Router, ConfigErr
 }
 
 async fn answer_check(State(check): State<Check>, headers: HeaderMap) -> Response<Body> {
-    match check.clone().decide(headers).await {
-        Ok((res, _)) if res.status() == StatusCode::OK => res,
-        Ok((mut res, _)) => {
-            // nginx's auth_request understands 2xx, 401 and 403 only.
-            if check.deny_status == StatusCode::FORBIDDEN
-                && res.status() != StatusCode::UNAUTHORIZED
-            {
-                *res.status_mut() = StatusCode::FORBIDDEN;
-            }
-            res
-        }
-        Err(res) => res,
+    let mut res = match check.clone().decide(headers).await {
+        Ok((res, _)) if res.status() == StatusCode::OK => return res,
+        Ok((res, _)) | Err(res) => res,
+    };
+    // nginx's auth_request understands 2xx, 401 and 403 only (anything
+    // else is its own 500): a refusal becomes 403, and the `error_page`
+    // fetches `/page`, which answers the 402 or the 400 itself.
+    if check.deny_status == StatusCode::FORBIDDEN && res.status() != StatusCode::UNAUTHORIZED {
+        *res.status_mut() = StatusCode::FORBIDDEN;
     }
+    res
 }
 
 async fn answer_page(State(check): State<Check>, headers: HeaderMap) -> Response<Body> {
