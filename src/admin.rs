@@ -340,9 +340,10 @@ struct OverrideRequest {
     /// `allow` or `block` (required).
     #[schema(value_type = String, required = true)]
     mode: Option<ModeField>,
-    /// RFC 3339 expiry, or null for none.
+    /// When it ends: RFC 3339 (`2026-12-24T09:00:00Z`) or a duration
+    /// from now (`7d`, `12h`); null for none.
     #[schema(value_type = Option<String>)]
-    until: Option<DateTime<Utc>>,
+    until: Option<String>,
     /// Why (required, shown in the audit log).
     #[schema(value_type = String, required = true)]
     reason: Option<String>,
@@ -391,19 +392,12 @@ fn parse_override(body: OverrideRequest, who: &str, now: DateTime<Utc>) -> Resul
         Some(ModeField::Block) => OverrideMode::Block,
         None => return Err(bad("mode", "mode must be \"allow\" or \"block\"")),
     };
-    if let Some(t) = body.until {
-        if crate::state::sane_time(t.timestamp()).is_none() {
-            return Err(bad("until", "until must lie between 2000 and 2100"));
-        }
-        if t <= now {
-            return Err(bad("until", "until is in the past"));
-        }
-    }
+    let until = body.until.as_deref().map(|raw| crate::clock::parse_until(raw, now).map_err(|e| bad("until", e.to_string()))).transpose()?;
     let reason = body.reason.as_deref().map(str::trim).unwrap_or("");
     if reason.is_empty() {
         return Err(bad("reason", "reason is required"));
     }
-    Ok(Override { mode, until: body.until, reason: reason.to_owned(), by: who.to_owned(), at: now })
+    Ok(Override { mode, until, reason: reason.to_owned(), by: who.to_owned(), at: now })
 }
 
 /// Applies `change` and writes its audit entry in one atomic step (the
@@ -538,10 +532,10 @@ async fn set_policy(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PromiseRequest {
-    /// RFC 3339: the date the customer says they will have paid by
-    /// (required, in the future).
-    #[schema(value_type = String, format = DateTime, required = true)]
-    until: Option<DateTime<Utc>>,
+    /// The date the customer says they will have paid by (required, in the
+    /// future): RFC 3339 or a duration from now (`7d`).
+    #[schema(value_type = String, required = true)]
+    until: Option<String>,
     /// Why, or what was said (required, shown in the audit log).
     #[schema(value_type = String, required = true)]
     reason: Option<String>,
@@ -566,12 +560,10 @@ async fn add_promise(
     AdminJson(body): AdminJson<PromiseRequest>,
 ) -> Reply {
     let account = parse_account(&account)?;
-    let until = body.until.ok_or_else(|| bad("until", "until is required (RFC 3339)"))?;
-    if crate::state::sane_time(until.timestamp()).is_none() {
-        return Err(bad("until", "until must lie between 2000 and 2100"));
-    }
-    let reason = required_reason(body.reason.as_deref())?;
     let now = admin.clock.now();
+    let raw = body.until.as_deref().ok_or_else(|| bad("until", "until is required: RFC 3339 (2026-12-24T09:00:00Z) or a duration from now (7d)"))?;
+    let until = crate::clock::parse_until(raw, now).map_err(|e| bad("until", e.to_string()))?;
+    let reason = required_reason(body.reason.as_deref())?;
     let state = admin.store.load(&account).await.map_err(unavailable)?;
     match admin.policy.may_promise(state.as_ref(), until, body.force, now) {
         Ok(()) => {}

@@ -110,9 +110,58 @@ impl fmt::Debug for ManualClock {
     }
 }
 
+/// A moment as an operator writes it — RFC 3339 (`2026-12-24T09:00:00Z`)
+/// or a duration from `now` (`7d`, `12h`, `90m`) — that lies ahead of
+/// `now` and before 2100. The admin API and the CLI read `until` with it.
+pub fn parse_until(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, BadUntil> {
+    let raw = raw.trim();
+    let at = match DateTime::parse_from_rfc3339(raw) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => {
+            let d = crate::settings::parse_duration(raw).map_err(|_| BadUntil::NotATime(raw.to_owned()))?;
+            chrono::TimeDelta::from_std(d).ok().and_then(|d| now.checked_add_signed(d)).ok_or(BadUntil::OutOfRange)?
+        }
+    };
+    if crate::state::sane_time(at.timestamp()).is_none() {
+        return Err(BadUntil::OutOfRange);
+    }
+    if at <= now {
+        return Err(BadUntil::Past);
+    }
+    Ok(at)
+}
+
+/// Why an `until` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadUntil {
+    /// Neither form.
+    #[error("{0:?} is neither an RFC 3339 time (2026-12-24T09:00:00Z) nor a duration from now (7d, 12h, 90m)")]
+    NotATime(String),
+    /// Not ahead of now.
+    #[error("until is in the past")]
+    Past,
+    /// Outside 2000–2100.
+    #[error("until must lie between 2000 and 2100")]
+    OutOfRange,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn until_reads_both_forms() {
+        let now = DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_until("7d", now).unwrap(), now + chrono::TimeDelta::days(7));
+        assert_eq!(parse_until(" 12h ", now).unwrap(), now + chrono::TimeDelta::hours(12));
+        assert_eq!(parse_until("2026-12-24T09:00:00+01:00", now).unwrap().to_rfc3339(), "2026-12-24T08:00:00+00:00");
+        assert_eq!(parse_until("2026-12-01T00:00:00Z", now), Err(BadUntil::Past));
+        assert_eq!(parse_until("2150-01-01T00:00:00Z", now), Err(BadUntil::OutOfRange));
+        assert_eq!(parse_until("99999999d", now), Err(BadUntil::OutOfRange));
+        let bad = parse_until("next week", now).unwrap_err().to_string();
+        assert!(bad.contains("RFC 3339") && bad.contains("7d"), "{bad}");
+    }
 
     #[test]
     fn microseconds_agree_with_the_calendar() {

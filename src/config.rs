@@ -187,10 +187,23 @@ fn apply_env(
                 Some(toml::Value::Boolean(_)) if !matches!(raw.trim(), "true" | "false") => {
                     toml::Value::String(raw.to_owned())
                 }
-                Some(_) => {
-                    let doc: toml::Table = format!("v = {raw}")
-                        .parse()
-                        .map_err(|e| err(format!("`{dotted}` needs a TOML value: {e}")))?;
+                // A list: a TOML array, or comma-separated strings
+                // (`PASTDUE_GATE__EXEMPT=/billing/**,/healthz`).
+                Some(toml::Value::Array(_)) if !raw.trim_start().starts_with('[') => toml::Value::Array(
+                    raw.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| toml::Value::String(v.to_owned())).collect(),
+                ),
+                Some(toml::Value::Array(_)) => {
+                    let doc: toml::Table = format!("v = {raw}").parse().map_err(|_| {
+                        err(format!(
+                            "`{dotted}` takes a list: comma-separated ({var}=/billing/**,/healthz) or a TOML array ({var}='[\"/billing/**\", \"/healthz\"]')"
+                        ))
+                    })?;
+                    doc.get("v").cloned().unwrap_or(toml::Value::String(raw.to_owned()))
+                }
+                Some(other) => {
+                    let doc: toml::Table = format!("v = {raw}").parse().map_err(|_| {
+                        err(format!("`{dotted}` takes a {} (e.g. {var}={other})", other.type_str()))
+                    })?;
                     doc.get("v").cloned().unwrap_or(toml::Value::String(raw.to_owned()))
                 }
             };

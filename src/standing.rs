@@ -196,7 +196,7 @@ pub enum LadderError {
     #[error("stage {0:?} must start later than the stage before it (offsets must increase)")]
     Unsorted(String),
     /// A ladder stage whose action is `allow` would never be noticed.
-    #[error("stage {0:?} has action \"allow\"; ladder stages must notice, warn, restrict or block")]
+    #[error("stage {0:?} has action \"allow\"; ladder stages must notice, warn, read_only or block")]
     AllowInLadder(String),
     /// A feature name in `closes` that is not `[a-z0-9_-]{1,64}`, or a
     /// `closes` for a stage the ladder does not have.

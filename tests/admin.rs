@@ -310,6 +310,13 @@ async fn account_view_and_overrides(b: Backend) {
     assert_eq!(v["override"]["reason"], "extension until payday");
     assert_eq!(v["amount_due"], 1500, "the debt is still shown");
 
+    // #26: `until` also takes a duration from now, as the CLI's --until does.
+    let before = Utc::now();
+    let (status, v) = put_override(&app, "late", json!({ "mode": "allow", "until": "7d", "reason": "extension until payday" }), TOKEN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let until = chrono::DateTime::parse_from_rfc3339(v["override"]["until"].as_str().unwrap()).unwrap();
+    assert!(until >= before + TimeDelta::days(7) && until <= Utc::now() + TimeDelta::days(7), "{until}");
+
     let (_, v) = put_override(&app, "late", json!({ "mode": "block", "reason": "chargeback" }), TOKEN).await;
     assert_eq!((v["stage"].as_str(), v["action"].as_str()), (Some("suspended"), Some("block")));
 
@@ -318,7 +325,7 @@ async fn account_view_and_overrides(b: Backend) {
 
     let (_, log) = call(&app, "GET", "/admin/audit?account=late", Some(TOKEN), None).await;
     let actions: Vec<_> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(actions, ["override.removed", "override.set", "override.set"]);
+    assert_eq!(actions, ["override.removed", "override.set", "override.set", "override.set"]);
     let removed = &log["entries"][0];
     assert_eq!((removed["before"]["mode"].as_str(), removed["after"].is_null()), (Some("block"), true));
     assert_eq!(log["entries"][1]["reason"], "chargeback");
@@ -344,6 +351,9 @@ async fn every_bad_input_names_its_field(b: Backend) {
         assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
+    let (_, v) = put_override(&app, "acme", json!({ "mode": "allow", "until": "next tuesday", "reason": "x" }), TOKEN).await;
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("RFC 3339") && error.contains("7d"), "says both forms: {error}");
     let raw_cases = [
         ("application/json", "{not json", "body"),
         ("text/plain", r#"{"mode":"allow","reason":"x"}"#, "content-type"),

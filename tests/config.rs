@@ -93,6 +93,14 @@ fn a_file_replaces_defaults_and_env_overrides_single_keys() {
 
     let arr = load(None, &[("PASTDUE_GATE__EXEMPT", r#"["/open/**"]"#)]).unwrap();
     assert_eq!(arr.gate.exempt, ["/open/**"]);
+    // #26: a list also reads as comma-separated strings, as an operator
+    // would write it; a bad TOML array says how to write one.
+    let arr = load(None, &[("PASTDUE_GATE__EXEMPT", "/x/**")]).unwrap();
+    assert_eq!(arr.gate.exempt, ["/x/**"]);
+    let arr = load(None, &[("PASTDUE_CHECK__EXEMPT", "/billing/**, /help")]).unwrap();
+    assert_eq!(arr.check.exempt, ["/billing/**", "/help"]);
+    let msg = key_error(load(None, &[("PASTDUE_GATE__EXEMPT", "[/x/**")]));
+    assert!(msg.contains("takes a list") && msg.contains("PASTDUE_GATE__EXEMPT=/billing/**,/healthz"), "{msg}");
 }
 
 #[test]

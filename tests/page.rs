@@ -55,6 +55,13 @@ fn every_language_renders_every_kind_of_402() {
             if kind == "canceled" {
                 assert!(!html.contains(&lang.money(123_456, pastdue::state::Currency::new("eur").unwrap())), "{code}: canceled is not debt");
             }
+            if kind == "override" {
+                // #26: an admin's block on an account that owes nothing has
+                // its own words, never "until a payment is made".
+                let body = lang.text("override_body", &[]);
+                assert!(html.contains(&body), "{code}: {body}");
+                assert!(!html.contains(&lang.text("heading_block", &[])), "{code}: not the debt heading");
+            }
         }
     }
 }

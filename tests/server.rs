@@ -314,6 +314,20 @@ async fn the_cli_answers_support_questions() {
         let out = Command::new(BIN).args([command, "--help"]).output().unwrap();
         assert!(out.status.success() && !out.stdout.is_empty(), "{command} --help");
     }
+    // #26: --help names every configuration source; --config FILE is
+    // PASTDUE_CONFIG.
+    let help = String::from_utf8(Command::new(BIN).arg("--help").output().unwrap().stdout).unwrap();
+    assert!(help.contains("--config") && help.contains("PASTDUE_CONFIG") && help.contains("PASTDUE_<SECTION>__<KEY>") && help.contains("is not read"), "{help}");
+    let out = env.command(&["status", "acme", "--json", "--config"]).arg(&env.config).env_remove("PASTDUE_CONFIG").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["stage"], "read_only", "the file's ladder");
+    // A command that reads or changes state refuses memory:// (a private,
+    // empty store of its own) instead of reporting a success nobody sees.
+    for args in [&["status", "acme"][..], &["explain", "acme"], &["override", "acme", "block", "--reason", "x"]] {
+        let out = env.command(args).env("PASTDUE_STORE__URL", "memory://").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("memory://"), "{out:?}");
+    }
 }
 
 /// JWTs are verified, never trusted: signature, algorithm, `exp`, `iss`,

@@ -108,11 +108,11 @@ struct PageContext<'a> {
 }
 
 /// The messages a page template gets as `text.*`.
-const TEXT_KEYS: [&str; 27] = [
+const TEXT_KEYS: [&str; 29] = [
     "title", "heading_block", "heading_feature", "feature_rest", "promised", "heading_read_only", "owed_to", "since", "invoice", "reassure", "pay_amount", "pay",
     "returns", "reminders", "spam", "canceled_heading", "canceled_body", "reactivate", "paused_heading",
     "paused_body", "add_payment_method", "unknown_heading", "unknown_body", "help", "update_payment_method",
-    "check_again", "retry",
+    "check_again", "retry", "override_heading", "override_body",
 ];
 
 #[derive(Serialize)]
@@ -473,6 +473,12 @@ impl PaymentPage {
             Reason::StoreUnavailable | Reason::Unknown => (
                 "Payment required",
                 "The billing status of this account could not be confirmed.",
+            ),
+            // An admin's block on an account that owes nothing: no debt to
+            // speak of, so none is claimed.
+            Reason::Override(_) if standing.amount_due().is_none() => (
+                "Access paused",
+                "Access to this account has been paused by the provider's team; nothing is owed. Contact support to resolve it.",
             ),
             _ if standing.action() == Action::ReadOnly => (
                 "Payment required",

@@ -24,8 +24,22 @@ use pastdue::{AccountId, BillingState, Config};
 
 /// Gate a SaaS app on each account's payment standing, in any language.
 #[derive(Parser)]
-#[command(name = "pastdue", version, about, long_about = None)]
+#[command(
+    name = "pastdue",
+    version,
+    about,
+    long_about = None,
+    after_help = "Configuration, later sources winning key by key: the built-in defaults \
+(config/default.toml, compiled in); the file given by --config or PASTDUE_CONFIG (it replaces \
+the defaults it names); then PASTDUE_<SECTION>__<KEY> environment variables \
+(PASTDUE_STORE__URL=redis://127.0.0.1:6379). A config/default.toml in the working directory \
+is not read. Logs go to standard error; RUST_LOG=pastdue=debug says more."
+)]
 struct Cli {
+    /// A configuration file (TOML) laid over the built-in defaults; the
+    /// same as PASTDUE_CONFIG=FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,7 +138,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, cli.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failed(code, message)) => {
             eprintln!("pastdue: {message}");
@@ -133,11 +147,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), Failed> {
-    if matches!(command, Command::Serve) {
-        return serve().await;
+/// The configuration: `--config FILE` (else `PASTDUE_CONFIG`) over the
+/// built-in defaults, then `PASTDUE_*` variables.
+fn load_config(file: Option<&std::path::Path>) -> Result<Config, Failed> {
+    match file {
+        Some(path) => Config::load_from(Some(path), std::env::vars()),
+        None => Config::load(),
     }
-    let config = Config::load().map_err(config_error)?;
+    .map_err(config_error)
+}
+
+async fn run(command: Command, file: Option<std::path::PathBuf>) -> Result<(), Failed> {
+    if matches!(command, Command::Serve) {
+        return serve(file.as_deref()).await;
+    }
+    let config = load_config(file.as_deref())?;
     let policy = config.policy().map_err(config_error)?;
     match command {
         Command::Serve => unreachable!("handled above"),
@@ -230,7 +254,20 @@ fn parse_account(raw: &str) -> Result<AccountId, Failed> {
     AccountId::new(raw).map_err(|e| Failed(2, format!("account {raw:?}: {e}")))
 }
 
+/// The store every command that reads or changes state talks to. Never
+/// `memory://`: that would be a private, empty store of this one process,
+/// shared with no server — every answer "never heard of", every change
+/// lost on exit — so it is refused, not reported as a success.
 async fn connect(config: &Config) -> Result<Arc<dyn Store>, Failed> {
+    if config.store.url.starts_with("memory:") {
+        return Err(Failed(
+            2,
+            "configuration: store.url is memory://, a private empty store of this command alone: \
+             nothing the server knows is there and nothing done here would last. Point the CLI at the \
+             server's store (PASTDUE_STORE__URL=redis://…, or --config FILE)"
+                .into(),
+        ));
+    }
     pastdue::store::connect(&config.store)
         .await
         .map_err(|e| Failed(1, format!("store {}: {e}", redacted(&config.store.url))))
@@ -295,28 +332,10 @@ async fn set_override(
     Ok(applied.state().cloned().unwrap_or_default())
 }
 
-/// `--until`: RFC 3339, or a duration from `now`; must lie ahead.
+/// `--until`: RFC 3339, or a duration from `now`; must lie ahead (the
+/// admin API reads its `until` the same way).
 fn parse_until(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Failed> {
-    let at = match DateTime::parse_from_rfc3339(raw) {
-        Ok(t) => t.with_timezone(&Utc),
-        Err(_) => {
-            let d = pastdue::settings::parse_duration(raw).map_err(|_| {
-                Failed(
-                    2,
-                    format!("--until {raw:?}: neither RFC 3339 nor a duration like 7d"),
-                )
-            })?;
-            now + chrono::TimeDelta::from_std(d)
-                .map_err(|_| Failed(2, format!("--until {raw:?}: too far")))?
-        }
-    };
-    if at <= now || pastdue::state::sane_time(at.timestamp()).is_none() {
-        return Err(Failed(
-            2,
-            format!("--until {raw:?}: must lie ahead, before 2100"),
-        ));
-    }
-    Ok(at)
+    pastdue::clock::parse_until(raw, now).map_err(|e| Failed(2, format!("--until: {e}")))
 }
 
 fn print_ladders(policy: &pastdue::Policy, json: bool) {
@@ -378,7 +397,7 @@ fn check_config(config: &Config) -> Result<(), Failed> {
     Ok(())
 }
 
-async fn serve() -> Result<(), Failed> {
+async fn serve(file: Option<&std::path::Path>) -> Result<(), Failed> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -389,8 +408,10 @@ async fn serve() -> Result<(), Failed> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| Failed(1, format!("metrics: {e}")))?;
-    let config = Config::load().map_err(config_error)?;
-    let store = connect(&config).await?;
+    let config = load_config(file)?;
+    let store = pastdue::store::connect(&config.store)
+        .await
+        .map_err(|e| Failed(1, format!("store {}: {e}", redacted(&config.store.url))))?;
     let server = pastdue::server::build(&config, store, pastdue::clock::system(), Some(metrics))
         .map_err(config_error)?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
