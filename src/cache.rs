@@ -175,7 +175,16 @@ struct Shared {
 #[derive(Clone)]
 pub struct StateCache {
     shared: Arc<Shared>,
-    _listener: Arc<AbortOnDrop>,
+    listener: Arc<Listener>,
+}
+
+/// The invalidation listener: subscribed when the cache is built (so no
+/// write after that is missed), started by the first store read (nothing
+/// is cached before it), so that building a cache — and a gate — needs no
+/// Tokio runtime and starts no task the caller cannot see.
+struct Listener {
+    pending: Mutex<Option<broadcast::Receiver<Invalidation>>>,
+    task: Mutex<Option<AbortOnDrop>>,
 }
 
 struct AbortOnDrop(JoinHandle<()>);
@@ -193,8 +202,10 @@ impl std::fmt::Debug for StateCache {
 }
 
 impl StateCache {
-    /// A cache of at most `capacity` accounts in front of `store`. Spawns
-    /// the invalidation listener, so it must be called inside a Tokio runtime.
+    /// A cache of at most `capacity` accounts in front of `store`. Subscribes
+    /// to the store's invalidations now; the task that applies them starts
+    /// with the first store read (inside the runtime that read runs on), so
+    /// building a cache needs no runtime.
     pub fn new(store: Arc<dyn Store>, capacity: usize, ttl: Duration, retry_after: Duration) -> Self {
         let invalidations = store.invalidations();
         let shared = Arc::new(Shared {
@@ -208,8 +219,15 @@ impl StateCache {
             retry_after_ms: retry_after.as_millis().try_into().unwrap_or(i64::MAX),
             keep_dues: AtomicBool::new(false),
         });
-        let listener = tokio::spawn(listen(Arc::downgrade(&shared), invalidations));
-        Self { shared, _listener: Arc::new(AbortOnDrop(listener)) }
+        let listener = Listener { pending: Mutex::new(Some(invalidations)), task: Mutex::default() };
+        Self { shared, listener: Arc::new(listener) }
+    }
+
+    /// Starts the invalidation listener, once, before the first read.
+    fn listen(&self) {
+        let Some(rx) = self.listener.pending.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let task = tokio::spawn(listen(Arc::downgrade(&self.shared), rx));
+        *self.listener.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(AbortOnDrop(task));
     }
 
     /// Keeps the state of accounts in good standing that have a payment
@@ -244,6 +262,7 @@ impl StateCache {
     /// Reads the store (one read per account at a time), falling back to
     /// the last known entry when the store fails.
     pub async fn load(&self, account: &AccountId, now: DateTime<Utc>) -> Lookup {
+        self.listen();
         let s = &self.shared;
         let last_known = s.entries.read().get(account.as_str()).map(|e| e.cached.clone());
         if now.timestamp_millis() < s.down_until_ms.load(SeqCst) {

@@ -6,7 +6,7 @@ pub mod account;
 mod assemble;
 pub mod clock;
 pub mod config;
-pub mod settings;
+mod settings;
 pub mod gate;
 mod href;
 mod i18n;

@@ -211,22 +211,23 @@ pub struct StoreConfig {
     pub audit_max_len: usize,
 }
 
-/// What to do when a decision cannot be made from data.
+/// What the gate does when it cannot decide from data (`gate.unknown`,
+/// `gate.on_store_error`): let the request through, or answer `402`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Policy {
+pub enum Fallback {
     /// Let the request through (fail open).
     Allow,
     /// Answer 402 (fail closed).
     Block,
 }
 
-impl Policy {
+impl Fallback {
     /// The matching action.
     pub fn action(self) -> Action {
         match self {
-            Policy::Allow => Action::Allow,
-            Policy::Block => Action::Block,
+            Fallback::Allow => Action::Allow,
+            Fallback::Block => Action::Block,
         }
     }
 }
@@ -241,9 +242,9 @@ pub struct GateConfig {
     #[serde(deserialize_with = "de_header_name")]
     pub account_header: http::HeaderName,
     /// `unknown`: policy for accounts the store has never heard of.
-    pub unknown: Policy,
+    pub unknown: Fallback,
     /// `on_store_error`: policy for uncached accounts while the store is down.
-    pub on_store_error: Policy,
+    pub on_store_error: Fallback,
     /// `exempt`: glob patterns of paths that pass untouched.
     pub exempt: Vec<String>,
     /// `missing_account`: what a gated request with no account gets.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pastdue::config::{parse_duration, Config, ConfigError, Policy};
+use pastdue::config::{parse_duration, Config, ConfigError, Fallback};
 use pastdue::Action;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -37,8 +37,8 @@ fn key_error(r: Result<Config, ConfigError>) -> String {
 fn defaults_match_the_design() {
     let c = Config::default();
     assert_eq!(c.store.url, "memory://");
-    assert_eq!(c.gate.unknown, Policy::Allow);
-    assert_eq!(c.gate.on_store_error, Policy::Allow);
+    assert_eq!(c.gate.unknown, Fallback::Allow);
+    assert_eq!(c.gate.on_store_error, Fallback::Allow);
     assert_eq!(c.gate.account_header, "X-Account-Id");
     let ladder = c.ladder().unwrap();
     let stages: Vec<_> = ladder.stages().iter().map(|s| (s.name().to_owned(), s.after(), s.action())).collect();
@@ -83,7 +83,7 @@ fn a_file_replaces_defaults_and_env_overrides_single_keys() {
     )
     .unwrap();
     assert_eq!(c.store.url, "redis://127.0.0.1:6390", "env beats the file");
-    assert_eq!(c.gate.on_store_error, Policy::Block);
+    assert_eq!(c.gate.on_store_error, Fallback::Block);
     assert_eq!(c.cache.capacity, 1234);
     assert_eq!(c.server.listen, "127.0.0.1:3999");
     assert_eq!(c.page.product_name, "0123", "a string key stays a string");

@@ -13,7 +13,7 @@ use axum::Router;
 use chrono::{TimeDelta, Utc};
 use common::*;
 use http::{Request, StatusCode};
-use pastdue::config::{Config, Policy};
+use pastdue::config::{Config, Fallback};
 use pastdue::gate::{ExtensionResolver, GateLayer, SubdomainResolver};
 use pastdue::state::{Change, Override, OverrideMode};
 use pastdue::store::Store;
@@ -317,7 +317,7 @@ async fn redis_outage_keeps_cached_decisions_and_applies_the_policy_to_the_rest(
     owe(&store, "late", 30).await;
     let fail_open = app(GateLayer::new(store.clone()));
     let mut config = Config::default();
-    config.gate.on_store_error = Policy::Block;
+    config.gate.on_store_error = Fallback::Block;
     let fail_closed = app(GateLayer::from_config(&config, store.clone()).unwrap());
     for app in [&fail_open, &fail_closed] {
         assert_eq!(send(app, req("GET", "/api/thing", Some("late"), None)).await.status, StatusCode::PAYMENT_REQUIRED);
@@ -647,4 +647,30 @@ async fn a_gate_built_from_typed_settings_keeps_its_cache_honest() {
         assert!(tokio::time::Instant::now() < deadline, "the invalidation never reached the rebuilt cache");
         tokio::task::yield_now().await;
     }
+}
+
+/// #26: constructors do no hidden work. A gate (and its cache) built where
+/// no Tokio runtime runs does not panic; its listener starts with the first
+/// store read, on the runtime serving it, and a write after that is never
+/// served stale.
+#[test]
+fn a_gate_is_built_without_a_runtime() {
+    let store: Arc<dyn Store> = Arc::new(pastdue::MemoryStore::new());
+    let gate = GateLayer::new(store.clone());
+    let app = app(gate);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        assert_eq!(send(&app, req("GET", "/api/thing", Some("late"), None)).await.status, StatusCode::OK, "unknown: passes, and cached");
+        owe(&store, "late", 30).await;
+        // The listener applies the write's invalidation on its turn.
+        let mut status = StatusCode::OK;
+        for _ in 0..1_000 {
+            status = send(&app, req("GET", "/api/thing", Some("late"), None)).await.status;
+            if status == StatusCode::PAYMENT_REQUIRED {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "the write evicted the cached pass");
+    });
 }

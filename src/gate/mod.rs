@@ -72,7 +72,7 @@ use tower_service::Service;
 use crate::account::{validate, AccountId};
 use crate::cache::{Cached, Lookup, StateCache};
 use crate::clock::SharedClock;
-use crate::settings::{CacheConfig, Config, ConfigError, MissingAccount, Policy};
+use crate::settings::{CacheConfig, Config, ConfigError, Fallback, MissingAccount};
 use crate::standing::{Action, Ladder, Reason, Standing};
 use crate::state::BillingState;
 use crate::store::Store;
@@ -191,7 +191,9 @@ impl GateLayer {
     /// A gate on `store` with the default configuration: the standard
     /// ladder, `X-Account-Id`, the default exempt paths and page.
     ///
-    /// Starts the cache's invalidation listener: call inside a Tokio runtime.
+    /// Needs no Tokio runtime: the cache's invalidation listener starts
+    /// with the first store read, the counters' flusher with the first
+    /// gated request (both on the runtime serving it).
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self::from_config(&Config::default(), store).expect("the default configuration is valid")
     }
@@ -274,8 +276,8 @@ impl GateLayer {
     }
 
     /// The in-process cache as `[cache]` describes it (capacity, safety-net
-    /// ttl, pause after a store error), on the same store. Starts a new
-    /// invalidation listener: call inside a Tokio runtime.
+    /// ttl, pause after a store error), on the same store (its listener
+    /// starts with its first store read).
     pub fn with_cache(self, config: &CacheConfig) -> Self {
         self.edit(|s| s.cache = cache_for(s.cache.store().clone(), config, s.before_due))
     }
@@ -286,9 +288,9 @@ impl GateLayer {
     }
 
     /// What uncached accounts get while the store is down.
-    pub fn with_on_store_error(self, policy: Policy) -> Self {
+    pub fn with_on_store_error(self, fallback: Fallback) -> Self {
         self.edit(|s| {
-            s.unavailable = Standing::unavailable(s.policy.default_ladder(), policy.action());
+            s.unavailable = Standing::unavailable(s.policy.default_ladder(), fallback.action());
             s.counters = counters::Counters::new(&s.policy, &s.unavailable);
         })
     }
