@@ -260,7 +260,7 @@ async fn attacks(proxy: &Proxy, seen: &Seen) {
     assert_eq!(reached("/a/method"), 0);
 
     // Dot segments (sent raw: an HTTP client library would resolve them).
-    for path in ["/billing/../a/dots", "/billing/%2e%2e/a/dots", "/billing/..%2Fa/dots"] {
+    for path in ["/billing/../a/dots", "/billing/%2e%2e/a/dots", "/billing/..%2Fa/dots", "/billing/..;/a/dots", "/billing/%252e%252e/a/dots"] {
         let status = raw_get(&proxy.url, path, &[("authorization", format!("Bearer {gone}").as_str())]).await;
         assert!(status == 400 || status == 402, "{path}: {status}");
     }
@@ -278,6 +278,12 @@ async fn attacks(proxy: &Proxy, seen: &Seen) {
             .unwrap();
         assert_eq!(res.status(), 402, "{}", String::from_utf8_lossy(&cookie));
     }
+    // A cookie Python frameworks read as `jwt` (they strip U+00A0) beside
+    // a paying account's plain one: refused, never the paying one's pass.
+    let paying = token("paying", 600, SECRET);
+    let disguised = [&b"jwt\xc2\xa0="[..], gone.as_bytes(), b"; jwt=", paying.as_bytes()].concat();
+    let res = http.get(format!("{}/a/cookie", proxy.url)).header("cookie", http::HeaderValue::from_bytes(&disguised).unwrap()).send().await.unwrap();
+    assert_eq!(res.status(), 401);
     // A paying customer's bearer with the suspended one's cookie: refused.
     let res = http.get(format!("{}/a/cookie", proxy.url)).bearer_auth(token("paying", 600, SECRET)).header("cookie", format!("jwt={gone}")).send().await.unwrap();
     assert_eq!(res.status(), 401);

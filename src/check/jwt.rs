@@ -247,6 +247,7 @@ impl JwtVerifier {
         crate::gate::cookie(headers, name).map_err(|e| match e {
             CookieError::Repeated => Refused("the token cookie is given more than once"),
             CookieError::Unreadable => Refused("the token cookie cannot be read"),
+            _ => Refused("another cookie is spelled so that some frameworks read it as the token cookie"),
         })
     }
 }

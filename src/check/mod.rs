@@ -248,6 +248,11 @@ fn original(headers: &HeaderMap) -> Result<(Method, Uri), Undescribed> {
     };
     let uri = one_truth(headers, ["x-forwarded-uri", "x-original-uri"])?
         .ok_or(Undescribed::Missing("X-Forwarded-Uri (or X-Original-URI)"))?;
+    // A fragment is never sent by a browser; the URI parser would drop it
+    // while an upstream may not (`/billing#/../../api`).
+    if uri.as_bytes().contains(&b'#') {
+        return Err(Undescribed::Invalid("X-Forwarded-Uri"));
+    }
     let uri = Uri::try_from(uri.as_bytes()).map_err(|_| Undescribed::Invalid("X-Forwarded-Uri"))?;
     // Origin form only: a path, never a scheme or authority.
     if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
@@ -262,16 +267,12 @@ fn original(headers: &HeaderMap) -> Result<(Method, Uri), Undescribed> {
     Ok((method, uri))
 }
 
-/// The one value `names` agree on: `None` when neither is sent, refused
-/// when a header is sent twice or the two differ.
+/// The one value every copy of `names` agrees on: `None` when none is
+/// sent, refused when two copies differ (identical copies — a proxy that
+/// sets a header its controller sets too — describe one request).
 fn one_truth<'h>(headers: &'h HeaderMap, names: [&'static str; 2]) -> Result<Option<&'h HeaderValue>, Undescribed> {
     let mut found: Option<&HeaderValue> = None;
-    for name in names {
-        let mut values = headers.get_all(name).iter();
-        let Some(v) = values.next() else { continue };
-        if values.next().is_some() {
-            return Err(Undescribed::Conflicting);
-        }
+    for v in names.iter().flat_map(|name| headers.get_all(*name)) {
         match found {
             Some(seen) if seen != v => return Err(Undescribed::Conflicting),
             _ => found = Some(v),
@@ -311,8 +312,8 @@ impl Undescribed {
             Undescribed::Missing(h) | Undescribed::Invalid(h) => {
                 format!("the proxy must send a valid {h} describing the original request")
             }
-            Undescribed::Conflicting => "X-Forwarded-Method/-Uri and X-Original-Method/-URI describe different requests \
-                (or one is sent twice): the proxy must set or clear both families"
+            Undescribed::Conflicting => "X-Forwarded-Method/-Uri and X-Original-Method/-URI (or two copies of one) describe \
+                different requests: the proxy must set or clear both families"
                 .to_owned(),
             Undescribed::DotSegments => "the original URI has dot segments (. or ..), which browsers never send".to_owned(),
         };
@@ -415,9 +416,13 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((same.0, same.1.to_string()), (Method::POST, "/api/x".to_owned()));
-        for dots in ["/billing/../api/x", "/billing/%2e%2e/api/x", "/static/./x", "/billing/..%2Fapi"] {
+        for dots in ["/billing/../api/x", "/billing/%2e%2e/api/x", "/static/./x", "/billing/..%2Fapi", "/billing/..;/api/x"] {
             assert_eq!(original(&headers(&[("x-original-uri", dots)])).unwrap_err(), Undescribed::DotSegments, "{dots}");
         }
+        // Identical copies (a controller and a snippet setting one header)
+        // describe one request; a fragment is never sent by a browser.
+        assert!(original(&headers(&[("x-original-uri", "/api/x"), ("x-original-uri", "/api/x")])).is_ok());
+        assert_eq!(original(&headers(&[("x-original-uri", "/billing#/../../api")])).unwrap_err(), Undescribed::Invalid("X-Forwarded-Uri"));
     }
 
     #[test]

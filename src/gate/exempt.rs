@@ -72,15 +72,33 @@ impl ExemptPaths {
     }
 }
 
-/// Whether `path` has a `.` or `..` segment, also percent-encoded (`%2e`)
-/// or between encoded or back slashes (`%2f`, `\`): browsers resolve
-/// them before sending, servers resolve them differently after.
+/// Whether `path` has a `.` or `..` segment as any server might read it:
+/// percent-encoded (`%2e`, also encoded twice, `%252e`), between encoded or
+/// back slashes (`%2f`, `\\`), with path parameters (`..;x`, which Tomcat
+/// strips), or with trailing dots or blanks (`... `, which Windows servers
+/// trim). A path whose decoding is not UTF-8 (an overlong `%c0%ae`) counts
+/// too. Browsers resolve dot segments before sending; servers resolve them
+/// differently after, so such a path is never taken at its word.
 pub(crate) fn has_dot_segments(path: &str) -> bool {
     if !path.bytes().any(|b| b == b'.' || b == b'%') {
         return false;
     }
-    let decoded = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
-    decoded.split(|b| *b == b'/' || *b == b'\\').any(|segment| segment == b"." || segment == b"..")
+    // Decoded until it stops changing (bounded): `%252e` is `%2e` is `.`.
+    let mut decoded = path.as_bytes().to_vec();
+    for _ in 0..3 {
+        let next: Vec<u8> = percent_encoding::percent_decode(&decoded).collect();
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+    }
+    if std::str::from_utf8(&decoded).is_err() {
+        return true;
+    }
+    decoded.split(|b| *b == b'/' || *b == b'\\').any(|segment| {
+        let segment = segment.split(|b| *b == b';').next().unwrap_or_default();
+        segment.contains(&b'.') && segment.iter().all(|b| matches!(b, b'.' | b' ' | b'\t'))
+    })
 }
 
 /// Whether `path` starts with one of `prefixes` (sorted, none starting
@@ -122,11 +140,17 @@ mod tests {
             "/billing/..\\api",
             "/billing/./x",
             "/billing/..",
+            "/billing/..;/api/projects",
+            "/billing/%2e%2e%3b/api",
+            "/billing/%252e%252e/api",
+            "/billing/%c0%ae%c0%ae/api",
+            "/billing/..%20/api",
+            "/billing/.../api",
         ] {
             assert!(has_dot_segments(attack), "{attack}");
             assert!(!e.matches(attack), "{attack}");
         }
-        for fine in ["/billing/pay", "/billing/a.b", "/billing/...", "/billing/.well-known", "/static/app.min.css", "/billing/%41"] {
+        for fine in ["/billing/pay", "/billing/a.b", "/billing/.well-known", "/static/app.min.css", "/billing/%41", "/billing/caf%C3%A9", "/billing/x;v=1"] {
             assert!(!has_dot_segments(fine), "{fine}");
             assert!(e.matches(fine), "{fine}");
         }

@@ -235,12 +235,14 @@ impl ResolveAccount for CookieResolver {
             Ok(found) => Ok(found.map(Cow::Borrowed)),
             Err(CookieError::Repeated) => Err(Ambiguous("the account cookie is given more than once")),
             Err(CookieError::Unreadable) => Err(Ambiguous("the account cookie cannot be read")),
+            Err(_) => Err(Ambiguous("another cookie is spelled so that some frameworks read it as the account cookie")),
         }
     }
 }
 
 /// Why a cookie cannot name one value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CookieError {
     /// The cookie is sent more than once (a sibling subdomain can plant a
     /// second cookie of the same name): ambiguous, not "first one wins".
@@ -249,6 +251,10 @@ pub enum CookieError {
     /// The cookie is there, but its value is not text.
     #[error("the cookie's value cannot be read")]
     Unreadable,
+    /// Another cookie's name is one some frameworks read as this one
+    /// (`jwt\u{a0}` trimmed by Python, `access.token` renamed by PHP).
+    #[error("another cookie is spelled so that some frameworks read it as this one")]
+    Disguised,
 }
 
 /// The value of the cookie `name` in every `Cookie` header of `headers`,
@@ -272,7 +278,13 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
     for header in headers.get_all(http::header::COOKIE) {
         for pair in header.as_bytes().split(|b| *b == b';') {
             let Some(eq) = pair.iter().position(|b| *b == b'=') else { continue };
-            if pair[..eq].trim_ascii() != name.as_bytes() {
+            let pair_name = pair[..eq].trim_ascii();
+            if pair_name != name.as_bytes() {
+                // Only a name with such bytes can be read differently.
+                let odd = pair_name.iter().any(|b| *b >= 0x80 || matches!(b, b'.' | b' ' | b'[' | b'%'));
+                if odd && read_as(pair_name, name) {
+                    return Err(CookieError::Disguised);
+                }
                 continue;
             }
             if found.is_some() {
@@ -284,6 +296,21 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
         }
     }
     Ok(found.filter(|v| !v.is_empty()))
+}
+
+/// Whether some framework reads the cookie name `raw` as `name`: Python's
+/// `str.strip()` trims Unicode blanks (`jwt\u{a0}`, read as UTF-8 by
+/// Werkzeug and as Latin-1 by Starlette), PHP turns `.`, ` ` and `[` into
+/// `_`, old Rack percent-decodes names.
+fn read_as(raw: &[u8], name: &str) -> bool {
+    let latin1: String = raw.iter().map(|b| char::from(*b)).collect();
+    let utf8 = String::from_utf8_lossy(raw);
+    let decoded = percent_encoding::percent_decode(raw).decode_utf8_lossy();
+    let read = |spelled: &str| {
+        let trimmed = spelled.trim_matches(char::is_whitespace);
+        trimmed == name || trimmed.replace(['.', ' ', '['], "_") == name
+    };
+    read(&latin1) || read(&utf8) || read(&decoded)
 }
 
 /// A closure: anything the built-in resolvers do not cover.
@@ -424,5 +451,12 @@ mod tests {
         assert_eq!(cookie(&headers(&[b"jwt=a; jwt =b"]), "jwt"), Err(CookieError::Repeated));
         assert_eq!(cookie(&headers(&[b"jwt=a", b"jwt=a"]), "jwt"), Err(CookieError::Repeated));
         assert_eq!(cookie(&headers(&[b"jwt=\xe9t"]), "jwt"), Err(CookieError::Unreadable));
+        // Names some framework reads as `jwt` (or `access_token`) while a
+        // plain reading does not: refused, whatever the order.
+        for disguised in [&b"jwt\xc2\xa0=S; jwt=G"[..], b"jwt=G; jwt\xc2\xa0=S", b"jwt=G; jwt\xa0=S", b"%6Awt=S; jwt=G", b"jwt\xe3\x80\x80=S"] {
+            assert_eq!(cookie(&headers(&[disguised]), "jwt"), Err(CookieError::Disguised), "{}", String::from_utf8_lossy(disguised));
+        }
+        assert_eq!(cookie(&headers(&[b"access.token=S; access_token=G"]), "access_token"), Err(CookieError::Disguised));
+        assert_eq!(cookie(&headers(&[b"access[token=S"]), "access_token"), Err(CookieError::Disguised));
     }
 }
