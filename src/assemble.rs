@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::clock::SharedClock;
 use crate::gate::GateLayer;
-use crate::settings::{Config, ConfigError};
+use crate::config::Config;
+use crate::settings::ConfigError;
 use crate::store::Store;
 
 /// Builds the [`Parts`] one configuration describes: the gate and the

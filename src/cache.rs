@@ -24,7 +24,10 @@ use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteG
 use tokio::sync::{broadcast, OnceCell};
 use tokio::task::JoinHandle;
 
+use serde::Deserialize;
+
 use crate::account::AccountId;
+use crate::settings::de_duration;
 use crate::policy::Policy;
 use crate::standing::Standing;
 use crate::state::BillingState;
@@ -373,5 +376,26 @@ async fn listen(shared: std::sync::Weak<Shared>, mut rx: broadcast::Receiver<Inv
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+/// `[cache]`: the in-process cache in front of the store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// `capacity`: most accounts held.
+    pub capacity: usize,
+    /// `ttl`: safety-net re-read interval.
+    #[serde(deserialize_with = "de_duration")]
+    pub ttl: Duration,
+    /// `retry_after`: pause after a store error before trying again.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_after: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { capacity: 1_000_000, ttl: Duration::from_secs(300), retry_after: Duration::from_secs(1) }
     }
 }

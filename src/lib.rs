@@ -101,16 +101,12 @@ pub use store::RedisStore;
 mod cache;
 pub mod money;
 pub mod policy;
-#[cfg(feature = "stripe")]
 pub mod stripe;
-#[cfg(feature = "admin")]
 pub mod admin;
 pub mod metrics;
-#[cfg(feature = "server")]
 pub mod check;
 #[cfg(feature = "server")]
 pub mod server;
-#[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 pub mod notify;
 
 /// Internals for the fuzz targets, robustness tests and load tools

@@ -27,7 +27,10 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use serde::Deserialize;
+
 use crate::account::AccountId;
+use crate::settings::{de_duration, ConfigError, Secret};
 
 /// Where the pay endpoint is mounted (`stripe::with_pay_links`).
 pub const PAY_PATH: &str = "/billing/pay";
@@ -139,6 +142,66 @@ impl LinkSigner {
             return Err(LinkError::Expired { account });
         }
         Ok(account)
+    }
+}
+
+/// `[links]`: signed pay links. `Debug` hides the secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LinksConfig {
+    /// `secret`: the HMAC-SHA256 key of link tokens (at least 32 bytes,
+    /// the same on every instance; `""` = no pay links).
+    pub secret: Secret,
+    /// `ttl`: how long a link stays valid.
+    #[serde(deserialize_with = "de_duration")]
+    pub ttl: Duration,
+    /// `base_url`: the app's public origin, for links in e-mails (`""` =
+    /// the origin of `stripe.portal_return_url`).
+    pub base_url: String,
+    /// `return_to`: where `/billing/return` redirects after verifying.
+    pub return_to: String,
+}
+
+impl LinksConfig {
+    /// The origin absolute links start with (e-mails, the portal's return
+    /// URL): `links.base_url`, else the origin of `portal_return_url`.
+    #[cfg_attr(not(any(feature = "stripe", feature = "notify-email", feature = "notify-webhook")), allow(dead_code))]
+    pub(crate) fn origin(&self, portal_return_url: &str) -> Result<String, ConfigError> {
+        let raw = if self.base_url.is_empty() { portal_return_url } else { &self.base_url };
+        let bad = |message: &str| ConfigError::Key { key: "links.base_url".into(), message: message.into() };
+        let url = url::Url::parse(raw).map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
+        if !crate::href::is_safe(url.as_str()) {
+            return Err(bad("must be an https URL (http only on loopback)"));
+        }
+        Ok(url.origin().ascii_serialization())
+    }
+
+    /// The signer of pay links, when the billing portal is configured
+    /// (`stripe.portal_return_url`, passed as `portal_return_url`);
+    /// `Ok(None)` otherwise. A portal without `links.secret` is refused,
+    /// naming the key.
+    #[cfg_attr(not(any(feature = "stripe", feature = "notify-email", feature = "notify-webhook")), allow(dead_code))]
+    pub(crate) fn signer(&self, portal_return_url: &str) -> Result<Option<LinkSigner>, ConfigError> {
+        if portal_return_url.is_empty() {
+            return Ok(None);
+        }
+        if self.secret.is_empty() {
+            return Err(ConfigError::Key {
+                key: "links.secret".into(),
+                message: "is needed for pay links (stripe.portal_return_url is set); set a random secret of at least 32 bytes, shared by every instance (PASTDUE_LINKS__SECRET=$(openssl rand -hex 32))".into(),
+            });
+        }
+        LinkSigner::new(self.secret.expose().as_bytes(), self.ttl)
+            .map(Some)
+            .map_err(|e| ConfigError::Key { key: "links.secret".into(), message: e.to_string() })
+    }
+}
+
+impl Default for LinksConfig {
+    /// No secret: pay links are off until one is set; links last 7 days.
+    fn default() -> Self {
+        Self { secret: Secret::default(), ttl: std::time::Duration::from_secs(7 * 86_400), base_url: String::new(), return_to: "/".into() }
     }
 }
 

@@ -21,7 +21,8 @@ use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::clock::SharedClock;
-use crate::settings::{Config, ConfigError};
+use crate::config::Config;
+use crate::settings::ConfigError;
 use crate::store::Store;
 use crate::{Parts, Pastdue};
 

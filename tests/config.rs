@@ -222,3 +222,14 @@ fn the_before_due_banner_is_off_by_default_and_takes_a_switch_or_a_window() {
         assert!(msg.contains("before_due"), "{bad}: {msg}");
     }
 }
+
+/// #26: every component's `Default` is a plain struct literal; the
+/// documented `config/default.toml` must say exactly the same.
+#[test]
+fn the_code_defaults_are_the_documented_ones() {
+    let documented = Config::from_toml("").unwrap();
+    assert_eq!(format!("{documented:#?}"), format!("{:#?}", Config::default()));
+    // And each component's own default is the section's.
+    assert_eq!(format!("{:?}", documented.gate), format!("{:?}", pastdue::gate::GateConfig::default()));
+    assert_eq!(format!("{:?}", documented.stripe), format!("{:?}", pastdue::stripe::StripeConfig::default()));
+}

@@ -17,7 +17,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::gate::CookieError;
-use crate::settings::{CheckConfig, ConfigError};
+use super::CheckConfig;
+use crate::settings::ConfigError;
 
 /// Shortest accepted HS256 secret, in bytes.
 const MIN_SECRET_LEN: usize = 32;

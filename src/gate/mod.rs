@@ -72,7 +72,8 @@ use tower_service::Service;
 use crate::account::{validate, AccountId};
 use crate::cache::{Cached, Lookup, StateCache};
 use crate::clock::SharedClock;
-use crate::settings::{CacheConfig, Config, ConfigError, Fallback, MissingAccount};
+use crate::cache::CacheConfig;
+use crate::settings::ConfigError;
 use crate::standing::{Action, Ladder, Reason, Standing};
 use crate::state::BillingState;
 use crate::store::Store;
@@ -87,8 +88,11 @@ mod negotiate;
 pub(crate) mod recheck;
 mod resolve;
 mod respond;
+mod settings;
 
 pub use self::exempt::ExemptPaths;
+pub use self::settings::{BannerConfig, Fallback, GateConfig, MissingAccount, PageConfig, BEFORE_DUE_DEFAULT, DEFAULT_EXEMPT};
+#[cfg(feature = "server")]
 pub(crate) use self::exempt::has_dot_segments;
 pub use self::feature::{feature, Feature, FeatureFuture, FeatureLayer, FeatureService};
 pub use self::extract::MissingStanding;
@@ -195,38 +199,45 @@ impl GateLayer {
     /// with the first store read, the counters' flusher with the first
     /// gated request (both on the runtime serving it).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self::from_config(&Config::default(), store).expect("the default configuration is valid")
+        let policy = crate::policy::Policy::new(Ladder::standard());
+        let settings = (&GateConfig::default(), &CacheConfig::default(), &PageConfig::default(), &BannerConfig::default());
+        Self::assemble(store, settings, policy).expect("the default settings are valid")
     }
 
-    /// A gate configured by `config` (`[gate]`, `[cache]`, `[ladder]`, `[page]`).
-    pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
-        let policy = config.policy()?;
-        let exempt = ExemptPaths::new(&config.gate.exempt).map_err(|e| ConfigError::Key {
+    /// A gate from its settings (`[gate]`, `[cache]`, `[page]`, `[banner]`)
+    /// and `policy`; [`GateLayer::from_config`] reads them from a
+    /// [`Config`](crate::config::Config).
+    pub(crate) fn assemble(
+        store: Arc<dyn Store>,
+        (gate, cache, page, banner): (&GateConfig, &CacheConfig, &PageConfig, &BannerConfig),
+        policy: crate::policy::Policy,
+    ) -> Result<Self, ConfigError> {
+        let exempt = ExemptPaths::new(&gate.exempt).map_err(|e| ConfigError::Key {
             key: "gate.exempt".into(),
             message: e.to_string(),
         })?;
-        let mut page = PaymentPage::new(&config.page)
+        let mut page = PaymentPage::new(page)
             .map_err(|e| ConfigError::Key { key: "page.template".into(), message: e.to_string() })?;
-        if !config.banner.template.is_empty() {
+        if !banner.template.is_empty() {
             page = page
-                .with_banner_template(&config.banner.template)
+                .with_banner_template(&banner.template)
                 .map_err(|e| ConfigError::Key { key: "banner.template".into(), message: e.to_string() })?;
         }
         let page = page.with_stage_kinds(&policy);
-        let cache = cache_for(store, &config.cache, config.banner.before_due);
-        let unavailable = Standing::unavailable(policy.default_ladder(), config.gate.on_store_error.action());
+        let cache = cache_for(store, cache, banner.before_due);
+        let unavailable = Standing::unavailable(policy.default_ladder(), gate.on_store_error.action());
         Ok(Self {
             shared: Arc::new(Shared {
                 counters: counters::Counters::new(&policy, &unavailable),
-                banner: config.banner.inject.then_some(config.banner.max_bytes),
-                before_due: config.banner.before_due,
+                banner: banner.inject.then_some(banner.max_bytes),
+                before_due: banner.before_due,
                 unavailable,
                 cache,
                 policy,
                 exempt,
-                resolver: Arc::new(HeaderResolver::new(config.gate.account_header.clone())),
+                resolver: Arc::new(HeaderResolver::new(gate.account_header.clone())),
                 page: Arc::new(page),
-                missing_account: config.gate.missing_account,
+                missing_account: gate.missing_account,
                 no_account: Arc::new(NoAccountWatch::new()),
                 clock: crate::clock::system(),
                 recheck: None,

@@ -11,7 +11,7 @@ use http::{HeaderValue, Response, StatusCode};
 use minijinja::Environment;
 use serde::Serialize;
 
-use crate::settings::PageConfig;
+use super::PageConfig;
 use crate::standing::{Action, Reason, Standing};
 use crate::state::{BillingState, UpcomingDue};
 
@@ -65,7 +65,7 @@ pub struct PaymentPage {
 
 impl Default for PaymentPage {
     fn default() -> Self {
-        Self::new(&crate::settings::Config::default().page).expect("the built-in page renders")
+        Self::new(&PageConfig::default()).expect("the built-in page renders")
     }
 }
 

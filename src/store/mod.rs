@@ -20,6 +20,8 @@ use crate::state::{BillingState, Change};
 #[cfg(feature = "test-util")]
 pub mod conformance;
 mod memory;
+mod settings;
+pub use self::settings::StoreConfig;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -477,12 +479,12 @@ pub struct RedisOptions {
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        Self::from(&crate::settings::Config::default().store)
+        Self::from(&StoreConfig::default())
     }
 }
 
-impl From<&crate::settings::StoreConfig> for RedisOptions {
-    fn from(c: &crate::settings::StoreConfig) -> Self {
+impl From<&StoreConfig> for RedisOptions {
+    fn from(c: &StoreConfig) -> Self {
         Self {
             prefix: c.prefix.clone(),
             read_timeout: c.read_timeout,
@@ -494,7 +496,7 @@ impl From<&crate::settings::StoreConfig> for RedisOptions {
 }
 
 /// Opens the store named by `config.url`.
-pub async fn connect(config: &crate::settings::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match StoreUrl::parse(&config.url).map_err(|e| StoreError::InvalidInput(e.to_string()))? {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "redis")]

@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::verify::{Settled, Turn, Verifier};
 use crate::account::AccountId;
-use crate::settings::{ConfigError, StripeConfig};
+use super::StripeConfig;
+use crate::settings::ConfigError;
 use crate::store::{AuditEntry, Index, StoreError, NEVER};
 
 /// The claim that makes one instance the sweeper: `what` on a reserved

@@ -28,7 +28,8 @@ use crate::account::AccountId;
 use crate::clock::SharedClock;
 use crate::gate::GateLayer;
 use crate::gate::recheck::{Recheck, Rechecked};
-use crate::settings::{ConfigError, StripeConfig};
+use super::StripeConfig;
+use crate::settings::ConfigError;
 use crate::state::{sane_time, BillingState, Change, SubscriptionFact};
 use crate::store::{Applied, Store};
 

@@ -15,6 +15,9 @@
 //! A name no ladder has is skipped (the admin view says so), never an error
 //! on a request.
 
+mod settings;
+pub use self::settings::{LadderConfig, NamedLadderConfig, PolicyConfig, RepeatConfig, StageConfig};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

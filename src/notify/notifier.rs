@@ -1,0 +1,564 @@
+//! The [`Notifier`]: claims, sweeps and records notices; each channel is
+//! a module of its own, compiled with its feature.
+
+mod reminders;
+mod routes;
+#[cfg(feature = "notify-email")]
+mod email;
+#[cfg(not(feature = "notify-email"))]
+#[path = "notifier/email_off.rs"]
+mod email;
+#[cfg(feature = "notify-webhook")]
+mod webhook;
+#[cfg(not(feature = "notify-webhook"))]
+#[path = "notifier/webhook_off.rs"]
+mod webhook;
+
+use self::routes::{routes, Recipient};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+#[cfg(feature = "notify-email")]
+use lettre::message::Mailbox;
+#[cfg(feature = "notify-email")]
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::account::AccountId;
+use crate::clock::SharedClock;
+use super::{NotifyConfig, RemindersConfig};
+use crate::gate::PageConfig;
+use crate::links::LinksConfig;
+use crate::settings::ConfigError;
+use crate::stripe::StripeConfig;
+use crate::policy::Policy;
+use crate::standing::{Action, Reason, Standing};
+use crate::state::{BillingState, Change, ContactRole, NoticeSent, INTERNAL_CHANNEL};
+use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
+
+/// The header that signs outbound notices (same scheme as Stripe's).
+pub const SIGNATURE_HEADER: &str = "Pastdue-Signature";
+const WEBHOOK: &str = "webhook";
+const EMAIL: &str = "email";
+const EMAIL_ACCOUNTANT: &str = "email:accountant";
+/// Which notice [`Notifier::once`] sends: recorded as sent to `to` on
+/// `channel` for `stage` of `episode`, at `now`.
+struct Notice<'a> {
+    episode: DateTime<Utc>,
+    stage: &'a str,
+    channel: &'static str,
+    to: Option<String>,
+    now: DateTime<Utc>,
+}
+
+/// One `[[reminders.before_due]]` entry, resolved.
+#[derive(Clone, Copy, Debug)]
+struct BeforeDueEntry {
+    before: Duration,
+    email: bool,
+    webhook: bool,
+}
+
+/// Whole seconds of `d`, saturating.
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// `3d`, `12h`, `90m`, `30s`: a lead time as a stage-name suffix.
+fn lead_name(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Sends stage notices; see the [module docs](self).
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+    /// Read once per check and once per sweep.
+    clock: SharedClock,
+    /// What this instance's sweeps have covered.
+    swept: Arc<std::sync::Mutex<Swept>>,
+    /// Reminders found with nowhere to go, already counted and logged by
+    /// this instance (`account:due:stage`; bounded, see [`Notifier::nowhere`]).
+    nowhere: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Accounts with a notice this instance could not finish (another
+    /// instance held its claim, or the delivery failed): checked again by
+    /// every sweep until recorded.
+    pending: Arc<std::sync::Mutex<std::collections::HashSet<AccountId>>>,
+}
+
+/// When this instance last swept, and last swept everything.
+#[derive(Clone, Copy, Default)]
+struct Swept {
+    last: Option<DateTime<Utc>>,
+    last_full: Option<DateTime<Utc>>,
+}
+
+/// A sweep of every account in debt runs this many poll intervals apart;
+/// the sweeps between read only the accounts whose stage (or reminder) can
+/// have come due since the previous sweep.
+const FULL_SWEEP_EVERY: u32 = 60;
+
+#[derive(Clone)]
+struct Inner {
+    store: Arc<dyn Store>,
+    policy: Policy,
+    /// Stage name → who hears it by e-mail.
+    routes: HashMap<String, Vec<Recipient>>,
+    /// `[[reminders.before_due]]`.
+    before_due: Vec<BeforeDueEntry>,
+    config: NotifyConfig,
+    #[cfg(feature = "notify-webhook")]
+    http: reqwest::Client,
+    #[cfg(feature = "notify-email")]
+    smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    #[cfg(feature = "notify-email")]
+    from: Option<Mailbox>,
+    #[cfg(feature = "notify-email")]
+    languages: crate::i18n::Languages,
+    #[cfg(feature = "notify-email")]
+    product_name: String,
+    #[cfg(feature = "notify-email")]
+    support_email: String,
+    /// The app's public origin and the pay-link signer, when pay links are on.
+    links: Option<(String, crate::links::LinkSigner)>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier").field("webhook_url", &self.inner.config.webhook_url).finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// A notifier from `[notify]` and the ladders whose stages it announces
+    /// (`Config::policy`, or one `Ladder` for everyone), or `None` when no
+    /// channel is configured. E-mails
+    /// name the default `[page]` product and support address until
+    /// [`with_page`](Self::with_page), and link to invoice pages until
+    /// [`with_pay_links`](Self::with_pay_links).
+    pub fn new(n: &NotifyConfig, policy: impl Into<Policy>, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
+        let policy = policy.into();
+        let key = |key: &str, message: String| ConfigError::Key { key: key.into(), message };
+        if n.webhook_url.is_empty() && n.smtp_url.is_empty() {
+            return Ok(None);
+        }
+        crate::metrics::describe();
+        #[cfg(not(feature = "notify-webhook"))]
+        if !n.webhook_url.is_empty() {
+            return Err(key("notify.webhook_url", "needs pastdue's `notify-webhook` feature".into()));
+        }
+        #[cfg(not(feature = "notify-email"))]
+        if !n.smtp_url.is_empty() {
+            return Err(key("notify.smtp_url", "needs pastdue's `notify-email` feature".into()));
+        }
+        if !n.webhook_url.is_empty() {
+            if !(n.webhook_url.starts_with("http://") || n.webhook_url.starts_with("https://")) {
+                return Err(key("notify.webhook_url", "must be an http(s) URL".into()));
+            }
+            if n.webhook_secret.is_empty() {
+                return Err(key("notify.webhook_secret", "is needed to sign notices".into()));
+            }
+        }
+        #[cfg(feature = "notify-email")]
+        let (smtp, from) = if n.smtp_url.is_empty() {
+            (None, None)
+        } else {
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(n.smtp_url.expose())
+                .map_err(|e| key("notify.smtp_url", e.to_string()))?
+                .timeout(Some(n.timeout))
+                .build();
+            let from: Mailbox = n.from.parse().map_err(|e: lettre::address::AddressError| key("notify.from", e.to_string()))?;
+            (Some(transport), Some(from))
+        };
+        #[cfg(feature = "notify-webhook")]
+        let http = reqwest::Client::builder()
+            .timeout(n.timeout)
+            .build()
+            .map_err(|e| key("notify.webhook_url", e.to_string()))?;
+        #[cfg(feature = "notify-email")]
+        let languages = crate::i18n::Languages::builtin().map_err(|e| key("page", e.to_string()))?;
+        #[cfg(feature = "notify-email")]
+        let page = PageConfig::default();
+        let routes = routes(n, &policy)?;
+        let inner = Inner {
+            store,
+            policy,
+            routes,
+            before_due: Vec::new(),
+            config: n.clone(),
+            #[cfg(feature = "notify-webhook")]
+            http,
+            #[cfg(feature = "notify-email")]
+            smtp,
+            #[cfg(feature = "notify-email")]
+            from,
+            #[cfg(feature = "notify-email")]
+            languages,
+            #[cfg(feature = "notify-email")]
+            product_name: page.product_name,
+            #[cfg(feature = "notify-email")]
+            support_email: page.support_email,
+            links: None,
+        };
+        Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system(), swept: Arc::default(), nowhere: Arc::default(), pending: Arc::default() }))
+    }
+
+    /// Who is asking and where to reach a human, from `[page]` (the same
+    /// names the please-pay page shows).
+    #[cfg_attr(not(feature = "notify-email"), allow(unused_mut))]
+    pub fn with_page(mut self, page: &PageConfig) -> Self {
+        #[cfg(feature = "notify-email")]
+        {
+            let inner = Arc::make_mut(&mut self.inner);
+            inner.product_name = page.product_name.clone();
+            inner.support_email = page.support_email.clone();
+        }
+        #[cfg(not(feature = "notify-email"))]
+        let _ = page;
+        self
+    }
+
+    /// Signed pay links in notices, when the billing portal is configured
+    /// (`stripe.portal_return_url`; `links.secret` then required), on
+    /// `links.base_url` (default: the portal return URL's origin).
+    pub fn with_pay_links(mut self, links: &LinksConfig, stripe: &StripeConfig) -> Result<Self, ConfigError> {
+        Arc::make_mut(&mut self.inner).links = match links.signer(&stripe.portal_return_url)? {
+            Some(signer) => Some((links.origin(&stripe.portal_return_url)?, signer)),
+            None => None,
+        };
+        Ok(self)
+    }
+
+    /// Reminders before a payment is due, from `[reminders]` (none until
+    /// this is called; [`crate::Pastdue`] calls it).
+    pub fn with_reminders(mut self, reminders: &RemindersConfig) -> Result<Self, ConfigError> {
+        let mut entries = Vec::new();
+        for (i, entry) in reminders.before_due.iter().enumerate() {
+            let key = |field: &str, message: String| ConfigError::Key { key: format!("reminders.before_due[{i}].{field}"), message };
+            if entry.before.is_zero() {
+                return Err(key("before", "must be longer than 0s".into()));
+            }
+            let (mut email, mut webhook) = (entry.channels.is_empty(), entry.channels.is_empty());
+            for channel in &entry.channels {
+                match channel.as_str() {
+                    "email" => email = true,
+                    "webhook" => webhook = true,
+                    other => return Err(key("channels", format!("{other:?} is neither email nor webhook"))),
+                }
+            }
+            entries.push(BeforeDueEntry { before: entry.before, email, webhook });
+        }
+        Arc::make_mut(&mut self.inner).before_due = entries;
+        Ok(self)
+    }
+
+    /// Reads the time from `clock` (default: the system's): tests move a
+    /// [`ManualClock`](crate::clock::ManualClock) through the ladder.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The notifier's configuration.
+    pub fn config(&self) -> &NotifyConfig {
+        &self.inner.config
+    }
+
+    /// Runs the notifier in the background: at once for every change the
+    /// store announces, and a sweep every `poll_interval`.
+    pub fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut changes = self.inner.store.invalidations();
+            let mut tick = tokio::time::interval(self.inner.config.poll_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    msg = changes.recv() => match msg {
+                        Ok(Invalidation::Account(account)) => {
+                            let me = self.clone();
+                            tokio::spawn(async move { me.log(me.check(&account).await.map(|_| ())) });
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.log(self.sweep().await.map(|_| ())),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => self.log(self.sweep().await.map(|_| ())),
+                }
+            }
+        })
+    }
+
+    fn log(&self, result: Result<(), StoreError>) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "notice check failed; the next sweep retries");
+        }
+    }
+
+    /// Finds the notices time has made due and sends them; returns how
+    /// many went out. Every `FULL_SWEEP_EVERY` (60) poll intervals, and on
+    /// the first sweep, it reads every account in debt; in between only
+    /// those whose next stage (or reminder) fell due since the previous
+    /// sweep — index ranges, one per stage and lead time, and overrides
+    /// that lapsed — and those with
+    /// a notice this instance could not finish. So an idle instance costs
+    /// Redis a few range reads per poll, however many accounts owe.
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let swept = *self.swept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let full_every = chrono::TimeDelta::from_std(self.inner.config.poll_interval * FULL_SWEEP_EVERY).unwrap_or(chrono::TimeDelta::MAX);
+        let since = match (swept.last, swept.last_full) {
+            (Some(last), Some(full)) if now - full < full_every && last <= now => Some(last),
+            _ => None,
+        };
+        let leads: Vec<i64> = self.inner.before_due.iter().map(|e| secs(e.before)).collect();
+        let (now_s, max_lead) = (now.timestamp(), leads.iter().copied().max());
+        let mut ranges: Vec<(Index, i64, i64)> = Vec::new();
+        match since {
+            None => {
+                ranges.push((Index::Debt, 0, NEVER));
+                if let Some(lead) = max_lead {
+                    ranges.push((Index::Upcoming, now_s, now_s.saturating_add(lead)));
+                }
+            }
+            Some(last) => {
+                // A stage `after` its debt's start is entered in (last, now]
+                // by debts that started in that window moved back (one
+                // second of slack for sub-second offsets).
+                let last_s = last.timestamp();
+                let mut offsets: Vec<i64> = self.inner.policy.stages().iter().map(|s| secs(s.after())).collect();
+                offsets.sort_unstable();
+                offsets.dedup();
+                for d in offsets {
+                    ranges.push((Index::Debt, last_s.saturating_sub(d).saturating_sub(1), now_s.saturating_sub(d)));
+                }
+                for lead in &leads {
+                    ranges.push((Index::Upcoming, last_s.saturating_add(*lead).saturating_sub(1), now_s.saturating_add(*lead)));
+                }
+                // Overrides that lapsed, promises that came due: the ladder
+                // speaks again.
+                ranges.push((Index::Override, last_s.saturating_sub(1), now_s));
+                ranges.push((Index::Promise, last_s.saturating_sub(1), now_s));
+            }
+        }
+        let pending: Vec<AccountId> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
+        let mut seen: std::collections::HashSet<AccountId> = std::collections::HashSet::new();
+        let mut sent = 0;
+        for account in pending {
+            if seen.insert(account.clone()) {
+                sent += self.check_at(&account, now).await?;
+            }
+        }
+        for (index, min, max) in ranges {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self.inner.store.scan_index(index, min, max, cursor.as_deref(), 200).await?;
+                let Some(last) = page.last() else { break };
+                cursor = Some(last.cursor());
+                for entry in &page {
+                    if seen.insert(entry.account.clone()) {
+                        sent += self.check_at(&entry.account, now).await?;
+                    }
+                }
+            }
+        }
+        let mut swept = self.swept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        swept.last = Some(now);
+        if since.is_none() {
+            swept.last_full = Some(now);
+        }
+        Ok(sent)
+    }
+
+    /// Remembers `account` for the next sweep.
+    fn pend(&self, account: &AccountId) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(account.clone());
+    }
+
+    /// Sends the account's current-stage notice on every channel where it
+    /// is due and nobody has; returns how many this call sent.
+    pub async fn check(&self, account: &AccountId) -> Result<usize, StoreError> {
+        self.check_at(account, self.clock.now()).await
+    }
+
+    async fn check_at(&self, account: &AccountId, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let Some(state) = inner.store.load(account).await? else { return Ok(0) };
+        let mut sent = self.remind_state(account, &state, now).await?;
+        sent += self.card_reminder(account, &state, now).await?;
+        let standing = inner.policy.evaluate(Some(&state), now);
+        let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(sent) };
+        if matches!(standing.action(), Action::Allow) {
+            return Ok(sent);
+        }
+        let stage = standing.stage().name().to_owned();
+        // The webhook once per stage; an e-mail to each role the stage is
+        // routed to that has an address (nobody to write to yet: skipped,
+        // and tried again when one is known).
+        let mut targets: Vec<(&'static str, Option<String>, Option<Recipient>)> = Vec::new();
+        if !inner.config.webhook_url.is_empty() {
+            targets.push((WEBHOOK, None, None));
+        }
+        if self.has_smtp() {
+            for r in inner.routes.get(&stage).map(Vec::as_slice).unwrap_or(&[Recipient::Billing]) {
+                if let Some(address) = r.address(&state) {
+                    targets.push((r.channel(), Some(address.to_owned()), Some(*r)));
+                }
+            }
+        }
+        for (channel, to, recipient) in targets {
+            let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
+            let pay_url = self.pay_url(account, &standing, &state);
+            let created = now.timestamp();
+            let send = async {
+                match (&to, recipient) {
+                    (Some(address), Some(r)) => {
+                        // Billing keeps the notice id in its Message-ID; other roles add theirs.
+                        let mail_id = match r {
+                            Recipient::Billing => id.clone(),
+                            Recipient::Contact(role) => format!("{id}.{}", role.as_str()),
+                        };
+                        self.email(account, &mail_id, address, &standing, &state, pay_url.as_deref(), r.internal(), now).await
+                    }
+                    _ => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref(), created)).await,
+                }
+            };
+            sent += usize::from(self.once(account, &state, Notice { episode, stage: &stage, channel, to: to.clone(), now }, send).await?);
+        }
+        Ok(sent)
+    }
+
+    /// Sends one notice unless it is recorded: claims it for
+    /// `notify.lease` (another instance holding it: skipped, and tried
+    /// again next sweep), runs `send` while renewing the claim, records it
+    /// on the account. Whether this call sent it.
+    async fn once(&self, account: &AccountId, state: &BillingState, notice: Notice<'_>, send: impl std::future::Future<Output = bool>) -> Result<bool, StoreError> {
+        let Notice { episode, stage, channel, to, now } = notice;
+        if state.notices().iter().any(|n| n.episode == episode && n.stage == stage && n.channel == channel) {
+            return Ok(false);
+        }
+        let inner = &self.inner;
+        let what = format!("{}:{stage}:{channel}", episode.timestamp());
+        let holder = crate::store::holder_id();
+        if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
+            self.pend(account);
+            return Ok(false);
+        }
+        if !self.holding(account, &what, &holder, send).await {
+            // The claim lapses after the lease; a later sweep tries again.
+            metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
+            self.pend(account);
+            return Ok(false);
+        }
+        let record = Change::NoticeSent(NoticeSent { episode, stage: stage.to_owned(), channel: channel.into(), at: now, to });
+        inner.store.apply(account, None, &[record]).await?;
+        metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
+        Ok(true)
+    }
+
+    /// Where a message for the customer goes: the webhook (when `webhook`
+    /// and one is configured) and an e-mail to the billing contact (when
+    /// `email`, SMTP is configured and the address is known).
+    fn customer_targets(&self, state: &BillingState, email: bool, webhook: bool) -> Vec<(&'static str, Option<String>)> {
+        let mut targets = Vec::new();
+        if webhook && !self.inner.config.webhook_url.is_empty() {
+            targets.push((WEBHOOK, None));
+        }
+        if email && self.has_smtp() {
+            if let Some(address) = state.contact_email() {
+                targets.push((EMAIL, Some(address.to_owned())));
+            }
+        }
+        targets
+    }
+
+    /// Runs `send` while renewing the claim every third of the lease, so a
+    /// slow receiver (or SMTP server) never lets the lease lapse mid-send
+    /// and another instance send the same notice.
+    async fn holding(&self, account: &AccountId, what: &str, holder: &str, send: impl std::future::Future<Output = bool>) -> bool {
+        let lease = self.inner.config.lease;
+        let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
+        renew.tick().await; // the first tick is immediate
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                delivered = &mut send => return delivered,
+                _ = renew.tick() => match self.inner.store.renew_claim(account, what, holder, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(account = %account, what, "notice claim lapsed while sending"),
+                    Err(e) => tracing::warn!(account = %account, error = %e, "notice claim could not be renewed"),
+                },
+            }
+        }
+    }
+
+    /// Where a notice sends the customer to pay: the oldest unpaid invoice's
+    /// hosted page, else a signed pay link on `links.base_url` (when the
+    /// account has a Stripe customer whose portal it can open).
+    fn pay_url(&self, account: &AccountId, standing: &Standing, state: &BillingState) -> Option<String> {
+        if let Some(url) = standing.pay_url() {
+            return Some(url.to_owned());
+        }
+        self.signed_pay_url(account, state)
+    }
+
+    /// A signed pay link on `links.base_url`, when the account has a Stripe
+    /// customer whose portal it can open.
+    fn signed_pay_url(&self, account: &AccountId, state: &BillingState) -> Option<String> {
+        if state.customers().is_empty() {
+            return None;
+        }
+        let (base, signer) = self.inner.links.as_ref()?;
+        let token = signer.sign(account.as_str(), crate::links::Purpose::Pay, Utc::now());
+        Some(format!("{base}{}?t={token}", crate::links::PAY_PATH))
+    }
+
+    /// Runs `attempt` up to `notify.max_attempts` times with doubling
+    /// backoff from 200 ms; whether one succeeded.
+    async fn retry<F, Fut>(&self, mut attempt: F) -> bool
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let max = self.inner.config.max_attempts.max(1);
+        let mut backoff = Duration::from_millis(200);
+        for n in 1..=max {
+            if attempt(n).await {
+                return true;
+            }
+            if n < max {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        false
+    }
+}
+
+fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingState, pay_url: Option<&str>, created: i64) -> Vec<u8> {
+    let body = json!({
+        "type": "pastdue.stage_entered",
+        "id": id,
+        "account": account,
+        "stage": standing.stage().name(),
+        "action": standing.action().as_str(),
+        "past_due_since": standing.past_due_since(),
+        "next_stage": standing.next().map(|(s, _)| s.name()),
+        "next_stage_at": standing.next().map(|(_, t)| t),
+        "amount_due": standing.amount_due().map_or(0, |(a, _)| a),
+        "currency": standing.amount_due().map(|(_, c)| c),
+        "pay_url": pay_url,
+        // When Stripe tries the oldest invoice again, when it says.
+        "next_payment_attempt": state.oldest_unpaid().and_then(|(_, i)| i.next_attempt).map(|t| t.to_rfc3339()),
+        "contact_email": state.contact_email(),
+        "created": created,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+

@@ -1,0 +1,23 @@
+//! Without the `notify-email` feature: no SMTP, so no e-mail is ever
+//! attempted (the callers ask [`Notifier::has_smtp`] first).
+
+use super::*;
+
+impl Notifier {
+    pub(super) fn has_smtp(&self) -> bool {
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn email(&self, _: &AccountId, _: &str, _: &str, _: &Standing, _: &BillingState, _: Option<&str>, _: bool, _: DateTime<Utc>) -> bool {
+        false
+    }
+
+    pub(super) async fn reminder_email(&self, _: &str, _: &str, _: &BillingState, _: &str, _: &crate::state::UpcomingDue, _: Option<&str>) -> bool {
+        false
+    }
+
+    pub(super) async fn card_email(&self, _: &str, _: &str, _: &BillingState, _: DateTime<Utc>, _: Option<&str>) -> bool {
+        false
+    }
+}

@@ -1,0 +1,116 @@
+//! `[notify]` and `[reminders]`: stage notices and reminders before a
+//! payment is due.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::settings::{de_duration, Secret};
+
+/// `[notify]`: stage notices. `Debug` hides the secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NotifyConfig {
+    /// `webhook_url`: where notices are POSTed (`""` = off).
+    pub webhook_url: String,
+    /// `webhook_secret`: the signing secret.
+    pub webhook_secret: Secret,
+    /// `smtp_url`: where e-mail notices are sent (`""` = off).
+    pub smtp_url: Secret,
+    /// `from`: the sender of e-mail notices.
+    pub from: String,
+    /// `poll_interval`: how often time-caused stage entries are looked for.
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    /// `lease`: how long a claimed notice is reserved.
+    #[serde(deserialize_with = "de_duration")]
+    pub lease: Duration,
+    /// `max_attempts`: delivery attempts per notice and pass.
+    pub max_attempts: u32,
+    /// `timeout`: longest one delivery attempt (HTTP or SMTP) may take.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// `[notify.metadata]`: Stripe customer metadata keys naming contacts.
+    pub metadata: ContactKeys,
+    /// `[[notify.routes]]`: which roles hear which stage (empty = the
+    /// defaults: billing always, the account manager from `warn` or 7 days
+    /// late, the accountant and the account manager on `block`).
+    pub routes: Vec<NotifyRoute>,
+}
+
+/// One `[[notify.routes]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NotifyRoute {
+    /// `stage`: a stage name of the ladder in use.
+    pub stage: String,
+    /// `roles`: `billing`, `accountant`, `account_manager`.
+    pub roles: Vec<String>,
+}
+
+/// `[notify.metadata]`: the Stripe customer metadata keys whose values are
+/// an account's contacts (`""` = not read). A contact an admin set wins.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ContactKeys {
+    /// `accountant`: the key holding the accountant's address.
+    pub accountant: String,
+    /// `account_manager`: the key holding the account manager's address.
+    pub account_manager: String,
+}
+
+/// `[reminders]`: reminders before a payment is due.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RemindersConfig {
+    /// `[[reminders.before_due]]`: one reminder per due per entry.
+    pub before_due: Vec<BeforeDue>,
+}
+
+/// One `[[reminders.before_due]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BeforeDue {
+    /// `before`: how long before the due date.
+    #[serde(deserialize_with = "de_duration")]
+    pub before: Duration,
+    /// `channels`: `email`, `webhook` (empty = every configured channel).
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+impl Default for NotifyConfig {
+    /// No channel: notices are off until a webhook URL or an SMTP URL is set.
+    fn default() -> Self {
+        Self {
+            webhook_url: String::new(),
+            webhook_secret: Secret::default(),
+            smtp_url: Secret::default(),
+            from: "billing@example.com".into(),
+            poll_interval: Duration::from_secs(2),
+            lease: Duration::from_secs(30),
+            max_attempts: 5,
+            timeout: Duration::from_secs(10),
+            metadata: ContactKeys::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl Default for ContactKeys {
+    fn default() -> Self {
+        Self { accountant: "accountant_email".into(), account_manager: "account_manager_email".into() }
+    }
+}
+
+impl Default for RemindersConfig {
+    /// One reminder three days before a due date, on every channel.
+    fn default() -> Self {
+        Self { before_due: vec![BeforeDue { before: Duration::from_secs(3 * 86_400), channels: Vec::new() }] }
+    }
+}
