@@ -1,0 +1,320 @@
+//! Folding a change into a state, the same way in any order.
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+
+impl BillingState {
+    /// Folds one change in. Returns whether anything changed.
+    ///
+    /// Order does not matter: for any set of changes, every order of
+    /// application ends in the same state (ignoring `updated_at`, which the
+    /// store sets).
+    pub fn apply(&mut self, change: &Change) -> bool {
+        match change {
+            Change::InvoiceUnpaid { id, invoice } => {
+                if let Some(settled) = self.settled.get(id).copied() {
+                    // Paid before this report arrived: only its time in
+                    // debt is worth keeping.
+                    return self.record_debt(id, invoice.since, settled);
+                }
+                // Owed now: no longer upcoming.
+                let was_upcoming = self.upcoming.remove(id).is_some();
+                // A URL that may not be rendered is never stored.
+                let cleaned;
+                let invoice = match &invoice.hosted_url {
+                    Some(u) if !crate::href::is_safe(u) => {
+                        cleaned = UnpaidInvoice { hosted_url: None, ..invoice.clone() };
+                        &cleaned
+                    }
+                    _ => invoice,
+                };
+                was_upcoming | match self.unpaid.get_mut(id) {
+                    None => {
+                        self.unpaid.insert(id.clone(), invoice.clone());
+                        true
+                    }
+                    Some(known) => {
+                        let mut merged = if newer_details(invoice, known) {
+                            invoice.clone()
+                        } else {
+                            known.clone()
+                        };
+                        merged.since = known.since.min(invoice.since);
+                        merged.observed = known.observed.max(invoice.observed);
+                        merged.uncollectible = known.uncollectible || invoice.uncollectible;
+                        replace(known, merged)
+                    }
+                }
+            }
+            Change::InvoiceSettled { id, at } => {
+                let span = self.unpaid.get(id).map(|i| i.since).or_else(|| self.closed_debts.get(id).map(|d| d.since));
+                let spanned = span.is_some_and(|since| self.record_debt(id, since, *at));
+                let removed = spanned | self.unpaid.remove(id).is_some() | self.upcoming.remove(id).is_some();
+                // The earliest settle time is kept, whatever the order.
+                let tomb_changed = match self.settled.get_mut(id) {
+                    None => {
+                        self.settled.insert(id.clone(), *at);
+                        true
+                    }
+                    Some(known) if *at < *known => {
+                        *known = *at;
+                        true
+                    }
+                    Some(_) => false,
+                };
+                self.prune_tombstones();
+                removed || tomb_changed
+            }
+            Change::UpcomingDue { key, due } => {
+                // Settled or already owed: not upcoming, whatever the order.
+                if self.settled.contains_key(key) || self.unpaid.contains_key(key) {
+                    return false;
+                }
+                let cleaned;
+                let due = match &due.hosted_url {
+                    Some(u) if !crate::href::is_safe(u) => {
+                        cleaned = UpcomingDue { hosted_url: None, ..due.clone() };
+                        &cleaned
+                    }
+                    _ => due,
+                };
+                let changed = match self.upcoming.get_mut(key) {
+                    None => {
+                        self.upcoming.insert(key.clone(), due.clone());
+                        true
+                    }
+                    // The newest report wins; a tie goes to the later due
+                    // date, so delivery order never decides.
+                    Some(known) if (due.observed, due.due, due.amount_due) > (known.observed, known.due, known.amount_due) => {
+                        *known = due.clone();
+                        true
+                    }
+                    Some(_) => false,
+                };
+                self.prune_upcoming();
+                changed
+            }
+            Change::Subscription { id, fact } => match self.subscriptions.get_mut(id) {
+                None => {
+                    self.subscriptions.insert(id.clone(), fact.clone());
+                    true
+                }
+                // Newest event time wins; a tie is broken by the status order
+                // (then the plan) so the outcome does not depend on delivery order.
+                Some(known) if (fact.at, fact.status, &fact.ladder) > (known.at, known.status, &known.ladder) => {
+                    *known = fact.clone();
+                    true
+                }
+                Some(_) => false,
+            },
+            Change::SetOverride(o) => replace_opt(&mut self.override_, Some(o.clone())),
+            Change::ClearOverride => replace_opt(&mut self.override_, None),
+            Change::LinkCustomer(c) => self.customers.insert(c.clone()),
+            Change::UnlinkCustomer(c) => {
+                let had = self.customers.remove(c);
+                let before = self.link_conflicts.len();
+                self.link_conflicts.retain(|k| &k.customer != c);
+                had || before != self.link_conflicts.len()
+            }
+            Change::LinkConflict(conflict) => {
+                let known = self.link_conflicts.iter_mut().find(|k| k.customer == conflict.customer && k.claimed_by == conflict.claimed_by);
+                match known {
+                    Some(k) if k.at >= conflict.at => false,
+                    Some(k) => {
+                        k.at = conflict.at;
+                        true
+                    }
+                    None => {
+                        self.link_conflicts.push(conflict.clone());
+                        self.link_conflicts.sort_by_key(|k| std::cmp::Reverse(k.at));
+                        self.link_conflicts.truncate(MAX_LINK_CONFLICTS);
+                        true
+                    }
+                }
+            }
+            Change::ContactEmail(e) => replace_opt(&mut self.contact_email, Some(e.clone())),
+            Change::Contact { role, email, source } => {
+                let current = self.contacts.get(role);
+                if *source == ContactSource::Stripe && current.is_some_and(|c| c.source == ContactSource::Admin) {
+                    return false;
+                }
+                match email {
+                    Some(email) => {
+                        let new = Contact { email: email.clone(), source: *source };
+                        if current == Some(&new) {
+                            return false;
+                        }
+                        self.contacts.insert(*role, new);
+                        true
+                    }
+                    None => self.contacts.remove(role).is_some(),
+                }
+            }
+            Change::Language(l) => replace_opt(&mut self.language, Some(l.clone())),
+            Change::CardExpiring(card) => match &self.card_expiring {
+                Some(known) if known.at >= card.at => false,
+                _ => replace_opt(&mut self.card_expiring, Some(card.clone())),
+            },
+            Change::CardUpdated(at) => match &self.card_expiring {
+                Some(known) if known.at <= *at => replace_opt(&mut self.card_expiring, None),
+                _ => false,
+            },
+            Change::NoticeSent(n) => {
+                let dup = self.notices.iter().any(|k| {
+                    k.episode == n.episode && k.stage == n.stage && k.channel == n.channel
+                });
+                if dup {
+                    return false;
+                }
+                self.notices.push(n.clone());
+                self.notices.sort();
+                true
+            }
+            Change::Promise(p) => {
+                if self.promises.contains(p) {
+                    return false;
+                }
+                self.promises.push(p.clone());
+                self.promises.sort();
+                let excess = self.promises.len().saturating_sub(MAX_PROMISES);
+                self.promises.drain(..excess);
+                true
+            }
+            Change::Ladder(choice) => replace_opt(&mut self.ladder, choice.clone()),
+        }
+    }
+
+    /// Keeps invoice `id`'s time in debt (the earliest start and the
+    /// earliest settle time win, whatever the order; a span that ends
+    /// before it starts is kept too, so every order agrees, and never
+    /// counted as an episode).
+    fn record_debt(&mut self, id: &str, since: DateTime<Utc>, settled: DateTime<Utc>) -> bool {
+        let new = DebtSpan { since, settled };
+        let changed = match self.closed_debts.get_mut(id) {
+            None => {
+                self.closed_debts.insert(id.to_owned(), new);
+                true
+            }
+            Some(known) => replace(known, DebtSpan { since: known.since.min(since), settled: known.settled.min(settled) }),
+        };
+        while self.closed_debts.len() > MAX_TOMBSTONES {
+            let oldest = self.closed_debts.iter().min_by_key(|(id, d)| (d.settled, (*id).clone())).map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.closed_debts.remove(&id),
+                None => break,
+            };
+        }
+        changed
+    }
+
+    fn prune_upcoming(&mut self) {
+        while self.upcoming.len() > MAX_UPCOMING {
+            let earliest = self.upcoming.iter().min_by_key(|(k, d)| (d.due, (*k).clone())).map(|(k, _)| k.clone());
+            match earliest {
+                Some(k) => self.upcoming.remove(&k),
+                None => break,
+            };
+        }
+    }
+
+    fn prune_tombstones(&mut self) {
+        while self.settled.len() > MAX_TOMBSTONES {
+            let oldest = self
+                .settled
+                .iter()
+                .min_by_key(|(id, at)| (**at, (*id).clone()))
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.settled.remove(&id),
+                None => break,
+            };
+        }
+    }
+}
+
+fn newer_details(new: &UnpaidInvoice, known: &UnpaidInvoice) -> bool {
+    // Compare the whole record after the time so ties are order-independent.
+    (new.observed, new.amount_due, &new.hosted_url, &new.number)
+        > (known.observed, known.amount_due, &known.hosted_url, &known.number)
+}
+
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    if *slot == value {
+        return false;
+    }
+    *slot = value;
+    true
+}
+
+fn replace_opt<T: PartialEq>(slot: &mut Option<T>, value: Option<T>) -> bool {
+    replace(slot, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600 + day * 86_400, 0).unwrap()
+    }
+
+    fn unpaid(id: &str, since: DateTime<Utc>) -> Change {
+        let invoice = UnpaidInvoice {
+            amount_due: 4_900,
+            currency: Currency::new("eur").unwrap(),
+            hosted_url: None,
+            number: None,
+            since,
+            observed: since,
+            uncollectible: false,
+            next_attempt: None,
+        };
+        Change::InvoiceUnpaid { id: id.into(), invoice }
+    }
+
+    fn folded(changes: &[&Change]) -> BillingState {
+        let mut s = BillingState::default();
+        for c in changes {
+            s.apply(c);
+        }
+        s
+    }
+
+    #[test]
+    fn a_settled_invoice_is_never_reopened_by_an_older_failure() {
+        let (failed, paid) = (unpaid("in_1", at(0)), Change::InvoiceSettled { id: "in_1".into(), at: at(3) });
+        for order in [[&failed, &paid], [&paid, &failed]] {
+            let s = folded(&order);
+            assert!(s.unpaid().is_empty() && s.settled().contains_key("in_1"), "{order:?}");
+            assert_eq!(s.past_due_since(), None);
+        }
+    }
+
+    #[test]
+    fn the_newest_subscription_status_wins_in_any_order() {
+        let past_due = Change::Subscription { id: "sub_1".into(), fact: SubscriptionFact::new(SubscriptionStatus::PastDue, at(1)) };
+        let active = Change::Subscription { id: "sub_1".into(), fact: SubscriptionFact::new(SubscriptionStatus::Active, at(2)) };
+        for order in [[&past_due, &active], [&active, &past_due]] {
+            assert_eq!(folded(&order).subscriptions()["sub_1"].status, SubscriptionStatus::Active);
+        }
+    }
+
+    #[test]
+    fn a_repeated_change_changes_nothing() {
+        let mut s = BillingState::default();
+        let failed = unpaid("in_1", at(0));
+        assert!(s.apply(&failed));
+        assert!(!s.apply(&failed), "the same fact twice is one fact");
+        assert_eq!(s.past_due_since(), Some(at(0)));
+        assert_eq!(s.amount_due().map(|(a, _)| a), Some(4_900));
+    }
+
+    #[test]
+    fn the_oldest_unpaid_invoice_starts_the_clock() {
+        let s = folded(&[&unpaid("in_2", at(5)), &unpaid("in_1", at(2))]);
+        assert_eq!(s.past_due_since(), Some(at(2)));
+        assert_eq!(s.oldest_unpaid().map(|(id, _)| id), Some("in_1"));
+        assert_eq!(s.amount_due().map(|(a, _)| a), Some(9_800));
+    }
+}

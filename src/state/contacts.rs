@@ -1,0 +1,70 @@
+//! Who to write to: contacts by role, and what a contact (or any text shown to a person) may be.
+
+use serde::{Deserialize, Serialize};
+
+/// A person to write to about an account besides its billing contact
+/// (the invoice's `customer_email`, [`BillingState::contact_email`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactRole {
+    /// The customer's accountant.
+    Accountant,
+    /// The operator's own staff member for this customer.
+    AccountManager,
+}
+
+impl ContactRole {
+    /// Every role.
+    pub const ALL: [ContactRole; 2] = [ContactRole::Accountant, ContactRole::AccountManager];
+
+    /// The name used in the API, config keys and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactRole::Accountant => "accountant",
+            ContactRole::AccountManager => "account_manager",
+        }
+    }
+}
+
+/// Whether `email` is a plain e-mail address (`name@example.com`, RFC 5322
+/// addr-spec, at most 254 bytes): what a contact may be.
+pub fn is_valid_email(email: &str) -> bool {
+    email.len() <= 254 && is_plain_text(email) && email_address::EmailAddress::is_valid(email) && !email.contains(['<', '>', ' '])
+}
+
+/// Whether `text` is safe to store and print as is: no control characters
+/// (a terminal escape sequence in a payload must not reach an operator's
+/// terminal) and no bidirectional overrides (which reorder what is shown).
+pub fn is_plain_text(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+}
+
+/// An invoice number as a payload gives it, if it is one: plain text of at
+/// most 64 characters (Stripe's are like `ABCD1234-0001`).
+pub fn invoice_number(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    (!raw.is_empty() && raw.chars().count() <= 64 && is_plain_text(raw)).then(|| raw.to_owned())
+}
+
+/// Who set a contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactSource {
+    /// The admin API or the CLI: wins over Stripe metadata.
+    Admin,
+    /// A Stripe customer's metadata.
+    Stripe,
+}
+
+/// A contact and who set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The e-mail address.
+    pub email: String,
+    /// Who set it.
+    pub source: ContactSource,
+}
+
+/// The notice channel of internal summaries to the account manager: never
+/// shown to the customer.
+pub const INTERNAL_CHANNEL: &str = "email:account_manager";
