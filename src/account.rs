@@ -40,6 +40,13 @@ impl AccountId {
         Ok(Self(Arc::from(id)))
     }
 
+    /// Wraps `id`, which the caller has just [validated](validate) (the
+    /// gate validates before it knows whether it needs an owned id).
+    pub(crate) fn validated(id: &str) -> Self {
+        debug_assert!(validate(id).is_ok(), "{id:?} was not validated");
+        Self(Arc::from(id))
+    }
+
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
