@@ -7,7 +7,7 @@
 //!   untouched;
 //! - looks the account up in the in-process cache (a hit is a hash
 //!   lookup, no network round trip) and evaluates the ladder at this instant;
-//! - puts the [`Standing`] into the request extensions (for banners) and sets
+//! - puts the [`Standing`](crate::Standing) into the request extensions (for banners) and sets
 //!   `Billing-Stage: <stage>` on the response when the stage is not `active`;
 //! - answers `402 Payment Required` for `block`, and for writes under
 //!   `read_only`: an HTML page for browsers, `application/problem+json` for

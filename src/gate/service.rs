@@ -13,7 +13,7 @@ use crate::cache::Lookup;
 
 use super::*;
 
-/// The gate service; see the [module docs](self).
+/// The gate service; see the [module docs](crate::gate).
 #[derive(Clone)]
 pub struct Gate<S> {
     pub(super) inner: S,

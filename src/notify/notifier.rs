@@ -77,7 +77,7 @@ fn lead_name(d: Duration) -> String {
     }
 }
 
-/// Sends stage notices; see the [module docs](self).
+/// Sends stage notices; see the [module docs](crate::notify).
 #[derive(Clone)]
 pub struct Notifier {
     inner: Arc<Inner>,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A person to write to about an account besides its billing contact
-/// (the invoice's `customer_email`, [`BillingState::contact_email`]).
+/// (the invoice's `customer_email`, [`BillingState::contact_email`](super::BillingState::contact_email)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContactRole {
