@@ -23,7 +23,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 #[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
@@ -35,51 +34,11 @@ use super::{fold, index_moves, Applied, AuditDraft, AuditEntry, LinkSource, Link
 use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
-/// Compare-and-set with dedupe and audit. KEYS: state, event marker,
-/// account audit stream. ARGV: expected version, new doc ("" = no change),
-/// event id ("" = none), dedupe TTL seconds, channel, account, audit entry
-/// JSON ("" = none), audit max length. Returns {0 written | 1 duplicate |
-/// 2 conflict, audit entry id or ""}.
-const COMMIT: &str = r#"
-if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {1, ''} end
-local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if v ~= tonumber(ARGV[1]) then return {2, ''} end
--- The audit entry first: Redis does not roll a script back, so a failing
--- XADD must come before any write (no entry, no change).
-local id = ''
-if ARGV[7] ~= '' then id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[7]) end
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'v', v + 1, 'doc', ARGV[2])
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
-end
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
-return {0, id}
-"#;
+mod listener;
+mod scripts;
 
-/// Links a customer, moving it atomically; mirrors `store::decide_link`.
-/// KEYS: link. ARGV: new value, account, "1" when an admin links. Returns
-/// the previous value ("" = none).
-const LINK: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local admin = string.sub(cur, 1, 6) == 'admin|'
-  local acct = cur
-  if admin then acct = string.sub(cur, 7) end
-  if acct == ARGV[2] then
-    if ARGV[3] == '1' and not admin then redis.call('SET', KEYS[1], ARGV[1]) end
-    return cur
-  end
-  if admin and ARGV[3] ~= '1' then return cur end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-return cur or ''
-"#;
-
-/// Extends a claim only for its holder. KEYS: claim. ARGV: holder, lease ms.
-const RENEW: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"#;
+use self::listener::listen;
+use self::scripts::{COMMIT, LINK, RENEW};
 
 /// Most compare-and-set rounds one write tries before giving up.
 const MAX_ROUNDS: u32 = 256;
@@ -548,87 +507,3 @@ impl Store for RedisStore {
         Ok(())
     }
 }
-
-/// How often the listener checks that its connection still answers (a
-/// SIGSTOPped Redis keeps the socket open but says nothing).
-const LISTENER_PING: Duration = Duration::from_secs(1);
-
-/// Keeps one subscription to the invalidation channel alive, forever.
-///
-/// On Cluster, `PUBLISH` reaches every node, so subscribing on any one node
-/// hears every write; the listener moves to the next node when one fails.
-/// Each (re)subscription is followed by [`Invalidation::All`]: whatever was
-/// published while nobody listened is unknown, so every cached state must
-/// be re-read.
-async fn listen(
-    nodes: Vec<String>,
-    channel: String,
-    tx: broadcast::Sender<Invalidation>,
-    listening: watch::Sender<bool>,
-) {
-    let mut delay = Duration::from_millis(20);
-    for node in nodes.iter().cycle() {
-        match subscribe(node, &channel).await {
-            Ok(pubsub) => {
-                delay = Duration::from_millis(20);
-                listening.send_replace(true);
-                metrics::counter!(crate::metrics::RESUBSCRIBES).increment(1);
-                let _ = tx.send(Invalidation::All);
-                let (mut sink, mut stream) = pubsub.split();
-                let mut ping = tokio::time::interval(LISTENER_PING);
-                loop {
-                    tokio::select! {
-                        msg = stream.next() => match msg {
-                            Some(msg) => {
-                                let Ok(payload) = msg.get_payload::<String>() else { continue };
-                                if let Ok(account) = AccountId::new(&payload) {
-                                    let _ = tx.send(Invalidation::Account(account));
-                                }
-                            }
-                            None => break,
-                        },
-                        _ = ping.tick() => {
-                            let alive = tokio::time::timeout(LISTENER_PING, sink.ping::<redis::Value>()).await;
-                            if !matches!(alive, Ok(Ok(_))) {
-                                break;
-                            }
-                        }
-                    }
-                }
-                listening.send_replace(false);
-                let _ = tx.send(Invalidation::All);
-                tracing::warn!(node = %redact(node), "invalidation subscription lost; resubscribing");
-            }
-            Err(e) => {
-                tracing::debug!(node = %redact(node), error = %e, "invalidation subscribe failed");
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
-    }
-}
-
-async fn subscribe(node: &str, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
-    let client = redis::Client::open(node)?;
-    let attempt = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok(pubsub)
-    };
-    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out"))),
-    }
-}
-
-/// A node URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match url.split_once('@') {
-        Some((scheme_auth, host)) => {
-            let scheme = scheme_auth.split("://").next().unwrap_or("redis");
-            format!("{scheme}://***@{host}")
-        }
-        None => url.to_owned(),
-    }
-}
-
