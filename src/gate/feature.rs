@@ -111,7 +111,8 @@ pub(crate) fn respond_closed<ReqBody, B: From<Bytes>>(
 ) -> Response<B> {
     let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let html = super::prefers_html(header(http::header::ACCEPT));
-    page.respond_for(account, standing, state, html, header(http::header::ACCEPT_LANGUAGE), Some(feature))
+    let customer = super::respond::Customer { account, standing, state, accept_language: header(http::header::ACCEPT_LANGUAGE) };
+    page.respond_for(customer, html, Some(feature))
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FeatureService<S>

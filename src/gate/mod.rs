@@ -64,6 +64,7 @@ mod negotiate;
 #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
 pub(crate) mod recheck;
 mod resolve;
+mod refuse;
 mod respond;
 mod settings;
 mod decision;

@@ -107,6 +107,17 @@ struct PageContext<'a> {
     text: BTreeMap<&'a str, String>,
 }
 
+/// Whom an answer speaks to: the account, its standing, its stored
+/// state and the visitor's languages — what every page, banner and
+/// problem body needs, travelling together.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Customer<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) standing: &'a Standing,
+    pub(crate) state: Option<&'a BillingState>,
+    pub(crate) accept_language: Option<&'a str>,
+}
+
 /// The messages a page template gets as `text.*`.
 const TEXT_KEYS: [&str; 29] = [
     "title", "heading_block", "heading_feature", "feature_rest", "promised", "heading_read_only", "owed_to", "since", "invoice", "reassure", "pay_amount", "pay",
@@ -169,8 +180,9 @@ impl PaymentPage {
         let standing = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(20));
         let warning = Standing::evaluate(Some(&sample), &crate::Ladder::standard(), now + chrono::TimeDelta::days(15));
         for code in self.languages.codes() {
-            self.try_render("acct_sample", &standing, Some(&sample), Some(code), None, None).map_err(PageError::Template)?;
-            self.try_render("acct_sample", &standing, Some(&sample), Some(code), None, Some("reports")).map_err(PageError::Template)?;
+            let customer = Customer { account: "acct_sample", standing: &standing, state: Some(&sample), accept_language: None };
+            self.try_render(customer, Some(code), None).map_err(PageError::Template)?;
+            self.try_render(customer, Some(code), Some("reports")).map_err(PageError::Template)?;
             self.banner("acct_sample", &warning, Some(&sample), Some(code))?;
         }
         Ok(())
@@ -188,7 +200,7 @@ impl PaymentPage {
     /// The reminder banner for a `notice` or `warn` standing, in the
     /// visitor's language.
     pub fn banner(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> Result<String, PageError> {
-        let (lang, amount, date, message) = self.banner_parts(standing, state, accept_language);
+        let (lang, amount, date, message) = self.banner_parts(Customer { account, standing, state, accept_language });
         let ctx = minijinja::context! {
             action => standing.action().as_str(),
             stage => standing.stage().name(),
@@ -214,7 +226,7 @@ impl PaymentPage {
     /// hands a proxy in `Billing-Banner`.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn banner_text(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> String {
-        self.banner_parts(standing, state, accept_language).3
+        self.banner_parts(Customer { account: "", standing, state, accept_language }).3
     }
 
     /// The banner for a payment coming due (`banner.before_due`): "Your
@@ -249,7 +261,7 @@ impl PaymentPage {
     }
 
     /// The banner's language, amount, date and message.
-    fn banner_parts(&self, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> (&crate::i18n::Language, String, String, String) {
+    fn banner_parts(&self, Customer { standing, state, accept_language, .. }: Customer<'_>) -> (&crate::i18n::Language, String, String, String) {
         let lang = self.languages.choose(state.and_then(BillingState::language), accept_language);
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
         let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
@@ -264,15 +276,8 @@ impl PaymentPage {
         &self.languages
     }
 
-    fn try_render(
-        &self,
-        account: &str,
-        standing: &Standing,
-        state: Option<&BillingState>,
-        language: Option<&str>,
-        accept_language: Option<&str>,
-        feature: Option<&str>,
-    ) -> Result<String, String> {
+    fn try_render(&self, customer: Customer<'_>, language: Option<&str>, feature: Option<&str>) -> Result<String, String> {
+        let Customer { account, standing, state, accept_language } = customer;
         let lang = self.languages.choose(language.or(state.and_then(BillingState::language)), accept_language);
         let invoice = state.and_then(BillingState::oldest_unpaid);
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c));
@@ -434,11 +439,11 @@ impl PaymentPage {
     /// The language is the account's own (`Change::Language`) when we speak
     /// it, else the best match for `accept_language`, else English.
     pub fn render(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>) -> String {
-        self.render_for(account, standing, state, accept_language, None)
+        self.render_for(Customer { account, standing, state, accept_language }, None)
     }
 
-    fn render_for(&self, account: &str, standing: &Standing, state: Option<&BillingState>, accept_language: Option<&str>, feature: Option<&str>) -> String {
-        self.try_render(account, standing, state, None, accept_language, feature).unwrap_or_else(|e| {
+    fn render_for(&self, customer: Customer<'_>, feature: Option<&str>) -> String {
+        self.try_render(customer, None, feature).unwrap_or_else(|e| {
             tracing::error!(error = %e, "page template failed; serving the plain fallback");
             format!(
                 "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Payment required</title><p>A payment to {} is required to continue. Please contact {}.</p></html>",
@@ -450,12 +455,13 @@ impl PaymentPage {
 
     /// The `application/problem+json` body.
     pub fn problem(&self, account: &str, standing: &Standing) -> serde_json::Value {
-        self.problem_with(account, standing, None, None)
+        self.problem_with(Customer { account, standing, state: None, accept_language: None }, None)
     }
 
-    fn problem_with(&self, account: &str, standing: &Standing, state: Option<&BillingState>, feature: Option<&str>) -> serde_json::Value {
+    fn problem_with(&self, customer: Customer<'_>, feature: Option<&str>) -> serde_json::Value {
+        let Customer { account, standing, state, .. } = customer;
         if let Some(feature) = feature {
-            let mut body = self.problem_with(account, standing, state, None);
+            let mut body = self.problem_with(customer, None);
             body["title"] = "Feature paused until payment".into();
             body["detail"] = match standing.blocks_at() {
                 Some(t) => format!("{feature} is paused until the amount due is paid; the rest of the app stays open until {}.", t.to_rfc3339()),
@@ -513,24 +519,17 @@ impl PaymentPage {
         html: bool,
         accept_language: Option<&str>,
     ) -> Response<B> {
-        self.respond_for(account, standing, state, html, accept_language, None)
+        self.respond_for(Customer { account, standing, state, accept_language }, html, None)
     }
 
     /// The 402 for a request to `feature` (`Some`) that the stage closes,
     /// or for the whole app (`None`).
-    pub(crate) fn respond_for<B: From<Bytes>>(
-        &self,
-        account: &str,
-        standing: &Standing,
-        state: Option<&BillingState>,
-        html: bool,
-        accept_language: Option<&str>,
-        feature: Option<&str>,
-    ) -> Response<B> {
+    pub(crate) fn respond_for<B: From<Bytes>>(&self, customer: Customer<'_>, html: bool, feature: Option<&str>) -> Response<B> {
+        let standing = customer.standing;
         let (body, content_type) = if html {
-            (Bytes::from(self.render_for(account, standing, state, accept_language, feature)), "text/html; charset=utf-8")
+            (Bytes::from(self.render_for(customer, feature)), "text/html; charset=utf-8")
         } else {
-            let json = serde_json::to_vec(&self.problem_with(account, standing, state, feature)).unwrap_or_default();
+            let json = serde_json::to_vec(&self.problem_with(customer, feature)).unwrap_or_default();
             (Bytes::from(json), "application/problem+json")
         };
         let mut res = Response::new(B::from(body));
@@ -542,36 +541,6 @@ impl PaymentPage {
         h.insert(BILLING_STAGE, standing.stage().header_value().clone());
         res
     }
-}
-
-/// A plain `application/problem+json` answer.
-fn plain_problem<B: From<Bytes>>(status: StatusCode, detail: String) -> Response<B> {
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or(""),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut res = Response::new(B::from(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
-    *res.status_mut() = status;
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-/// 400 for an account id that is not valid (the gate cannot key on it).
-pub(crate) fn bad_account<B: From<Bytes>>(error: &crate::InvalidAccountId) -> Response<B> {
-    plain_problem(StatusCode::BAD_REQUEST, format!("invalid account id: {error}"))
-}
-
-/// 400 for a request that names its account more than once.
-pub(crate) fn ambiguous_account<B: From<Bytes>>(error: &super::Ambiguous) -> Response<B> {
-    plain_problem(StatusCode::BAD_REQUEST, error.to_string())
-}
-
-/// 401 for a gated request with no account (`gate.missing_account = "deny"`).
-pub(crate) fn no_account<B: From<Bytes>>() -> Response<B> {
-    plain_problem(StatusCode::UNAUTHORIZED, "this route needs an account; sign in first".to_owned())
 }
 
 fn minijinja_escape(s: &str) -> String {

@@ -68,17 +68,17 @@ where
                 shared.no_account.unresolved();
                 return match shared.missing_account {
                     MissingAccount::Pass => ResponseFuture::inner(self.inner.call(req), None),
-                    MissingAccount::Deny => ResponseFuture::ready(respond::no_account()),
+                    MissingAccount::Deny => ResponseFuture::ready(refuse::no_account()),
                 };
             }
             Err(e) => {
                 tracing::debug!(error = %e, "request names its account more than once");
-                return ResponseFuture::ready(respond::ambiguous_account(&e));
+                return ResponseFuture::ready(refuse::ambiguous_account(&e));
             }
         };
         if let Err(e) = validate(&account) {
             tracing::debug!(error = %e, "request names an invalid account id");
-            return ResponseFuture::ready(respond::bad_account(&e));
+            return ResponseFuture::ready(refuse::bad_account(&e));
         }
         let now_us = shared.clock.now_micros();
         if let Some(cached) = shared.cache.get_fresh_at(&account, now_us) {
