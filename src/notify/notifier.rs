@@ -77,6 +77,21 @@ fn lead_name(d: Duration) -> String {
     }
 }
 
+/// One stage's notice to one person by e-mail: everything it says.
+#[cfg_attr(not(feature = "notify-email"), allow(dead_code))]
+pub(super) struct StageMail<'a> {
+    pub(super) account: &'a AccountId,
+    /// The notice id its `Message-ID` derives from.
+    pub(super) id: &'a str,
+    pub(super) to: &'a str,
+    pub(super) standing: &'a Standing,
+    pub(super) state: &'a BillingState,
+    pub(super) pay_url: Option<&'a str>,
+    /// The account manager's internal summary, not the customer's message.
+    pub(super) internal: bool,
+    pub(super) now: DateTime<Utc>,
+}
+
 /// Sends stage notices; see the [module docs](crate::notify).
 #[derive(Clone)]
 pub struct Notifier {
@@ -424,7 +439,8 @@ impl Notifier {
                             Recipient::Billing => id.clone(),
                             Recipient::Contact(role) => format!("{id}.{}", role.as_str()),
                         };
-                        self.email(account, &mail_id, address, &standing, &state, pay_url.as_deref(), r.internal(), now).await
+                        let mail = StageMail { account, id: &mail_id, to: address, standing: &standing, state: &state, pay_url: pay_url.as_deref(), internal: r.internal(), now };
+                        self.email(mail).await
                     }
                     _ => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref(), created)).await,
                 }

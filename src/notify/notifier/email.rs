@@ -42,8 +42,8 @@ impl Notifier {
     /// manager) a summary in the operator's default language. Its
     /// `Message-ID` derives from the notice id, so a mail system can drop a
     /// repeat.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn email(&self, account: &AccountId, id: &str, to: &str, standing: &Standing, state: &BillingState, pay_url: Option<&str>, internal: bool, now: DateTime<Utc>) -> bool {
+    pub(super) async fn email(&self, mail: StageMail<'_>) -> bool {
+        let StageMail { account, id, to, standing, state, pay_url, internal, now } = mail;
         let inner = &self.inner;
         let Ok(to) = to.parse::<Mailbox>() else {
             tracing::warn!(to, "contact is not a valid e-mail address; no e-mail notice");

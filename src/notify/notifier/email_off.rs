@@ -8,8 +8,7 @@ impl Notifier {
         false
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn email(&self, _: &AccountId, _: &str, _: &str, _: &Standing, _: &BillingState, _: Option<&str>, _: bool, _: DateTime<Utc>) -> bool {
+    pub(super) async fn email(&self, _: StageMail<'_>) -> bool {
         false
     }
 
