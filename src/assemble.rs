@@ -185,5 +185,5 @@ fn needs_feature(config: &Config) -> Result<(), ConfigError> {
 
 #[cfg(any(not(feature = "admin"), not(any(feature = "notify-email", feature = "notify-webhook"))))]
 fn missing(section: &str, feature: &str) -> ConfigError {
-    ConfigError::Key { key: section.into(), message: format!("is configured but pastdue was built without {feature} feature") }
+    ConfigError::key(section, format!("is configured but pastdue was built without {feature} feature"))
 }

@@ -133,7 +133,7 @@ impl Config {
         for (name, ladder) in &self.ladders {
             let key = format!("ladders.{name}");
             let built = self.build_ladder(&key, &ladder.stages)?;
-            policy = policy.with_ladder(name, built).map_err(|e| ConfigError::Key { key, message: e.to_string() })?;
+            policy = policy.with_ladder(name, built).map_err(|e| ConfigError::invalid(key, e))?;
         }
         let r = &self.policy.repeat;
         if !r.ladder.is_empty() {
@@ -144,15 +144,12 @@ impl Config {
                     PolicyError::NoEpisodes => "episodes",
                     _ => "ladder",
                 };
-                ConfigError::Key { key: format!("policy.repeat.{field}"), message: e.to_string() }
+                ConfigError::invalid(format!("policy.repeat.{field}"), e)
             })?;
         }
         for (lookup_key, ladder) in &self.stripe.ladder_by_lookup_key {
             if policy.ladder(ladder).is_none() {
-                return Err(ConfigError::Key {
-                    key: format!("stripe.ladder_by_lookup_key.{lookup_key}"),
-                    message: format!("{ladder:?} is not a ladder (known: {})", policy.names().collect::<Vec<_>>().join(", ")),
-                });
+                return Err(ConfigError::key(format!("stripe.ladder_by_lookup_key.{lookup_key}"), format!("{ladder:?} is not a ladder (known: {})", policy.names().collect::<Vec<_>>().join(", "))));
             }
         }
         Ok(policy)
@@ -176,13 +173,11 @@ impl Config {
                 LadderError::Empty => "",
                 _ => ".name",
             };
-            ConfigError::Key {
-                key: match culprit {
-                    Some(i) => format!("{prefix}.stages[{i}]{field}"),
-                    None => format!("{prefix}.stages"),
-                },
-                message: e.to_string(),
-            }
+            let key = match culprit {
+                Some(i) => format!("{prefix}.stages[{i}]{field}"),
+                None => format!("{prefix}.stages"),
+            };
+            ConfigError::invalid(key, e)
         };
         let mut ladder = Ladder::new(stages.iter().map(|s| (s.name.as_str(), s.after, s.action)))
             .map_err(culprit)?
@@ -259,67 +254,46 @@ impl Config {
             apply_env(&mut merged, &defaults, &var, &value)?;
         }
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(merged))
-            .map_err(|e| ConfigError::Key {
-                key: e.path().to_string(),
-                message: e.into_inner().message().to_owned(),
-            })?;
+            .map_err(|e| ConfigError::key(e.path().to_string(), e.into_inner().message().to_owned()))?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.policy()?;
-        crate::gate::ExemptPaths::new(&self.gate.exempt).map_err(|e| ConfigError::Key {
-            key: "gate.exempt".into(),
-            message: e.to_string(),
-        })?;
-        crate::store::StoreUrl::parse(&self.store.url).map_err(|e| ConfigError::Key {
-            key: "store.url".into(),
-            message: e.to_string(),
-        })?;
+        crate::gate::ExemptPaths::new(&self.gate.exempt).map_err(|e| ConfigError::invalid("gate.exempt", e))?;
+        crate::store::StoreUrl::parse(&self.store.url).map_err(|e| ConfigError::invalid("store.url", e))?;
         if !self.stripe.webhook_path.starts_with('/') {
-            return Err(ConfigError::Key {
-                key: "stripe.webhook_path".into(),
-                message: "must start with /".into(),
-            });
+            return Err(ConfigError::key("stripe.webhook_path", "must start with /"));
         }
         if !(self.stripe.api_base.starts_with("http://") || self.stripe.api_base.starts_with("https://")) {
-            return Err(ConfigError::Key {
-                key: "stripe.api_base".into(),
-                message: format!("{:?} is not an http(s) URL", self.stripe.api_base),
-            });
+            return Err(ConfigError::key("stripe.api_base", format!("{:?} is not an http(s) URL", self.stripe.api_base)));
         }
         if !self.admin.path.starts_with('/') || self.admin.path.ends_with('/') {
-            return Err(ConfigError::Key {
-                key: "admin.path".into(),
-                message: "must start with / and not end with one".into(),
-            });
+            return Err(ConfigError::key("admin.path", "must start with / and not end with one"));
         }
         if !self.links.secret.is_empty() && self.links.secret.len() < crate::links::MIN_SECRET_LEN {
-            return Err(ConfigError::Key { key: "links.secret".into(), message: crate::links::WeakSecret.to_string() });
+            return Err(ConfigError::invalid("links.secret", crate::links::WeakSecret));
         }
         if self.notify.lease < Duration::from_millis(30) {
-            return Err(ConfigError::Key { key: "notify.lease".into(), message: "must be at least 30ms".into() });
+            return Err(ConfigError::key("notify.lease", "must be at least 30ms"));
         }
         if !crate::href::is_safe(&self.links.return_to) {
-            return Err(ConfigError::Key { key: "links.return_to".into(), message: "must be a path (/…) or an https URL".into() });
+            return Err(ConfigError::key("links.return_to", "must be a path (/…) or an https URL"));
         }
         if self.links.ttl.is_zero() {
-            return Err(ConfigError::Key { key: "links.ttl".into(), message: "must be longer than 0s".into() });
+            return Err(ConfigError::key("links.ttl", "must be longer than 0s"));
         }
         self.admin.check_tokens()?;
         if self.stripe.verify_rate == 0 {
-            return Err(ConfigError::Key { key: "stripe.verify_rate".into(), message: "must be at least 1 per second".into() });
+            return Err(ConfigError::key("stripe.verify_rate", "must be at least 1 per second"));
         }
         if self.stripe.verify_timeout.is_zero() {
-            return Err(ConfigError::Key { key: "stripe.verify_timeout".into(), message: "must be longer than 0s".into() });
+            return Err(ConfigError::key("stripe.verify_timeout", "must be longer than 0s"));
         }
         self.check.checked()?;
         if self.cache.capacity == 0 {
-            return Err(ConfigError::Key {
-                key: "cache.capacity".into(),
-                message: "must be at least 1".into(),
-            });
+            return Err(ConfigError::key("cache.capacity", "must be at least 1"));
         }
         Ok(())
     }

@@ -169,7 +169,7 @@ impl LinksConfig {
     #[cfg_attr(not(any(feature = "stripe", feature = "notify-email", feature = "notify-webhook")), allow(dead_code))]
     pub(crate) fn origin(&self, portal_return_url: &str) -> Result<String, ConfigError> {
         let raw = if self.base_url.is_empty() { portal_return_url } else { &self.base_url };
-        let bad = |message: &str| ConfigError::Key { key: "links.base_url".into(), message: message.into() };
+        let bad = |message: &str| ConfigError::key("links.base_url", message);
         let url = url::Url::parse(raw).map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
         if !crate::href::is_safe(url.as_str()) {
             return Err(bad("must be an https URL (http only on loopback)"));
@@ -187,14 +187,11 @@ impl LinksConfig {
             return Ok(None);
         }
         if self.secret.is_empty() {
-            return Err(ConfigError::Key {
-                key: "links.secret".into(),
-                message: "is needed for pay links (stripe.portal_return_url is set); set a random secret of at least 32 bytes, shared by every instance (PASTDUE_LINKS__SECRET=$(openssl rand -hex 32))".into(),
-            });
+            return Err(ConfigError::key("links.secret", "is needed for pay links (stripe.portal_return_url is set); set a random secret of at least 32 bytes, shared by every instance (PASTDUE_LINKS__SECRET=$(openssl rand -hex 32))"));
         }
         LinkSigner::new(self.secret.expose().as_bytes(), self.ttl)
             .map(Some)
-            .map_err(|e| ConfigError::Key { key: "links.secret".into(), message: e.to_string() })
+            .map_err(|e| ConfigError::invalid("links.secret", e))
     }
 }
 

@@ -83,6 +83,10 @@ pub enum ConfigError {
         key: String,
         /// What is wrong.
         message: String,
+        /// The refusal of the component that checked the value, when one
+        /// did (a glob, a ladder, a template, a key file).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// An environment variable could not be applied.
     #[error("environment variable {var}: {message}")]
@@ -92,6 +96,19 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl ConfigError {
+    /// Key `key` is wrong: `message` says how.
+    pub fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Key { key: key.into(), message: message.into(), source: None }
+    }
+
+    /// Key `key` was refused by the component that checked it: `source`
+    /// says why, and stays reachable through [`std::error::Error::source`].
+    pub fn invalid(key: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Key { key: key.into(), message: source.to_string(), source: Some(Box::new(source)) }
+    }
 }
 
 /// A duration that is not a whole number and a unit.

@@ -233,3 +233,16 @@ fn the_code_defaults_are_the_documented_ones() {
     assert_eq!(format!("{:?}", documented.gate), format!("{:?}", pastdue::gate::GateConfig::default()));
     assert_eq!(format!("{:?}", documented.stripe), format!("{:?}", pastdue::stripe::StripeConfig::default()));
 }
+
+/// #26: a refusal keeps its cause: the component's own error is the
+/// `source()` of the config error that names the key.
+#[test]
+fn refusals_keep_their_cause() {
+    use std::error::Error;
+    let err = load(None, &[("PASTDUE_GATE__EXEMPT", r#"["/a/[b"]"#)]).unwrap_err();
+    assert!(err.to_string().contains("gate.exempt"), "{err}");
+    let source = err.source().expect("the glob's own error");
+    assert!(!source.to_string().is_empty());
+    let err = Config::from_toml("[[ladder.stages]]\nname = \"notice\"\nafter = \"0s\"\naction = \"allow\"\n").unwrap_err();
+    assert!(err.to_string().contains("ladder.stages[0].action") && err.source().is_some(), "{err}");
+}

@@ -68,10 +68,7 @@ pub fn router_with_clock(config: &AdminConfig, policy: impl Into<Policy>, mapper
         .map(|t| (Sha256::digest(t.token.expose().as_bytes()).into(), t.name))
         .collect();
     if tokens.is_empty() {
-        return Err(ConfigError::Key {
-            key: "admin.token".into(),
-            message: "is empty and admin.tokens lists none; set one (PASTDUE_ADMIN__TOKEN=…) to enable the admin API".into(),
-        });
+        return Err(ConfigError::key("admin.token", "is empty and admin.tokens lists none; set one (PASTDUE_ADMIN__TOKEN=…) to enable the admin API"));
     }
     let admin = Arc::new(Admin {
         policy,

@@ -46,10 +46,7 @@ impl AdminConfig {
             .chain(self.tokens.iter().enumerate().map(|(i, t)| (format!("admin.tokens[{i}].token"), &t.token)));
         for (key, token) in tokens {
             if !token.is_empty() && token.len() < MIN_ADMIN_TOKEN_LEN {
-                return Err(ConfigError::Key {
-                    key,
-                    message: format!("is {} bytes; admin tokens must be at least {MIN_ADMIN_TOKEN_LEN} bytes", token.len()),
-                });
+                return Err(ConfigError::key(key, format!("is {} bytes; admin tokens must be at least {MIN_ADMIN_TOKEN_LEN} bytes", token.len())));
             }
         }
         Ok(())

@@ -50,7 +50,7 @@ pub fn router(config: &CheckConfig, gate: GateLayer) -> Result<Router, ConfigErr
         None => Source::Header(account_header),
     };
     let exempt = ExemptPaths::new(&config.exempt)
-        .map_err(|e| ConfigError::Key { key: "check.exempt".into(), message: e.to_string() })?;
+        .map_err(|e| ConfigError::invalid("check.exempt", e))?;
     let check = Check {
         gate: gate.with_resolver(HeaderResolver::new(ACCOUNT)).with_exempt(exempt),
         source,

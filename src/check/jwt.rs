@@ -74,10 +74,7 @@ impl JwtVerifier {
     /// empty. Reads key files now, so a missing or bad key is refused at
     /// start-up, naming the key.
     pub fn new(config: &CheckConfig) -> Result<Option<Self>, ConfigError> {
-        let key = |key: &str, message: String| ConfigError::Key {
-            key: format!("check.{key}"),
-            message,
-        };
+        let key = |key: &str, message: String| ConfigError::key(format!("check.{key}"), message);
         let algorithm = match config.jwt_algorithm.as_str() {
             "" => return Ok(None),
             "HS256" => Algorithm::HS256,

@@ -49,7 +49,7 @@ impl CheckConfig {
     /// that is wrong. Loading a config and building the check endpoints
     /// both ask this.
     pub(crate) fn checked(&self) -> Result<(http::StatusCode, http::HeaderName), ConfigError> {
-        let key = |key: &str, message: String| ConfigError::Key { key: format!("check.{key}"), message };
+        let key = |key: &str, message: String| ConfigError::key(format!("check.{key}"), message);
         for (name, path) in [("path", &self.path), ("page_path", &self.page_path)] {
             if !path.starts_with('/') {
                 return Err(key(name, "must start with /".into()));

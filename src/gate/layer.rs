@@ -124,16 +124,13 @@ impl GateLayer {
         (gate, cache, page, banner): (&GateConfig, &CacheConfig, &PageConfig, &BannerConfig),
         policy: crate::policy::Policy,
     ) -> Result<Self, ConfigError> {
-        let exempt = ExemptPaths::new(&gate.exempt).map_err(|e| ConfigError::Key {
-            key: "gate.exempt".into(),
-            message: e.to_string(),
-        })?;
+        let exempt = ExemptPaths::new(&gate.exempt).map_err(|e| ConfigError::invalid("gate.exempt", e))?;
         let mut page = PaymentPage::new(page)
-            .map_err(|e| ConfigError::Key { key: "page.template".into(), message: e.to_string() })?;
+            .map_err(|e| ConfigError::invalid("page.template", e))?;
         if !banner.template.is_empty() {
             page = page
                 .with_banner_template(&banner.template)
-                .map_err(|e| ConfigError::Key { key: "banner.template".into(), message: e.to_string() })?;
+                .map_err(|e| ConfigError::invalid("banner.template", e))?;
         }
         let page = page.with_stage_kinds(&policy);
         let cache = cache_for(store, cache, banner.before_due);

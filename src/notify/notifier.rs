@@ -161,7 +161,7 @@ impl Notifier {
     /// [`with_pay_links`](Self::with_pay_links).
     pub fn new(n: &NotifyConfig, policy: impl Into<Policy>, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
         let policy = policy.into();
-        let key = |key: &str, message: String| ConfigError::Key { key: key.into(), message };
+        let key = |key: &str, message: String| ConfigError::key(key, message);
         if n.webhook_url.is_empty() && n.smtp_url.is_empty() {
             return Ok(None);
         }
@@ -187,19 +187,19 @@ impl Notifier {
             (None, None)
         } else {
             let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(n.smtp_url.expose())
-                .map_err(|e| key("notify.smtp_url", e.to_string()))?
+                .map_err(|e| ConfigError::invalid("notify.smtp_url", e))?
                 .timeout(Some(n.timeout))
                 .build();
-            let from: Mailbox = n.from.parse().map_err(|e: lettre::address::AddressError| key("notify.from", e.to_string()))?;
+            let from: Mailbox = n.from.parse().map_err(|e: lettre::address::AddressError| ConfigError::invalid("notify.from", e))?;
             (Some(transport), Some(from))
         };
         #[cfg(feature = "notify-webhook")]
         let http = reqwest::Client::builder()
             .timeout(n.timeout)
             .build()
-            .map_err(|e| key("notify.webhook_url", e.to_string()))?;
+            .map_err(|e| ConfigError::invalid("notify.webhook_url", e))?;
         #[cfg(feature = "notify-email")]
-        let languages = crate::i18n::Languages::builtin().map_err(|e| key("page", e.to_string()))?;
+        let languages = crate::i18n::Languages::builtin().map_err(|e| ConfigError::invalid("page", e))?;
         #[cfg(feature = "notify-email")]
         let page = PageConfig::default();
         let routes = routes(n, &policy)?;
@@ -257,7 +257,7 @@ impl Notifier {
     pub fn with_reminders(mut self, reminders: &RemindersConfig) -> Result<Self, ConfigError> {
         let mut entries = Vec::new();
         for (i, entry) in reminders.before_due.iter().enumerate() {
-            let key = |field: &str, message: String| ConfigError::Key { key: format!("reminders.before_due[{i}].{field}"), message };
+            let key = |field: &str, message: String| ConfigError::key(format!("reminders.before_due[{i}].{field}"), message);
             if entry.before.is_zero() {
                 return Err(key("before", "must be longer than 0s".into()));
             }

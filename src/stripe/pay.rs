@@ -95,19 +95,13 @@ pub(crate) fn pay_links(
     let Some(signer) = links.signer(&config.portal_return_url)? else {
         return Ok((gate, Router::new()));
     };
-    let key = config.api_key().ok_or_else(|| ConfigError::Key {
-        key: "stripe.api_key".into(),
-        message: "is needed for billing-portal links (stripe.portal_return_url is set)".into(),
-    })?;
+    let key = config.api_key().ok_or_else(|| ConfigError::key("stripe.api_key", "is needed for billing-portal links (stripe.portal_return_url is set)"))?;
     let api = StripeApi::new(key, &config.api_base)
-        .map_err(|e| ConfigError::Key { key: "stripe.api_key".into(), message: e.to_string() })?;
-    let languages = Languages::builtin().map_err(|e| ConfigError::Key { key: "page".into(), message: e.to_string() })?;
+        .map_err(|e| ConfigError::invalid("stripe.api_key", e))?;
+    let languages = Languages::builtin().map_err(|e| ConfigError::invalid("page", e))?;
     let verifier = match verifier {
         Some(shared) => shared,
-        None => Arc::new(Verifier::new(config, store.clone(), gate.clock().clone())?.ok_or_else(|| ConfigError::Key {
-            key: "stripe.api_key".into(),
-            message: "is needed for billing-portal links (stripe.portal_return_url is set)".into(),
-        })?),
+        None => Arc::new(Verifier::new(config, store.clone(), gate.clock().clone())?.ok_or_else(|| ConfigError::key("stripe.api_key", "is needed for billing-portal links (stripe.portal_return_url is set)"))?),
     };
     let state = Arc::new(Pay {
         api,

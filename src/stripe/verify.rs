@@ -106,9 +106,9 @@ impl Verifier {
     pub(crate) fn new(config: &StripeConfig, store: Arc<dyn Store>, clock: SharedClock) -> Result<Option<Self>, ConfigError> {
         let Some(key) = config.api_key() else { return Ok(None) };
         let api = StripeApi::new(key, &config.api_base)
-            .map_err(|e| ConfigError::Key { key: "stripe.api_key".into(), message: e.to_string() })?;
+            .map_err(|e| ConfigError::invalid("stripe.api_key", e))?;
         let rate = NonZeroU32::new(config.verify_rate)
-            .ok_or_else(|| ConfigError::Key { key: "stripe.verify_rate".into(), message: "must be at least 1 per second".into() })?;
+            .ok_or_else(|| ConfigError::key("stripe.verify_rate", "must be at least 1 per second"))?;
         crate::metrics::describe();
         Ok(Some(Self {
             api,

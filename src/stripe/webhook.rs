@@ -54,10 +54,7 @@ impl Mapper {
     /// A mapper from `[stripe]` settings.
     pub fn new(config: &StripeConfig, store: Arc<dyn Store>) -> Result<Self, ConfigError> {
         let api = match config.api_key() {
-            Some(key) => Some(StripeApi::new(key, &config.api_base).map_err(|e| ConfigError::Key {
-                key: "stripe.api_key".into(),
-                message: e.to_string(),
-            })?),
+            Some(key) => Some(StripeApi::new(key, &config.api_base).map_err(|e| ConfigError::invalid("stripe.api_key", e))?),
             None => None,
         };
         let plan = Arc::new(event::PlanLadder { metadata_key: config.ladder_metadata_key.clone(), by_lookup_key: config.ladder_by_lookup_key.clone() });
@@ -158,10 +155,7 @@ pub(crate) fn webhook_router(config: &StripeConfig, mapper: Mapper) -> Result<Ro
     crate::metrics::describe();
     let secrets = config.secrets();
     if secrets.is_empty() {
-        return Err(ConfigError::Key {
-            key: "stripe.webhook_secret".into(),
-            message: "is empty; set it (PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_…) to receive webhooks".into(),
-        });
+        return Err(ConfigError::key("stripe.webhook_secret", "is empty; set it (PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_…) to receive webhooks"));
     }
     let state = Arc::new(Webhooks { store: mapper.store().clone(), mapper, secrets, tolerance: config.tolerance });
     Ok(Router::new()

@@ -49,7 +49,7 @@ impl Recipient {
 /// `warn` (or harsher) stage or 7 days late, whichever the ladder reaches
 /// first; the accountant on `block` stages.
 pub(super) fn routes(config: &NotifyConfig, policy: &Policy) -> Result<HashMap<String, Vec<Recipient>>, ConfigError> {
-    let key = |key: String, message: String| ConfigError::Key { key, message };
+    let key = |key: String, message: String| ConfigError::key(key, message);
     let mut routes = HashMap::new();
     let stages = policy.stages();
     if config.routes.is_empty() {
