@@ -1,5 +1,6 @@
 //! Embeds every translation file in templates/i18n/, so adding a language
-//! is adding a file: no Rust change.
+//! is adding a file: no Rust change. The files are TOML for translators;
+//! they are turned into JSON here, so the crate itself reads no TOML.
 
 use std::fmt::Write as _;
 
@@ -12,11 +13,14 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    let mut out = String::from("/// (file name, contents) of every built-in translation.\npub(crate) const BUILTIN: &[(&str, &str)] = &[\n");
+    let mut out = String::from("/// (file name, contents as JSON) of every built-in translation.\npub(crate) const BUILTIN: &[(&str, &str)] = &[\n");
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.file_stem().and_then(|s| s.to_str()).expect("utf-8 file name");
-        writeln!(out, "    ({name:?}, include_str!({:?})),", f.display().to_string()).unwrap();
+        let text = std::fs::read_to_string(f).expect("a translation file");
+        let table: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("templates/i18n/{name}.toml: {e}"));
+        let json = serde_json::to_string(&table).expect("TOML values are JSON values");
+        writeln!(out, "    ({name:?}, {json:?}),").unwrap();
     }
     out.push_str("];\n");
     let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("i18n.rs");

@@ -33,17 +33,29 @@ pub fn is_safe(raw: &str) -> bool {
     if !scheme_ok {
         return false;
     }
-    let Ok(url) = url::Url::parse(raw) else { return false };
-    if !url.username().is_empty() || url.password().is_some() {
-        return false;
+    let Some((scheme, host)) = scheme_and_host(raw) else { return false };
+    match scheme.as_str() {
+        "https" => !host.is_empty(),
+        _ => is_loopback(&host),
     }
-    match (url.scheme(), url.host()) {
-        ("https", Some(_)) => true,
-        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
-        ("http", Some(url::Host::Ipv4(ip))) => IpAddr::V4(ip).is_loopback(),
-        ("http", Some(url::Host::Ipv6(ip))) => IpAddr::V6(ip).is_loopback(),
-        _ => false,
+}
+
+/// The lower-cased scheme and host of an absolute `http(s)://` URL, as
+/// `http::Uri` parses it; `None` for anything else, or for a URL with
+/// user info (`https://user@host` is a phishing shape, never a link).
+pub(crate) fn scheme_and_host(raw: &str) -> Option<(String, String)> {
+    let uri: http::Uri = raw.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') || !matches!(scheme.as_str(), "http" | "https") {
+        return None;
     }
+    Some((scheme, authority.host().to_ascii_lowercase()))
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `raw` if it [is safe](is_safe), else `None` (logged once per call, with
@@ -86,6 +98,9 @@ mod tests {
             "//evil.example/x",
             "/\\evil.example",
             "https://user:pw@evil.example/",
+            "https://user@evil.example/",
+            "http://0x7f.1/",
+            "http://localhost.evil.example/",
             "https:evil",
             "",
             "stripe.com/pay",

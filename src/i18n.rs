@@ -87,7 +87,7 @@ impl Languages {
     pub fn builtin() -> Result<Self, LanguageError> {
         let mut all = Vec::new();
         for (file, text) in BUILTIN {
-            let lang: Language = toml::from_str(text).map_err(|e| LanguageError(format!("templates/i18n/{file}.toml: {e}")))?;
+            let lang: Language = serde_json::from_str(text).map_err(|e| LanguageError(format!("templates/i18n/{file}.toml: {e}")))?;
             if lang.lang != *file {
                 return Err(LanguageError(format!("templates/i18n/{file}.toml says lang = {:?}", lang.lang)));
             }

@@ -170,11 +170,15 @@ impl LinksConfig {
     pub(crate) fn origin(&self, portal_return_url: &str) -> Result<String, ConfigError> {
         let raw = if self.base_url.is_empty() { portal_return_url } else { &self.base_url };
         let bad = |message: &str| ConfigError::key("links.base_url", message);
-        let url = url::Url::parse(raw).map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
-        if !crate::href::is_safe(url.as_str()) {
+        let uri: http::Uri = raw.parse().map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
+        let (Some((scheme, host)), true) = (crate::href::scheme_and_host(raw), crate::href::is_safe(raw)) else {
             return Err(bad("must be an https URL (http only on loopback)"));
-        }
-        Ok(url.origin().ascii_serialization())
+        };
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        Ok(match uri.port_u16().filter(|p| *p != default_port) {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        })
     }
 
     /// The signer of pay links, when the billing portal is configured

@@ -69,6 +69,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML.
+    #[cfg(feature = "config")]
     #[error("config file {path} is not valid TOML: {source}")]
     Toml {
         /// The file.

@@ -48,6 +48,7 @@ impl CheckConfig {
     /// the deny status (`402` or `403`) and the account header; or the key
     /// that is wrong. Loading a config and building the check endpoints
     /// both ask this.
+    #[cfg_attr(not(any(feature = "config", feature = "server")), allow(dead_code))]
     pub(crate) fn checked(&self) -> Result<(http::StatusCode, http::HeaderName), ConfigError> {
         let key = |key: &str, message: String| ConfigError::key(format!("check.{key}"), message);
         for (name, path) in [("path", &self.path), ("page_path", &self.page_path)] {
