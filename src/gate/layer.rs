@@ -277,9 +277,17 @@ impl GateLayer {
         &self.shared.clock
     }
 
-    /// The cache (for sharing with other parts of the app, and for tests).
-    pub fn cache(&self) -> &StateCache {
+    /// The cache, for what the crate builds around the gate (`/check`).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn cache(&self) -> &StateCache {
         &self.shared.cache
+    }
+
+    /// Forgets what this gate (and every clone of it) cached about
+    /// `account`, so its next request is decided on the store's state —
+    /// for a customer coming back from paying.
+    pub fn forget(&self, account: &str) {
+        self.shared.cache.evict(account);
     }
 
     /// The `default` ladder.

@@ -59,10 +59,10 @@ struct Pay {
     recent: quick_cache::sync::Cache<(AccountId, bool), (String, DateTime<Utc>)>,
     /// The gate's clock: the mint window follows it.
     clock: SharedClock,
-    /// The gate's cache: emptied for an account coming back, so the page
+    /// The gate, whose cache forgets an account coming back, so the page
     /// it returns to is decided on the store's state, not on a cached one
     /// the invalidation has not reached yet.
-    cache: crate::cache::StateCache,
+    gate: crate::gate::GateLayer,
 }
 
 /// Wires signed pay links: the gate's page, banner and problem+json link to
@@ -113,7 +113,7 @@ pub(crate) fn pay_links(
         languages,
         recent: quick_cache::sync::Cache::new(10_000),
         clock: gate.clock().clone(),
-        cache: gate.cache().clone(),
+        gate: gate.clone(),
     });
     let router = Router::new().route(PAY_PATH, get(pay)).route(RETURN_PATH, get(back).post(back)).with_state(state);
     Ok((gate.with_link_signer(PAY_PATH, signer), router))
@@ -172,7 +172,7 @@ async fn back(State(p): State<Arc<Pay>>, req: Request) -> Response {
         Err(refusal) => return refusal,
     };
     p.verifier.verify_now(&account).await;
-    p.cache.evict(account.as_str());
+    p.gate.forget(account.as_str());
     count("returned");
     redirect(&p.return_to)
 }
