@@ -242,6 +242,8 @@ impl StateCache {
     }
 
     /// The entry for `account` if it is current: the hot path, no I/O.
+    // Reached from outside through `__internals` (feature `test-util`).
+    #[cfg_attr(not(any(feature = "server", feature = "test-util")), allow(dead_code))]
     pub fn get_fresh(&self, account: &str, now: DateTime<Utc>) -> Option<Cached> {
         self.get_fresh_at(account, now.timestamp_micros())
     }
@@ -255,6 +257,8 @@ impl StateCache {
     }
 
     /// The current entry at `now`, reading the store when needed.
+    // Reached from outside through `__internals` (feature `test-util`).
+    #[cfg_attr(not(any(feature = "server", feature = "test-util")), allow(dead_code))]
     pub async fn get(&self, account: &AccountId, now: DateTime<Utc>) -> Lookup {
         if let Some(hit) = self.get_fresh(account.as_str(), now) {
             return Lookup::Fresh(hit);
@@ -329,6 +333,8 @@ impl StateCache {
     }
 
     /// Marks every entry unverified.
+    // Reached from outside through `__internals` (feature `test-util`).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub fn invalidate_all(&self) {
         invalidate_all(&self.shared);
     }
@@ -339,6 +345,8 @@ impl StateCache {
     }
 
     /// Whether nothing is cached.
+    // Reached from outside through `__internals` (feature `test-util`).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
