@@ -298,6 +298,16 @@ async fn the_cli_answers_support_questions() {
     let text = String::from_utf8(env.run(&["explain", "acme"]).stdout).unwrap();
     assert!(text.contains("promise to pay by") && text.contains("promise falls due"), "{text}");
 
+    // #26: a settled invoice keeps its whole story — owed since when, how
+    // much, and whether it was paid or voided.
+    store.apply(&acct("acme"), None, &[pastdue::Change::InvoiceSettled { id: "in_1".into(), at: chrono::Utc::now() }]).await.unwrap();
+    debt(&store, "written-off", 20).await;
+    store.apply(&acct("written-off"), None, &[pastdue::Change::InvoiceVoided { id: "in_1".into(), at: chrono::Utc::now() }]).await.unwrap();
+    let text = String::from_utf8(env.run(&["explain", "acme"]).stdout).unwrap();
+    assert!(text.contains("invoice in_1 unpaid: 49.00 EUR") && text.contains("invoice in_1 paid: 49.00 EUR") && !text.contains("paid or voided"), "{text}");
+    let text = String::from_utf8(env.run(&["explain", "written-off"]).stdout).unwrap();
+    assert!(text.contains("invoice in_1 voided: 49.00 EUR"), "{text}");
+
     let out = env.run(&["ladder"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("read_only") && text.contains("10 days"), "{text}");

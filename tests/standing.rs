@@ -184,7 +184,8 @@ fn arb_change() -> impl Strategy<Value = Change> {
     prop_oneof![
         (id.clone(), 1..10_000i64, time.clone()).prop_map(|(id, c, at)| unpaid(id, c, at)),
         (id.clone(), 1..10_000i64, time.clone(), time.clone()).prop_map(|(id, c, due, at)| upcoming(id, c, due, at)),
-        (id, time.clone()).prop_map(|(id, at)| settled(id, at)),
+        (id.clone(), time.clone()).prop_map(|(id, at)| settled(id, at)),
+        (id, time.clone()).prop_map(|(id, at)| voided(id, at)),
         (prop::sample::select(vec!["sub_1", "sub_2"]), status, time).prop_map(|(id, s, at)| subscription(id, s, at)),
     ]
 }

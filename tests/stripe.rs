@@ -236,6 +236,10 @@ async fn every_event_type_in_both_shapes(b: Backend) {
             ok(post(&app, event(&format!("evt_y{n}{shape:?}"), kind, t0 + 30, invoice(&id, &cus, 100, shape, a))).await);
             let s = state(&b.store, &account).await;
             assert!(!s.unpaid().contains_key(&id) && s.settled().contains_key(&id), "{kind}");
+            // Paid and voided are told apart, with what was owed.
+            let how = if *kind == "invoice.voided" { pastdue::state::Settlement::Voided } else { pastdue::state::Settlement::Paid };
+            assert_eq!(s.settlement(&id), Some(how), "{kind}");
+            assert_eq!(s.closed_debts()[&id].owed.map(|o| o.amount), Some(100), "{kind}");
         }
 
         // Every subscription event records the status with its event time.

@@ -16,7 +16,7 @@ impl BillingState {
                 if let Some(settled) = self.settled.get(id).copied() {
                     // Paid before this report arrived: only its time in
                     // debt is worth keeping.
-                    return self.record_debt(id, invoice.since, settled);
+                    return self.record_debt(id, invoice.since, settled, Some(owed(invoice)));
                 }
                 // Owed now: no longer upcoming.
                 let was_upcoming = self.upcoming.remove(id).is_some();
@@ -47,25 +47,8 @@ impl BillingState {
                     }
                 }
             }
-            Change::InvoiceSettled { id, at } => {
-                let span = self.unpaid.get(id).map(|i| i.since).or_else(|| self.closed_debts.get(id).map(|d| d.since));
-                let spanned = span.is_some_and(|since| self.record_debt(id, since, *at));
-                let removed = spanned | self.unpaid.remove(id).is_some() | self.upcoming.remove(id).is_some();
-                // The earliest settle time is kept, whatever the order.
-                let tomb_changed = match self.settled.get_mut(id) {
-                    None => {
-                        self.settled.insert(id.clone(), *at);
-                        true
-                    }
-                    Some(known) if *at < *known => {
-                        *known = *at;
-                        true
-                    }
-                    Some(_) => false,
-                };
-                self.prune_tombstones();
-                removed || tomb_changed
-            }
+            Change::InvoiceSettled { id, at } => self.settle(id, *at, Settlement::Paid),
+            Change::InvoiceVoided { id, at } => self.settle(id, *at, Settlement::Voided),
             Change::UpcomingDue { key, due } => {
                 // Settled or already owed: not upcoming, whatever the order.
                 if self.settled.contains_key(key) || self.unpaid.contains_key(key) {
@@ -189,14 +172,48 @@ impl BillingState {
     /// earliest settle time win, whatever the order; a span that ends
     /// before it starts is kept too, so every order agrees, and never
     /// counted as an episode).
-    fn record_debt(&mut self, id: &str, since: DateTime<Utc>, settled: DateTime<Utc>) -> bool {
-        let new = DebtSpan { since, settled };
+    /// Invoice `id` stopped being owed at `at`, `how`: no longer unpaid or
+    /// coming due, its time in debt kept, its tombstone the earliest
+    /// settle time, its settlement the greater one heard (paid beats void).
+    fn settle(&mut self, id: &String, at: DateTime<Utc>, how: Settlement) -> bool {
+        let span = match self.unpaid.get(id) {
+            Some(i) => Some((i.since, Some(owed(i)))),
+            None => self.closed_debts.get(id).map(|d| (d.since, None)),
+        };
+        let spanned = span.is_some_and(|(since, owed)| self.record_debt(id, since, at, owed));
+        let removed = spanned | self.unpaid.remove(id).is_some() | self.upcoming.remove(id).is_some();
+        // The earliest settle time is kept, whatever the order.
+        let tomb_changed = match self.settled.get_mut(id) {
+            None => {
+                self.settled.insert(id.clone(), at);
+                true
+            }
+            Some(known) if at < *known => {
+                *known = at;
+                true
+            }
+            Some(_) => false,
+        };
+        self.prune_tombstones();
+        let how_changed = match self.settlements.get(id) {
+            Some(known) if *known >= how => false,
+            _ => {
+                self.settlements.insert(id.clone(), how);
+                true
+            }
+        };
+        self.settlements.retain(|id, _| self.settled.contains_key(id));
+        removed || tomb_changed || how_changed
+    }
+
+    fn record_debt(&mut self, id: &str, since: DateTime<Utc>, settled: DateTime<Utc>, owed: Option<Owed>) -> bool {
+        let new = DebtSpan { since, settled, owed };
         let changed = match self.closed_debts.get_mut(id) {
             None => {
                 self.closed_debts.insert(id.to_owned(), new);
                 true
             }
-            Some(known) => replace(known, DebtSpan { since: known.since.min(since), settled: known.settled.min(settled) }),
+            Some(known) => replace(known, DebtSpan { since: known.since.min(since), settled: known.settled.min(settled), owed: known.owed.max(owed) }),
         };
         while self.closed_debts.len() > MAX_TOMBSTONES {
             let oldest = self.closed_debts.iter().min_by_key(|(id, d)| (d.settled, (*id).clone())).map(|(id, _)| id.clone());
@@ -231,6 +248,11 @@ impl BillingState {
             };
         }
     }
+}
+
+/// What `invoice` says is owed, and when it said so.
+fn owed(invoice: &UnpaidInvoice) -> Owed {
+    Owed { observed: invoice.observed, amount: invoice.amount_due, currency: invoice.currency }
 }
 
 fn newer_details(new: &UnpaidInvoice, known: &UnpaidInvoice) -> bool {
@@ -308,6 +330,27 @@ mod tests {
         assert!(!s.apply(&failed), "the same fact twice is one fact");
         assert_eq!(s.past_due_since(), Some(at(0)));
         assert_eq!(s.amount_due().map(|(a, _)| a), Some(4_900));
+    }
+
+    #[test]
+    fn a_payment_beats_a_void_and_the_amount_is_kept_in_any_order() {
+        let (failed, paid, void) = (
+            unpaid("in_1", at(0)),
+            Change::InvoiceSettled { id: "in_1".into(), at: at(4) },
+            Change::InvoiceVoided { id: "in_1".into(), at: at(3) },
+        );
+        let orders = [[&failed, &paid, &void], [&void, &paid, &failed], [&paid, &failed, &void], [&void, &failed, &paid]];
+        let states: Vec<BillingState> = orders.iter().map(|o| folded(o)).collect();
+        for s in &states {
+            assert_eq!(s.settlement("in_1"), Some(Settlement::Paid), "a payment is a payment");
+            let span = s.closed_debts()["in_1"];
+            assert_eq!((span.since, span.settled), (at(0), at(3)), "owed from the failure to the earliest settle");
+            assert_eq!(span.owed.map(|o| o.amount), Some(4_900), "what was owed, whatever came first");
+            assert_eq!(s, &states[0]);
+        }
+        let only_void = folded(&[&failed, &void]);
+        assert_eq!(only_void.settlement("in_1"), Some(Settlement::Voided));
+        assert_eq!(only_void.past_due_since(), None, "a void leaves nothing owed");
     }
 
     #[test]

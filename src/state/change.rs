@@ -17,8 +17,16 @@ pub enum Change {
         /// The invoice.
         invoice: UnpaidInvoice,
     },
-    /// An invoice was paid or voided. It can never be reopened.
+    /// An invoice was paid. It can never be reopened.
     InvoiceSettled {
+        /// Stripe's invoice id.
+        id: String,
+        /// Event time.
+        at: DateTime<Utc>,
+    },
+    /// An invoice was voided: no longer owed, and never reopened, but not
+    /// paid either (the recovery figures tell the two apart).
+    InvoiceVoided {
         /// Stripe's invoice id.
         id: String,
         /// Event time.

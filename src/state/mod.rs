@@ -40,6 +40,10 @@ pub struct BillingState {
     unpaid: BTreeMap<String, UnpaidInvoice>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     settled: BTreeMap<String, DateTime<Utc>>,
+    /// How each settled invoice was settled (for the ones known: states
+    /// written before this was recorded have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    settlements: BTreeMap<String, Settlement>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     upcoming: BTreeMap<String, UpcomingDue>,
     #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
@@ -105,6 +109,16 @@ impl BillingState {
     /// Settled invoice ids and the event time that settled them.
     pub fn settled(&self) -> &BTreeMap<String, DateTime<Utc>> {
         &self.settled
+    }
+
+    /// How invoice `id` was settled, when it was and that is known.
+    pub fn settlement(&self, id: &str) -> Option<Settlement> {
+        self.settlements.get(id).copied()
+    }
+
+    /// Each settled invoice's time in debt (the ones still kept).
+    pub fn closed_debts(&self) -> &BTreeMap<String, DebtSpan> {
+        &self.closed_debts
     }
 
     /// The admin override, expired or not.

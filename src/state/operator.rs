@@ -77,6 +77,28 @@ pub struct LadderChoice {
     pub at: DateTime<Utc>,
 }
 
+/// How an invoice stopped being owed. A payment beats a void, whatever the
+/// order they are heard in (`Paid` sorts after `Voided`, and the greater
+/// one is kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settlement {
+    /// Voided: written off, not paid.
+    Voided,
+    /// Paid (by the customer, or found paid by verification or sync).
+    Paid,
+}
+
+impl Settlement {
+    /// `paid` or `voided`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settlement::Paid => "paid",
+            Settlement::Voided => "voided",
+        }
+    }
+}
+
 /// One invoice's time in debt: from when it first failed or became
 /// overdue to when it was paid or voided (event times).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +107,23 @@ pub struct DebtSpan {
     pub since: DateTime<Utc>,
     /// When it was settled.
     pub settled: DateTime<Utc>,
+    /// What was owed, as the newest report said (unknown for spans
+    /// recorded before amounts were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owed: Option<Owed>,
+}
+
+/// An amount owed, with the time of the report that said so: of two
+/// reports the newer one wins (ties broken by the amount), whatever the
+/// order they arrive in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Owed {
+    /// The report's event time.
+    pub observed: DateTime<Utc>,
+    /// In the currency's minor unit.
+    pub amount: i64,
+    /// The currency.
+    pub currency: super::Currency,
 }
 
 /// A closed debt episode: overlapping invoice debts merged, from the first

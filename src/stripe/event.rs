@@ -308,8 +308,9 @@ pub fn facts(event: &Event, metadata_key: &str) -> Option<Facts> {
             (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
         }
         "invoice.paid" | "invoice.payment_succeeded" | "invoice.voided" => {
-            let id = str_at(obj, "id")?;
-            let mut changes = vec![Change::InvoiceSettled { id: id.to_owned(), at }];
+            let id = str_at(obj, "id")?.to_owned();
+            let settled = if kind == "invoice.voided" { Change::InvoiceVoided { id, at } } else { Change::InvoiceSettled { id, at } };
+            let mut changes = vec![settled];
             changes.extend(billing_contact(obj));
             (id_at(obj, "customer"), invoice_hint(obj, metadata_key), changes)
         }

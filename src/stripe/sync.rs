@@ -80,7 +80,7 @@ pub async fn sync_only(mapper: &Mapper, only: Option<&AccountId>) -> Result<Sync
         let due = time_at(inv, "due_date");
         let change = match inv.get("status").and_then(Value::as_str) {
             Some("paid") => Change::InvoiceSettled { id: id.into(), at: transition(inv, "paid_at").unwrap_or(now) },
-            Some("void") => Change::InvoiceSettled { id: id.into(), at: transition(inv, "voided_at").unwrap_or(now) },
+            Some("void") => Change::InvoiceVoided { id: id.into(), at: transition(inv, "voided_at").unwrap_or(now) },
             Some("open" | "uncollectible") if due.is_none_or(|d| d <= now) => {
                 let since = due.or_else(|| transition(inv, "finalized_at")).or_else(|| time_at(inv, "created")).unwrap_or(now);
                 match unpaid_invoice(inv, since, now) {
@@ -127,7 +127,8 @@ fn already_known(state: &crate::state::BillingState, change: &Change) -> bool {
     match change {
         Change::Subscription { id, fact } => state.subscriptions().get(id).is_some_and(|k| k.status == fact.status),
         Change::InvoiceUnpaid { id, .. } => state.unpaid().contains_key(id) || state.settled().contains_key(id),
-        Change::InvoiceSettled { id, .. } => state.settled().contains_key(id),
+        Change::InvoiceSettled { id, .. } => state.settlement(id) == Some(crate::state::Settlement::Paid),
+        Change::InvoiceVoided { id, .. } => state.settled().contains_key(id),
         Change::LinkCustomer(c) => state.customers().contains(c),
         _ => false,
     }

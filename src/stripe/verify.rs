@@ -30,7 +30,7 @@ use crate::gate::GateLayer;
 use crate::gate::recheck::{Recheck, Rechecked};
 use super::StripeConfig;
 use crate::settings::ConfigError;
-use crate::state::{sane_time, BillingState, Change, SubscriptionFact};
+use crate::state::{sane_time, BillingState, Change, Settlement, SubscriptionFact};
 use crate::store::{Applied, Store};
 
 /// At most this many objects are fetched per verification.
@@ -275,8 +275,10 @@ impl Verifier {
         let mut changes = Vec::new();
         for id in state.unpaid().keys().filter(|id| plain_id(id)).take(MAX_OBJECTS) {
             let invoice = self.api.get(&format!("/invoices/{id}"), &Params::new()).await?;
-            if let Some(at) = settled_at(&invoice, now) {
-                changes.push(Change::InvoiceSettled { id: id.clone(), at });
+            match settled_at(&invoice, now) {
+                Some((at, Settlement::Paid)) => changes.push(Change::InvoiceSettled { id: id.clone(), at }),
+                Some((at, Settlement::Voided)) => changes.push(Change::InvoiceVoided { id: id.clone(), at }),
+                None => {}
             }
         }
         let in_debt = state.subscriptions().iter().filter(|(id, s)| s.status.is_debt() && plain_id(id));
@@ -308,16 +310,16 @@ impl Recheck for Arc<Verifier> {
     }
 }
 
-/// When Stripe settled `invoice` (paid or voided): the API object's own
-/// time, else `now`; `None` while it is still owed.
-fn settled_at(invoice: &Value, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let field = match invoice.get("status").and_then(Value::as_str)? {
-        "paid" => "paid_at",
-        "void" => "voided_at",
+/// When and how Stripe settled `invoice` (paid or voided): the API
+/// object's own time, else `now`; `None` while it is still owed.
+fn settled_at(invoice: &Value, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Settlement)> {
+    let (field, how) = match invoice.get("status").and_then(Value::as_str)? {
+        "paid" => ("paid_at", Settlement::Paid),
+        "void" => ("voided_at", Settlement::Voided),
         _ => return None,
     };
     let at = invoice.get("status_transitions").and_then(|t| t.get(field)).and_then(Value::as_i64).and_then(sane_time);
-    Some(at.unwrap_or(now))
+    Some((at.unwrap_or(now), how))
 }
 
 /// An id that is safe in a URL path (Stripe's are `in_…`, `sub_…`).

@@ -44,6 +44,10 @@ pub fn settled(id: &str, at: DateTime<Utc>) -> Change {
     Change::InvoiceSettled { id: id.into(), at }
 }
 
+pub fn voided(id: &str, at: DateTime<Utc>) -> Change {
+    Change::InvoiceVoided { id: id.into(), at }
+}
+
 pub fn subscription(id: &str, status: SubscriptionStatus, at: DateTime<Utc>) -> Change {
     Change::Subscription { id: id.into(), fact: SubscriptionFact::new(status, at) }
 }

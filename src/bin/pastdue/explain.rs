@@ -253,8 +253,21 @@ pub fn timeline(
                 push(retry, format!("Stripe retries invoice {id}"), "stripe");
             }
         }
+        // Settled invoices keep their whole story: when they were owed, how
+        // much, and whether they were paid or voided.
         for (id, at) in s.settled() {
-            push(*at, format!("invoice {id} paid or voided"), "stripe");
+            let how = s.settlement(id).map_or("settled (paid or voided; recorded before pastdue told them apart)", |h| h.as_str());
+            match s.closed_debts().get(id) {
+                Some(span) => {
+                    let amount = span
+                        .owed
+                        .map(|o| format!(": {}", money(o.amount, o.currency.as_str(), o.currency.minor_digits())))
+                        .unwrap_or_default();
+                    push(span.since, format!("invoice {id} unpaid{amount}"), "stripe");
+                    push(*at, format!("invoice {id} {how}{amount}"), "stripe");
+                }
+                None => push(*at, format!("invoice {id} {how}"), "stripe"),
+            }
         }
         for (id, fact) in s.subscriptions() {
             push(
