@@ -226,11 +226,28 @@ impl StateCache {
         Self { shared, listener: Arc::new(listener) }
     }
 
-    /// Starts the invalidation listener, once, before the first read.
+    /// Makes sure the invalidation listener runs before a read: started
+    /// by the first read, on the runtime serving it, and started again —
+    /// with everything cached forgotten, since writes may have gone
+    /// unheard — when its task has ended (the runtime it ran on was shut
+    /// down; cached entries age out after `cache.ttl` until a read comes).
+    /// Without a runtime it leaves everything as it is.
     fn listen(&self) {
-        let Some(rx) = self.listener.pending.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
-        let task = tokio::spawn(listen(Arc::downgrade(&self.shared), rx));
-        *self.listener.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(AbortOnDrop(task));
+        let mut task = self.listener.task.lock().unwrap_or_else(|p| p.into_inner());
+        if task.as_ref().is_some_and(|t| !t.0.is_finished()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let pending = self.listener.pending.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let rx = match pending {
+            Some(rx) => rx,
+            None => {
+                let rx = self.shared.store.invalidations();
+                invalidate_all(&self.shared);
+                rx
+            }
+        };
+        *task = Some(AbortOnDrop(runtime.spawn(listen(Arc::downgrade(&self.shared), rx))));
     }
 
     /// Keeps the state of accounts in good standing that have a payment

@@ -168,14 +168,22 @@ impl LinksConfig {
     /// URL): `links.base_url`, else the origin of `portal_return_url`.
     #[cfg_attr(not(any(feature = "stripe", feature = "notify-email", feature = "notify-webhook")), allow(dead_code))]
     pub(crate) fn origin(&self, portal_return_url: &str) -> Result<String, ConfigError> {
-        let raw = if self.base_url.is_empty() { portal_return_url } else { &self.base_url };
+        let raw = if self.base_url.is_empty() { portal_return_url } else { &self.base_url }.trim();
         let bad = |message: &str| ConfigError::key("links.base_url", message);
         let uri: http::Uri = raw.parse().map_err(|_| bad("is not a URL (e.g. https://app.example.com)"))?;
         let (Some((scheme, host)), true) = (crate::href::scheme_and_host(raw), crate::href::is_safe(raw)) else {
             return Err(bad("must be an https URL (http only on loopback)"));
         };
+        // The authority is the host and, at most, a port that is one:
+        // `http::Uri` leaves `:99999` or `[::1]evil` for the caller to judge.
+        let authority = uri.authority().map(|a| a.as_str().to_ascii_lowercase()).unwrap_or_default();
+        let port = match authority.strip_prefix(host.as_str()) {
+            Some("") => None,
+            Some(rest) => Some(rest.strip_prefix(':').and_then(|p| p.parse::<u16>().ok()).ok_or_else(|| bad("has a port that is not one"))?),
+            None => return Err(bad("is not a URL (e.g. https://app.example.com)")),
+        };
         let default_port = if scheme == "https" { 443 } else { 80 };
-        Ok(match uri.port_u16().filter(|p| *p != default_port) {
+        Ok(match port.filter(|p| *p != default_port) {
             Some(port) => format!("{scheme}://{host}:{port}"),
             None => format!("{scheme}://{host}"),
         })
@@ -236,4 +244,17 @@ mod tests {
         }
         assert_eq!(LinkSigner::new(b"short", Duration::from_secs(1)).unwrap_err(), WeakSecret);
     }
+
+    #[test]
+    fn the_origin_is_scheme_host_and_a_real_port() {
+        let origin = |base: &str| LinksConfig { base_url: base.into(), ..LinksConfig::default() }.origin("");
+        assert_eq!(origin(" https://App.Example.com:443/x?y ").unwrap(), "https://app.example.com");
+        assert_eq!(origin("https://app.example.com:8443/").unwrap(), "https://app.example.com:8443");
+        assert_eq!(origin("http://[::1]:8080").unwrap(), "http://[::1]:8080");
+        assert_eq!(origin("http://127.0.0.1/").unwrap(), "http://127.0.0.1");
+        for bad in ["https://app.example.com:99999", "https://app.example.com:84a3", "http://[::1]evil", "http://evil.example", "ftp://x", "app.example.com"] {
+            assert!(origin(bad).is_err(), "{bad}");
+        }
+    }
+
 }

@@ -674,3 +674,37 @@ fn a_gate_is_built_without_a_runtime() {
         assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "the write evicted the cached pass");
     });
 }
+
+/// The cache's listener belongs to the runtime that first read the store.
+/// When that runtime is gone, the next read on another runtime starts it
+/// again (forgetting what was cached, since writes may have gone unheard):
+/// a write after that is never served stale.
+#[test]
+fn the_listener_comes_back_on_a_new_runtime() {
+    let store: Arc<dyn Store> = Arc::new(pastdue::MemoryStore::new());
+    let app = app(GateLayer::new(store.clone()));
+    let first = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    first.block_on(async {
+        assert_eq!(send(&app, req("GET", "/api/thing", Some("late"), None)).await.status, StatusCode::OK);
+    });
+    drop(first); // its listener task goes with it
+    let second = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    second.block_on(async {
+        // A write while nobody listened: the restarted listener starts from
+        // an empty cache, so the next request reads it.
+        owe(&store, "late", 30).await;
+        assert_eq!(send(&app, req("GET", "/api/other", Some("other"), None)).await.status, StatusCode::NOT_FOUND, "a read restarts the listener");
+        assert_eq!(send(&app, req("GET", "/api/thing", Some("late"), None)).await.status, StatusCode::PAYMENT_REQUIRED);
+        // And it hears writes again.
+        store.apply(&AccountId::new("late").unwrap(), None, &[settled("in_1", Utc::now())]).await.unwrap();
+        let mut status = StatusCode::PAYMENT_REQUIRED;
+        for _ in 0..1_000 {
+            status = send(&app, req("GET", "/api/thing", Some("late"), None)).await.status;
+            if status == StatusCode::OK {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(status, StatusCode::OK, "the payment was heard");
+    });
+}

@@ -257,8 +257,8 @@ fn owed(invoice: &UnpaidInvoice) -> Owed {
 
 fn newer_details(new: &UnpaidInvoice, known: &UnpaidInvoice) -> bool {
     // Compare the whole record after the time so ties are order-independent.
-    (new.observed, new.amount_due, &new.hosted_url, &new.number)
-        > (known.observed, known.amount_due, &known.hosted_url, &known.number)
+    (new.observed, new.amount_due, new.currency, &new.hosted_url, &new.number)
+        > (known.observed, known.amount_due, known.currency, &known.hosted_url, &known.number)
 }
 
 fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {

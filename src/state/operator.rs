@@ -82,6 +82,7 @@ pub struct LadderChoice {
 /// one is kept).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Settlement {
     /// Voided: written off, not paid.
     Voided,
@@ -102,6 +103,7 @@ impl Settlement {
 /// One invoice's time in debt: from when it first failed or became
 /// overdue to when it was paid or voided (event times).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DebtSpan {
     /// When it first failed or became overdue.
     pub since: DateTime<Utc>,
@@ -117,6 +119,7 @@ pub struct DebtSpan {
 /// reports the newer one wins (ties broken by the amount), whatever the
 /// order they arrive in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Owed {
     /// The report's event time.
     pub observed: DateTime<Utc>,
