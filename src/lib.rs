@@ -77,39 +77,52 @@ mod guide {
     struct Stripe;
 }
 
-pub mod account;
-mod assemble;
-pub mod clock;
-pub mod config;
+// Modules in layer order: each uses only those above it.
+
+// The pure core: plain data and pure functions, no I/O, no clock of its own.
 mod settings;
-pub mod gate;
-mod href;
-mod i18n;
-mod links;
+pub mod account;
+pub mod clock;
+pub mod money;
 pub mod signature;
-pub mod standing;
+mod href;
+mod links;
 pub mod state;
+pub mod standing;
+pub mod policy;
+mod i18n;
+pub mod metrics;
+
+// The store, and the cache in front of it.
 pub mod store;
+mod cache;
+
+// The gate.
+pub mod gate;
+
+// Adapters. Each module's settings compile in every build; the rest with
+// its feature (`stripe`, `admin`, `notify-email`/`notify-webhook`,
+// `server`).
+pub mod stripe;
+pub mod admin;
+pub mod notify;
+pub mod check;
+mod assemble;
+#[cfg(feature = "server")]
+pub mod server;
+
+// The edge: the aggregate configuration and its loading (feature `config`).
+pub mod config;
 
 pub use account::{AccountId, InvalidAccountId};
-pub use config::Config;
 pub use assemble::{Parts, Pastdue};
+pub use config::Config;
 pub use policy::Policy;
 pub use standing::{Action, Ladder, Reason, Stage, Standing};
 pub use state::{BillingState, Change};
 pub use store::{MemoryStore, Store};
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
-mod cache;
-pub mod money;
-pub mod policy;
-pub mod stripe;
-pub mod admin;
-pub mod metrics;
-pub mod check;
-#[cfg(feature = "server")]
-pub mod server;
-pub mod notify;
 
 /// Internals for the fuzz targets, robustness tests and load tools
 /// (feature `test-util`); not part of the API, no stability promise.

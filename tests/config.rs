@@ -151,6 +151,9 @@ fn invalid_ladders_are_refused_naming_the_stage() {
         let msg = key_error(Config::from_toml(&ladder(&text)));
         assert!(msg.contains(needle), "{text}\n=> {msg}");
     }
+    // #26: the message names actions that exist.
+    let msg = key_error(Config::from_toml(&ladder(&stage("a", "0s", "allow"))));
+    assert!(msg.contains("read_only") && !msg.contains("restrict"), "{msg}");
 }
 
 #[test]
