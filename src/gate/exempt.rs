@@ -83,6 +83,10 @@ pub(crate) fn has_dot_segments(path: &str) -> bool {
     if !path.bytes().any(|b| b == b'.' || b == b'%') {
         return false;
     }
+    // Nothing encoded (`/static/app.css`): the segments as they are.
+    if !path.contains('%') {
+        return has_dot_segment(path.as_bytes());
+    }
     // Decoded until it stops changing (bounded): `%252e` is `%2e` is `.`.
     let mut decoded = path.as_bytes().to_vec();
     for _ in 0..3 {
@@ -95,7 +99,13 @@ pub(crate) fn has_dot_segments(path: &str) -> bool {
     if std::str::from_utf8(&decoded).is_err() {
         return true;
     }
-    decoded.split(|b| *b == b'/' || *b == b'\\').any(|segment| {
+    has_dot_segment(&decoded)
+}
+
+/// Whether a segment of `path` (split at `/` and `\\`, cut at `;`) is
+/// only dots and blanks, with a dot.
+fn has_dot_segment(path: &[u8]) -> bool {
+    path.split(|b| *b == b'/' || *b == b'\\').any(|segment| {
         let segment = segment.split(|b| *b == b';').next().unwrap_or_default();
         segment.contains(&b'.') && segment.iter().all(|b| matches!(b, b'.' | b' ' | b'\t'))
     })

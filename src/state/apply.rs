@@ -12,72 +12,10 @@ impl BillingState {
     /// store sets).
     pub fn apply(&mut self, change: &Change) -> bool {
         match change {
-            Change::InvoiceUnpaid { id, invoice } => {
-                if let Some(settled) = self.settled.get(id).copied() {
-                    // Paid before this report arrived: only its time in
-                    // debt is worth keeping.
-                    return self.record_debt(id, invoice.since, settled, Some(owed(invoice)));
-                }
-                // Owed now: no longer upcoming.
-                let was_upcoming = self.upcoming.remove(id).is_some();
-                // A URL that may not be rendered is never stored.
-                let cleaned;
-                let invoice = match &invoice.hosted_url {
-                    Some(u) if !crate::href::is_safe(u) => {
-                        cleaned = UnpaidInvoice { hosted_url: None, ..invoice.clone() };
-                        &cleaned
-                    }
-                    _ => invoice,
-                };
-                was_upcoming | match self.unpaid.get_mut(id) {
-                    None => {
-                        self.unpaid.insert(id.clone(), invoice.clone());
-                        true
-                    }
-                    Some(known) => {
-                        let mut merged = if newer_details(invoice, known) {
-                            invoice.clone()
-                        } else {
-                            known.clone()
-                        };
-                        merged.since = known.since.min(invoice.since);
-                        merged.observed = known.observed.max(invoice.observed);
-                        merged.uncollectible = known.uncollectible || invoice.uncollectible;
-                        replace(known, merged)
-                    }
-                }
-            }
+            Change::InvoiceUnpaid { id, invoice } => self.owe(id, invoice),
             Change::InvoiceSettled { id, at } => self.settle(id, *at, Settlement::Paid),
             Change::InvoiceVoided { id, at } => self.settle(id, *at, Settlement::Voided),
-            Change::UpcomingDue { key, due } => {
-                // Settled or already owed: not upcoming, whatever the order.
-                if self.settled.contains_key(key) || self.unpaid.contains_key(key) {
-                    return false;
-                }
-                let cleaned;
-                let due = match &due.hosted_url {
-                    Some(u) if !crate::href::is_safe(u) => {
-                        cleaned = UpcomingDue { hosted_url: None, ..due.clone() };
-                        &cleaned
-                    }
-                    _ => due,
-                };
-                let changed = match self.upcoming.get_mut(key) {
-                    None => {
-                        self.upcoming.insert(key.clone(), due.clone());
-                        true
-                    }
-                    // The newest report wins; a tie goes to the later due
-                    // date, so delivery order never decides.
-                    Some(known) if (due.observed, due.due, due.amount_due) > (known.observed, known.due, known.amount_due) => {
-                        *known = due.clone();
-                        true
-                    }
-                    Some(_) => false,
-                };
-                self.prune_upcoming();
-                changed
-            }
+            Change::UpcomingDue { key, due } => self.expect(key, due),
             Change::Subscription { id, fact } => match self.subscriptions.get_mut(id) {
                 None => {
                     self.subscriptions.insert(id.clone(), fact.clone());
@@ -100,40 +38,9 @@ impl BillingState {
                 self.link_conflicts.retain(|k| &k.customer != c);
                 had || before != self.link_conflicts.len()
             }
-            Change::LinkConflict(conflict) => {
-                let known = self.link_conflicts.iter_mut().find(|k| k.customer == conflict.customer && k.claimed_by == conflict.claimed_by);
-                match known {
-                    Some(k) if k.at >= conflict.at => false,
-                    Some(k) => {
-                        k.at = conflict.at;
-                        true
-                    }
-                    None => {
-                        self.link_conflicts.push(conflict.clone());
-                        self.link_conflicts.sort_by_key(|k| std::cmp::Reverse(k.at));
-                        self.link_conflicts.truncate(MAX_LINK_CONFLICTS);
-                        true
-                    }
-                }
-            }
+            Change::LinkConflict(conflict) => self.note_conflict(conflict),
             Change::ContactEmail(e) => replace_opt(&mut self.contact_email, Some(e.clone())),
-            Change::Contact { role, email, source } => {
-                let current = self.contacts.get(role);
-                if *source == ContactSource::Stripe && current.is_some_and(|c| c.source == ContactSource::Admin) {
-                    return false;
-                }
-                match email {
-                    Some(email) => {
-                        let new = Contact { email: email.clone(), source: *source };
-                        if current == Some(&new) {
-                            return false;
-                        }
-                        self.contacts.insert(*role, new);
-                        true
-                    }
-                    None => self.contacts.remove(role).is_some(),
-                }
-            }
+            Change::Contact { role, email, source } => self.set_contact(role, email, source),
             Change::Language(l) => replace_opt(&mut self.language, Some(l.clone())),
             Change::CardExpiring(card) => match &self.card_expiring {
                 Some(known) if known.at >= card.at => false,
@@ -143,27 +50,8 @@ impl BillingState {
                 Some(known) if known.at <= *at => replace_opt(&mut self.card_expiring, None),
                 _ => false,
             },
-            Change::NoticeSent(n) => {
-                let dup = self.notices.iter().any(|k| {
-                    k.episode == n.episode && k.stage == n.stage && k.channel == n.channel
-                });
-                if dup {
-                    return false;
-                }
-                self.notices.push(n.clone());
-                self.notices.sort();
-                true
-            }
-            Change::Promise(p) => {
-                if self.promises.contains(p) {
-                    return false;
-                }
-                self.promises.push(p.clone());
-                self.promises.sort();
-                let excess = self.promises.len().saturating_sub(MAX_PROMISES);
-                self.promises.drain(..excess);
-                true
-            }
+            Change::NoticeSent(n) => self.record_notice(n),
+            Change::Promise(p) => self.add_promise(p),
             Change::Ladder(choice) => replace_opt(&mut self.ladder, choice.clone()),
         }
     }
@@ -172,6 +60,136 @@ impl BillingState {
     /// earliest settle time win, whatever the order; a span that ends
     /// before it starts is kept too, so every order agrees, and never
     /// counted as an episode).
+    /// Invoice `id` is owed: merged with what is known (the earliest start, the newest details), unless it was already settled.
+    fn owe(&mut self, id: &String, invoice: &UnpaidInvoice) -> bool {
+        if let Some(settled) = self.settled.get(id).copied() {
+            // Paid before this report arrived: only its time in
+            // debt is worth keeping.
+            return self.record_debt(id, invoice.since, settled, Some(owed(invoice)));
+        }
+        // Owed now: no longer upcoming.
+        let was_upcoming = self.upcoming.remove(id).is_some();
+        // A URL that may not be rendered is never stored.
+        let cleaned;
+        let invoice = match &invoice.hosted_url {
+            Some(u) if !crate::href::is_safe(u) => {
+                cleaned = UnpaidInvoice { hosted_url: None, ..invoice.clone() };
+                &cleaned
+            }
+            _ => invoice,
+        };
+        was_upcoming | match self.unpaid.get_mut(id) {
+            None => {
+                self.unpaid.insert(id.clone(), invoice.clone());
+                true
+            }
+            Some(known) => {
+                let mut merged = if newer_details(invoice, known) {
+                    invoice.clone()
+                } else {
+                    known.clone()
+                };
+                merged.since = known.since.min(invoice.since);
+                merged.observed = known.observed.max(invoice.observed);
+                merged.uncollectible = known.uncollectible || invoice.uncollectible;
+                replace(known, merged)
+            }
+        }
+    }
+
+    /// A payment is coming due, unless it is already owed or settled.
+    fn expect(&mut self, key: &String, due: &UpcomingDue) -> bool {
+        // Settled or already owed: not upcoming, whatever the order.
+        if self.settled.contains_key(key) || self.unpaid.contains_key(key) {
+            return false;
+        }
+        let cleaned;
+        let due = match &due.hosted_url {
+            Some(u) if !crate::href::is_safe(u) => {
+                cleaned = UpcomingDue { hosted_url: None, ..due.clone() };
+                &cleaned
+            }
+            _ => due,
+        };
+        let changed = match self.upcoming.get_mut(key) {
+            None => {
+                self.upcoming.insert(key.clone(), due.clone());
+                true
+            }
+            // The newest report wins; a tie goes to the later due
+            // date, so delivery order never decides.
+            Some(known) if (due.observed, due.due, due.amount_due) > (known.observed, known.due, known.amount_due) => {
+                *known = due.clone();
+                true
+            }
+            Some(_) => false,
+        };
+        self.prune_upcoming();
+        changed
+    }
+
+    /// Stripe metadata claims an admin-linked customer for another account.
+    fn note_conflict(&mut self, conflict: &LinkConflict) -> bool {
+        let known = self.link_conflicts.iter_mut().find(|k| k.customer == conflict.customer && k.claimed_by == conflict.claimed_by);
+        match known {
+            Some(k) if k.at >= conflict.at => false,
+            Some(k) => {
+                k.at = conflict.at;
+                true
+            }
+            None => {
+                self.link_conflicts.push(conflict.clone());
+                self.link_conflicts.sort_by_key(|k| std::cmp::Reverse(k.at));
+                self.link_conflicts.truncate(MAX_LINK_CONFLICTS);
+                true
+            }
+        }
+    }
+
+    /// A contact by role; one an admin set is never replaced from Stripe.
+    fn set_contact(&mut self, role: &ContactRole, email: &Option<String>, source: &ContactSource) -> bool {
+        let current = self.contacts.get(role);
+        if *source == ContactSource::Stripe && current.is_some_and(|c| c.source == ContactSource::Admin) {
+            return false;
+        }
+        match email {
+            Some(email) => {
+                let new = Contact { email: email.clone(), source: *source };
+                if current == Some(&new) {
+                    return false;
+                }
+                self.contacts.insert(*role, new);
+                true
+            }
+            None => self.contacts.remove(role).is_some(),
+        }
+    }
+
+    /// A notice went out: recorded once per episode, stage and channel.
+    fn record_notice(&mut self, n: &NoticeSent) -> bool {
+        let dup = self.notices.iter().any(|k| {
+            k.episode == n.episode && k.stage == n.stage && k.channel == n.channel
+        });
+        if dup {
+            return false;
+        }
+        self.notices.push(n.clone());
+        self.notices.sort();
+        true
+    }
+
+    /// A promise to pay; the newest are kept.
+    fn add_promise(&mut self, p: &Promise) -> bool {
+        if self.promises.contains(p) {
+            return false;
+        }
+        self.promises.push(p.clone());
+        self.promises.sort();
+        let excess = self.promises.len().saturating_sub(MAX_PROMISES);
+        self.promises.drain(..excess);
+        true
+    }
+
     /// Invoice `id` stopped being owed at `at`, `how`: no longer unpaid or
     /// coming due, its time in debt kept, its tombstone the earliest
     /// settle time, its settlement the greater one heard (paid beats void).
