@@ -63,6 +63,9 @@ pub struct Parts {
     pub routes: Router,
     #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
     notifier: Option<crate::notify::Notifier>,
+    /// Counts the accounts at risk when no notifier's full sweep does:
+    /// the store, the policy, the clock and how often.
+    at_risk: Option<(Arc<dyn Store>, crate::policy::Policy, SharedClock, std::time::Duration)>,
     #[cfg(feature = "stripe")]
     sync: Option<(crate::stripe::Mapper, std::time::Duration)>,
     /// The verifier the gate uses, and `stripe.verify_sweep`.
@@ -95,6 +98,8 @@ impl<'a> Pastdue<'a> {
     pub fn build(self) -> Result<Parts, ConfigError> {
         let Self { config, store, clock } = self;
         let gate = GateLayer::from_config(config, store.clone())?.with_clock(clock.clone());
+        // Recovery figures classify episodes with the configured ladders.
+        store.keep_figures(crate::recovery::Recorder::new(gate.policy().clone()));
         #[allow(unused_mut)]
         let mut routes = Router::new();
         #[cfg(feature = "stripe")]
@@ -127,7 +132,7 @@ impl<'a> Pastdue<'a> {
             return Err(missing("admin", "the `admin`"));
         }
         #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
-        let notifier = match crate::notify::Notifier::new(&config.notify, gate.policy().clone(), store)? {
+        let notifier = match crate::notify::Notifier::new(&config.notify, gate.policy().clone(), store.clone())? {
             Some(n) => Some(n.with_page(&config.page).with_pay_links(&config.links, &config.stripe)?.with_reminders(&config.reminders)?.with_clock(clock)),
             None => None,
         };
@@ -135,9 +140,18 @@ impl<'a> Pastdue<'a> {
         if !config.notify.webhook_url.is_empty() || !config.notify.smtp_url.is_empty() {
             return Err(missing("notify", "a `notify-email` or `notify-webhook`"));
         }
+        #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
+        let notifying = notifier.is_some();
+        #[cfg(not(any(feature = "notify-email", feature = "notify-webhook")))]
+        let notifying = false;
+        // Without a notifier, the admin API's figures still need accounts at
+        // risk counted, as often as a notifier's full sweep would.
+        let at_risk = (!notifying && !config.admin.all_tokens().is_empty())
+            .then(|| (store.clone(), gate.policy().clone(), gate.clock().clone(), config.notify.poll_interval * crate::notify::FULL_SWEEP_EVERY));
         Ok(Parts {
             gate,
             routes,
+            at_risk,
             #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
             notifier,
             #[cfg(feature = "stripe")]
@@ -160,6 +174,17 @@ impl Parts {
         let mut tasks = Vec::new();
         #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
         tasks.extend(self.notifier.clone().map(crate::notify::Notifier::spawn));
+        if let Some((store, policy, clock, every)) = self.at_risk.clone() {
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every.max(std::time::Duration::from_secs(1)));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = crate::store::refresh_at_risk(store.as_ref(), &policy, clock.now()).await {
+                        tracing::warn!(error = %e, "counting the accounts at risk failed; the next round retries");
+                    }
+                }
+            }));
+        }
         #[cfg(feature = "stripe")]
         if let Some((mapper, interval)) = &self.sync {
             tasks.extend(crate::stripe::spawn_periodic_sync(mapper.clone(), *interval));

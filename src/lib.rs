@@ -90,6 +90,7 @@ mod links;
 pub mod state;
 pub mod standing;
 pub mod policy;
+pub mod recovery;
 mod i18n;
 pub mod metrics;
 

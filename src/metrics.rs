@@ -21,6 +21,10 @@
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
 //! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`; `no_recipient`: a reminder by e-mail for an account with no billing address, once per reminder) | stage notices and reminders |
 //! | `pastdue_checks_refused_total` | `reason` (`missing`, `invalid`, `conflicting`: the `X-Forwarded-*` and `X-Original-*` families disagree, `dot_segments`) | `/check` and `/page` requests refused with `400` |
+//! | `pastdue_episodes_ended_total` | `outcome` (`paid`/`voided`), `stage` (the stage it ended at) | debt episodes this instance recorded as ended |
+//! | `pastdue_recovered_amount_total` | `currency`, `stage` | minor units paid in the episodes this instance recorded as ended |
+//! | `pastdue_at_risk_accounts` (gauge) | `stage` | accounts owing now, by current stage, as of the last full sweep |
+//! | `pastdue_at_risk_amount` (gauge) | `stage`, `currency` | what they owe (minor units) |
 //! | `pastdue_verifications_total` | `result` (`paid`: settled at Stripe and applied, the request passed; `owed`; `recent`: verified within `stripe.verify_interval`; `limited`: over `stripe.verify_rate`; `failed`) | verifications before a debt `402` |
 
 /// Gated requests by stage, action and result.
@@ -60,8 +64,25 @@ pub const SWEEPS: &str = "pastdue_verify_sweeps_total";
 /// Accounts the debt sweep verified, by result.
 pub const SWEEP_ACCOUNTS: &str = "pastdue_verify_sweep_accounts_total";
 
-/// Every metric's `HELP` text, one per name.
-const HELP: [(&str, &str); 18] = [
+/// Debt episodes recorded as ended, by outcome and stage at the end.
+pub const EPISODES_ENDED: &str = "pastdue_episodes_ended_total";
+/// Minor units paid in the episodes recorded as ended, by currency and stage.
+pub const RECOVERED: &str = "pastdue_recovered_amount_total";
+/// Accounts owing now, by current stage (gauge).
+pub const AT_RISK_ACCOUNTS: &str = "pastdue_at_risk_accounts";
+/// What they owe, by stage and currency (gauge).
+pub const AT_RISK_AMOUNT: &str = "pastdue_at_risk_amount";
+
+/// The gauges' `HELP` texts.
+const GAUGES: [(&str, &str); 2] = [
+    (AT_RISK_ACCOUNTS, "Accounts owing now, by their current stage, as of the last full notifier sweep."),
+    (AT_RISK_AMOUNT, "What the accounts owing now owe, by current stage and currency, in the currency's minor unit, as of the last full notifier sweep."),
+];
+
+/// Every counter's `HELP` text, one per name.
+const HELP: [(&str, &str); 20] = [
+    (EPISODES_ENDED, "Debt episodes this instance recorded as ended, by outcome (paid or voided) and the stage they ended at."),
+    (RECOVERED, "Money paid in the debt episodes this instance recorded as ended, in the currency's minor unit, by currency and the stage they ended at."),
     (DECISIONS, "Gated requests by billing stage, the stage's action and the result (pass or deny)."),
     (NO_ACCOUNT, "Gated (not exempt) requests that resolved no account and so passed ungated (or got 401 with gate.missing_account = deny)."),
     (CACHE_HITS, "Gate decisions made from the in-process cache, without a store read."),
@@ -89,6 +110,44 @@ pub fn describe() {
     for (name, help) in HELP {
         metrics::describe_counter!(name, help);
     }
+    for (name, help) in GAUGES {
+        metrics::describe_gauge!(name, help);
+    }
+}
+
+/// Counts an episode a write just ended.
+pub(crate) fn episode_ended(r: &crate::recovery::EpisodeRecord) {
+    let (Some(outcome), Some(stage)) = (r.outcome, r.stage_at_end.clone()) else { return };
+    metrics::counter!(EPISODES_ENDED, "outcome" => outcome.as_str(), "stage" => stage.clone()).increment(1);
+    for (currency, amount) in &r.amount_paid {
+        if let Ok(n) = u64::try_from(*amount) {
+            metrics::counter!(RECOVERED, "currency" => currency.to_string(), "stage" => stage.clone()).increment(n);
+        }
+    }
+}
+
+/// Sets the at-risk gauges from a fresh count; series of stages (and
+/// currencies) no longer at risk go to zero.
+pub(crate) fn at_risk(at_risk: &crate::recovery::AtRisk) {
+    use std::collections::BTreeSet;
+    static SEEN: std::sync::Mutex<BTreeSet<(String, Option<String>)>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut now: BTreeSet<(String, Option<String>)> = BTreeSet::new();
+    for (stage, risk) in at_risk.by_stage(None) {
+        metrics::gauge!(AT_RISK_ACCOUNTS, "stage" => stage.clone()).set(risk.accounts as f64);
+        now.insert((stage.clone(), None));
+        for (currency, amount) in &risk.amount {
+            metrics::gauge!(AT_RISK_AMOUNT, "stage" => stage.clone(), "currency" => currency.to_string()).set(*amount as f64);
+            now.insert((stage.clone(), Some(currency.to_string())));
+        }
+    }
+    for (stage, currency) in seen.difference(&now) {
+        match currency {
+            None => metrics::gauge!(AT_RISK_ACCOUNTS, "stage" => stage.clone()).set(0.0),
+            Some(c) => metrics::gauge!(AT_RISK_AMOUNT, "stage" => stage.clone(), "currency" => c.clone()).set(0.0),
+        }
+    }
+    *seen = now;
 }
 
 /// The event types webhooks are counted by; anything else counts as `other`,

@@ -37,6 +37,9 @@ conformance!(
     claims_are_exclusive_and_renewed_only_by_their_holder,
     customer_links_move_and_admin_links_win,
     audited_changes_write_their_entry,
+    figures_count_each_episode_once,
+    figures_match_the_states_under_concurrent_writers,
+    at_risk_round_trips,
 );
 
 #[test]

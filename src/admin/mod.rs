@@ -1,6 +1,6 @@
 //! The admin API: look at an account, grant an extension or force a block,
-//! link a Stripe customer, list accounts by stage, read the audit log, and
-//! reconcile from Stripe.
+//! link a Stripe customer, list accounts by stage, read the audit log and
+//! the recovery figures, and reconcile from Stripe.
 //!
 //! Every route needs `Authorization: Bearer <token>` (`admin.token`, or a
 //! named token from `admin.tokens`, whose name the audit log records).
@@ -20,6 +20,8 @@ mod listing;
 #[cfg(feature = "admin")]
 mod openapi;
 #[cfg(feature = "admin")]
+mod recovery;
+#[cfg(feature = "admin")]
 mod router;
 #[cfg(feature = "admin")]
 mod view;
@@ -33,4 +35,4 @@ pub use self::{
 };
 // The handlers, bodies and helpers each file shares with the others.
 #[cfg(feature = "admin")]
-use self::{changes::*, listing::*, router::*, view::*};
+use self::{changes::*, listing::*, recovery::*, router::*, view::*};

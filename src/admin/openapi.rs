@@ -2,15 +2,16 @@
 
 use utoipa::OpenApi;
 
+use crate::recovery::{DaysToPay, EpisodeRecord, MonthFigures, Outcome, Report, StageFigures, StageRisk, Totals};
 use crate::store::AuditEntry;
 
 use super::*;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "pastdue admin API", description = "Accounts, overrides, customer links, audit log and Stripe sync. All routes need `Authorization: Bearer <token>`."),
-    paths(view_account, set_override, remove_override, link_customer, set_contacts, set_policy, add_promise, list_accounts, audit_log, agenda, sync),
-    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, PolicyRequest, PromiseRequest, AccountPage, Listed, AuditPage, AuditEntry, Agenda, AgendaItem)),
+    info(title = "pastdue admin API", description = "Accounts, overrides, customer links, audit log, recovery figures and Stripe sync. All routes need `Authorization: Bearer <token>`."),
+    paths(view_account, set_override, remove_override, link_customer, set_contacts, set_policy, add_promise, list_accounts, audit_log, agenda, recovery, sync),
+    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, PolicyRequest, PromiseRequest, AccountPage, Listed, AuditPage, AuditEntry, Agenda, AgendaItem, Report, Totals, StageFigures, DaysToPay, MonthFigures, StageRisk, EpisodeRecord, Outcome)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

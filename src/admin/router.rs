@@ -90,6 +90,7 @@ pub fn router_with_clock(config: &AdminConfig, policy: impl Into<Policy>, mapper
         .route(&format!("{base}/accounts/{{account}}/promise"), post(add_promise))
         .route(&format!("{base}/audit"), get(audit_log))
         .route(&format!("{base}/agenda"), get(agenda))
+        .route(&format!("{base}/recovery"), get(recovery))
         .route(&format!("{base}/sync"), post(sync))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authenticate))
         .with_state(admin.clone());

@@ -33,6 +33,7 @@ mod settings;
 #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 mod notifier;
 
+pub(crate) use self::settings::FULL_SWEEP_EVERY;
 pub use self::settings::{BeforeDue, ContactKeys, NotifyConfig, NotifyRoute, RemindersConfig};
 #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 pub use self::notifier::{Notifier, SIGNATURE_HEADER};

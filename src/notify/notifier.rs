@@ -29,12 +29,13 @@ use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
 use crate::clock::SharedClock;
-use super::{NotifyConfig, RemindersConfig};
+use super::{NotifyConfig, RemindersConfig, FULL_SWEEP_EVERY};
 use crate::gate::PageConfig;
 use crate::links::LinksConfig;
 use crate::settings::ConfigError;
 use crate::stripe::StripeConfig;
 use crate::policy::Policy;
+use crate::recovery::AtRisk;
 use crate::standing::{Action, Reason, Standing};
 use crate::state::{BillingState, Change, ContactRole, NoticeSent, INTERNAL_CHANNEL};
 use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
@@ -116,10 +117,6 @@ struct Swept {
     last_full: Option<DateTime<Utc>>,
 }
 
-/// A sweep of every account in debt runs this many poll intervals apart;
-/// the sweeps between read only the accounts whose stage (or reminder) can
-/// have come due since the previous sweep.
-const FULL_SWEEP_EVERY: u32 = 60;
 
 #[derive(Clone)]
 struct Inner {
@@ -365,9 +362,11 @@ impl Notifier {
         let pending: Vec<AccountId> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
         let mut seen: std::collections::HashSet<AccountId> = std::collections::HashSet::new();
         let mut sent = 0;
+        // A full sweep reads every account in debt: it counts them too.
+        let mut at_risk = since.is_none().then(|| AtRisk { as_of: Some(now), ..AtRisk::default() });
         for account in pending {
             if seen.insert(account.clone()) {
-                sent += self.check_at(&account, now).await?;
+                sent += self.check_at(&account, now, at_risk.as_mut()).await?;
             }
         }
         for (index, min, max) in ranges {
@@ -378,10 +377,14 @@ impl Notifier {
                 cursor = Some(last.cursor());
                 for entry in &page {
                     if seen.insert(entry.account.clone()) {
-                        sent += self.check_at(&entry.account, now).await?;
+                        sent += self.check_at(&entry.account, now, at_risk.as_mut()).await?;
                     }
                 }
             }
+        }
+        if let Some(at_risk) = at_risk {
+            self.inner.store.put_at_risk(&at_risk).await?;
+            crate::metrics::at_risk(&at_risk);
         }
         let mut swept = self.swept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         swept.last = Some(now);
@@ -399,12 +402,17 @@ impl Notifier {
     /// Sends the account's current-stage notice on every channel where it
     /// is due and nobody has; returns how many this call sent.
     pub async fn check(&self, account: &AccountId) -> Result<usize, StoreError> {
-        self.check_at(account, self.clock.now()).await
+        self.check_at(account, self.clock.now(), None).await
     }
 
-    async fn check_at(&self, account: &AccountId, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    /// [`Notifier::check`] at `now`; a full sweep also counts the account
+    /// into `at_risk`.
+    async fn check_at(&self, account: &AccountId, now: DateTime<Utc>, at_risk: Option<&mut AtRisk>) -> Result<usize, StoreError> {
         let inner = &self.inner;
         let Some(state) = inner.store.load(account).await? else { return Ok(0) };
+        if let Some(at_risk) = at_risk {
+            at_risk.count(&inner.policy, &state, now);
+        }
         let mut sent = self.remind_state(account, &state, now).await?;
         sent += self.card_reminder(account, &state, now).await?;
         let standing = inner.policy.evaluate(Some(&state), now);

@@ -7,6 +7,11 @@ use serde::Deserialize;
 
 use crate::settings::{de_duration, Secret};
 
+/// A sweep of every account in debt runs this many poll intervals apart;
+/// the sweeps between read only the accounts whose stage (or reminder) can
+/// have come due since the previous sweep.
+pub(crate) const FULL_SWEEP_EVERY: u32 = 60;
+
 /// `[notify]`: stage notices. `Debug` hides the secret.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -251,13 +251,19 @@ impl Policy {
         self.pick(state, now).0
     }
 
+    /// The ladder chosen for the account at `now`, with its name.
+    pub fn ladder_named_for<'a>(&'a self, state: &'a BillingState, now: DateTime<Utc>) -> (&'a str, &'a Ladder) {
+        let (ladder, name, _) = self.pick(Some(state), now);
+        (name, ladder)
+    }
+
     fn pick<'a>(&'a self, state: Option<&'a BillingState>, now: DateTime<Utc>) -> (&'a Ladder, &'a str, Source<'a>) {
         let Some(state) = state else { return (&self.default, DEFAULT_LADDER, Source::Default) };
         let (base, name, source) = self.base(state);
         if source == Source::Default {
             if let Some(rule) = &self.repeat {
                 if let Some(ladder) = self.ladder(&rule.ladder) {
-                    if self.offences(rule, base, state, now).is_some() {
+                    if self.offences(rule, base, state, now, state.past_due_since()).is_some() {
                         return (ladder, &rule.ladder, Source::Repeat);
                     }
                 }
@@ -282,9 +288,27 @@ impl Policy {
         (&self.default, DEFAULT_LADDER, Source::Default)
     }
 
+    /// The name of the ladder a debt episode that started at `start` was
+    /// on: the admin's or the plan's, else the repeat ladder when the
+    /// account's history before `start` made it a repeat offender then,
+    /// else `default`. Recovery figures group episodes by it.
+    pub fn episode_ladder<'a>(&'a self, state: &'a BillingState, start: DateTime<Utc>) -> (&'a str, &'a Ladder) {
+        let (base, name, source) = self.base(state);
+        if source == Source::Default {
+            if let Some((rule, ladder)) = self.repeat.as_deref().and_then(|r| Some((r, self.ladder(&r.ladder)?))) {
+                if self.offences(rule, base, state, start, Some(start)).is_some() {
+                    return (&rule.ladder, ladder);
+                }
+            }
+        }
+        (name, base)
+    }
+
     /// The earlier episodes (that reached `min_stage`) and broken promises
     /// within the window, when they make the account a repeat offender.
-    fn offences<'a>(&self, rule: &RepeatRule, base: &Ladder, state: &'a BillingState, now: DateTime<Utc>) -> Option<(Vec<Episode>, Vec<&'a Promise>)> {
+    /// Only history from before `open` counts (the debt owed now, or the
+    /// episode being classified).
+    fn offences<'a>(&self, rule: &RepeatRule, base: &Ladder, state: &'a BillingState, now: DateTime<Utc>, open: Option<DateTime<Utc>>) -> Option<(Vec<Episode>, Vec<&'a Promise>)> {
         if !state.has_debt_history() && state.promises().is_empty() {
             return None;
         }
@@ -295,8 +319,11 @@ impl Policy {
             .chain(self.default.stages())
             .find(|s| s.name() == rule.min_stage)
             .map_or(TimeDelta::MAX, |s| delta(s.after()));
-        let episodes: Vec<Episode> = state.episodes().into_iter().filter(|e| e.end >= from && e.end - e.start >= min).collect();
-        let open = state.past_due_since();
+        let episodes: Vec<Episode> = state
+            .episodes()
+            .into_iter()
+            .filter(|e| e.end >= from && e.end - e.start >= min && open.is_none_or(|o| e.end < o))
+            .collect();
         let broken: Vec<&Promise> = state
             .promises()
             .iter()
@@ -339,7 +366,7 @@ impl Policy {
             Source::Repeat => {
                 choice.source = "repeat";
                 let rule = self.repeat.as_deref().expect("a repeat source has a rule");
-                let (episodes, broken) = self.offences(rule, base, state, now).unwrap_or_default();
+                let (episodes, broken) = self.offences(rule, base, state, now, state.past_due_since()).unwrap_or_default();
                 choice.why = format!(
                     "repeat offender: {} earlier episode(s) reached {:?} and {} promise(s) were broken within {} days",
                     episodes.len(),
@@ -383,7 +410,7 @@ impl Policy {
 }
 
 /// The deepest stage of `ladder` an episode reached.
-fn reached(ladder: &Ladder, e: &Episode) -> Option<String> {
+pub(crate) fn reached(ladder: &Ladder, e: &Episode) -> Option<String> {
     let lasted = (e.end - e.start).to_std().unwrap_or_default();
     ladder.stages().iter().rev().find(|s| s.after() <= lasted).map(|s| s.name().to_owned())
 }

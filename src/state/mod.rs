@@ -201,6 +201,12 @@ impl BillingState {
         }
     }
 
+    /// Whether the account keeps as many settled invoices' spans as it
+    /// may, so older ones may have been dropped.
+    pub(crate) fn closed_debts_pruned(&self) -> bool {
+        self.closed_debts.len() >= MAX_TOMBSTONES
+    }
+
     /// Whether any invoice was ever settled after being owed.
     pub(crate) fn has_debt_history(&self) -> bool {
         !self.closed_debts.is_empty()

@@ -41,6 +41,10 @@
 //!     async fn audit_log(&self, a: Option<&AccountId>, b: Option<&str>, n: usize) -> Result<Vec<AuditEntry>, StoreError> {
 //!         self.inner.audit_log(a, b, n).await
 //!     }
+//!     fn keep_figures(&self, r: pastdue::recovery::Recorder) { self.inner.keep_figures(r) }
+//!     async fn figures(&self, r: pastdue::recovery::Range) -> Result<pastdue::recovery::Tally, StoreError> { self.inner.figures(r).await }
+//!     async fn put_at_risk(&self, a: &pastdue::recovery::AtRisk) -> Result<(), StoreError> { self.inner.put_at_risk(a).await }
+//!     async fn at_risk(&self) -> Result<Option<pastdue::recovery::AtRisk>, StoreError> { self.inner.at_risk().await }
 //!     fn invalidations(&self) -> tokio::sync::broadcast::Receiver<Invalidation> { self.inner.invalidations() }
 //!     async fn ping(&self) -> Result<(), StoreError> { self.inner.ping().await }
 //! }
@@ -60,6 +64,7 @@ use tokio::sync::broadcast;
 
 use super::{Applied, AuditDraft, Index, Invalidation, LinkSource, Linked, Store};
 use crate::account::AccountId;
+use crate::recovery::{AtRisk, Range, Recorder, StageRisk, Tally};
 use crate::state::{BillingState, Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
 
 /// Runs every check against `store`.
@@ -75,6 +80,9 @@ pub async fn run(store: Arc<dyn Store>) {
     claims_are_exclusive_and_renewed_only_by_their_holder(&store).await;
     customer_links_move_and_admin_links_win(&store).await;
     audited_changes_write_their_entry(&store).await;
+    figures_count_each_episode_once(&store).await;
+    figures_match_the_states_under_concurrent_writers(&store).await;
+    at_risk_round_trips(&store).await;
 }
 
 fn acct(id: &str) -> AccountId {
@@ -289,4 +297,84 @@ pub async fn audited_changes_write_their_entry(store: &Arc<dyn Store>) {
     assert_eq!(second.before, serde_json::json!(["cus_A1"]), "audit: before is the state the change saw");
     let log = store.audit_log(Some(&a), None, 10).await.unwrap();
     assert_eq!(log.iter().map(|e| e.after.clone()).collect::<Vec<_>>(), [serde_json::json!(["cus_A1", "cus_A2"]), serde_json::json!(["cus_A1"])], "audit: newest first");
+}
+
+/// The whole UTC day `day` as a report range.
+fn one_day(day: DateTime<Utc>) -> Range {
+    Range { from: day.date_naive(), to: day.date_naive() + chrono::TimeDelta::days(1) }
+}
+
+/// Recovery counters: an episode is counted open, then paid at the stage
+/// it ended at; a re-delivered event or a known fact counts nothing more.
+pub async fn figures_count_each_episode_once(store: &Arc<dyn Store>) {
+    store.keep_figures(Recorder::default());
+    let day = Utc.with_ymd_and_hms(2031, 3, 1, 0, 0, 0).unwrap();
+    let range = one_day(day);
+    let before = store.figures(range).await.unwrap();
+    let a = acct("conformance-figures");
+    let failed = day + chrono::TimeDelta::hours(1);
+    store.apply(&a, Some("evt_fig_1"), &[unpaid("in_f1", 4900, failed)]).await.unwrap();
+    let open = store.figures(range).await.unwrap().since(&before);
+    assert_eq!((open.get("default", "started"), open.get("default", "outstanding:eur")), (1, 4900), "figures: an open episode: {open:?}");
+    let paid_at = failed + chrono::TimeDelta::days(3);
+    store.apply(&a, Some("evt_fig_2"), &[settled("in_f1", paid_at)]).await.unwrap();
+    let paid = store.figures(range).await.unwrap().since(&before);
+    let expected: Tally = [("started", 1), ("paid", 1), ("recovered:eur", 4900), ("at:notice", 1), ("at:notice:eur", 4900), ("hours:72", 1)]
+        .into_iter()
+        .map(|(m, n)| (crate::recovery::Cell { day: day.date_naive(), ladder: "default".into(), metric: m.into() }, n))
+        .collect();
+    assert_eq!(paid, expected, "figures: paid at notice after 3 days");
+    let again = store.apply(&a, Some("evt_fig_2"), &[settled("in_f1", paid_at)]).await.unwrap();
+    assert_eq!(again, Applied::Duplicate, "figures: the event is a duplicate");
+    store.apply(&a, None, &[settled("in_f1", paid_at), unpaid("in_f1", 4900, failed)]).await.unwrap();
+    assert_eq!(store.figures(range).await.unwrap().since(&before), expected, "figures: known facts count nothing more");
+}
+
+/// 20 writers ending and reshaping episodes of one account at once: the
+/// counters are exactly those of the account's final state.
+pub async fn figures_match_the_states_under_concurrent_writers(store: &Arc<dyn Store>) {
+    store.keep_figures(Recorder::default());
+    let day = Utc.with_ymd_and_hms(2031, 4, 1, 0, 0, 0).unwrap();
+    let range = Range { from: day.date_naive(), to: day.date_naive() + chrono::TimeDelta::days(40) };
+    let before = store.figures(range).await.unwrap();
+    let a = acct("conformance-figures-busy");
+    let tasks: Vec<_> = (0..20i64)
+        .map(|i| {
+            let store = store.clone();
+            let a = a.clone();
+            tokio::spawn(async move {
+                let id = format!("in_c{i}");
+                let since = day + chrono::TimeDelta::hours(i * 30);
+                let end = since + chrono::TimeDelta::days(i % 7);
+                let settle = if i % 4 == 0 { Change::InvoiceVoided { id: id.clone(), at: end } } else { settled(&id, end) };
+                // Half of them arrive settled first, as Stripe may deliver.
+                let mut changes = vec![unpaid(&id, 100 * (i + 1), since), settle];
+                if i % 2 == 1 {
+                    changes.reverse();
+                }
+                for c in changes {
+                    store.apply(&a, Some(&format!("evt_{id}_{}", matches!(c, Change::InvoiceUnpaid { .. }))), &[c]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let state = store.load(&a).await.unwrap().expect("figures: the account is stored");
+    let expected = Tally::of(&Recorder::default().records(&state));
+    assert!(!expected.is_empty(), "figures: the writers made episodes");
+    assert_eq!(store.figures(range).await.unwrap().since(&before), expected, "figures: counters equal the final state's records");
+}
+
+/// The at-risk count comes back as stored; the newest replaces the last.
+pub async fn at_risk_round_trips(store: &Arc<dyn Store>) {
+    let mut at_risk = AtRisk { as_of: Some(t(0)), ..AtRisk::default() };
+    let risk = StageRisk { accounts: 3, amount: [(Currency::new("eur").unwrap(), 14_700)].into_iter().collect() };
+    at_risk.ladders.entry("default".into()).or_default().insert("notice".into(), risk);
+    store.put_at_risk(&at_risk).await.unwrap();
+    assert_eq!(store.at_risk().await.unwrap(), Some(at_risk.clone()), "at_risk: round trip");
+    let newer = AtRisk { as_of: Some(t(60)), ..AtRisk::default() };
+    store.put_at_risk(&newer).await.unwrap();
+    assert_eq!(store.at_risk().await.unwrap(), Some(newer), "at_risk: the newest count wins");
 }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{fold, index_moves, Applied, AuditDraft, AuditEntry, Index, IndexEntry, Invalidation, LinkSource, Linked, Store, StoreError};
+use super::{fold, index_moves, record, count_ended, Applied, AuditDraft, AuditEntry, Index, IndexEntry, Invalidation, LinkSource, Linked, Store, StoreError};
 use crate::account::AccountId;
+use crate::recovery::{AtRisk, EpisodeRecord, Range, Recorder, Tally};
 use crate::state::{BillingState, Change};
 
 /// How long processed event ids are remembered, as in Redis by default.
@@ -34,6 +35,11 @@ struct Inner {
     claims: HashMap<(AccountId, String), (String, Instant)>,
     audit: Vec<AuditEntry>,
     audit_seq: u64,
+    recorder: Recorder,
+    /// Each account's episode records, as counted in `figures`.
+    records: HashMap<AccountId, Vec<EpisodeRecord>>,
+    figures: Tally,
+    at_risk: Option<AtRisk>,
 }
 
 impl Inner {
@@ -53,6 +59,21 @@ impl Inner {
             if let Some(new) = new {
                 set.insert(new);
             }
+        }
+        let stored = self.records.remove(account).unwrap_or_default();
+        match record(&self.recorder, &stored, &next) {
+            Some((records, delta)) => {
+                self.figures.merge(&delta);
+                self.figures.drop_zeros();
+                count_ended(&stored, &records);
+                if !records.is_empty() {
+                    self.records.insert(account.clone(), records);
+                }
+            }
+            None if !stored.is_empty() => {
+                self.records.insert(account.clone(), stored);
+            }
+            None => {}
         }
         self.states.insert(account.clone(), next.clone());
         (Applied::Changed(next), before)
@@ -229,6 +250,23 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn keep_figures(&self, recorder: Recorder) {
+        self.lock().recorder = recorder;
+    }
+
+    async fn figures(&self, range: Range) -> Result<Tally, StoreError> {
+        Ok(self.lock().figures.days(range.from, range.to))
+    }
+
+    async fn put_at_risk(&self, at_risk: &AtRisk) -> Result<(), StoreError> {
+        self.lock().at_risk = Some(at_risk.clone());
+        Ok(())
+    }
+
+    async fn at_risk(&self) -> Result<Option<AtRisk>, StoreError> {
+        Ok(self.lock().at_risk.clone())
     }
 
     fn invalidations(&self) -> broadcast::Receiver<Invalidation> {

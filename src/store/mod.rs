@@ -15,8 +15,11 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::account::AccountId;
+use crate::recovery::{AtRisk, EpisodeRecord, Range, Recorder, Tally};
 use crate::state::{BillingState, Change};
 
+mod figures;
+pub use self::figures::{refresh as refresh_at_risk, report};
 #[cfg(feature = "test-util")]
 pub mod conformance;
 mod memory;
@@ -176,6 +179,24 @@ pub trait Store: Send + Sync + 'static {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Classifies debt episodes with `recorder` from now on (a store starts
+    /// with the standard ladder's). Every write that changes a state also
+    /// updates the account's [episode records](crate::recovery) and the
+    /// recovery counters, in the same atomic step (see [`Store::figures`]).
+    fn keep_figures(&self, recorder: Recorder);
+
+    /// The recovery counters of the episodes that started in `range`:
+    /// exactly what every committed write added, whatever order events
+    /// arrived in.
+    async fn figures(&self, range: Range) -> Result<Tally, StoreError>;
+
+    /// Stores the latest count of accounts at risk
+    /// ([`refresh_at_risk`] computes it).
+    async fn put_at_risk(&self, at_risk: &AtRisk) -> Result<(), StoreError>;
+
+    /// The latest count of accounts at risk, when one was stored.
+    async fn at_risk(&self) -> Result<Option<AtRisk>, StoreError>;
 
     /// A receiver of invalidations: every changed account, from any instance.
     fn invalidations(&self) -> broadcast::Receiver<Invalidation>;
@@ -530,6 +551,21 @@ pub(crate) fn fold(current: Option<&BillingState>, changes: &[Change]) -> (Billi
         next.set_updated_at(chrono::Utc::now());
     }
     (next, changed)
+}
+
+/// The episode records a write stores and the counters it adds, given the
+/// records stored with the state before; also counts newly ended episodes
+/// in the metrics. `None` when the records did not change.
+pub(crate) fn record(recorder: &Recorder, stored: &[EpisodeRecord], after: &BillingState) -> Option<(Vec<EpisodeRecord>, Tally)> {
+    let (records, delta) = recorder.next(stored, after);
+    (records != stored).then_some((records, delta))
+}
+
+/// Counts the episodes a committed write ended.
+pub(crate) fn count_ended(stored: &[EpisodeRecord], records: &[EpisodeRecord]) {
+    for r in crate::recovery::newly_closed(stored, records) {
+        crate::metrics::episode_ended(r);
+    }
 }
 
 /// A claim holder id ([`Store::claim`]), unique per call across instances:

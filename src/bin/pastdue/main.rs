@@ -11,6 +11,7 @@
 //! (the output still says what the gate does with it).
 
 mod explain;
+mod report;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -94,6 +95,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The recovery figures: episodes that started in a range of days, how
+    /// many were paid, at which stage, how fast, what is at risk now.
+    Report {
+        /// First day counted (`2026-10-01` or RFC 3339; default 90 days
+        /// before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// Day after the last counted (default: the end of today).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only episodes that started on this ladder.
+        #[arg(long)]
+        ladder: Option<String>,
+        /// Print the admin API's report (JSON).
+        #[arg(long)]
+        json: bool,
+    },
     /// The effective ladder, as a table.
     Ladder {
         /// Print it as JSON.
@@ -168,6 +186,22 @@ async fn run(command: Command, file: Option<std::path::PathBuf>) -> Result<(), F
         Command::CheckConfig => check_config(&config),
         Command::Ladder { json } => {
             print_ladders(&policy, json);
+            Ok(())
+        }
+        Command::Report { from, to, ladder, json } => {
+            let range = pastdue::recovery::Range::parse(from.as_deref(), to.as_deref(), Utc::now())
+                .map_err(|e| Failed(2, format!("--{e}")))?;
+            if let Some(l) = ladder.as_deref().filter(|l| policy.ladder(l).is_none()) {
+                let names: Vec<&str> = policy.names().collect();
+                return Err(Failed(2, format!("--ladder: {l:?} is not configured; use one of {}", names.join(", "))));
+            }
+            let store = connect(&config).await?;
+            let report = pastdue::store::report(store.as_ref(), range, ladder.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", explain::terminal_safe(&report::text(&report, &policy)));
+            }
             Ok(())
         }
         Command::Status { account, json } => {
@@ -268,9 +302,12 @@ async fn connect(config: &Config) -> Result<Arc<dyn Store>, Failed> {
                 .into(),
         ));
     }
-    pastdue::store::connect(&config.store)
+    let store = pastdue::store::connect(&config.store)
         .await
-        .map_err(|e| Failed(1, format!("store {}: {e}", redacted(&config.store.url))))
+        .map_err(|e| Failed(1, format!("store {}: {e}", redacted(&config.store.url))))?;
+    // Changes made here are counted in the recovery figures like the server's.
+    store.keep_figures(pastdue::recovery::Recorder::new(config.policy().map_err(config_error)?));
+    Ok(store)
 }
 
 async fn load(config: &Config, account: &str) -> Result<(AccountId, Option<BillingState>), Failed> {

@@ -12,6 +12,15 @@
 //!   right after the atomic commit rather than inside it; listings verify
 //!   every entry against the account's state, and the next write of an
 //!   account repairs its entries.
+//! - the state hash's `fig` and `figv` fields: the account's episode records
+//!   as last counted, and the version that wrote them
+//! - `{prefix}:{figures}:day:<YYYY-MM-DD>`: recovery counters of the
+//!   episodes that started that day (fields `<ladder>|<metric>`), changed in
+//!   the commit itself on a single node; on a Cluster (another slot) posted
+//!   right after it, exactly once, through `{prefix}:{figures}:posted` (the
+//!   records each account's counters reflect) and `{prefix}:{figures}:dirty`
+//!   (accounts committed but maybe not yet posted: repaired before every
+//!   read); `{prefix}:{figures}:at_risk`: the latest at-risk count
 //!
 //! A write reads the state, folds the changes in with the same Rust code the
 //! memory store uses, and commits with a Lua compare-and-set that also checks
@@ -30,15 +39,16 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::{fold, index_moves, Applied, AuditDraft, AuditEntry, LinkSource, Linked, Index, IndexEntry, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
+use super::{count_ended, fold, index_moves, record, Applied, AuditDraft, AuditEntry, LinkSource, Linked, Index, IndexEntry, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
 use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
+mod figures;
 mod listener;
 mod scripts;
 
 use self::listener::listen;
-use self::scripts::{COMMIT, LINK, RENEW};
+use self::scripts::{COMMIT, LINK, POST, RENEW};
 
 /// Most compare-and-set rounds one write tries before giving up.
 const MAX_ROUNDS: u32 = 256;
@@ -54,6 +64,8 @@ pub struct RedisStore {
     commit: Script,
     renew: Script,
     link: Script,
+    post: Script,
+    recorder: std::sync::RwLock<crate::recovery::Recorder>,
     invalidations: broadcast::Sender<Invalidation>,
     listening: watch::Receiver<bool>,
     listener: JoinHandle<()>,
@@ -177,6 +189,8 @@ impl RedisStore {
             commit: Script::new(COMMIT),
             renew: Script::new(RENEW),
             link: Script::new(LINK),
+            post: Script::new(POST),
+            recorder: std::sync::RwLock::default(),
             invalidations,
             listening,
             listener,
@@ -268,14 +282,26 @@ impl RedisStore {
         let audit_key = self.audit_key(Some(account));
         let ttl = self.opts.dedupe_ttl.as_secs().max(1);
         for _ in 0..MAX_ROUNDS {
-            let (version, doc): (Option<u64>, Option<String>) = self
+            let (version, doc, fig, figv): (Option<u64>, Option<String>, Option<String>, Option<u64>) = self
                 .bounded(
                     self.opts.write_timeout,
-                    redis::cmd("HMGET").arg(&key).arg("v").arg("doc").query_async(&mut conn),
+                    redis::cmd("HMGET").arg(&key).arg("v").arg("doc").arg("fig").arg("figv").query_async(&mut conn),
                 )
                 .await?;
             let current = Self::decode(account, doc)?;
             let (next, changed) = fold(current.as_ref(), changes);
+            let stored = figures::decode_records(fig.as_deref());
+            let recorded = if changed { record(&self.recorder(), &stored, &next) } else { None };
+            let records_json = match &recorded {
+                Some((records, _)) => figures::encode_records(records)?,
+                None => "-".to_owned(),
+            };
+            // On a Cluster the counters live in another slot: mark the
+            // account first, so a crash before they are posted is repaired.
+            let dirty = match &recorded {
+                Some(_) if self.is_cluster() => Some(self.mark_dirty(account).await?),
+                _ => None,
+            };
             let new_doc = if changed {
                 serde_json::to_string(&next).map_err(|e| StoreError::Backend(e.to_string()))?
             } else {
@@ -299,12 +325,26 @@ impl RedisStore {
                 .arg(&self.channel)
                 .arg(account.as_str())
                 .arg(&entry_json)
-                .arg(self.opts.audit_max_len);
+                .arg(self.opts.audit_max_len)
+                .arg(&records_json);
+            if let (Some((_, delta)), false) = (&recorded, self.is_cluster()) {
+                for (cell, n) in delta.cells() {
+                    invocation.key(self.day_key(cell.day)).arg(cell.field()).arg(n);
+                }
+            }
             let (outcome, id): (i64, String) =
                 self.bounded(self.opts.write_timeout, invocation.invoke_async(&mut conn)).await?;
             let entry = entry.map(|e| AuditEntry { id, ..e });
             match outcome {
                 0 if changed => {
+                    if let Some((records, delta)) = &recorded {
+                        count_ended(&stored, records);
+                        if let Some(dirty) = dirty {
+                            let expected = figures::posted_value(figv, fig.as_deref().unwrap_or(""));
+                            let posted = figures::posted_value(Some(version.unwrap_or(0) + 1), &records_json);
+                            self.post(account, &expected, &posted, &dirty, delta).await;
+                        }
+                    }
                     self.update_indexes(account, current.as_ref(), &next).await;
                     return Ok((Applied::Changed(next), entry));
                 }
@@ -494,6 +534,22 @@ impl Store for RedisStore {
                 Some(AuditEntry { id, ..entry })
             })
             .collect())
+    }
+
+    fn keep_figures(&self, recorder: crate::recovery::Recorder) {
+        *self.recorder.write().unwrap_or_else(std::sync::PoisonError::into_inner) = recorder;
+    }
+
+    async fn figures(&self, range: crate::recovery::Range) -> Result<crate::recovery::Tally, StoreError> {
+        self.read_figures(range).await
+    }
+
+    async fn put_at_risk(&self, at_risk: &crate::recovery::AtRisk) -> Result<(), StoreError> {
+        self.write_at_risk(at_risk).await
+    }
+
+    async fn at_risk(&self) -> Result<Option<crate::recovery::AtRisk>, StoreError> {
+        self.read_at_risk().await
     }
 
     fn invalidations(&self) -> broadcast::Receiver<Invalidation> {

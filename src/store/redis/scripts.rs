@@ -1,10 +1,13 @@
 //! The Lua scripts every write runs, each touching one slot.
 
-/// Compare-and-set with dedupe and audit. KEYS: state, event marker,
-/// account audit stream. ARGV: expected version, new doc ("" = no change),
-/// event id ("" = none), dedupe TTL seconds, channel, account, audit entry
-/// JSON ("" = none), audit max length. Returns {0 written | 1 duplicate |
-/// 2 conflict, audit entry id or ""}.
+/// Compare-and-set with dedupe, audit and recovery figures. KEYS: state,
+/// event marker, account audit stream, then one recovery day hash per
+/// counter to add to (single node only: on a Cluster they live in another
+/// slot and are posted after). ARGV: expected version, new doc ("" = no
+/// change), event id ("" = none), dedupe TTL seconds, channel, account,
+/// audit entry JSON ("" = none), audit max length, the episode records
+/// JSON ("-" = unchanged), then a field and an increment per day hash.
+/// Returns {0 written | 1 duplicate | 2 conflict, audit entry id or ""}.
 pub(super) const COMMIT: &str = r#"
 if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {1, ''} end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -15,6 +18,11 @@ local id = ''
 if ARGV[7] ~= '' then id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[7]) end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'v', v + 1, 'doc', ARGV[2])
+  if ARGV[9] ~= '-' then redis.call('HSET', KEYS[1], 'fig', ARGV[9], 'figv', v + 1) end
+  for i = 4, #KEYS do
+    local f, n = ARGV[10 + (i - 4) * 2], ARGV[11 + (i - 4) * 2]
+    if redis.call('HINCRBY', KEYS[i], f, n) == 0 then redis.call('HDEL', KEYS[i], f) end
+  end
   redis.call('PUBLISH', ARGV[5], ARGV[6])
 end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
@@ -46,3 +54,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 "#;
 
+
+/// Posts an account's episode records to the recovery counters (Cluster:
+/// they live in their own slot). KEYS: posted records hash, dirty set,
+/// then one day hash per counter. ARGV: account, the posted value expected
+/// ("" = none), the new one ("<version>|<records JSON>", "" = none), the
+/// dirty entry's score to clear ("" = none), then a field and an increment
+/// per day hash. Returns 0 posted, 1 the posted value was not the expected.
+pub(super) const POST: &str = r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if cur ~= ARGV[2] then return 1 end
+for i = 3, #KEYS do
+  local f, n = ARGV[5 + (i - 3) * 2], ARGV[6 + (i - 3) * 2]
+  if redis.call('HINCRBY', KEYS[i], f, n) == 0 then redis.call('HDEL', KEYS[i], f) end
+end
+if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+if ARGV[4] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[1]) == ARGV[4] then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 0
+"#;
