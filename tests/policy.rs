@@ -345,10 +345,6 @@ async fn app() -> App {
     App { router, clock, t0, _redis: redis }
 }
 
-fn fixtures() -> Value {
-    serde_json::from_str(include_str!("fixtures/stripe_objects.json")).unwrap()
-}
-
 impl App {
     fn at(&self, d: i64) -> DateTime<Utc> {
         self.t0 + days(d)
@@ -360,38 +356,16 @@ impl App {
 
     /// Posts a signed event whose facts happened at `created` (delivered now).
     async fn event(&self, id: &str, kind: &str, created: DateTime<Utc>, object: Value) {
-        let body = serde_json::to_vec(&json!({
-            "id": id, "object": "event", "api_version": "2025-03-31.basil", "type": kind, "created": created.timestamp(),
-            "livemode": false, "pending_webhooks": 1, "data": { "object": object }, "request": { "id": null, "idempotency_key": null },
-        }))
-        .unwrap();
-        let sig = pastdue::signature::sign(SECRET, Utc::now().timestamp(), &body);
-        let req = Request::post("/webhooks/stripe").header("stripe-signature", sig).header("content-type", "application/json").body(Body::from(body)).unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
+        let res = self.router.clone().oneshot(signed_delivery(SECRET, event_body(id, kind, created, object))).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{kind} {id}");
     }
 
     async fn invoice_failed(&self, account: &str, invoice: &str, at: DateTime<Utc>) {
-        let mut inv = fixtures()["invoice"].clone();
-        inv["id"] = json!(invoice);
-        inv["customer"] = json!(format!("cus_{account}"));
-        inv["amount_due"] = json!(4_900);
-        inv["amount_remaining"] = json!(4_900);
-        inv["currency"] = json!("eur");
-        inv["status"] = json!("open");
-        inv["number"] = json!(format!("N-{invoice}"));
-        inv["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/{invoice}"));
-        inv["parent"] = json!({ "type": "subscription_details", "quote_details": null, "subscription_details": { "subscription": format!("sub_{account}"), "metadata": { "account_id": account } } });
-        self.event(&format!("evt_failed_{invoice}"), "invoice.payment_failed", at, inv.clone()).await;
+        self.event(&format!("evt_failed_{invoice}"), "invoice.payment_failed", at, invoice_object(account, invoice, "open", 4_900)).await;
     }
 
     async fn invoice_paid(&self, account: &str, invoice: &str, at: DateTime<Utc>) {
-        let mut inv = fixtures()["invoice"].clone();
-        inv["id"] = json!(invoice);
-        inv["customer"] = json!(format!("cus_{account}"));
-        inv["status"] = json!("paid");
-        inv["parent"] = json!({ "type": "subscription_details", "quote_details": null, "subscription_details": { "subscription": format!("sub_{account}"), "metadata": { "account_id": account } } });
-        self.event(&format!("evt_paid_{invoice}"), "invoice.paid", at, inv).await;
+        self.event(&format!("evt_paid_{invoice}"), "invoice.paid", at, invoice_object(account, invoice, "paid", 0)).await;
     }
 
     /// `customer.subscription.updated` with Stripe's example item, its price

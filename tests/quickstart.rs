@@ -47,6 +47,8 @@ async fn the_demo_binary_serves_over_http_on_redis() {
         ("PASTDUE_STORE__READ_TIMEOUT", "2s".into()),
         ("PASTDUE_STRIPE__WEBHOOK_SECRET", "whsec_demo".into()),
         ("PASTDUE_ADMIN__TOKEN", ADMIN.into()),
+        // Accounts at risk are counted every 60 polls: every 3 s here.
+        ("PASTDUE_NOTIFY__POLL_INTERVAL", "50ms".into()),
     ]);
     let http = reqwest::Client::new();
     let get = |path: &str, account: Option<&str>| {
@@ -126,6 +128,35 @@ async fn the_demo_binary_serves_over_http_on_redis() {
         r#"pastdue_webhooks_total{type="invoice.payment_failed",result="applied"} 1"#,
         r#"pastdue_webhooks_total{type="other",result="bad_signature"} 1"#,
         "pastdue_invalidation_resubscribes_total",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
+    }
+
+    // Recovery figures: the accounts at risk (counted every few seconds
+    // here), then globex pays and its episode is counted as ended.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = get("/metrics", None).await.unwrap().text().await.unwrap();
+        if text.contains(r#"pastdue_at_risk_amount{stage="suspended",currency="usd"} 2500"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(text.contains(r#"pastdue_at_risk_accounts{stage="suspended"} 2"#), "acme and globex are suspended:\n{text}");
+    assert!(text.contains("# HELP pastdue_at_risk_accounts"), "{text}");
+    let paid = serde_json::json!({
+        "id": "evt_demo_2", "type": "invoice.paid", "created": now,
+        "data": { "object": { "id": "in_w1", "customer": "cus_w", "status": "paid", "currency": "usd",
+                               "parent": { "subscription_details": { "metadata": { "account_id": "globex" } } } } }
+    });
+    let body = serde_json::to_vec(&paid).unwrap();
+    let sig = pastdue::signature::sign("whsec_demo", now, &body);
+    assert_eq!(http.post(format!("{}/webhooks/stripe", demo.url)).header("stripe-signature", sig).body(body).send().await.unwrap().status(), 200);
+    let text = get("/metrics", None).await.unwrap().text().await.unwrap();
+    for needle in [
+        r#"pastdue_episodes_ended_total{outcome="paid",stage="suspended"} 1"#,
+        r#"pastdue_recovered_amount_total{currency="usd",stage="suspended"} 2500"#,
+        "# HELP pastdue_episodes_ended_total",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }

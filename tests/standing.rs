@@ -233,4 +233,39 @@ proptest! {
         }
         prop_assert_eq!(state(&changes), state(&shuffled));
     }
+
+    /// The recovery counters a store keeps — each write adding the change in
+    /// the account's episode records — end the same in any delivery order,
+    /// with any fact delivered again, and equal the final state's records.
+    #[test]
+    fn recovery_counters_do_not_depend_on_delivery(changes in prop::collection::vec(arb_change(), 0..10), seed in any::<u64>(), again in prop::collection::vec(any::<prop::sample::Index>(), 0..4)) {
+        let recorder = pastdue::recovery::Recorder::default();
+        let deliver = |changes: &[Change]| {
+            let (mut s, mut stored, mut tally) = (BillingState::default(), Vec::new(), pastdue::recovery::Tally::default());
+            for c in changes {
+                if s.apply(c) {
+                    let (records, delta) = recorder.next(&stored, &s);
+                    tally.merge(&delta);
+                    stored = records;
+                }
+            }
+            (tally.since(&pastdue::recovery::Tally::default()), stored)
+        };
+        let mut shuffled = changes.clone();
+        let mut x = seed;
+        for i in (1..shuffled.len()).rev() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (x >> 33) as usize % (i + 1));
+        }
+        if !changes.is_empty() {
+            for i in &again {
+                let c = changes[i.index(changes.len())].clone();
+                shuffled.insert(i.index(shuffled.len() + 1), c);
+            }
+        }
+        let (in_order, records) = deliver(&changes);
+        let (reordered, _) = deliver(&shuffled);
+        prop_assert_eq!(&in_order, &reordered);
+        prop_assert_eq!(in_order, pastdue::recovery::Tally::of(&records));
+    }
 }

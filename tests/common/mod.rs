@@ -1,7 +1,8 @@
 //! Test support, one harness per file: a private `redis-server`
 //! (`redis.rs`), a Redis Cluster (`cluster.rs`), localstripe
 //! (`localstripe.rs`), an SMTP receiver (`smtp.rs`), the demo binary
-//! (`demo.rs`) and state builders (`builders.rs`). Every process is
+//! (`demo.rs`), state builders (`builders.rs`) and signed Stripe events
+//! (`events.rs`). Every process is
 //! started on a free loopback port and stopped when dropped.
 #![allow(dead_code, unreachable_pub)]
 
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 mod builders;
 mod cluster;
 mod demo;
+mod events;
 mod localstripe;
 mod redis;
 mod smtp;
@@ -22,6 +24,8 @@ pub use self::builders::*;
 pub use self::cluster::*;
 #[allow(unused_imports)]
 pub use self::demo::*;
+#[allow(unused_imports)]
+pub use self::events::*;
 #[allow(unused_imports)]
 pub use self::localstripe::*;
 #[allow(unused_imports)]
