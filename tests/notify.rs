@@ -136,6 +136,12 @@ async fn each_stage_is_notified_once_in_order_across_three_instances() {
     for n in &notifiers {
         assert_eq!(n.sweep().await.unwrap(), 0, "nothing after the last stage");
     }
+    // Those sweeps read every account in debt (a month passed since the
+    // last full one): they counted the accounts at risk for the recovery report.
+    let at_risk = store.at_risk().await.unwrap().expect("a full sweep stores the count");
+    assert_eq!(at_risk.as_of, Some(clock.now()));
+    let suspended = &at_risk.by_stage(None)["suspended"];
+    assert_eq!((suspended.accounts, suspended.amount.values().sum::<i64>()), (1, 4_900), "{at_risk:?}");
     assert_eq!(stages(&seen, "acme"), ["notice", "warning", "suspended"]);
     let n = seen.lock().unwrap().accepted[2].clone();
     assert_eq!((n["type"].as_str(), n["action"].as_str(), n["amount_due"].as_i64(), n["currency"].as_str()), (Some("pastdue.stage_entered"), Some("block"), Some(4_900), Some("eur")));

@@ -2,7 +2,11 @@
 //! as fast as a fixed number of concurrent senders can, and reports events/s
 //! and latency percentiles.
 //!
-//! `cargo run --release --example webhook_load -- <url> <secret> [events] [concurrency]`
+//! `cargo run --release --example webhook_load -- <url> <secret> [events] [concurrency] [pay]`
+//!
+//! With `pay`, every second event is the `invoice.paid` of the invoice the
+//! event before it failed, a minute later: each pair opens and ends a debt
+//! episode (what the recovery figures record).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = args.get(2).cloned().unwrap_or_else(|| "whsec_bench".into());
     let events: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(32);
+    let pay = args.get(5).is_some_and(|a| a == "pay");
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let next = Arc::new(AtomicUsize::new(0));
     let run = std::process::id();
@@ -31,11 +36,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         return (latencies, failures);
                     }
                     let now = chrono::Utc::now().timestamp();
+                    // A paid event settles the failed one before it (same account).
+                    let (kind, invoice, created) = if pay && i % 2 == 1 { ("invoice.paid", i - 1, now + 60) } else { ("invoice.payment_failed", i, now) };
+                    let account = if pay { (i / 2) % 5000 } else { i % 5000 };
                     let body = serde_json::to_vec(&serde_json::json!({
-                        "id": format!("evt_load_{run}_{i}"), "type": "invoice.payment_failed", "created": now,
-                        "data": { "object": { "id": format!("in_{i}"), "customer": format!("cus_{}", i % 5000),
-                            "amount_due": 1200, "currency": "eur",
-                            "parent": { "subscription_details": { "metadata": { "account_id": format!("load-{}", i % 5000) } } } } }
+                        "id": format!("evt_load_{run}_{i}"), "type": kind, "created": created,
+                        "data": { "object": { "id": format!("in_{run}_{invoice}"), "customer": format!("cus_{account}"),
+                            "amount_due": 1200, "currency": "eur", "status": if kind == "invoice.paid" { "paid" } else { "open" },
+                            "parent": { "subscription_details": { "metadata": { "account_id": format!("load-{account}") } } } } }
                     }))
                     .expect("json");
                     let signature = pastdue::signature::sign(&secret, now, &body);

@@ -38,7 +38,8 @@ impl Range {
     /// time; a time rounds out to whole UTC days: `from` down, `to` up).
     /// Defaults: `to` = the end of today, `from` = 90 days before `to`.
     pub fn parse(from: Option<&str>, to: Option<&str>, now: DateTime<Utc>) -> Result<Self, RangeError> {
-        let to = match to.filter(|s| !s.is_empty()) {
+        let given_to = to.filter(|s| !s.is_empty());
+        let to = match given_to {
             Some(s) => day("to", s, true)?,
             None => now.date_naive() + TimeDelta::days(1),
         };
@@ -47,7 +48,10 @@ impl Range {
             None => to - TimeDelta::days(DEFAULT_DAYS),
         };
         if from >= to {
-            return Err(RangeError { field: "to", message: format!("must be after from ({from})") });
+            return Err(match given_to {
+                Some(_) => RangeError { field: "to", message: format!("must be after from ({from})") },
+                None => RangeError { field: "from", message: format!("must be before today's end ({to})") },
+            });
         }
         if (to - from).num_days() > MAX_DAYS {
             return Err(RangeError { field: "from", message: format!("the range may cover at most {MAX_DAYS} days") });
@@ -260,4 +264,39 @@ fn percentile(hours: &BTreeMap<i64, i64>, p: f64) -> Option<f64> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-02T15:30:00Z").unwrap().to_utc()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn ranges_are_whole_days_rounded_out() {
+        assert_eq!(Range::parse(None, None, now()).unwrap(), Range { from: date("2026-09-04"), to: date("2026-12-03") }, "the last 90 days, today included");
+        let r = Range::parse(Some("2026-10-01T13:00:00+02:00"), Some("2026-10-31T00:00:00Z"), now()).unwrap();
+        assert_eq!(r, Range { from: date("2026-10-01"), to: date("2026-10-31") }, "a time rounds down (from) or stays at midnight (to)");
+        let r = Range::parse(Some("2026-10-01"), Some("2026-10-30T00:00:01Z"), now()).unwrap();
+        assert_eq!(r.to, date("2026-10-31"), "to rounds up");
+        for (from, to, field) in [(Some("soon"), None, "from"), (None, Some("2026-02-30"), "to"), (Some("2026-10-02"), Some("2026-10-02"), "to"), (Some("2027-01-01"), None, "from"), (Some("1999-12-31"), None, "from"), (Some("2000-01-01"), Some("2030-01-01"), "from")] {
+            assert_eq!(Range::parse(from, to, now()).unwrap_err().field, field, "{from:?} {to:?}");
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_in_days() {
+        let hours: BTreeMap<i64, i64> = [(72, 1), (360, 1), (480, 2)].into_iter().collect();
+        assert_eq!(percentile(&hours, 0.5), Some(15.0));
+        assert_eq!(percentile(&hours, 0.9), Some(20.0));
+        assert_eq!(percentile(&BTreeMap::new(), 0.5), None);
+        let one: BTreeMap<i64, i64> = [(0, 1)].into_iter().collect();
+        assert_eq!(percentile(&one, 0.5), Some(0.0), "paid within the hour");
+    }
 }

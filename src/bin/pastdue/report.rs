@@ -18,6 +18,10 @@ fn days(d: Option<f64>) -> String {
     d.map_or_else(|| "-".into(), |d| format!("{d:.1} days"))
 }
 
+fn plural(n: i64, word: &str) -> String {
+    if n == 1 { word.to_owned() } else { format!("{word}s") }
+}
+
 /// Stage names in ladder order (the ladders' stages first, then any other
 /// name the figures mention).
 fn ordered<'a>(policy: &Policy, names: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
@@ -52,7 +56,7 @@ pub(crate) fn text(r: &Report, policy: &Policy) -> String {
     }
     for stage in ordered(policy, r.paid_at_stage.keys()) {
         let s = &r.paid_at_stage[stage];
-        let _ = writeln!(out, "  {stage:<14} {:>6} episodes  {}", s.count, money(&s.amount));
+        let _ = writeln!(out, "  {stage:<14} {:>6} {}  {}", s.count, plural(s.count, "episode"), money(&s.amount));
     }
 
     match r.at_risk_as_of {
@@ -68,7 +72,7 @@ pub(crate) fn text(r: &Report, policy: &Policy) -> String {
     }
     for stage in ordered(policy, r.at_risk.keys()) {
         let s = &r.at_risk[stage];
-        let _ = writeln!(out, "  {stage:<14} {:>6} accounts  {}", s.accounts, money(&s.amount));
+        let _ = writeln!(out, "  {stage:<14} {:>6} {}  {}", s.accounts, plural(s.accounts as i64, "account"), money(&s.amount));
     }
 
     let _ = writeln!(out, "\nBy month        started   paid  recovered");
