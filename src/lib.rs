@@ -97,6 +97,7 @@ pub mod metrics;
 // The store, and the cache in front of it.
 pub mod store;
 mod cache;
+pub mod timeline;
 
 // The gate.
 pub mod gate;

@@ -1,4 +1,4 @@
-//! The changes an operator makes: overrides, ladder choice, promises, contacts, customer links.
+//! The changes an operator makes: overrides, ladder choice, promises, notes, contacts, customer links.
 
 use std::sync::Arc;
 
@@ -174,6 +174,48 @@ pub(super) async fn add_promise(
     let promise = crate::state::Promise { at: now, until, reason: reason.clone(), by: who.clone() };
     let action = if body.force { "promise.forced" } else { "promise.added" };
     change_and_audit(&admin, &account, Change::Promise(promise), draft(&who, action, Some(&reason), pick_promises)).await
+}
+
+/// The body of `POST …/notes`.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct NoteRequest {
+    /// What the note says: plain text, 1-2000 characters (never rendered as HTML).
+    #[schema(value_type = String, required = true)]
+    text: Option<String>,
+}
+
+/// Longest note, in characters.
+pub(super) const MAX_NOTE_CHARS: usize = 2_000;
+
+pub(super) fn pick_notes(s: &BillingState) -> Value {
+    serde_json::to_value(s.notes().last()).unwrap_or_default()
+}
+
+#[utoipa::path(post, path = "/admin/accounts/{account}/notes", tag = "accounts",
+    params(("account" = String, Path, description = "account id")),
+    request_body = NoteRequest,
+    responses((status = 200, description = "the account: state and computed standing", body = AccountView), (status = 400, description = "bad input; `field` names it"), (status = 401, description = "missing or wrong bearer token")))]
+pub(super) async fn add_note(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(who)): Extension<Caller>,
+    Path(account): Path<String>,
+    AdminJson(body): AdminJson<NoteRequest>,
+) -> Reply {
+    let account = parse_account(&account)?;
+    let text = body.text.as_deref().map(str::trim).unwrap_or("");
+    if text.is_empty() {
+        return Err(bad("text", "text is required"));
+    }
+    if text.chars().count() > MAX_NOTE_CHARS {
+        return Err(bad("text", format!("text may hold at most {MAX_NOTE_CHARS} characters")));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(bad("text", "text may not hold control characters other than line breaks and tabs"));
+    }
+    // Line breaks as the web sends them (CRLF) are kept as plain \n.
+    let text = text.replace("\r\n", "\n");
+    let note = crate::state::Note { at: admin.clock.now(), by: who.clone(), text };
+    change_and_audit(&admin, &account, Change::Note(note), draft(&who, "note.added", None, pick_notes)).await
 }
 
 /// The body of `PUT …/contacts`: each role an address, `null` to remove

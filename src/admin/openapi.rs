@@ -10,8 +10,8 @@ use super::*;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pastdue admin API", description = "Accounts, overrides, customer links, audit log, recovery figures and Stripe sync. All routes need `Authorization: Bearer <token>`."),
-    paths(view_account, set_override, remove_override, link_customer, set_contacts, set_policy, add_promise, list_accounts, audit_log, agenda, recovery, sync),
-    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, PolicyRequest, PromiseRequest, AccountPage, Listed, AuditPage, AuditEntry, Agenda, AgendaItem, Report, Totals, StageFigures, DaysToPay, MonthFigures, StageRisk, EpisodeRecord, Outcome)),
+    paths(view_account, set_override, remove_override, link_customer, set_contacts, set_policy, add_promise, add_note, list_accounts, audit_log, agenda, recovery, sync),
+    components(schemas(AccountView, OverrideRequest, LinkRequest, ContactsRequest, PolicyRequest, PromiseRequest, NoteRequest, AccountPage, Listed, AuditPage, AuditEntry, Agenda, AgendaItem, Report, Totals, StageFigures, DaysToPay, MonthFigures, StageRisk, EpisodeRecord, Outcome)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

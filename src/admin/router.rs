@@ -88,6 +88,7 @@ pub fn router_with_clock(config: &AdminConfig, policy: impl Into<Policy>, mapper
         .route(&format!("{base}/accounts/{{account}}/contacts"), put(set_contacts))
         .route(&format!("{base}/accounts/{{account}}/policy"), put(set_policy))
         .route(&format!("{base}/accounts/{{account}}/promise"), post(add_promise))
+        .route(&format!("{base}/accounts/{{account}}/notes"), post(add_note))
         .route(&format!("{base}/audit"), get(audit_log))
         .route(&format!("{base}/agenda"), get(agenda))
         .route(&format!("{base}/recovery"), get(recovery))

@@ -68,6 +68,9 @@ pub struct AccountView {
     promises: Vec<Value>,
     /// The date of the newest promise made during the debt owed now.
     promised_until: Option<DateTime<Utc>>,
+    /// Operators' notes, oldest first: `at`, `by`, `text` (plain text).
+    #[schema(value_type = Vec<Object>)]
+    notes: Vec<crate::state::Note>,
     /// The account's debt episodes, oldest first, as the recovery figures
     /// count them (the last one may be open: no `ended_at`).
     episodes: Vec<crate::recovery::EpisodeRecord>,
@@ -144,6 +147,7 @@ pub(super) fn view(account: &AccountId, state: Option<&BillingState>, policy: &P
             })
             .collect(),
         promised_until: standing.promised(),
+        notes: s.notes().to_vec(),
         episodes: crate::recovery::Recorder::new(policy.clone()).records(s),
         updated_at: s.updated_at(),
     }

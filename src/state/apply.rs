@@ -53,6 +53,7 @@ impl BillingState {
             Change::NoticeSent(n) => self.record_notice(n),
             Change::Promise(p) => self.add_promise(p),
             Change::Ladder(choice) => replace_opt(&mut self.ladder, choice.clone()),
+            Change::Note(note) => self.add_note(note),
         }
     }
 
@@ -188,6 +189,19 @@ impl BillingState {
         let excess = self.promises.len().saturating_sub(MAX_PROMISES);
         self.promises.drain(..excess);
         true
+    }
+
+    /// Keeps `note` among the newest [`MAX_NOTES`], oldest first (a note
+    /// heard twice is kept once).
+    fn add_note(&mut self, note: &Note) -> bool {
+        let at = match self.notes.binary_search(note) {
+            Ok(_) => return false,
+            Err(at) => at,
+        };
+        self.notes.insert(at, note.clone());
+        let excess = self.notes.len().saturating_sub(MAX_NOTES);
+        self.notes.drain(..excess);
+        excess == 0 || at >= excess
     }
 
     /// Invoice `id` stopped being owed at `at`, `how`: no longer unpaid or

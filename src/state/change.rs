@@ -89,4 +89,6 @@ pub enum Change {
     /// An admin chose the account's ladder (`None`: back to the plan, the
     /// repeat rule or `default`).
     Ladder(Option<LadderChoice>),
+    /// An operator wrote a note on the account.
+    Note(Note),
 }

@@ -68,6 +68,8 @@ pub struct BillingState {
     closed_debts: BTreeMap<String, DebtSpan>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ladder: Option<LadderChoice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<Note>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     updated_at: Option<DateTime<Utc>>,
 }
@@ -145,6 +147,11 @@ impl BillingState {
     /// The promises to pay recorded for the account, oldest first.
     pub fn promises(&self) -> &[Promise] {
         &self.promises
+    }
+
+    /// Operators' notes, oldest first.
+    pub fn notes(&self) -> &[Note] {
+        &self.notes
     }
 
     /// The ladder an admin chose for the account.

@@ -36,6 +36,20 @@ impl Override {
     }
 }
 
+/// A note an operator wrote on the account ("called, pays Friday").
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Note {
+    /// When it was written.
+    pub at: DateTime<Utc>,
+    /// Who wrote it (the admin token's or operator's name).
+    pub by: String,
+    /// What it says (plain text).
+    pub text: String,
+}
+
+/// Most notes an account keeps (the newest).
+pub(crate) const MAX_NOTES: usize = 100;
+
 /// A customer's promise to pay by a date, recorded by an admin.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Promise {

@@ -221,7 +221,7 @@ async fn run(command: Command, file: Option<std::path::PathBuf>) -> Result<(), F
             let store = connect(&config).await?;
             let audit = store.audit_log(Some(&account), None, 100).await?;
             let now = Utc::now();
-            let timeline = explain::timeline(state.as_ref(), &audit, policy.ladder_for(state.as_ref(), now), now);
+            let timeline = pastdue::timeline::timeline(state.as_ref(), &audit, policy.ladder_for(state.as_ref(), now), now);
             if json {
                 println!("{}", serde_json::to_string_pretty(&timeline)?);
             } else {
@@ -380,7 +380,7 @@ fn print_ladders(policy: &pastdue::Policy, json: bool) {
     for (name, ladder) in policy.ladders() {
         for s in ladder.stages() {
             let closes = s.closed_features().collect::<Vec<_>>().join(", ");
-            rows.push((name, s.name().to_owned(), explain::days(s.after()), s.action().as_str().to_owned(), closes));
+            rows.push((name, s.name().to_owned(), pastdue::timeline::days(s.after()), s.action().as_str().to_owned(), closes));
         }
         if name == pastdue::policy::DEFAULT_LADDER {
             for (stage, when) in [(ladder.canceled(), "subscription ended"), (ladder.unknown(), "never heard of")] {
