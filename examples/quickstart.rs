@@ -332,6 +332,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
+        "operator console: {url}{}/ui/ (sign in with {})",
+        config.admin.path,
+        if demo_token { format!("the demo token {DEMO_ADMIN_TOKEN:?}") } else { "a token from admin.token or admin.tokens".to_owned() }
+    );
+    println!(
         r#"
 Walk an account through the ladder:
   curl -s {url}/api/ping -H 'X-Account-Id: acme'                              # active: {{"ok":true}}

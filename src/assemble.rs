@@ -112,7 +112,7 @@ impl<'a> Pastdue<'a> {
                 None => gate,
             };
             let sweep = verifier.clone().map(|v| (v, config.stripe.verify_sweep));
-            let (gate, pay) = crate::stripe::pay_links(gate, &config.stripe, &config.links, store.clone(), verifier)?;
+            let (gate, pay) = crate::stripe::pay_links(gate, &config.stripe, &config.links, store.clone(), verifier.clone())?;
             routes = routes.merge(pay);
             if !config.stripe.secrets().is_empty() {
                 routes = routes.merge(crate::stripe::webhook_router(&config.stripe, mapper.clone())?);
@@ -120,7 +120,8 @@ impl<'a> Pastdue<'a> {
             #[cfg(feature = "admin")]
             if !config.admin.all_tokens().is_empty() {
                 let policy = gate.policy().clone();
-                routes = routes.merge(crate::admin::router_with_clock(&config.admin, policy, mapper.clone(), clock.clone())?);
+                // The console previews with the gate's own page and checks with its verifier.
+                routes = routes.merge(crate::admin::build(&config.admin, policy, mapper.clone(), clock.clone(), gate.page(), verifier.clone())?);
             }
             let sync = config.stripe.api_key().is_some().then_some((mapper, config.stripe.sync_interval));
             (gate, sync, sweep)

@@ -128,3 +128,61 @@ async fn chromium_renders_a_closed_feature_in_german() {
     assert!(home.contains("<h1>Dashboard</h1>"), "the rest stays open: {home}");
     tokio::task::spawn_blocking(move || screenshot(&reports, "de", "feature-closed-de-1280", 1280)).await.unwrap();
 }
+
+/// The operator console in Chromium (playwright-core, tests/browser/):
+/// sign in, find an account by e-mail, open it, preview what the customer
+/// sees, record a promise and a note, allow it until a date and see the
+/// stage change and the audit entry — all with JavaScript off; then
+/// axe-core (WCAG 2.1 AA) on every page at 1280 and 320 px, light and
+/// dark, with nothing scrolling sideways. Screenshots in target/browser/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_works_a_ticket_in_the_console_and_axe_finds_nothing() {
+    use pastdue::state::Change;
+    let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/node_modules/playwright-core");
+    assert!(std::path::Path::new(modules).exists(), "tests/browser/node_modules is missing: scripts/test.sh installs it (npm ci --prefix tests/browser)");
+    let redis = common::RedisServer::start();
+    let store = common::store_with(&redis.url(), common::relaxed()).await;
+    let token = "console-browser-token-0123456789";
+    let mut config = pastdue::Config::default();
+    config.admin.tokens = vec![pastdue::admin::NamedToken::new("alice", token)];
+    config.stripe.webhook_secret = "whsec_browser".into();
+    let parts = pastdue::Pastdue::new(&config, store.clone()).build().unwrap();
+    // Customers in every stage, and debts paid at each, for the charts.
+    let now = chrono::Utc::now();
+    let days = chrono::TimeDelta::days;
+    let acct = |a: &str| pastdue::AccountId::new(a).unwrap();
+    store.apply(&acct("acme"), None, &[common::unpaid("in_acme", 4_900, now - days(20)), Change::ContactEmail("billing@acme.example".into())]).await.unwrap();
+    for (i, late) in [1i64, 8, 9, 15, 25].into_iter().enumerate() {
+        store.apply(&acct(&format!("customer-{i}")), None, &[common::unpaid(&format!("in_c{i}"), 1_200 * (i as i64 + 1), now - days(late))]).await.unwrap();
+    }
+    for (i, (started, took)) in [(80i64, 2i64), (60, 15), (40, 20), (35, 1), (10, 3)].into_iter().enumerate() {
+        let id = format!("in_paid{i}");
+        store.apply(&acct(&format!("payer-{i}")), None, &[common::unpaid(&id, 2_500, now - days(started)), common::settled(&id, now - days(started - took))]).await.unwrap();
+    }
+    pastdue::store::refresh_at_risk(store.as_ref(), parts.gate.policy(), now).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().merge(parts.routes.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let out = artifacts();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(script)
+        .env("BASE", format!("http://{addr}/admin"))
+        .env("TOKEN", token)
+        .env("ACCOUNT", "acme")
+        .env("EMAIL", "billing@acme.example")
+        .env("OUT", &out)
+        .env("CHROMIUM", chromium())
+        .output()
+        .await
+        .expect("node runs (scripts/test.sh installs it)");
+    server.abort();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or("{}")).unwrap();
+    assert_eq!(report["ok"], true, "{stdout}");
+    assert_eq!(report["pages"].as_array().map(Vec::len), Some(21), "7 pages × 3 views: {stdout}");
+    assert!(std::fs::metadata(out.join("console-accounts-acme-320-light.png")).is_ok_and(|m| m.len() > 1000));
+}

@@ -40,6 +40,7 @@ conformance!(
     figures_count_each_episode_once,
     figures_match_the_states_under_concurrent_writers,
     at_risk_round_trips,
+    accounts_are_found_by_id_and_email_prefix,
 );
 
 #[test]

@@ -16,6 +16,8 @@ mod settings;
 #[cfg(feature = "admin")]
 mod changes;
 #[cfg(feature = "admin")]
+mod console;
+#[cfg(feature = "admin")]
 mod listing;
 #[cfg(feature = "admin")]
 mod openapi;
@@ -33,6 +35,8 @@ pub use self::{
     router::{router, router_with_clock, MAX_PAGE},
     view::AccountView,
 };
+#[cfg(feature = "admin")]
+pub(crate) use self::router::build;
 // The handlers, bodies and helpers each file shares with the others.
 #[cfg(feature = "admin")]
 use self::{changes::*, listing::*, recovery::*, router::*, view::*};

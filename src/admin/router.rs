@@ -38,6 +38,10 @@ pub(super) struct Admin {
     pub(super) auth_failures: metrics::Counter,
     /// The unix second of the last logged failure.
     pub(super) last_failure_log: AtomicI64,
+    /// `admin.path`.
+    pub(super) base: String,
+    /// The operator console's sessions, templates and helpers.
+    pub(super) console: console::Console,
 }
 
 /// Who made the request (the token's name), for the audit log.
@@ -59,6 +63,20 @@ pub fn router(config: &AdminConfig, policy: impl Into<Policy>, mapper: Mapper) -
 /// override expiry follow it; see [`crate::clock`]).
 pub fn router_with_clock(config: &AdminConfig, policy: impl Into<Policy>, mapper: Mapper, clock: SharedClock) -> Result<Router, ConfigError> {
     let policy = policy.into();
+    let page = crate::gate::PaymentPage::default().with_stage_kinds(&policy);
+    build(config, policy, mapper, clock, Arc::new(page), None)
+}
+
+/// The admin API and the console, previewing customers' pages with the
+/// gate's own `page` and checking with Stripe through its `verifier`.
+pub(crate) fn build(
+    config: &AdminConfig,
+    policy: Policy,
+    mapper: Mapper,
+    clock: SharedClock,
+    page: Arc<crate::gate::PaymentPage>,
+    verifier: Option<Arc<crate::stripe::Verifier>>,
+) -> Result<Router, ConfigError> {
     config.check_tokens()?;
     let store = mapper.store().clone();
     crate::metrics::describe();
@@ -70,6 +88,7 @@ pub fn router_with_clock(config: &AdminConfig, policy: impl Into<Policy>, mapper
     if tokens.is_empty() {
         return Err(ConfigError::key("admin.token", "is empty and admin.tokens lists none; set one (PASTDUE_ADMIN__TOKEN=…) to enable the admin API"));
     }
+    let sessions = console::Sessions::new(&tokens, config.session_ttl, &config.ui_user_header, &config.ui_users);
     let admin = Arc::new(Admin {
         policy,
         mapper,
@@ -78,6 +97,8 @@ pub fn router_with_clock(config: &AdminConfig, policy: impl Into<Policy>, mapper
         clock,
         auth_failures: metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES),
         last_failure_log: AtomicI64::new(0),
+        base: config.path.clone(),
+        console: console::Console::new(sessions, page, verifier),
     });
     let base = &config.path;
     let api = Router::new()
@@ -103,7 +124,7 @@ pub fn router_with_clock(config: &AdminConfig, policy: impl Into<Policy>, mapper
             async move { ([(header::CONTENT_TYPE, "application/json")], (*served).clone()).into_response() }
         }),
     );
-    Ok(api.merge(docs))
+    Ok(api.merge(docs).merge(console::routes(admin, base)))
 }
 
 /// A refusal: the status, what went wrong, and for bad input the field.
@@ -204,12 +225,19 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for AdminJso
             Ok(_) => return Err(bad("body", "the body must be a JSON object")),
             Err(e) => return Err(bad("body", format!("the body is not valid JSON: {e}"))),
         };
-        serde_path_to_error::deserialize(value).map(AdminJson).map_err(|e| {
-            let field = e.path().iter().next().map_or_else(|| "body".to_owned(), |seg| seg.to_string());
-            let message = format!("{field}: {}", e.inner());
-            Failure { status: StatusCode::BAD_REQUEST, message, field: Some(field) }
-        })
+        request(value).map(AdminJson)
     }
+}
+
+/// `value` as a request body `T`, refused with a `400` naming the field
+/// that failed: how [`AdminJson`] reads bodies, and how the console turns
+/// its forms into the same requests.
+pub(super) fn request<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Failure> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().iter().next().map_or_else(|| "body".to_owned(), |seg| seg.to_string());
+        let message = format!("{field}: {}", e.inner());
+        Failure { status: StatusCode::BAD_REQUEST, message, field: Some(field) }
+    })
 }
 
 /// Applies `change` and writes its audit entry in one atomic step (the

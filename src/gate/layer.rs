@@ -299,6 +299,13 @@ impl GateLayer {
     pub fn policy(&self) -> &crate::policy::Policy {
         &self.shared.policy
     }
+
+    /// The page the gate answers blocked requests with (the console
+    /// previews customers' pages with it).
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn page(&self) -> Arc<PaymentPage> {
+        self.shared.page.clone()
+    }
 }
 
 impl<S> Layer<S> for GateLayer {

@@ -35,6 +35,7 @@
 //!     async fn scan_index(&self, i: Index, min: i64, max: i64, cur: Option<&str>, n: usize) -> Result<Vec<IndexEntry>, StoreError> {
 //!         self.inner.scan_index(i, min, max, cur, n).await
 //!     }
+//!     async fn lookup(&self, by: Lookup, p: &str, n: usize) -> Result<Vec<(String, AccountId)>, StoreError> { self.inner.lookup(by, p, n).await }
 //!     async fn claim(&self, a: &AccountId, w: &str, h: &str, l: Duration) -> Result<bool, StoreError> { self.inner.claim(a, w, h, l).await }
 //!     async fn renew_claim(&self, a: &AccountId, w: &str, h: &str, l: Duration) -> Result<bool, StoreError> { self.inner.renew_claim(a, w, h, l).await }
 //!     async fn audit(&self, e: &AuditEntry) -> Result<String, StoreError> { self.inner.audit(e).await }
@@ -83,6 +84,7 @@ pub async fn run(store: Arc<dyn Store>) {
     figures_count_each_episode_once(&store).await;
     figures_match_the_states_under_concurrent_writers(&store).await;
     at_risk_round_trips(&store).await;
+    accounts_are_found_by_id_and_email_prefix(&store).await;
 }
 
 fn acct(id: &str) -> AccountId {
@@ -377,4 +379,22 @@ pub async fn at_risk_round_trips(store: &Arc<dyn Store>) {
     let newer = AtRisk { as_of: Some(t(60)), ..AtRisk::default() };
     store.put_at_risk(&newer).await.unwrap();
     assert_eq!(store.at_risk().await.unwrap(), Some(newer), "at_risk: the newest count wins");
+}
+
+/// Accounts are found by an id prefix and by (a prefix of) any address
+/// they are known by; an address that changes stops finding them.
+pub async fn accounts_are_found_by_id_and_email_prefix(store: &Arc<dyn Store>) {
+    use super::Lookup;
+    let (a, b) = (acct("conformance-lookup-acme"), acct("conformance-lookup-acorn"));
+    store.apply(&a, None, &[Change::ContactEmail("Billing@Acme.example".into())]).await.unwrap();
+    store.apply(&b, None, &[Change::ContactEmail("pay@acorn.example".into())]).await.unwrap();
+    let ids: Vec<AccountId> = store.lookup(Lookup::Account, "conformance-lookup-ac", 10).await.unwrap().into_iter().map(|(_, a)| a).collect();
+    assert_eq!(ids, [a.clone(), b.clone()], "lookup: by id prefix, in order");
+    assert_eq!(store.lookup(Lookup::Account, "conformance-lookup-acm", 10).await.unwrap().len(), 1, "lookup: a longer prefix");
+    let found = store.lookup(Lookup::Email, "billing@acme.ex", 10).await.unwrap();
+    assert_eq!(found.iter().map(|(_, x)| x).collect::<Vec<_>>(), [&a], "lookup: by e-mail prefix, lower case: {found:?}");
+    store.apply(&a, None, &[Change::ContactEmail("ap@acme.example".into())]).await.unwrap();
+    assert!(store.lookup(Lookup::Email, "billing@acme.example", 10).await.unwrap().is_empty(), "lookup: an old address no longer finds it");
+    assert_eq!(store.lookup(Lookup::Email, "ap@acme.example", 10).await.unwrap().len(), 1);
+    assert_eq!(store.lookup(Lookup::Account, "conformance-lookup-", 1).await.unwrap().len(), 1, "lookup: at most limit");
 }

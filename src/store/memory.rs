@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{fold, index_moves, record, count_ended, Applied, AuditDraft, AuditEntry, Index, IndexEntry, Invalidation, LinkSource, Linked, Store, StoreError};
+use super::{fold, index_moves, lookup_moves, record, count_ended, Lookup, Applied, AuditDraft, AuditEntry, Index, IndexEntry, Invalidation, LinkSource, Linked, Store, StoreError};
 use crate::account::AccountId;
 use crate::recovery::{AtRisk, EpisodeRecord, Range, Recorder, Tally};
 use crate::state::{BillingState, Change};
@@ -32,6 +32,7 @@ struct Inner {
     seen: HashMap<(AccountId, Box<str>), Instant>,
     customers: HashMap<String, (AccountId, LinkSource)>,
     indexes: HashMap<Index, BTreeSet<String>>,
+    lookups: HashMap<Lookup, BTreeSet<String>>,
     claims: HashMap<(AccountId, String), (String, Instant)>,
     audit: Vec<AuditEntry>,
     audit_seq: u64,
@@ -59,6 +60,13 @@ impl Inner {
             if let Some(new) = new {
                 set.insert(new);
             }
+        }
+        for (lookup, gone, added) in lookup_moves(before.as_ref(), &next, account) {
+            let set = self.lookups.entry(lookup).or_default();
+            for m in gone {
+                set.remove(&m);
+            }
+            set.extend(added);
         }
         let stored = self.records.remove(account).unwrap_or_default();
         match record(&self.recorder, &stored, &next) {
@@ -202,6 +210,17 @@ impl Store for MemoryStore {
             .filter_map(|m| IndexEntry::parse(m))
             .take_while(|e| e.score <= max)
             .filter(|e| e.score >= min)
+            .take(limit)
+            .collect())
+    }
+
+    async fn lookup(&self, by: Lookup, prefix: &str, limit: usize) -> Result<Vec<(String, AccountId)>, StoreError> {
+        let inner = self.lock();
+        let Some(set) = inner.lookups.get(&by) else { return Ok(Vec::new()) };
+        Ok(set
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(|m| m.starts_with(prefix))
+            .filter_map(|m| Some((m.clone(), by.account_of(m)?)))
             .take(limit)
             .collect())
     }

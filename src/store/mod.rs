@@ -19,7 +19,10 @@ use crate::recovery::{AtRisk, EpisodeRecord, Range, Recorder, Tally};
 use crate::state::{BillingState, Change};
 
 mod figures;
+mod index;
 pub use self::figures::{refresh as refresh_at_risk, report};
+pub use self::index::{Index, IndexEntry, Lookup, NEVER};
+pub(crate) use self::index::{index_moves, lookup_moves};
 #[cfg(feature = "test-util")]
 pub mod conformance;
 mod memory;
@@ -156,6 +159,12 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Vec<IndexEntry>, StoreError>;
+
+    /// Accounts whose [`Lookup`] member starts with `prefix` (case as
+    /// stored: ids as written, e-mail addresses lower case), in member
+    /// order, at most `limit`: the members, each with its account. Kept on
+    /// every write like the indexes.
+    async fn lookup(&self, by: Lookup, prefix: &str, limit: usize) -> Result<Vec<(String, AccountId)>, StoreError>;
 
     /// Reserves `what` (a notice) for `holder` for `lease`: `true` for
     /// exactly one caller until the lease runs out, then for exactly one
@@ -312,95 +321,6 @@ pub(crate) fn decide_link(current: Option<(AccountId, LinkSource)>, account: &Ac
         Some((a, LinkSource::Admin)) if source == LinkSource::Learned => (Linked::Refused { admin: a }, false),
         Some((a, _)) => (Linked::Moved { from: a }, true),
     }
-}
-
-/// The account indexes every store keeps, for listing accounts by stage
-/// without scanning all keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Index {
-    /// Accounts in debt, scored by `past_due_since`: the accounts in a ladder
-    /// stage are a score range that moves with the clock.
-    Debt,
-    /// Accounts whose subscriptions all ended, scored by when.
-    Ended,
-    /// Accounts with an override, scored by its expiry ([`NEVER`] = none).
-    Override,
-    /// Accounts with a payment coming due, scored by the earliest due date:
-    /// the notifier reads only those whose reminder is due.
-    Upcoming,
-    /// Accounts in debt with a promise to pay, scored by its date: the
-    /// ladder speaks again when it passes unpaid.
-    Promise,
-}
-
-/// The score of an override that never expires.
-pub const NEVER: i64 = 99_999_999_999;
-
-impl Index {
-    /// All indexes.
-    pub const ALL: [Index; 5] = [Index::Debt, Index::Ended, Index::Override, Index::Upcoming, Index::Promise];
-
-    /// The name used in keys.
-    pub fn name(self) -> &'static str {
-        match self {
-            Index::Debt => "debt",
-            Index::Ended => "ended",
-            Index::Override => "override",
-            Index::Upcoming => "upcoming",
-            Index::Promise => "promise",
-        }
-    }
-
-    /// The account's score in this index, if it belongs there.
-    pub fn score(self, state: &BillingState) -> Option<i64> {
-        match self {
-            Index::Debt => state.past_due_since().map(|t| t.timestamp()),
-            Index::Ended => state.ended().map(|f| f.at.timestamp()),
-            Index::Override => state.override_().map(|o| o.until.map_or(NEVER, |u| u.timestamp())),
-            Index::Upcoming => state.upcoming().values().map(|d| d.due.timestamp()).min(),
-            Index::Promise => state.current_promise().map(|p| p.until.timestamp()),
-        }
-    }
-}
-
-/// One entry of an [`Index`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IndexEntry {
-    /// The score (unix seconds).
-    pub score: i64,
-    /// The account.
-    pub account: AccountId,
-}
-
-impl IndexEntry {
-    /// The entry as one sortable string, `"<score, 12 digits>:<account>"`:
-    /// both stores order and page by it.
-    pub fn cursor(&self) -> String {
-        member(self.score, &self.account)
-    }
-
-    /// Parses [`IndexEntry::cursor`].
-    pub fn parse(cursor: &str) -> Option<Self> {
-        let (score, account) = cursor.split_once(':')?;
-        Some(Self { score: score.parse().ok()?, account: AccountId::new(account).ok()? })
-    }
-}
-
-pub(crate) fn member(score: i64, account: &AccountId) -> String {
-    format!("{:012}:{}", score.clamp(0, NEVER), account)
-}
-
-/// The index changes a write implies: `(index, old member, new member)`.
-pub(crate) fn index_moves(before: Option<&BillingState>, after: &BillingState, account: &AccountId) -> Vec<(Index, Option<String>, Option<String>)> {
-    Index::ALL
-        .iter()
-        .filter_map(|&index| {
-            let old = before.and_then(|b| index.score(b)).map(|s| member(s, account));
-            let new = index.score(after).map(|s| member(s, account));
-            (old != new).then_some((index, old, new))
-        })
-        .collect()
 }
 
 /// One audit log entry: who changed what, from what, to what, when, why.

@@ -207,24 +207,30 @@ impl Verifier {
     /// not one per post), still rate-limited and bounded by
     /// `verify_timeout`. Reads the state from the store; an account that
     /// owes nothing asks nothing.
-    pub(crate) async fn verify_now(&self, account: &AccountId) {
+    ///
+    /// Whether Stripe was asked (and answered).
+    pub(crate) async fn verify_now(&self, account: &AccountId) -> bool {
         let work = async {
             let state = match self.store.load(account).await {
                 Ok(Some(state)) if state.past_due_since().is_some() => state,
-                Ok(_) => return,
+                Ok(_) => return false,
                 Err(e) => {
                     tracing::warn!(%account, error = %e, "cannot read the account to verify it");
                     self.results.failed.increment(1);
-                    return;
+                    return false;
                 }
             };
             if !matches!(self.turn(account, ASKED, ASKED_INTERVAL).await, Turn::Mine) || !self.token(account, ASKED).await {
-                return;
+                return false;
             }
-            self.settle(account, &state).await;
+            !matches!(self.settle(account, &state).await, Settled::Failed)
         };
-        if tokio::time::timeout(self.timeout, work).await.is_err() {
-            self.results.failed.increment(1);
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(asked) => asked,
+            Err(_) => {
+                self.results.failed.increment(1);
+                false
+            }
         }
     }
 

@@ -37,7 +37,8 @@ pub(super) fn posted_value(version: Option<u64>, records: &str) -> String {
 }
 
 impl RedisStore {
-    pub(super) fn recorder(&self) -> Recorder {
+    /// The recorder, shared: a write costs an `Arc` clone, not a policy's.
+    pub(super) fn recorder(&self) -> std::sync::Arc<Recorder> {
         self.recorder.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 

@@ -6,6 +6,9 @@
 //! - `{prefix}:{<account>}:evt:<event id>`: processed-event marker, with TTL
 //! - `{prefix}:customer:{<cus_…>}`: the account a Stripe customer belongs to
 //! - `{prefix}:{<account>}:audit` and `{prefix}:audit`: audit streams
+//! - `{prefix}:lookup:accounts|emails`: sorted sets (score 0) of account ids
+//!   and `"<email>\n<account>"`, for finding accounts by prefix; kept like
+//!   the indexes
 //! - `{prefix}:index:debt|ended|override`: sorted sets of `"<score>:<account>"`
 //!   members (all scored 0, ordered and paged lexicographically), kept after
 //!   each commit. They live outside the account's slot, so they are updated
@@ -39,7 +42,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::{count_ended, fold, index_moves, record, Applied, AuditDraft, AuditEntry, LinkSource, Linked, Index, IndexEntry, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
+use super::{count_ended, fold, index_moves, lookup_moves, record, Lookup, Applied, AuditDraft, AuditEntry, LinkSource, Linked, Index, IndexEntry, Invalidation, RedisOptions, Store, StoreError, StoreUrl};
 use crate::account::AccountId;
 use crate::state::{BillingState, Change};
 
@@ -65,7 +68,7 @@ pub struct RedisStore {
     renew: Script,
     link: Script,
     post: Script,
-    recorder: std::sync::RwLock<crate::recovery::Recorder>,
+    recorder: std::sync::RwLock<std::sync::Arc<crate::recovery::Recorder>>,
     invalidations: broadcast::Sender<Invalidation>,
     listening: watch::Receiver<bool>,
     listener: JoinHandle<()>,
@@ -230,10 +233,23 @@ impl RedisStore {
     /// account's next write repairs its entries.
     async fn update_indexes(&self, account: &AccountId, before: Option<&BillingState>, after: &BillingState) {
         let moves = index_moves(before, after, account);
-        if moves.is_empty() {
+        let lookups = lookup_moves(before, after, account);
+        if moves.is_empty() && lookups.is_empty() {
             return;
         }
         let mut pipe = redis::pipe();
+        for (lookup, gone, added) in &lookups {
+            if !gone.is_empty() {
+                pipe.cmd("ZREM").arg(self.lookup_key(*lookup)).arg(gone).ignore();
+            }
+            if !added.is_empty() {
+                pipe.cmd("ZADD").arg(self.lookup_key(*lookup));
+                for m in added {
+                    pipe.arg(0).arg(m);
+                }
+                pipe.ignore();
+            }
+        }
         for (index, old, new) in &moves {
             if let Some(old) = old {
                 pipe.cmd("ZREM").arg(self.index_key(*index)).arg(old).ignore();
@@ -246,6 +262,10 @@ impl RedisStore {
         if let Err(e) = self.bounded(self.opts.write_timeout, pipe.query_async::<()>(&mut conn)).await {
             tracing::warn!(account = %account, error = %e, "stage index update failed; the account's next write repairs it");
         }
+    }
+
+    fn lookup_key(&self, lookup: Lookup) -> String {
+        format!("{}:lookup:{}", self.opts.prefix, lookup.name())
     }
 
     fn audit_key(&self, account: Option<&AccountId>) -> String {
@@ -477,6 +497,20 @@ impl Store for RedisStore {
         Ok(members.iter().filter_map(|m| IndexEntry::parse(m)).collect())
     }
 
+    async fn lookup(&self, by: Lookup, prefix: &str, limit: usize) -> Result<Vec<(String, AccountId)>, StoreError> {
+        let mut end = format!("[{prefix}").into_bytes();
+        // Every member that starts with the prefix sorts before prefix + 0xff.
+        end.push(0xff);
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = self
+            .bounded(
+                self.opts.read_timeout.max(Duration::from_millis(500)),
+                redis::cmd("ZRANGE").arg(self.lookup_key(by)).arg(format!("[{prefix}")).arg(end).arg("BYLEX").arg("LIMIT").arg(0).arg(limit).query_async(&mut conn),
+            )
+            .await?;
+        Ok(members.into_iter().filter_map(|m| { let a = by.account_of(&m)?; Some((m, a)) }).collect())
+    }
+
     async fn claim(&self, account: &AccountId, what: &str, holder: &str, lease: Duration) -> Result<bool, StoreError> {
         let key = format!("{}:{{{}}}:claim:{}", self.opts.prefix, account, what);
         let mut conn = self.conn.clone();
@@ -537,7 +571,7 @@ impl Store for RedisStore {
     }
 
     fn keep_figures(&self, recorder: crate::recovery::Recorder) {
-        *self.recorder.write().unwrap_or_else(std::sync::PoisonError::into_inner) = recorder;
+        *self.recorder.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(recorder);
     }
 
     async fn figures(&self, range: crate::recovery::Range) -> Result<crate::recovery::Tally, StoreError> {
