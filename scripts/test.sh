@@ -32,6 +32,14 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
 command -v caddy >/dev/null || apt_install caddy
 command -v curl >/dev/null || apt_install curl
 
+# The console's browser test drives Chromium with playwright-core and checks
+# pages with axe-core (tests/browser/, pinned by its package-lock.json).
+command -v npm >/dev/null || apt_install nodejs npm
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/axe-core ]; then
+  log "installing playwright-core and axe-core into tests/browser/node_modules"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
 # Python test tools (the Stripe emulator) live in a local venv, .venv/.
 command -v python3 >/dev/null || apt_install python3
 if [ ! -x .venv/bin/python ]; then
