@@ -17,7 +17,6 @@ use http::{header, Request, StatusCode};
 use pastdue::clock::ManualClock;
 use pastdue::state::Change;
 use pastdue::{AccountId, Config, Store};
-use serde_json::Value;
 use tower::ServiceExt;
 
 const ALICE: &str = "alice-console-token-0123456789";
@@ -131,7 +130,13 @@ async fn no_session_no_data() {
         let a = app.get(page, Some(&cookie)).await;
         assert_eq!(a.status, StatusCode::OK, "{page}: {}", a.body);
         assert_eq!(a.headers[header::CACHE_CONTROL], "no-store", "{page}");
-        assert!(a.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("default-src 'none'"), "{page}");
+        let csp = a.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'"), "{page}");
+        if page.ends_with("/preview") {
+            assert!(csp.contains("sandbox") && csp.contains("frame-ancestors 'self'"), "the preview frames only in the console: {csp}");
+        } else {
+            assert!(csp.contains("frame-ancestors 'none'") && a.headers[header::X_FRAME_OPTIONS] == "DENY", "{page}: never framed");
+        }
     }
     let overview = app.get("/admin/ui/", Some(&cookie)).await;
     assert!(overview.body.contains("alice") && overview.body.contains("At risk now") && overview.body.contains("<svg"), "{}", overview.body);
@@ -159,9 +164,26 @@ async fn cookies_are_signed_scoped_and_expire() {
         .await;
     assert!(!local.headers[header::SET_COOKIE].to_str().unwrap().contains("Secure"), "plain http on loopback");
 
-    let wrong = app.post("/admin/ui/login", None, &[("token", "not-a-token-at-all-0123456789")], Some(&format!("https://{HOST}"))).await;
-    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert!(wrong.headers.get(header::SET_COOKIE).is_none() && wrong.body.contains("not one of admin.tokens"));
+    let proxied = app
+        .send(Request::post("/admin/ui/login").header(header::HOST, "127.0.0.1:3000").header("x-forwarded-host", HOST).header(header::ORIGIN, format!("https://{HOST}")).body(Body::from(format!("token={ALICE}"))).unwrap())
+        .await;
+    assert!(proxied.headers[header::SET_COOKIE].to_str().unwrap().contains("Secure"), "a loopback Host behind a proxy is no loopback browser");
+    let forged = app.post("/admin/ui/login", None, &[("token", ALICE)], Some("https://evil.example")).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "a cross-site sign-in (login CSRF) sets nothing");
+    assert!(forged.headers.get(header::SET_COOKIE).is_none());
+
+    // Wrong tokens: refused, counted, and after a burst of five, refused
+    // at once with 429 (no guessing faster than one token every 2 s);
+    // the right token still gets in.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let wrong = app.post("/admin/ui/login", None, &[("token", "not-a-token-at-all-0123456789")], Some(&format!("https://{HOST}"))).await;
+        assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+        statuses.push(wrong.status);
+    }
+    assert_eq!(&statuses[..5], [StatusCode::UNAUTHORIZED; 5]);
+    assert_eq!(statuses[6], StatusCode::TOO_MANY_REQUESTS);
+    app.sign_in(ALICE).await;
 
     let cookie = app.sign_in(ALICE).await;
     let (head, sig) = cookie.rsplit_once('.').unwrap();
@@ -207,6 +229,12 @@ async fn forms_need_the_sessions_token_and_the_consoles_origin() {
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{why}: {}", a.body);
         assert_eq!(app.notes().await, 0, "{why}: nothing changed");
     }
+    // The browser says it is same-site but not same-origin (a sibling
+    // subdomain): refused.
+    let sibling = app
+        .send(Request::post(note).header(header::HOST, HOST).header(header::ORIGIN, &same).header("sec-fetch-site", "same-site").header(header::COOKIE, &alice).body(Body::from(format!("text=x&csrf={alice_csrf}"))).unwrap())
+        .await;
+    assert_eq!(sibling.status, StatusCode::FORBIDDEN);
     // The browser says it is cross-site: refused, whatever else it says.
     let body = format!("text=x&csrf={alice_csrf}");
     let cross = app
@@ -215,11 +243,28 @@ async fn forms_need_the_sessions_token_and_the_consoles_origin() {
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
     assert_eq!(app.notes().await, 0);
 
+    // An opaque origin with a same-origin Referer (a sandboxed document): refused.
+    let opaque = app
+        .send(Request::post(note).header(header::HOST, HOST).header(header::ORIGIN, "null").header(header::REFERER, format!("{same}/admin/ui/accounts/acme")).header(header::COOKIE, &alice).body(Body::from(format!("text=x&csrf={alice_csrf}"))).unwrap())
+        .await;
+    assert_eq!(opaque.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.notes().await, 0);
+    // Without Origin, the Referer speaks; behind a proxy, X-Forwarded-Host.
+    let by_referer = app
+        .send(Request::post(note).header(header::HOST, HOST).header(header::REFERER, format!("{same}/admin/ui/accounts/acme")).header(header::COOKIE, &alice).body(Body::from(format!("text=by+referer&csrf={alice_csrf}"))).unwrap())
+        .await;
+    assert_eq!(by_referer.status, StatusCode::SEE_OTHER, "{}", by_referer.body);
+    let proxied = app
+        .send(Request::post(note).header(header::HOST, "127.0.0.1:3000").header("x-forwarded-host", HOST).header(header::ORIGIN, &same).header(header::COOKIE, &alice).body(Body::from(format!("text=behind+a+proxy&csrf={alice_csrf}"))).unwrap())
+        .await;
+    assert_eq!(proxied.status, StatusCode::SEE_OTHER, "{}", proxied.body);
+    assert_eq!(app.notes().await, 2);
+
     // The real thing: a note, audited under Alice's name.
     let a = app.post(note, Some(&alice), &[("text", "called, pays Friday"), ("csrf", &alice_csrf)], Some(&same)).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
     assert_eq!(a.headers[header::LOCATION], "/admin/ui/accounts/acme?done=note");
-    assert_eq!(app.notes().await, 1);
+    assert_eq!(app.notes().await, 3);
     let audit = app.store.audit_log(Some(&AccountId::new("acme").unwrap()), None, 10).await.unwrap();
     assert_eq!((audit[0].who.as_str(), audit[0].action.as_str()), ("alice", "note.added"));
 
@@ -228,9 +273,11 @@ async fn forms_need_the_sessions_token_and_the_consoles_origin() {
     assert_eq!(api.status, StatusCode::UNAUTHORIZED, "the JSON API never takes the cookie");
     let api = app.send(Request::post("/admin/accounts/acme/notes").header(header::COOKIE, &alice).header(header::CONTENT_TYPE, "application/json").body(Body::from(r#"{"text":"x"}"#)).unwrap()).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.notes().await, 1);
+    assert_eq!(app.notes().await, 3);
 
-    // Sign-out needs the token too, and ends the cookie.
+    // Sign-out needs the token and the origin too, and ends the cookie.
+    let out = app.post("/admin/ui/logout", None, &[], Some("https://evil.example")).await;
+    assert_eq!(out.status, StatusCode::FORBIDDEN, "a cross-site sign-out clears nothing");
     let out = app.post("/admin/ui/logout", Some(&alice), &[("csrf", &bob_csrf)], Some(&same)).await;
     assert_eq!(out.status, StatusCode::FORBIDDEN);
     let out = app.post("/admin/ui/logout", Some(&alice), &[("csrf", &alice_csrf)], Some(&same)).await;
@@ -255,8 +302,12 @@ async fn what_operators_type_renders_as_text() {
     let page = app.get("/admin/ui/accounts/acme", Some(&alice)).await;
     assert!(page.body.contains("&lt;script&gt;alert(1)&lt;"), "escaped");
     assert!(!page.body.contains("<script>") && !page.body.contains("<img src=x"), "never markup");
-    let audit = app.get("/admin/ui/audit", Some(&alice)).await;
-    assert!(!audit.body.contains("<script>"), "the audit log escapes too");
+    let reason = app.post("/admin/ui/accounts/acme/override", Some(&alice), &[("mode", "allow"), ("until", "1d"), ("reason", evil), ("csrf", &csrf)], Some(&same)).await;
+    assert_eq!(reason.status, StatusCode::SEE_OTHER);
+    for page in ["/admin/ui/audit", "/admin/ui/", "/admin/ui/accounts/acme"] {
+        let p = app.get(page, Some(&alice)).await;
+        assert!(!p.body.contains("<script>") && !p.body.contains("<img src=x"), "{page} escapes what operators typed");
+    }
 }
 
 /// An action goes through the API's handler: allow until a date changes
@@ -301,5 +352,25 @@ async fn the_sso_header_counts_only_when_configured() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert!(a.body.contains("alice@acme.example"));
     assert!(to_login(&sso.send(req("mallory@acme.example")).await), "not listed");
-    let _: Option<Value> = None;
+    // Sent twice (a client's copy beside the proxy's): nobody.
+    let twice = Request::get("/admin/ui/").header(header::HOST, HOST).header("x-auth-request-email", "mallory@acme.example").header("x-auth-request-email", "alice@acme.example").body(Body::empty()).unwrap();
+    assert!(to_login(&sso.send(twice).await), "a repeated header signs nobody in");
+    // An unlisted user with a valid cookie is still refused: the proxy spoke.
+    let cookie = sso.sign_in(ALICE).await;
+    let both = Request::get("/admin/ui/").header(header::HOST, HOST).header("x-auth-request-email", "mallory@acme.example").header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
+    assert!(to_login(&sso.send(both).await));
+    // Forms work under the header with its own CSRF token; the JSON API
+    // does not take the header.
+    let page = sso.send(req("alice@acme.example")).await;
+    let at = page.body.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = page.body[at..].split('"').next().unwrap().to_owned();
+    let post = |csrf: &str| {
+        Request::post("/admin/ui/accounts/acme/notes").header(header::HOST, HOST).header(header::ORIGIN, format!("https://{HOST}")).header("x-auth-request-email", "alice@acme.example").body(Body::from(format!("text=sso&csrf={csrf}"))).unwrap()
+    };
+    assert_eq!(sso.send(post("forged")).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(sso.send(post(&csrf)).await.status, StatusCode::SEE_OTHER);
+    let audit = sso.store.audit_log(Some(&AccountId::new("acme").unwrap()), None, 1).await.unwrap();
+    assert_eq!(audit[0].who, "alice@acme.example", "audited under the proxy's name");
+    let api = sso.send(Request::get("/admin/accounts/acme").header("x-auth-request-email", "alice@acme.example").body(Body::empty()).unwrap()).await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
 }

@@ -36,9 +36,13 @@ pub(super) async fn login(State(admin): State<Arc<Admin>>, headers: HeaderMap, b
     }
     let Some(name) = who else {
         admin.auth_failures.increment(1);
-        admin.console.slow_failure().await;
         tracing::warn!("console: a sign-in with a wrong token was refused");
-        let header = admin.console.sessions.by_header().map(|h| h.as_str().to_owned());
+        let header = admin.console.sessions.by_header();
+        if !admin.console.allow_failure() {
+            let mut res = render(&admin, StatusCode::TOO_MANY_REQUESTS, "login.html", None, json!({ "error": "Too many failed sign-ins: try again in a minute.", "header": header }));
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return res;
+        }
         return render(&admin, StatusCode::UNAUTHORIZED, "login.html", None, json!({ "error": "That token is not one of admin.tokens.", "header": header }));
     };
     let sessions = &admin.console.sessions;
@@ -55,10 +59,9 @@ pub(super) async fn login(State(admin): State<Arc<Admin>>, headers: HeaderMap, b
 pub(super) async fn logout(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = fields(&body);
     let login = format!("{}/login", ui(&admin));
-    if let Some(op) = admin.console.sessions.operator(&headers, admin.clock.now()) {
-        if !same_origin(&headers) || !csrf_ok(&op, form.get("csrf").map(String::as_str)) {
-            return refused(&admin, StatusCode::FORBIDDEN, Some(&op), "Refused", "This form did not come from the console: nothing was changed.", &format!("{}/", ui(&admin)));
-        }
+    let op = admin.console.sessions.operator(&headers, admin.clock.now());
+    if !same_origin(&headers) || op.as_ref().is_some_and(|op| !csrf_ok(op, form.get("csrf").map(String::as_str))) {
+        return refused(&admin, StatusCode::FORBIDDEN, op.as_ref(), "Refused", "This form did not come from the console: nothing was changed.", &format!("{}/", ui(&admin)));
     }
     let mut res = see_other(&login);
     if let Ok(v) = HeaderValue::from_str(&set_cookie(None, &ui(&admin), Duration::ZERO, &headers)) {

@@ -40,10 +40,16 @@ pub(super) struct Console {
     pub(super) page: Arc<PaymentPage>,
     /// The gate's verifier, for "check with Stripe now".
     pub(super) verifier: Option<Arc<crate::stripe::Verifier>>,
-    /// When the next failed sign-in may be answered: failures are
-    /// answered one at a time, a second apart.
-    failures: tokio::sync::Mutex<Instant>,
+    /// Failed sign-ins allowed now: a bucket of [`FAILURE_BURST`], one more
+    /// every [`FAILURE_REFILL`]; when empty, sign-ins that fail are refused
+    /// with `429` at once (nothing waits, nothing queues).
+    failures: std::sync::Mutex<(f64, Instant)>,
 }
+
+/// Failed sign-ins allowed in a burst.
+const FAILURE_BURST: f64 = 5.0;
+/// One more failed sign-in allowed every this long.
+const FAILURE_REFILL: Duration = Duration::from_secs(2);
 
 impl Console {
     pub(super) fn new(sessions: Sessions, page: Arc<PaymentPage>, verifier: Option<Arc<crate::stripe::Verifier>>) -> Self {
@@ -61,19 +67,20 @@ impl Console {
         ] {
             templates.add_template(name, source).expect("the console's templates compile");
         }
-        Self { sessions, templates, page, verifier, failures: tokio::sync::Mutex::new(Instant::now()) }
+        Self { sessions, templates, page, verifier, failures: std::sync::Mutex::new((FAILURE_BURST, Instant::now())) }
     }
 
-    /// Waits for this failed sign-in's turn: one a second, whoever asks.
-    async fn slow_failure(&self) {
-        let wait = {
-            let mut next = self.failures.lock().await;
-            let now = Instant::now();
-            let at = (*next).max(now) + Duration::from_secs(1);
-            *next = at;
-            at
-        };
-        tokio::time::sleep_until(wait.into()).await;
+    /// Takes a failed sign-in from the bucket; `false` when it is empty
+    /// (guessing is limited to one token every two seconds, whoever asks,
+    /// while a right token always gets in).
+    fn allow_failure(&self) -> bool {
+        let mut bucket = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, last) = *bucket;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() / FAILURE_REFILL.as_secs_f64()).min(FAILURE_BURST);
+        let allowed = tokens >= 1.0;
+        *bucket = (if allowed { tokens - 1.0 } else { tokens }, now);
+        allowed
     }
 }
 

@@ -31,8 +31,7 @@ pub(super) async fn login_page(State(admin): State<Arc<Admin>>, headers: HeaderM
     if admin.console.sessions.operator(&headers, admin.clock.now()).is_some() {
         return see_other(&format!("{}/", ui(&admin)));
     }
-    let header = admin.console.sessions.by_header().map(|h| h.as_str().to_owned());
-    render(&admin, StatusCode::OK, "login.html", None, json!({ "header": header }))
+    render(&admin, StatusCode::OK, "login.html", None, json!({ "header": admin.console.sessions.by_header() }))
 }
 
 /// Accounts owing now by ladder and stage, the last 90 days' recovery as

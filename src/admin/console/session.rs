@@ -107,6 +107,10 @@ impl Sessions {
     /// names someone in `admin.ui_users`, else a valid session cookie.
     pub(crate) fn operator(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Option<Operator> {
         if let Some(h) = &self.user_header {
+            // Sent twice (a client's copy beside the proxy's): whose is it? Nobody's.
+            if headers.get_all(h).iter().count() > 1 {
+                return None;
+            }
             if let Some(user) = headers.get(h).and_then(|v| v.to_str().ok()).map(str::trim).filter(|u| !u.is_empty()) {
                 let lower = user.to_lowercase();
                 if self.users.contains(&lower) {
@@ -120,10 +124,10 @@ impl Sessions {
         self.session(value, now)
     }
 
-    /// Whether the proxy header signs operators in (so the sign-in page
-    /// says so).
-    pub(crate) fn by_header(&self) -> Option<&HeaderName> {
-        self.user_header.as_ref()
+    /// Whether a single-sign-on proxy signs operators in (the sign-in page
+    /// says so, without naming the header).
+    pub(crate) fn by_header(&self) -> bool {
+        self.user_header.is_some()
     }
 }
 
@@ -144,8 +148,15 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
             return false;
         }
     }
-    let origin = get(header::ORIGIN.as_str()).filter(|o| *o != "null").or_else(|| get(header::REFERER.as_str()));
-    let Some(origin) = origin else { return false };
+    let origin = match get(header::ORIGIN.as_str()) {
+        // An opaque origin (a sandboxed document, a privacy redirect) is no origin of ours.
+        Some("null") => return false,
+        Some(o) => o,
+        None => match get(header::REFERER.as_str()) {
+            Some(r) => r,
+            None => return false,
+        },
+    };
     let Ok(uri) = origin.parse::<http::Uri>() else { return false };
     let Some(authority) = uri.authority().map(|a| a.as_str().to_ascii_lowercase()) else { return false };
     [get(header::HOST.as_str()), get("x-forwarded-host")].into_iter().flatten().any(|host| host.trim().eq_ignore_ascii_case(&authority))
@@ -157,9 +168,11 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
 pub(crate) fn set_cookie(value: Option<&str>, path: &str, ttl: Duration, headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let hostname = host.rsplit_once(':').filter(|(h, p)| !h.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
-    let loopback = matches!(hostname, "localhost" | "127.0.0.1" | "[::1]") || hostname.starts_with("127.");
-    let https = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    let secure = if loopback && !https { "" } else { "; Secure" };
+    let loopback = matches!(hostname, "localhost" | "127.0.0.1" | "[::1]");
+    // Behind a proxy the Host may be loopback while the browser is not: any
+    // forwarding header means the cookie crossed a network, so it is Secure.
+    let forwarded = ["x-forwarded-host", "x-forwarded-proto", "forwarded"].iter().any(|h| headers.contains_key(*h));
+    let secure = if loopback && !forwarded { "" } else { "; Secure" };
     match value {
         Some(v) => format!("{COOKIE}={v}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict{secure}", ttl.as_secs()),
         None => format!("{COOKIE}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),

@@ -237,30 +237,46 @@ impl RedisStore {
         if moves.is_empty() && lookups.is_empty() {
             return;
         }
-        let mut pipe = redis::pipe();
+        // One command per key: on a Cluster each key has its own slot, and
+        // a pipeline must not span slots.
+        let mut cmds: Vec<Cmd> = Vec::new();
         for (lookup, gone, added) in &lookups {
             if !gone.is_empty() {
-                pipe.cmd("ZREM").arg(self.lookup_key(*lookup)).arg(gone).ignore();
+                cmds.push(redis::cmd("ZREM").arg(self.lookup_key(*lookup)).arg(gone).clone());
             }
             if !added.is_empty() {
-                pipe.cmd("ZADD").arg(self.lookup_key(*lookup));
+                let mut zadd = redis::cmd("ZADD");
+                zadd.arg(self.lookup_key(*lookup));
                 for m in added {
-                    pipe.arg(0).arg(m);
+                    zadd.arg(0).arg(m);
                 }
-                pipe.ignore();
+                cmds.push(zadd);
             }
         }
         for (index, old, new) in &moves {
             if let Some(old) = old {
-                pipe.cmd("ZREM").arg(self.index_key(*index)).arg(old).ignore();
+                cmds.push(redis::cmd("ZREM").arg(self.index_key(*index)).arg(old).clone());
             }
             if let Some(new) = new {
-                pipe.cmd("ZADD").arg(self.index_key(*index)).arg(0).arg(new).ignore();
+                cmds.push(redis::cmd("ZADD").arg(self.index_key(*index)).arg(0).arg(new).clone());
             }
         }
-        let mut conn = self.conn.clone();
-        if let Err(e) = self.bounded(self.opts.write_timeout, pipe.query_async::<()>(&mut conn)).await {
-            tracing::warn!(account = %account, error = %e, "stage index update failed; the account's next write repairs it");
+        let result = if self.is_cluster() {
+            let sent = cmds.iter().map(|cmd| {
+                let mut conn = self.conn.clone();
+                async move { cmd.query_async::<()>(&mut conn).await }
+            });
+            self.bounded(self.opts.write_timeout, async { futures_util::future::join_all(sent).await.into_iter().collect::<redis::RedisResult<Vec<()>>>() }).await.map(drop)
+        } else {
+            let mut pipe = redis::pipe();
+            for cmd in &cmds {
+                pipe.add_command(cmd.clone()).ignore();
+            }
+            let mut conn = self.conn.clone();
+            self.bounded(self.opts.write_timeout, pipe.query_async::<()>(&mut conn)).await
+        };
+        if let Err(e) = result {
+            tracing::warn!(account = %account, error = %e, "index update failed; the account's next write repairs it");
         }
     }
 
