@@ -278,23 +278,10 @@ fn policy_settings_are_validated_naming_the_key() {
 
 // ---- end to end: the assembled app on a private Redis -----------------------
 
-/// Besides `default` (common::LADDER_CLOSING_REPORTS): enterprise (notice
-/// 0, warning 30, suspended 45 days) and strict (notice 0, suspended 3),
-/// the repeat rule's ladder.
+/// Besides `default` (common::LADDER_CLOSING_REPORTS) and enterprise
+/// (common::ENTERPRISE_LADDER: notice 0, warning 30, suspended 45 days):
+/// strict (notice 0, suspended 3), the repeat rule's ladder.
 const MORE_LADDERS: &str = r#"
-[[ladders.enterprise.stages]]
-name = "notice"
-after = "0s"
-action = "notice"
-[[ladders.enterprise.stages]]
-name = "warning"
-after = "30d"
-action = "warn"
-[[ladders.enterprise.stages]]
-name = "suspended"
-after = "45d"
-action = "block"
-
 [[ladders.strict.stages]]
 name = "notice"
 after = "0s"
@@ -320,7 +307,7 @@ struct App {
 
 async fn app() -> App {
     let redis = RedisServer::start();
-    let mut c = Config::from_toml(&format!("{LADDER_CLOSING_REPORTS}{MORE_LADDERS}")).unwrap();
+    let mut c = Config::from_toml(&format!("{LADDER_CLOSING_REPORTS}{ENTERPRISE_LADDER}{MORE_LADDERS}")).unwrap();
     c.stripe.webhook_secret = SECRET.into();
     c.admin.token = TOKEN.into();
     let store = store_with(&redis.url(), relaxed()).await;
@@ -382,15 +369,7 @@ impl App {
     }
 
     async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(format!("/admin{path}")).header("authorization", format!("Bearer {TOKEN}"));
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        let res = self.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        admin_call(&self.router, TOKEN, method, path, body).await
     }
 
     async fn view(&self, account: &str) -> Value {
@@ -609,7 +588,7 @@ fn enc(t: DateTime<Utc>) -> String {
 async fn notices_pause_while_a_promise_holds_and_resume_when_it_breaks() {
     let redis = RedisServer::start();
     let smtp = SmtpServer::start();
-    let mut c = Config::from_toml(&format!("{LADDER_CLOSING_REPORTS}{MORE_LADDERS}")).unwrap();
+    let mut c = Config::from_toml(&format!("{LADDER_CLOSING_REPORTS}{ENTERPRISE_LADDER}{MORE_LADDERS}")).unwrap();
     c.notify.smtp_url = smtp.url().into();
     c.notify.from = "Acme Billing <billing@acme.test>".into();
     // Only windowed sweeps after the first (a full one every 60 polls).

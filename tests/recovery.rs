@@ -22,23 +22,8 @@ use tower::ServiceExt;
 const SECRET: &str = "whsec_recovery";
 const TOKEN: &str = "recovery-admin-token-0123456789";
 
-const ENTERPRISE: &str = r#"
-[[ladders.enterprise.stages]]
-name = "notice"
-after = "0s"
-action = "notice"
-[[ladders.enterprise.stages]]
-name = "warning"
-after = "30d"
-action = "warn"
-[[ladders.enterprise.stages]]
-name = "suspended"
-after = "45d"
-action = "block"
-"#;
-
 fn config() -> Config {
-    let mut c = Config::from_toml(ENTERPRISE).unwrap();
+    let mut c = Config::from_toml(ENTERPRISE_LADDER).unwrap();
     c.stripe.webhook_secret = SECRET.into();
     c.admin.token = TOKEN.into();
     c
@@ -134,15 +119,7 @@ fn scenario() -> Vec<Step> {
 
 impl App {
     async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(format!("/admin{path}")).header("authorization", format!("Bearer {TOKEN}"));
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        let res = self.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        admin_call(&self.router, TOKEN, method, path, body).await
     }
 
     async fn run(&self, steps: &[Step]) {

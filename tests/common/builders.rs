@@ -110,3 +110,20 @@ name = "suspended"
 after = "20d"
 action = "block"
 "#;
+
+/// A named ladder for the bigger customers: notice at 0, warning at 30
+/// days, suspended at 45.
+pub const ENTERPRISE_LADDER: &str = r#"
+[[ladders.enterprise.stages]]
+name = "notice"
+after = "0s"
+action = "notice"
+[[ladders.enterprise.stages]]
+name = "warning"
+after = "30d"
+action = "warn"
+[[ladders.enterprise.stages]]
+name = "suspended"
+after = "45d"
+action = "block"
+"#;

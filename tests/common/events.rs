@@ -1,6 +1,7 @@
 //! Stripe events as Stripe sends them: envelopes around Stripe's own
 //! example objects (`tests/fixtures/stripe_objects.json`, from
-//! `../shared/stripe/fixtures3.json`), signed the way Stripe signs.
+//! `../shared/stripe/fixtures3.json`), signed the way Stripe signs; and
+//! admin API calls.
 
 use axum::body::Body;
 use chrono::{DateTime, Utc};
@@ -44,4 +45,18 @@ pub fn invoice_object(account: &str, id: &str, status: &str, amount: i64) -> Val
         inv["amount_remaining"] = json!(amount);
     }
     inv
+}
+
+/// An admin API call on `router` with `token`: the status and the JSON body.
+pub async fn admin_call(router: &axum::Router, token: &str, method: &str, path: &str, body: Option<Value>) -> (http::StatusCode, Value) {
+    use tower::ServiceExt;
+    let mut req = Request::builder().method(method).uri(format!("/admin{path}")).header("authorization", format!("Bearer {token}"));
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+    let res = router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }

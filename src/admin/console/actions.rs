@@ -74,9 +74,7 @@ pub(super) async fn logout(State(admin): State<Arc<Admin>>, headers: HeaderMap, 
 /// `contacts`, `notes`, `verify`): checked for a session, its CSRF token
 /// and the console's origin, then done by the admin API's handler.
 pub(super) async fn act(State(admin): State<Arc<Admin>>, headers: HeaderMap, Path((account, action)): Path<(String, String)>, body: Bytes) -> Response {
-    let Some(op) = admin.console.sessions.operator(&headers, admin.clock.now()) else {
-        return see_other(&format!("{}/login", ui(&admin)));
-    };
+    let Some(op) = admin.console.sessions.operator(&headers, admin.clock.now()) else { return pages::to_login(&admin) };
     let form = fields(&body);
     let page = format!("{}/accounts/{}", ui(&admin), percent_encoding::utf8_percent_encode(&account, percent_encoding::NON_ALPHANUMERIC));
     if !same_origin(&headers) || !csrf_ok(&op, form.get("csrf").map(String::as_str)) {

@@ -17,10 +17,15 @@ use crate::recovery::Range;
 use crate::standing::Action;
 use crate::store::{Index, Lookup};
 
-/// The signed-in operator, or the answer that sends them to sign in (a
-/// page never shows data to someone who is not).
-fn operator_or_login(admin: &Admin, headers: &HeaderMap) -> Result<Operator, Response> {
-    admin.console.sessions.operator(headers, admin.clock.now()).ok_or_else(|| see_other(&format!("{}/login", ui(admin))))
+/// The signed-in operator, if any: without one, a page answers
+/// [`to_login`] and never shows data.
+fn signed_in(admin: &Admin, headers: &HeaderMap) -> Option<Operator> {
+    admin.console.sessions.operator(headers, admin.clock.now())
+}
+
+/// The way to the sign-in page.
+pub(super) fn to_login(admin: &Admin) -> Response {
+    see_other(&format!("{}/login", ui(admin)))
 }
 
 pub(super) async fn to_overview(State(admin): State<Arc<Admin>>) -> Response {
@@ -37,10 +42,7 @@ pub(super) async fn login_page(State(admin): State<Arc<Admin>>, headers: HeaderM
 /// Accounts owing now by ladder and stage, the last 90 days' recovery as
 /// charts and tables, the week's agenda, today's calls, the latest audit.
 pub(super) async fn overview(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
-    let op = match operator_or_login(&admin, &headers) {
-        Ok(op) => op,
-        Err(login) => return login,
-    };
+    let Some(op) = signed_in(&admin, &headers) else { return to_login(&admin) };
     match overview_data(&admin).await {
         Ok(ctx) => render(&admin, StatusCode::OK, "overview.html", Some(&op), ctx),
         Err(f) => refused(&admin, f.status, Some(&op), "The overview is unavailable", &f.message, &format!("{}/", ui(&admin))),
@@ -170,10 +172,7 @@ pub(super) struct AccountsQuery {
 /// Search by account id (prefix), Stripe customer id or e-mail; or list a
 /// stage, most overdue first (or by amount within the page), 50 a page.
 pub(super) async fn accounts(State(admin): State<Arc<Admin>>, headers: HeaderMap, Query(q): Query<AccountsQuery>) -> Response {
-    let op = match operator_or_login(&admin, &headers) {
-        Ok(op) => op,
-        Err(login) => return login,
-    };
+    let Some(op) = signed_in(&admin, &headers) else { return to_login(&admin) };
     let mut stages = admin.policy.stage_names();
     stages.push("canceled");
     let mut ctx = json!({ "nav": "accounts", "stages": stages, "q": q.q, "stage": q.stage, "sort": q.sort.as_deref().unwrap_or("days") });
@@ -275,10 +274,7 @@ fn done_message(code: &str) -> Option<&'static str> {
 /// One account: standing, ladder and why, timeline, contacts, notes,
 /// episodes, the preview of what its customer sees, and the actions.
 pub(super) async fn account(State(admin): State<Arc<Admin>>, headers: HeaderMap, Path(account): Path<String>, Query(q): Query<AccountQuery>) -> Response {
-    let op = match operator_or_login(&admin, &headers) {
-        Ok(op) => op,
-        Err(login) => return login,
-    };
+    let Some(op) = signed_in(&admin, &headers) else { return to_login(&admin) };
     let done = q.done.as_deref().and_then(done_message);
     account_page(&admin, &op, &account, StatusCode::OK, done, None).await
 }
@@ -343,8 +339,8 @@ pub(super) async fn account_page(admin: &Arc<Admin>, op: &Operator, account: &st
 /// 402 page when the stage blocks (or blocks writes), else the banner the
 /// app would show, in the customer's language.
 pub(super) async fn preview(State(admin): State<Arc<Admin>>, headers: HeaderMap, Path(account): Path<String>) -> Response {
-    if let Err(login) = operator_or_login(&admin, &headers) {
-        return login;
+    if signed_in(&admin, &headers).is_none() {
+        return to_login(&admin);
     }
     let Ok(id) = parse_account(&account) else { return StatusCode::BAD_REQUEST.into_response() };
     let state = match admin.store.load(&id).await {
@@ -376,10 +372,7 @@ pub(super) struct AuditFilter {
 
 /// The audit log, newest first, filtered by account and operator.
 pub(super) async fn audit(State(admin): State<Arc<Admin>>, headers: HeaderMap, Query(q): Query<AuditFilter>) -> Response {
-    let op = match operator_or_login(&admin, &headers) {
-        Ok(op) => op,
-        Err(login) => return login,
-    };
+    let Some(op) = signed_in(&admin, &headers) else { return to_login(&admin) };
     let account = q.account.as_deref().map(str::trim).filter(|a| !a.is_empty());
     let who = q.who.as_deref().map(str::trim).filter(|w| !w.is_empty());
     let mut ctx = json!({ "nav": "audit", "account": account, "who": who });
