@@ -40,16 +40,17 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/n
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
-# Python test tools (the Stripe emulator) live in a local venv, .venv/.
+# Python test tools (the Stripe emulator, the Standard Webhooks reference
+# library, a JSON Schema validator) live in a local venv, .venv/.
 command -v python3 >/dev/null || apt_install python3
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; python3 -m venv .venv; }
 fi
 if [ ! -x .venv/bin/localstripe ] || [ ! -x .venv/bin/schemathesis ] || [ ! -x .venv/bin/openapi-spec-validator ] \
-  || ! .venv/bin/python -c 'import aiosmtpd' 2>/dev/null; then
-  log "installing localstripe, schemathesis, openapi-spec-validator and aiosmtpd into .venv"
+  || ! .venv/bin/python -c 'import aiosmtpd, standardwebhooks, jsonschema' 2>/dev/null; then
+  log "installing localstripe, schemathesis, openapi-spec-validator, aiosmtpd, standardwebhooks and jsonschema into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check localstripe==1.15.10 schemathesis==4.32.5 \
-    openapi-spec-validator==0.7.2 aiosmtpd==1.4.6
+    openapi-spec-validator==0.7.2 aiosmtpd==1.4.6 standardwebhooks==1.0.0 jsonschema==4.23.0
 fi
 export LOCALSTRIPE_BIN="$PWD/.venv/bin/localstripe"
 

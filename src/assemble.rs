@@ -57,9 +57,10 @@ pub struct Parts {
     /// [`GateLayer::with_resolver`] as needed.
     pub gate: GateLayer,
     /// Every endpoint the configuration turns on, to merge *outside* the
-    /// gate: the Stripe webhook (`stripe.webhook_secret` set), the pay
-    /// links (`stripe.portal_return_url` set) and the admin API (a token
-    /// set). Empty when none is configured.
+    /// gate: the Stripe webhook (`stripe.webhook_secret` set), the
+    /// Standard Webhooks endpoint (`events.webhook_secret` set), the pay
+    /// links (`stripe.portal_return_url` set) and the admin API with its
+    /// console (a token set). Empty when none is configured.
     pub routes: Router,
     #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
     notifier: Option<crate::notify::Notifier>,
@@ -128,6 +129,15 @@ impl<'a> Pastdue<'a> {
         };
         #[cfg(not(feature = "stripe"))]
         needs_feature(config)?;
+        // In-house billing through Standard Webhooks.
+        #[cfg(feature = "events")]
+        if !config.events.secrets().is_empty() {
+            routes = routes.merge(crate::events::router(&config.events, store.clone())?);
+        }
+        #[cfg(not(feature = "events"))]
+        if !config.events.secrets().is_empty() {
+            return Err(ConfigError::key("events", "is configured but pastdue was built without the `events` feature"));
+        }
         #[cfg(all(feature = "stripe", not(feature = "admin")))]
         if !config.admin.all_tokens().is_empty() {
             return Err(missing("admin", "the `admin`"));

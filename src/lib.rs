@@ -52,7 +52,7 @@
 //! # Cargo features
 //!
 //! All on by default: `config` (loading TOML and `PASTDUE_*` variables),
-//! `redis`, `cluster`, `stripe`, `admin`, `notify-email`,
+//! `redis`, `cluster`, `stripe`, `events` (Standard Webhooks), `admin`, `notify-email`,
 //! `notify-webhook`, `server` (the `pastdue` binary and forward auth);
 //! `test-util` publishes the `store::conformance` suite.
 //! `--no-default-features` is a gate on the memory store, configured with
@@ -106,6 +106,7 @@ pub mod gate;
 // its feature (`stripe`, `admin`, `notify-email`/`notify-webhook`,
 // `server`).
 pub mod stripe;
+pub mod events;
 pub mod admin;
 pub mod notify;
 pub mod check;

@@ -21,6 +21,7 @@
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
 //! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`; `no_recipient`: a reminder by e-mail for an account with no billing address, once per reminder) | stage notices and reminders |
 //! | `pastdue_checks_refused_total` | `reason` (`missing`, `invalid`, `conflicting`: the `X-Forwarded-*` and `X-Original-*` families disagree, `dot_segments`) | `/check` and `/page` requests refused with `400` |
+//! | `pastdue_events_webhooks_total` | `type`, `result` | Standard Webhooks events (`/webhooks/events`) outcomes |
 //! | `pastdue_episodes_ended_total` | `outcome` (`paid`/`voided`), `stage` (the stage it ended at) | debt episodes this instance recorded as ended |
 //! | `pastdue_recovered_amount_total` | `currency`, `stage` | minor units paid in the episodes this instance recorded as ended |
 //! | `pastdue_at_risk_accounts` (gauge) | `stage` | accounts owing now, by current stage, as of the last full sweep |
@@ -64,6 +65,8 @@ pub const SWEEPS: &str = "pastdue_verify_sweeps_total";
 /// Accounts the debt sweep verified, by result.
 pub const SWEEP_ACCOUNTS: &str = "pastdue_verify_sweep_accounts_total";
 
+/// Standard Webhooks events (`POST /webhooks/events`) by type and outcome.
+pub const EVENTS: &str = "pastdue_events_webhooks_total";
 /// Debt episodes recorded as ended, by outcome and stage at the end.
 pub const EPISODES_ENDED: &str = "pastdue_episodes_ended_total";
 /// Minor units paid in the episodes recorded as ended, by currency and stage.
@@ -80,7 +83,8 @@ const GAUGES: [(&str, &str); 2] = [
 ];
 
 /// Every counter's `HELP` text, one per name.
-const HELP: [(&str, &str); 20] = [
+const HELP: [(&str, &str); 21] = [
+    (EVENTS, "Standard Webhooks billing events (POST /webhooks/events) by type and outcome (applied, duplicate, ignored, bad_signature, bad_request, too_large, unavailable)."),
     (EPISODES_ENDED, "Debt episodes this instance recorded as ended, by outcome (paid or voided) and the stage they ended at."),
     (RECOVERED, "Money paid in the debt episodes this instance recorded as ended, in the currency's minor unit, by currency and the stage they ended at."),
     (DECISIONS, "Gated requests by billing stage, the stage's action and the result (pass or deny)."),

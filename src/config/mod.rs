@@ -35,6 +35,7 @@ pub use crate::settings::{parse_duration, BadDuration, ConfigError, Secret};
 pub use crate::store::StoreConfig;
 #[doc(no_inline)]
 pub use crate::stripe::{StripeConfig, Unmapped};
+pub use crate::events::EventsConfig;
 use crate::standing::{Ladder, LadderError};
 
 #[cfg(feature = "config")]
@@ -70,6 +71,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[stripe]`
     pub stripe: StripeConfig,
+    /// `[events]`: in-house billing through Standard Webhooks.
+    pub events: EventsConfig,
     /// `[admin]`
     pub admin: AdminConfig,
     /// `[links]`
@@ -111,6 +114,7 @@ impl Default for Config {
             banner: BannerConfig::default(),
             notify: NotifyConfig::default(),
             stripe: StripeConfig::default(),
+            events: EventsConfig::default(),
             admin: AdminConfig::default(),
             links: LinksConfig::default(),
             check: CheckConfig::default(),
