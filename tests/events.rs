@@ -205,10 +205,24 @@ async fn bad_bodies_name_their_field() {
     let mut b = base();
     b["data"]["invoice"] = json!("../x");
     cases.push((b, "data.invoice"));
+    let mut b = base();
+    b["data"]["amount_due"] = json!(4_611_686_018_427_387_904i64);
+    cases.push((b, "data.amount_due"));
     for (i, (body, field)) in cases.into_iter().enumerate() {
         assert!(!schema_accepts(&body), "the schema refuses it too: {body}");
         let (status, v) = app.deliver(&format!("msg_bad{i}"), &body).await;
         assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{v}");
     }
     assert!(app.state("acme").await.is_none(), "nothing written");
+}
+
+/// A secret anyone could sign with is refused at start-up, naming the key.
+#[test]
+fn a_short_or_empty_secret_is_refused() {
+    for secret in ["whsec_", "whsec_c2hvcnQ=", "not base64!"] {
+        let mut c = pastdue::events::EventsConfig::default();
+        c.webhook_secret = secret.into();
+        let err = pastdue::events::router(&c, std::sync::Arc::new(pastdue::MemoryStore::new())).unwrap_err();
+        assert!(err.to_string().contains("events.webhook_secret"), "{secret}: {err}");
+    }
 }

@@ -13,6 +13,10 @@ use crate::state::{sane_time, Change, Currency, SubscriptionFact, SubscriptionSt
 /// The prefix of every invoice and subscription key this source writes.
 pub const PREFIX: &str = "events:";
 
+/// The largest `amount_due` accepted (10^12 minor units): sums of many
+/// stay far from overflowing the counters they are added to.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
 /// The event types, as the schema lists them.
 pub const TYPES: [&str; 7] = ["invoice.past_due", "invoice.paid", "invoice.voided", "invoice.due_soon", "subscription.ended", "subscription.active", "contact.updated"];
 
@@ -96,7 +100,7 @@ pub fn read(body: &[u8]) -> Result<Facts, BodyError> {
     let account = AccountId::new(account).map_err(|e| bad("data.account", e.to_string()))?;
     let amount = |required: bool| -> Result<Option<(i64, Currency)>, BodyError> {
         let amount = match data.get("amount_due") {
-            Some(Value::Number(n)) => Some(n.as_i64().filter(|a| *a >= 0).ok_or_else(|| bad("data.amount_due", "must be a whole number of minor units, 0 or more"))?),
+            Some(Value::Number(n)) => Some(n.as_i64().filter(|a| (0..=MAX_AMOUNT).contains(a)).ok_or_else(|| bad("data.amount_due", "must be a whole number of minor units, from 0 to 10^12"))?),
             None | Some(Value::Null) if !required => None,
             _ => return Err(bad("data.amount_due", "is required: a whole number of minor units")),
         };

@@ -27,6 +27,6 @@ mod webhook;
 
 #[cfg(feature = "events")]
 pub use self::{
-    body::{read, BodyError, Facts, PREFIX, TYPES},
+    body::{read, BodyError, Facts, MAX_AMOUNT, PREFIX, TYPES},
     webhook::router,
 };

@@ -32,14 +32,18 @@ pub enum SignatureError {
     /// No `v1` signature matches any configured secret.
     #[error("no signature matches the configured secrets")]
     Mismatch,
-    /// A configured secret is not `whsec_<base64>`.
-    #[error("a configured secret is not whsec_<base64>")]
+    /// A configured secret is not `whsec_<base64>` of at least 24 bytes.
+    #[error("a configured secret is not whsec_<base64> of at least 24 bytes")]
     BadSecret,
 }
 
-/// The key bytes of a `whsec_<base64>` secret.
+/// The shortest key accepted, in bytes (the standard's secrets have 24 to 64).
+pub const MIN_KEY_BYTES: usize = 24;
+
+/// The key bytes of a `whsec_<base64>` secret: at least [`MIN_KEY_BYTES`]
+/// (an empty or short key would let anyone sign).
 pub fn key(secret: &str) -> Result<Vec<u8>, SignatureError> {
-    STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).map_err(|_| SignatureError::BadSecret)
+    STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok().filter(|k| k.len() >= MIN_KEY_BYTES).ok_or(SignatureError::BadSecret)
 }
 
 /// `v1,<base64>`: the signature of `body` with `key`.

@@ -37,7 +37,7 @@ pub fn router(config: &EventsConfig, store: Arc<dyn Store>) -> Result<Router, Co
     }
     let keys = secrets
         .iter()
-        .map(|s| signature::key(s).map_err(|_| ConfigError::key("events.webhook_secret", "is not whsec_<base64>")))
+        .map(|s| signature::key(s).map_err(|_| ConfigError::key("events.webhook_secret", "is not whsec_<base64> of at least 24 bytes")))
         .collect::<Result<Vec<_>, _>>()?;
     let state = Arc::new(Endpoint { store, keys, tolerance: config.tolerance });
     Ok(Router::new().route(&config.webhook_path, post(receive)).layer(DefaultBodyLimit::max(MAX_BODY)).with_state(state))

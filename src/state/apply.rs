@@ -234,7 +234,9 @@ impl BillingState {
                 true
             }
         };
-        self.settlements.retain(|id, _| self.settled.contains_key(id));
+        // Kept while the invoice's tombstone or its time in debt is: the
+        // recovery figures tell a voided debt from a paid one by it.
+        self.settlements.retain(|id, _| self.settled.contains_key(id) || self.closed_debts.contains_key(id));
         removed || tomb_changed || how_changed
     }
 

@@ -20,8 +20,8 @@ fn fields(body: &Bytes) -> std::collections::HashMap<String, String> {
 }
 
 /// Sign-in with a named admin token: a session cookie, then the overview.
-/// A wrong token is counted, answered after a second (one at a time), and
-/// sets nothing.
+/// A wrong token is counted and sets nothing; beyond a burst of failures,
+/// failed sign-ins are answered `429` at once.
 pub(super) async fn login(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = fields(&body);
     if !same_origin(&headers) {

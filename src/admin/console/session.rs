@@ -73,7 +73,8 @@ impl Sessions {
 
     /// A new session cookie's value for `name`, valid until `now + ttl`.
     pub(crate) fn issue(&self, name: &str, now: DateTime<Utc>) -> String {
-        let expires = (now + chrono::TimeDelta::from_std(self.ttl).unwrap_or(chrono::TimeDelta::hours(12))).timestamp();
+        let ttl = chrono::TimeDelta::from_std(self.ttl).unwrap_or(chrono::TimeDelta::hours(12));
+        let expires = now.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC).timestamp();
         let who = URL_SAFE_NO_PAD.encode(name);
         let nonce = crate::store::holder_id();
         let sig = self.mac(&["session", &who, &expires.to_string(), &nonce]);

@@ -24,15 +24,21 @@ pub(super) fn encode_records(records: &[EpisodeRecord]) -> Result<String, StoreE
 
 /// Reads [`encode_records`]' form; unreadable records count as none (the
 /// next write re-derives them from the state).
-pub(super) fn decode_records(raw: Option<&str>) -> Vec<EpisodeRecord> {
-    raw.filter(|r| !r.is_empty()).and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default()
+pub(super) fn decode_records(raw: Option<&str>) -> Result<Vec<EpisodeRecord>, serde_json::Error> {
+    match raw.filter(|r| !r.is_empty()) {
+        None => Ok(Vec::new()),
+        Some(r) => serde_json::from_str(r),
+    }
 }
 
-/// The posted form: `"<version>|<records JSON>"`, "" for no records.
+/// The posted form: `"<version>|<records JSON>"` (records `""` when
+/// none), `""` only before an account's records were ever written. It
+/// always carries the version, so a value never comes back (no ABA) and
+/// an older post never replaces a newer one.
 pub(super) fn posted_value(version: Option<u64>, records: &str) -> String {
-    match (version, records) {
-        (_, "" | "-") | (None, _) => String::new(),
-        (Some(v), r) => format!("{v}|{r}"),
+    match version {
+        None => String::new(),
+        Some(v) => format!("{v}|{records}"),
     }
 }
 
@@ -57,9 +63,15 @@ impl RedisStore {
     /// Marks `account` as committed-but-not-posted; returns the mark's
     /// score, unique to this writer.
     pub(super) async fn mark_dirty(&self, account: &AccountId) -> Result<String, StoreError> {
-        static SEQ: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed).rem_euclid(1000);
-        let score = chrono::Utc::now().timestamp_millis() * 1000 + seq;
+        // Milliseconds and three random digits (per process and call): two
+        // writers of one account in one millisecond are told apart.
+        let salt = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write(crate::store::holder_id().as_bytes());
+            (h.finish() % 1000) as i64
+        };
+        let score = chrono::Utc::now().timestamp_millis() * 1000 + salt;
         let mut conn = self.conn.clone();
         self.bounded(
             self.opts.write_timeout,
@@ -97,26 +109,33 @@ impl RedisStore {
 
     /// Brings the account's posted counters up to its stored records.
     async fn repair(&self, account: &AccountId, dirty: Option<&str>) -> Result<(), StoreError> {
+        let unreadable = |e: serde_json::Error| StoreError::Decode { account: account.to_string(), message: format!("episode records: {e}") };
         for _ in 0..16 {
             let mut conn = self.conn.clone();
-            let (doc, fig, figv): (Option<String>, Option<String>, Option<u64>) = self
-                .bounded(
-                    self.opts.write_timeout,
-                    redis::cmd("HMGET").arg(self.state_key(account)).arg("doc").arg("fig").arg("figv").query_async(&mut conn),
-                )
-                .await?;
+            // What was posted first, then the state: the state is at least as
+            // new, so a repair never posts an older version over a newer one.
             let posted: Option<String> = self
                 .bounded(
                     self.opts.write_timeout,
                     redis::cmd("HGET").arg(self.figures_key("posted")).arg(account.as_str()).query_async(&mut conn),
                 )
                 .await?;
+            let (doc, fig, figv): (Option<String>, Option<String>, Option<u64>) = self
+                .bounded(
+                    self.opts.write_timeout,
+                    redis::cmd("HMGET").arg(self.state_key(account)).arg("doc").arg("fig").arg("figv").query_async(&mut conn),
+                )
+                .await?;
             let posted = posted.unwrap_or_default();
             let fig = fig.unwrap_or_default();
             let target = posted_value(figv, &fig);
             let state = Self::decode(account, doc)?.unwrap_or_default();
-            let before = decode_records(posted.split_once('|').map(|(_, r)| r));
-            let delta = if posted == target { Tally::default() } else { crate::recovery::delta(&before, &decode_records(Some(&fig)), &state) };
+            let delta = if posted == target {
+                Tally::default()
+            } else {
+                let before = decode_records(posted.split_once('|').map(|(_, r)| r)).map_err(unreadable)?;
+                crate::recovery::delta(&before, &decode_records(Some(&fig)).map_err(unreadable)?, &state)
+            };
             if self.try_post(account, &posted, &target, dirty.unwrap_or(""), &delta).await? {
                 return Ok(());
             }
@@ -144,8 +163,11 @@ impl RedisStore {
             )
             .await?;
         for (account, score) in stale {
+            // One account that cannot be repaired must not stop every report.
             if let Ok(account) = AccountId::new(&account) {
-                self.repair(&account, Some(&score)).await?;
+                if let Err(e) = self.repair(&account, Some(&score)).await {
+                    tracing::warn!(account = %account, error = %e, "recovery counters of this account could not be repaired");
+                }
             }
         }
         Ok(())

@@ -267,8 +267,19 @@ impl RedisStore {
                 .await?;
             let current = Self::decode(account, doc)?;
             let (next, changed) = fold(current.as_ref(), changes);
-            let stored = figures::decode_records(fig.as_deref());
-            let recorded = if changed { record(&self.recorder(), &stored, &next) } else { None };
+            // Records that cannot be read are left alone (and the counters
+            // with them): counting them again would count them twice.
+            let stored = match figures::decode_records(fig.as_deref()) {
+                Ok(stored) => Some(stored),
+                Err(e) => {
+                    tracing::warn!(account = %account, error = %e, "stored episode records are unreadable; this account's recovery counters are not updated");
+                    None
+                }
+            };
+            let recorded = match &stored {
+                Some(stored) if changed => record(&self.recorder(), stored, &next),
+                _ => None,
+            };
             let records_json = match &recorded {
                 Some((records, _)) => figures::encode_records(records)?,
                 None => "-".to_owned(),
@@ -315,7 +326,7 @@ impl RedisStore {
             match outcome {
                 0 if changed => {
                     if let Some((records, delta)) = &recorded {
-                        count_ended(&stored, records);
+                        count_ended(stored.as_deref().unwrap_or_default(), records);
                         if let Some(dirty) = dirty {
                             let expected = figures::posted_value(figv, fig.as_deref().unwrap_or(""));
                             let posted = figures::posted_value(Some(version.unwrap_or(0) + 1), &records_json);

@@ -60,15 +60,24 @@ return 0
 /// then one day hash per counter. ARGV: account, the posted value expected
 /// ("" = none), the new one ("<version>|<records JSON>", "" = none), the
 /// dirty entry's score to clear ("" = none), then a field and an increment
-/// per day hash. Returns 0 posted, 1 the posted value was not the expected.
+/// per day hash. Returns 0 posted (or a newer version already was), 1 the
+/// posted value was not the expected one.
 pub(super) const POST: &str = r#"
 local cur = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+local cv = tonumber(string.match(cur, '^(%d+)|'))
+local nv = tonumber(string.match(ARGV[3], '^(%d+)|'))
+local function clear()
+  local s = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if ARGV[4] ~= '' and s and tonumber(s) == tonumber(ARGV[4]) then redis.call('ZREM', KEYS[2], ARGV[1]) end
+end
+-- A newer version is already posted: it includes this write; nothing to do.
+if cv and nv and nv <= cv then clear() return 0 end
 if cur ~= ARGV[2] then return 1 end
 for i = 3, #KEYS do
   local f, n = ARGV[5 + (i - 3) * 2], ARGV[6 + (i - 3) * 2]
   if redis.call('HINCRBY', KEYS[i], f, n) == 0 then redis.call('HDEL', KEYS[i], f) end
 end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
-if ARGV[4] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[1]) == ARGV[4] then redis.call('ZREM', KEYS[2], ARGV[1]) end
+clear()
 return 0
 "#;
