@@ -17,6 +17,12 @@ use serde::{Deserialize, Deserializer};
 pub struct Secret(String);
 
 impl Secret {
+    /// The set values of a signing secret and its rotation list
+    /// (`webhook_secret` then `webhook_secrets`), empty ones left out.
+    pub(crate) fn all_set(first: &Secret, more: &[Secret]) -> Vec<String> {
+        std::iter::once(first).chain(more).filter(|s| !s.is_empty()).map(|s| s.expose().to_owned()).collect()
+    }
+
     /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())

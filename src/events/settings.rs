@@ -25,11 +25,7 @@ pub struct EventsConfig {
 impl EventsConfig {
     /// Every accepted signing secret, non-empty ones only.
     pub fn secrets(&self) -> Vec<String> {
-        std::iter::once(&self.webhook_secret)
-            .chain(&self.webhook_secrets)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.expose().to_owned())
-            .collect()
+        crate::settings::Secret::all_set(&self.webhook_secret, &self.webhook_secrets)
     }
 }
 
