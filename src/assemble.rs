@@ -57,8 +57,8 @@ pub struct Parts {
     /// [`GateLayer::with_resolver`] as needed.
     pub gate: GateLayer,
     /// Every endpoint the configuration turns on, to merge *outside* the
-    /// gate: the Stripe webhook (`stripe.webhook_secret` set), the
-    /// Standard Webhooks endpoint (`events.webhook_secret` set), the pay
+    /// gate: the Stripe webhook (`stripe.webhook_secret` set), the Paddle
+    /// endpoint (`paddle.webhook_secret` set), the Standard Webhooks endpoint (`events.webhook_secret` set), the pay
     /// links (`stripe.portal_return_url` set) and the admin API with its
     /// console (a token set). Empty when none is configured.
     pub routes: Router,
@@ -70,8 +70,8 @@ pub struct Parts {
     #[cfg(feature = "stripe")]
     sync: Option<(crate::stripe::Mapper, std::time::Duration)>,
     /// The verifier the gate uses, and `stripe.verify_sweep`.
-    #[cfg(feature = "stripe")]
-    sweep: Option<(Arc<crate::stripe::Verifier>, std::time::Duration)>,
+    #[cfg(any(feature = "stripe", feature = "paddle"))]
+    sweep: Option<(Arc<crate::provider::Verifier>, std::time::Duration)>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -103,16 +103,29 @@ impl<'a> Pastdue<'a> {
         store.keep_figures(crate::recovery::Recorder::new(gate.policy().clone()));
         #[allow(unused_mut)]
         let mut routes = Router::new();
-        #[cfg(feature = "stripe")]
-        let (gate, sync, sweep) = {
-            let mapper = crate::stripe::Mapper::new(&config.stripe, store.clone())?.with_contact_keys(&config.notify.metadata);
-            // One verifier for the gate and the return endpoint: one rate limit.
-            let verifier = crate::stripe::Verifier::new(&config.stripe, store.clone(), gate.clock().clone())?.map(Arc::new);
+        // One verifier for the gate, the return endpoint and the sweep (one
+        // rate limit), asking every provider with an API key.
+        #[cfg(any(feature = "stripe", feature = "paddle"))]
+        let (gate, verifier, sweep) = {
+            #[allow(unused_mut)]
+            let mut sources = Vec::new();
+            #[cfg(feature = "stripe")]
+            sources.extend(crate::stripe::sources(&config.stripe)?);
+            #[cfg(feature = "paddle")]
+            sources.extend(crate::paddle::sources(&config.paddle)?);
+            let verifier = crate::provider::Verifier::new(&config.stripe, sources, store.clone(), gate.clock().clone())?.map(Arc::new);
             let gate = match &verifier {
-                Some(v) => crate::stripe::verifying(gate, v.clone()),
+                Some(v) => crate::provider::verifying(gate, v.clone()),
                 None => gate,
             };
             let sweep = verifier.clone().map(|v| (v, config.stripe.verify_sweep));
+            (gate, verifier, sweep)
+        };
+        #[cfg(all(feature = "paddle", not(feature = "stripe")))]
+        drop(verifier);
+        #[cfg(feature = "stripe")]
+        let (gate, sync) = {
+            let mapper = crate::stripe::Mapper::new(&config.stripe, store.clone())?.with_contact_keys(&config.notify.metadata);
             let (gate, pay) = crate::stripe::pay_links(gate, &config.stripe, &config.links, store.clone(), verifier.clone())?;
             routes = routes.merge(pay);
             if !config.stripe.secrets().is_empty() {
@@ -125,10 +138,19 @@ impl<'a> Pastdue<'a> {
                 routes = routes.merge(crate::admin::build(&config.admin, policy, mapper.clone(), clock.clone(), gate.page(), verifier.clone())?);
             }
             let sync = config.stripe.api_key().is_some().then_some((mapper, config.stripe.sync_interval));
-            (gate, sync, sweep)
+            (gate, sync)
         };
         #[cfg(not(feature = "stripe"))]
         needs_feature(config)?;
+        // Paddle Billing.
+        #[cfg(feature = "paddle")]
+        if !config.paddle.secrets().is_empty() {
+            routes = routes.merge(crate::paddle::router(&config.paddle, store.clone())?);
+        }
+        #[cfg(not(feature = "paddle"))]
+        if config.paddle.is_on() {
+            return Err(ConfigError::key("paddle", "is configured but pastdue was built without the `paddle` feature"));
+        }
         // In-house billing through Standard Webhooks.
         #[cfg(feature = "events")]
         if !config.events.secrets().is_empty() {
@@ -167,7 +189,7 @@ impl<'a> Pastdue<'a> {
             notifier,
             #[cfg(feature = "stripe")]
             sync,
-            #[cfg(feature = "stripe")]
+            #[cfg(any(feature = "stripe", feature = "paddle"))]
             sweep,
         })
     }
@@ -200,9 +222,9 @@ impl Parts {
         if let Some((mapper, interval)) = &self.sync {
             tasks.extend(crate::stripe::spawn_periodic_sync(mapper.clone(), *interval));
         }
-        #[cfg(feature = "stripe")]
+        #[cfg(any(feature = "stripe", feature = "paddle"))]
         if let Some((verifier, every)) = &self.sweep {
-            tasks.extend(crate::stripe::DebtSweep::sharing(verifier.clone(), *every).map(crate::stripe::DebtSweep::spawn));
+            tasks.extend(crate::provider::DebtSweep::sharing(verifier.clone(), *every).map(crate::provider::DebtSweep::spawn));
         }
         tasks
     }

@@ -105,7 +105,9 @@ pub mod gate;
 // Adapters. Each module's settings compile in every build; the rest with
 // its feature (`stripe`, `admin`, `notify-email`/`notify-webhook`,
 // `server`).
+pub mod provider;
 pub mod stripe;
+pub mod paddle;
 pub mod events;
 pub mod admin;
 pub mod notify;

@@ -22,11 +22,12 @@
 //! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`; `no_recipient`: a reminder by e-mail for an account with no billing address, once per reminder) | stage notices and reminders |
 //! | `pastdue_checks_refused_total` | `reason` (`missing`, `invalid`, `conflicting`: the `X-Forwarded-*` and `X-Original-*` families disagree, `dot_segments`) | `/check` and `/page` requests refused with `400` |
 //! | `pastdue_events_webhooks_total` | `type`, `result` | Standard Webhooks events (`/webhooks/events`) outcomes |
+//! | `pastdue_paddle_webhooks_total` | `type`, `result` | Paddle notifications (`/webhooks/paddle`) outcomes, as `pastdue_webhooks_total` |
 //! | `pastdue_episodes_ended_total` | `outcome` (`paid`/`voided`), `stage` (the stage it ended at) | debt episodes this instance recorded as ended |
 //! | `pastdue_recovered_amount_total` | `currency`, `stage` | minor units paid in the episodes this instance recorded as ended |
 //! | `pastdue_at_risk_accounts` (gauge) | `stage` | accounts owing now, by current stage, as of the last full sweep |
 //! | `pastdue_at_risk_amount` (gauge) | `stage`, `currency` | what they owe (minor units) |
-//! | `pastdue_verifications_total` | `result` (`paid`: settled at Stripe and applied, the request passed; `owed`; `recent`: verified within `stripe.verify_interval`; `limited`: over `stripe.verify_rate`; `failed`) | verifications before a debt `402` |
+//! | `pastdue_verifications_total` | `result` (`paid`: settled at the provider (Stripe, Paddle) and applied, the request passed; `owed`; `recent`: verified within `stripe.verify_interval`; `limited`: over `stripe.verify_rate`; `failed`) | verifications before a debt `402` |
 
 /// Gated requests by stage, action and result.
 pub const DECISIONS: &str = "pastdue_decisions_total";
@@ -67,6 +68,8 @@ pub const SWEEP_ACCOUNTS: &str = "pastdue_verify_sweep_accounts_total";
 
 /// Standard Webhooks events (`POST /webhooks/events`) by type and outcome.
 pub const EVENTS: &str = "pastdue_events_webhooks_total";
+/// Paddle notifications (`POST /webhooks/paddle`) by type and outcome.
+pub const PADDLE: &str = "pastdue_paddle_webhooks_total";
 /// Debt episodes recorded as ended, by outcome and stage at the end.
 pub const EPISODES_ENDED: &str = "pastdue_episodes_ended_total";
 /// Minor units paid in the episodes recorded as ended, by currency and stage.
@@ -83,7 +86,8 @@ const GAUGES: [(&str, &str); 2] = [
 ];
 
 /// Every counter's `HELP` text, one per name.
-const HELP: [(&str, &str); 21] = [
+const HELP: [(&str, &str); 22] = [
+    (PADDLE, "Paddle Billing notifications (POST /webhooks/paddle) by type and outcome (applied, duplicate, ignored, unmapped, bad_signature, bad_request, too_large, unavailable)."),
     (EVENTS, "Standard Webhooks billing events (POST /webhooks/events) by type and outcome (applied, duplicate, ignored, bad_signature, bad_request, too_large, unavailable)."),
     (EPISODES_ENDED, "Debt episodes this instance recorded as ended, by outcome (paid or voided) and the stage they ended at."),
     (RECOVERED, "Money paid in the debt episodes this instance recorded as ended, in the currency's minor unit, by currency and the stage they ended at."),

@@ -103,6 +103,29 @@ async fn render_metrics(State(handle): State<Option<PrometheusHandle>>) -> impl 
     }
 }
 
+/// The billing providers the configuration turns on, and what each does:
+/// `"stripe (webhook, API), paddle (webhook)"`, or `"none (…)"`.
+pub fn providers(config: &Config) -> String {
+    let list = [
+        ("stripe", !config.stripe.secrets().is_empty(), config.stripe.api_key().is_some()),
+        ("paddle", !config.paddle.secrets().is_empty(), config.paddle.api_key().is_some()),
+        ("events", !config.events.secrets().is_empty(), false),
+    ];
+    let on: Vec<String> = list
+        .iter()
+        .filter(|(_, hook, api)| *hook || *api)
+        .map(|(name, hook, api)| {
+            let what: Vec<&str> = [(*hook, "webhook"), (*api, "API")].iter().filter(|(x, _)| *x).map(|(_, w)| *w).collect();
+            format!("{name} ({})", what.join(", "))
+        })
+        .collect();
+    if on.is_empty() {
+        "none (set a webhook secret in [stripe], [paddle] or [events])".into()
+    } else {
+        on.join(", ")
+    }
+}
+
 /// One line per thing the configuration turns on (or leaves off, saying
 /// which key turns it on).
 fn summary(config: &Config) -> Vec<String> {
@@ -147,6 +170,23 @@ fn summary(config: &Config) -> Vec<String> {
             )
         ),
         format!(
+            "paddle webhook: {}",
+            on_off(
+                !config.paddle.secrets().is_empty(),
+                format!("POST {}", config.paddle.webhook_path),
+                "set PASTDUE_PADDLE__WEBHOOK_SECRET"
+            )
+        ),
+        format!(
+            "events webhook (Standard Webhooks): {}",
+            on_off(
+                !config.events.secrets().is_empty(),
+                format!("POST {}", config.events.webhook_path),
+                "set PASTDUE_EVENTS__WEBHOOK_SECRET"
+            )
+        ),
+        format!("providers: {}", providers(config)),
+        format!(
             "pay links: {}",
             on_off(
                 !config.stripe.portal_return_url.is_empty(),
@@ -171,11 +211,23 @@ fn summary(config: &Config) -> Vec<String> {
             )
         ),
         format!(
-            "stripe sync, verify before blocking, debt sweep: {}",
+            "stripe sync: {}",
+            on_off(config.stripe.api_key().is_some(), "on".into(), "set PASTDUE_STRIPE__API_KEY")
+        ),
+        format!(
+            "verify before blocking, debt sweep: {}",
             on_off(
-                config.stripe.api_key().is_some(),
-                "on".into(),
-                "set PASTDUE_STRIPE__API_KEY"
+                config.stripe.api_key().is_some() || config.paddle.api_key().is_some(),
+                format!(
+                    "on ({})",
+                    [("stripe", config.stripe.api_key().is_some()), ("paddle", config.paddle.api_key().is_some())]
+                        .iter()
+                        .filter(|(_, on)| *on)
+                        .map(|(name, _)| *name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "set PASTDUE_STRIPE__API_KEY or PASTDUE_PADDLE__API_KEY"
             )
         ),
         "health: GET /healthz, GET /readyz; metrics: GET /metrics".to_owned(),

@@ -75,7 +75,7 @@ pub(crate) fn build(
     mapper: Mapper,
     clock: SharedClock,
     page: Arc<crate::gate::PaymentPage>,
-    verifier: Option<Arc<crate::stripe::Verifier>>,
+    verifier: Option<Arc<crate::provider::Verifier>>,
 ) -> Result<Router, ConfigError> {
     config.check_tokens()?;
     let store = mapper.store().clone();

@@ -36,6 +36,7 @@ pub use crate::store::StoreConfig;
 #[doc(no_inline)]
 pub use crate::stripe::{StripeConfig, Unmapped};
 pub use crate::events::EventsConfig;
+pub use crate::paddle::PaddleConfig;
 use crate::standing::{Ladder, LadderError};
 
 #[cfg(feature = "config")]
@@ -71,6 +72,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[stripe]`
     pub stripe: StripeConfig,
+    /// `[paddle]`: Paddle Billing.
+    pub paddle: PaddleConfig,
     /// `[events]`: in-house billing through Standard Webhooks.
     pub events: EventsConfig,
     /// `[admin]`
@@ -114,6 +117,7 @@ impl Default for Config {
             banner: BannerConfig::default(),
             notify: NotifyConfig::default(),
             stripe: StripeConfig::default(),
+            paddle: PaddleConfig::default(),
             events: EventsConfig::default(),
             admin: AdminConfig::default(),
             links: LinksConfig::default(),

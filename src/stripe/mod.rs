@@ -31,11 +31,9 @@ pub(crate) mod event;
 #[cfg(feature = "stripe")]
 mod pay;
 #[cfg(feature = "stripe")]
-mod sweep;
+mod source;
 #[cfg(feature = "stripe")]
 mod sync;
-#[cfg(feature = "stripe")]
-mod verify;
 #[cfg(feature = "stripe")]
 mod webhook;
 
@@ -43,16 +41,17 @@ mod webhook;
 pub use self::{
     api::ApiError,
     pay::{with_pay_links, MINT_INTERVAL},
-    sweep::{DebtSweep, SweepReport},
+    source::with_verification,
     sync::{spawn_periodic_sync, sync, sync_only, SyncReport},
-    verify::with_verification,
     webhook::{router, MapError, Mapper},
 };
+#[cfg(feature = "stripe")]
+pub use crate::provider::{DebtSweep, SweepReport};
 #[cfg(feature = "stripe")]
 pub(crate) use self::{
     api::StripeApi,
     pay::pay_links,
-    verify::{verifying, Verifier},
+    source::sources,
     webhook::webhook_router,
 };
 pub use crate::links::{PAY_PATH, RETURN_PATH};

@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::verify::Verifier;
+use crate::provider::Verifier;
 use super::StripeApi;
 use crate::account::AccountId;
 use crate::clock::SharedClock;
@@ -101,7 +101,7 @@ pub(crate) fn pay_links(
     let languages = Languages::builtin().map_err(|e| ConfigError::invalid("page", e))?;
     let verifier = match verifier {
         Some(shared) => shared,
-        None => Arc::new(Verifier::new(config, store.clone(), gate.clock().clone())?.ok_or_else(|| ConfigError::key("stripe.api_key", "is needed for billing-portal links (stripe.portal_return_url is set)"))?),
+        None => Arc::new(Verifier::new(config, super::sources(config)?, store.clone(), gate.clock().clone())?.ok_or_else(|| ConfigError::key("stripe.api_key", "is needed for billing-portal links (stripe.portal_return_url is set)"))?),
     };
     let state = Arc::new(Pay {
         api,

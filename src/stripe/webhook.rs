@@ -2,26 +2,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
-use http_body_util::BodyExt;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use chrono::Utc;
+use axum::http::HeaderMap;
+use axum::Router;
+use chrono::{DateTime, Utc};
 use serde_json::json;
-use tracing::Instrument;
 
 use crate::account::AccountId;
 
 use super::{StripeConfig, Unmapped};
 use crate::settings::ConfigError;
-use crate::store::{Applied, LinkSource, Linked, Store, StoreError};
+use crate::provider::{Delivery, Read, Refused};
+use crate::store::{Store, StoreError};
 use super::event::{self, Event};
 use super::{ApiError, StripeApi};
-
-/// The largest webhook body accepted (Stripe's events are far smaller).
-pub(crate) const MAX_BODY: usize = 1 << 20;
 
 /// Finds the account of a Stripe customer, in the order of the design:
 /// metadata on the event's object, a stored link, the customer's metadata
@@ -111,21 +104,8 @@ impl Mapper {
 }
 
 impl Mapper {
-    /// Records that Stripe metadata names `account` for `customer`, and
-    /// returns the account the customer's events belong to: `account`, or
-    /// the account an admin linked the customer to (admin links win; the
-    /// disagreement is logged, counted and kept for the admin view).
     async fn learn(&self, customer: &str, account: AccountId) -> Result<AccountId, MapError> {
-        match crate::store::move_customer(&*self.store, customer, &account, LinkSource::Learned).await? {
-            Linked::Refused { admin } => {
-                tracing::warn!(customer, metadata = %account, admin = %admin, "Stripe metadata names another account than the admin link; keeping the admin link");
-                metrics::counter!(crate::metrics::LINK_CONFLICTS).increment(1);
-                let conflict = crate::state::LinkConflict { customer: customer.to_owned(), claimed_by: account.to_string(), at: Utc::now() };
-                self.store.apply(&admin, None, &[crate::state::Change::LinkConflict(conflict)]).await?;
-                Ok(admin)
-            }
-            _ => Ok(account),
-        }
+        Ok(crate::provider::learn(&*self.store, "Stripe", customer, account).await?)
     }
 }
 
@@ -137,7 +117,6 @@ fn valid(id: &str, source: &str) -> Option<AccountId> {
 
 struct Webhooks {
     mapper: Mapper,
-    store: Arc<dyn Store>,
     secrets: Vec<String>,
     tolerance: std::time::Duration,
 }
@@ -152,96 +131,54 @@ pub fn router(config: &StripeConfig, store: Arc<dyn Store>) -> Result<Router, Co
 
 /// [`router`] with a mapper already built (shared with the admin API and sync).
 pub(crate) fn webhook_router(config: &StripeConfig, mapper: Mapper) -> Result<Router, ConfigError> {
-    crate::metrics::describe();
     let secrets = config.secrets();
     if secrets.is_empty() {
         return Err(ConfigError::key("stripe.webhook_secret", "is empty; set it (PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_…) to receive webhooks"));
     }
-    let state = Arc::new(Webhooks { store: mapper.store().clone(), mapper, secrets, tolerance: config.tolerance });
-    Ok(Router::new()
-        .route(&config.webhook_path, post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state))
+    let store = mapper.store().clone();
+    let webhooks = Webhooks { mapper, secrets, tolerance: config.tolerance };
+    Ok(crate::provider::router(&config.webhook_path, webhooks, store, "Stripe"))
 }
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, Json(body)).into_response()
-}
+#[async_trait::async_trait]
+impl Delivery for Webhooks {
+    type Event = Event;
 
-fn count(kind: &str, result: &'static str) {
-    metrics::counter!(crate::metrics::WEBHOOKS, "type" => crate::metrics::event_type_label(kind), "result" => result).increment(1);
-}
-
-async fn receive(State(w): State<Arc<Webhooks>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    // No signature, no read: a stranger cannot make us buffer a body.
-    let Some(header) = parts.headers.get("stripe-signature").and_then(|v| v.to_str().ok()) else {
-        count("other", "bad_signature");
-        return reply(StatusCode::BAD_REQUEST, json!({ "error": crate::signature::SignatureError::Missing.to_string() }));
-    };
-    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            count("other", "too_large");
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": "the body is larger than 1 MiB" }));
+    fn signed(&self, headers: &HeaderMap) -> Result<(), String> {
+        match headers.get("stripe-signature").and_then(|v| v.to_str().ok()) {
+            Some(_) => Ok(()),
+            None => Err(crate::signature::SignatureError::Missing.to_string()),
         }
-        Err(e) => {
-            count("other", "bad_request");
-            return reply(StatusCode::BAD_REQUEST, json!({ "error": format!("the body could not be read: {e}") }));
-        }
-    };
-    if let Err(e) = crate::signature::verify(Some(header), &body, &w.secrets, w.tolerance, Utc::now()) {
-        tracing::info!(error = %e, "webhook refused: bad signature");
-        count("other", "bad_signature");
-        return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));
     }
-    let event = match Event::parse(&body) {
-        Ok(e) => e,
-        Err(e) => {
-            count("other", "bad_request");
-            return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));
-        }
-    };
-    let span = tracing::info_span!("webhook", event_id = %event.id, event_type = %event.kind, account = tracing::field::Empty);
-    let (response, result) = handle(&w, &event).instrument(span).await;
-    count(&event.kind, result);
-    response
-}
 
-async fn handle(w: &Webhooks, event: &Event) -> (Response, &'static str) {
-    let Some(mut facts) = event::facts(event, &w.mapper.metadata_key) else {
-        return (reply(StatusCode::OK, json!({ "received": true, "result": "ignored" })), "ignored");
-    };
-    facts.changes.extend(event::contacts(event, &w.mapper.contact_keys));
-    w.mapper.plan.fill(&mut facts.changes, &event.object);
-    let ignored = |e: &dyn std::fmt::Display| {
-        tracing::warn!(error = %e, "webhook ignored: its input can never be stored");
-        (reply(StatusCode::OK, json!({ "received": true, "result": "ignored", "reason": e.to_string() })), "ignored")
-    };
-    let account = match w.mapper.account(facts.customer.as_deref(), facts.account_hint.as_deref()).await {
-        Ok(Some(account)) => account,
-        Ok(None) => return (reply(StatusCode::OK, json!({ "received": true, "result": "unmapped" })), "unmapped"),
-        Err(MapError::Store(e)) if !e.is_retryable() => return ignored(&e),
-        Err(e) => {
-            tracing::warn!(error = %e, "webhook not applied (Stripe will retry)");
-            return (reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() })), "unavailable");
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<(), String> {
+        let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+        crate::signature::verify(header, body, &self.secrets, self.tolerance, now).map_err(|e| e.to_string())
+    }
+
+    fn parse(&self, _: &HeaderMap, body: &[u8]) -> Result<Event, serde_json::Value> {
+        Event::parse(body).map_err(|e| json!({ "error": e.to_string() }))
+    }
+
+    fn describe<'e>(&self, event: &'e Event) -> (&'e str, &'e str) {
+        (&event.id, &event.kind)
+    }
+
+    async fn read(&self, event: &Event) -> Result<Read, Refused> {
+        let Some(mut facts) = event::facts(event, &self.mapper.metadata_key) else {
+            return Ok(Read::Ignored(None));
+        };
+        facts.changes.extend(event::contacts(event, &self.mapper.contact_keys));
+        self.mapper.plan.fill(&mut facts.changes, &event.object);
+        match self.mapper.account(facts.customer.as_deref(), facts.account_hint.as_deref()).await {
+            Ok(Some(account)) => Ok(Read::Apply { key: event.id.clone(), account, changes: facts.changes }),
+            Ok(None) => Ok(Read::Unmapped),
+            Err(MapError::Store(e)) => Err(e.into()),
+            Err(e) => Err(Refused::Unavailable(e.to_string())),
         }
-    };
-    tracing::Span::current().record("account", account.as_str());
-    match w.store.apply(&account, Some(&event.id), &facts.changes).await {
-        Ok(applied) => {
-            let result = match applied {
-                Applied::Duplicate => "duplicate",
-                _ => "applied",
-            };
-            tracing::debug!(result, "webhook processed");
-            (reply(StatusCode::OK, json!({ "received": true, "result": result, "account": account })), result)
-        }
-        Err(e) if !e.is_retryable() => ignored(&e),
-        Err(e) => {
-            tracing::warn!(error = %e, "webhook not applied (Stripe will retry)");
-            metrics::counter!(crate::metrics::STORE_ERRORS, "op" => "apply").increment(1);
-            (reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() })), "unavailable")
-        }
+    }
+
+    fn count(&self, kind: &str, result: &'static str) {
+        metrics::counter!(crate::metrics::WEBHOOKS, "type" => crate::metrics::event_type_label(kind), "result" => result).increment(1);
     }
 }

@@ -15,6 +15,8 @@ mod cluster;
 mod demo;
 mod events;
 mod localstripe;
+#[cfg(feature = "paddle")]
+mod paddle;
 mod redis;
 mod smtp;
 
@@ -28,6 +30,9 @@ pub use self::demo::*;
 pub use self::events::*;
 #[allow(unused_imports)]
 pub use self::localstripe::*;
+#[cfg(feature = "paddle")]
+#[allow(unused_imports)]
+pub use self::paddle::*;
 #[allow(unused_imports)]
 pub use self::redis::*;
 #[allow(unused_imports)]

@@ -39,7 +39,7 @@ pub(super) struct Console {
     /// The gate's own page, for previews of what a customer sees.
     pub(super) page: Arc<PaymentPage>,
     /// The gate's verifier, for "check with Stripe now".
-    pub(super) verifier: Option<Arc<crate::stripe::Verifier>>,
+    pub(super) verifier: Option<Arc<crate::provider::Verifier>>,
     /// Failed sign-ins allowed now: a bucket of [`FAILURE_BURST`], one more
     /// every [`FAILURE_REFILL`]; when empty, sign-ins that fail are refused
     /// with `429` at once (nothing waits, nothing queues).
@@ -52,7 +52,7 @@ const FAILURE_BURST: f64 = 5.0;
 const FAILURE_REFILL: Duration = Duration::from_secs(2);
 
 impl Console {
-    pub(super) fn new(sessions: Sessions, page: Arc<PaymentPage>, verifier: Option<Arc<crate::stripe::Verifier>>) -> Self {
+    pub(super) fn new(sessions: Sessions, page: Arc<PaymentPage>, verifier: Option<Arc<crate::provider::Verifier>>) -> Self {
         let mut templates = Environment::new();
         templates.set_auto_escape_callback(|_| AutoEscape::Html);
         templates.add_filter("urlencode", |s: String| percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC).to_string());

@@ -421,8 +421,9 @@ fn check_config(config: &Config) -> Result<(), Failed> {
         .map_err(config_error)?;
     pastdue::store::StoreUrl::parse(&config.store.url).map_err(config_error)?;
     println!(
-        "configuration ok: store {}, ladder {}",
+        "configuration ok: store {}, providers {}, ladder {}",
         redacted(&config.store.url),
+        pastdue::server::providers(config),
         config
             .ladder
             .stages

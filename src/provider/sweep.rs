@@ -2,8 +2,8 @@
 //! never come back.
 //!
 //! Every `stripe.verify_sweep`, one instance (whichever takes the store
-//! lease first) walks the debt index and verifies each account against
-//! Stripe the way a blocked request would ([`super::verify`]): paid or
+//! lease first) walks the debt index and verifies each account with its
+//! providers (Stripe, Paddle) the way a blocked request would ([`super::verify`]): paid or
 //! voided there → applied through the store. The sweep keeps to half of
 //! `stripe.verify_rate` and waits for the shared limiter, so blocked
 //! requests always keep the other half; an account verified within
@@ -19,8 +19,10 @@ use tokio::task::JoinHandle;
 
 use super::verify::{Settled, Turn, Verifier};
 use crate::account::AccountId;
-use super::StripeConfig;
+#[cfg(feature = "stripe")]
 use crate::settings::ConfigError;
+#[cfg(feature = "stripe")]
+use crate::stripe::StripeConfig;
 use crate::store::{AuditEntry, Index, StoreError, NEVER};
 
 /// The claim that makes one instance the sweeper: `what` on a reserved
@@ -38,9 +40,9 @@ const AUDIT_NAMES: usize = 100;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct SweepReport {
-    /// Accounts verified against Stripe.
+    /// Accounts verified with their providers.
     pub checked: usize,
-    /// Of those, accounts Stripe says are settled (applied).
+    /// Of those, accounts a provider says are settled (applied).
     pub repaired: usize,
     /// Of those, accounts that still owe.
     pub owed: usize,
@@ -69,8 +71,10 @@ impl std::fmt::Debug for DebtSweep {
 impl DebtSweep {
     /// The sweep `[stripe]` describes, on `store`: `None` without
     /// `stripe.api_key` or with `stripe.verify_sweep = "0s"`.
+    #[cfg(feature = "stripe")]
     pub fn new(config: &StripeConfig, store: Arc<dyn crate::store::Store>) -> Result<Option<Self>, ConfigError> {
-        let Some(verifier) = Verifier::new(config, store, crate::clock::system())? else { return Ok(None) };
+        let sources = crate::stripe::sources(config)?;
+        let Some(verifier) = Verifier::new(config, sources, store, crate::clock::system())? else { return Ok(None) };
         Ok(Self::sharing(Arc::new(verifier), config.verify_sweep))
     }
 
@@ -183,7 +187,7 @@ impl DebtSweep {
             account: None,
             before: serde_json::Value::Null,
             after,
-            reason: Some("settled at Stripe; the webhook never applied it".into()),
+            reason: Some("settled at the provider; the webhook never applied it".into()),
         };
         if let Err(e) = self.verifier.store.audit(&entry).await {
             tracing::warn!(error = %e, "cannot audit the debt sweep");

@@ -1,43 +1,43 @@
-//! Verify before blocking: ask Stripe whether a debt still stands.
+//! Verify before blocking: ask the providers whether a debt still stands.
 //!
 //! A request about to get a debt `402` asks here first (the gate waits at
-//! most `stripe.verify_timeout`). The unpaid invoices the state knows are
-//! fetched by id, and subscriptions in a debt status too; what Stripe says
-//! is paid, voided or live again is applied through the store like any
-//! webhook fact, with the API object's own time where it has one
-//! (`status_transitions.paid_at`), so a late webhook stays a no-op and a
-//! newer failure still wins. Bounded three ways: one verification per
+//! most `stripe.verify_timeout`). Every configured [`Source`] (Stripe,
+//! Paddle) is asked about the unpaid invoices and debt-status
+//! subscriptions it wrote; what it says is paid, voided or live again is
+//! applied through the store like any webhook fact, with the provider's
+//! own time where it has one, so a late webhook stays a no-op and a newer
+//! failure still wins. The bounds are `[stripe]`'s `verify_*` settings,
+//! shared by every provider. Bounded three ways: one verification per
 //! account per `stripe.verify_interval` across instances (a store claim,
 //! taken before anything else, so one account's flood never spends what
 //! others need), at most `stripe.verify_rate` per second per instance (a
 //! token bucket), and concurrent blocked requests for one account share
 //! one verification.
 
+// "Check again" (pay links) and the console's check are Stripe's and the
+// admin API's; a Paddle-only build verifies blocked requests and sweeps.
+#![cfg_attr(not(feature = "stripe"), allow(dead_code))]
+
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::api::{Params, StripeApi};
+use super::{Source, SourceError};
 use crate::account::AccountId;
 use crate::clock::SharedClock;
 use crate::gate::GateLayer;
 use crate::gate::recheck::{Recheck, Rechecked};
-use super::StripeConfig;
 use crate::settings::ConfigError;
-use crate::state::{sane_time, BillingState, Change, Settlement, SubscriptionFact};
+use crate::state::{BillingState, Change};
 use crate::store::{Applied, Store};
-
-/// At most this many objects are fetched per verification.
-const MAX_OBJECTS: usize = 10;
+use crate::stripe::StripeConfig;
 
 /// The claim on a blocked request's verification (`verify_interval`).
-pub(super) const VERIFY: &str = "verify";
+pub(crate) const VERIFY: &str = "verify";
 
 /// The claim on a verification the customer asked for.
 const ASKED: &str = "verify-asked";
@@ -55,7 +55,7 @@ type Flight = Arc<OnceCell<Option<BillingState>>>;
 
 /// What one verification found.
 pub(crate) enum Settled {
-    /// Stripe says the debt is settled; the fresh state was applied.
+    /// The provider says the debt is settled; the fresh state was applied.
     Paid(Box<BillingState>),
     /// Still owed (or nothing changed).
     Owed,
@@ -72,7 +72,7 @@ pub(crate) enum Turn {
 }
 
 pub(crate) struct Verifier {
-    api: StripeApi,
+    sources: Vec<Arc<dyn Source>>,
     pub(super) store: Arc<dyn Store>,
     pub(super) interval: Duration,
     pub(super) timeout: Duration,
@@ -102,16 +102,18 @@ impl Results {
 }
 
 impl Verifier {
-    /// A verifier from `[stripe]`, or `None` without an API key.
-    pub(crate) fn new(config: &StripeConfig, store: Arc<dyn Store>, clock: SharedClock) -> Result<Option<Self>, ConfigError> {
-        let Some(key) = config.api_key() else { return Ok(None) };
-        let api = StripeApi::new(key, &config.api_base)
-            .map_err(|e| ConfigError::invalid("stripe.api_key", e))?;
+    /// A verifier asking `sources` within `[stripe]`'s `verify_*` bounds,
+    /// or `None` when there is no source to ask.
+    pub(crate) fn new(bounds: &StripeConfig, sources: Vec<Arc<dyn Source>>, store: Arc<dyn Store>, clock: SharedClock) -> Result<Option<Self>, ConfigError> {
+        if sources.is_empty() {
+            return Ok(None);
+        }
+        let config = bounds;
         let rate = NonZeroU32::new(config.verify_rate)
             .ok_or_else(|| ConfigError::key("stripe.verify_rate", "must be at least 1 per second"))?;
         crate::metrics::describe();
         Ok(Some(Self {
-            api,
+            sources,
             store,
             interval: config.verify_interval,
             timeout: config.verify_timeout,
@@ -234,23 +236,22 @@ impl Verifier {
         }
     }
 
-    /// Asks Stripe about `state`'s debts and applies what it says.
-    pub(super) async fn settle(&self, account: &AccountId, state: &BillingState) -> Settled {
-        let changes = match self.ask(state).await {
-            Ok(changes) => changes,
-            Err(e) => {
-                tracing::warn!(%account, error = %e, "Stripe verification failed");
-                self.results.failed.increment(1);
-                return Settled::Failed;
-            }
-        };
+    /// Asks every source about `state`'s debts and applies what they say.
+    /// One source failing does not hide what another found; when all
+    /// failed, or one failed and the others found nothing, it is a failure.
+    pub(crate) async fn settle(&self, account: &AccountId, state: &BillingState) -> Settled {
+        let (changes, failed) = self.ask(account, state).await;
+        if failed && changes.is_empty() {
+            self.results.failed.increment(1);
+            return Settled::Failed;
+        }
         if changes.is_empty() {
             self.results.owed.increment(1);
             return Settled::Owed;
         }
         match self.store.apply(account, None, &changes).await {
             Ok(Applied::Changed(fresh)) => {
-                tracing::info!(%account, facts = changes.len(), "Stripe says the debt is settled; applied");
+                tracing::info!(%account, facts = changes.len(), "the provider says the debt is settled; applied");
                 self.results.paid.increment(1);
                 Settled::Paid(Box::new(fresh))
             }
@@ -268,36 +269,32 @@ impl Verifier {
                 }
             },
             Err(e) => {
-                tracing::warn!(%account, error = %e, "cannot apply what Stripe said");
+                tracing::warn!(%account, error = %e, "cannot apply what the provider said");
                 self.results.failed.increment(1);
                 Settled::Failed
             }
         }
     }
+}
 
-    /// What Stripe says now about the debts `state` records.
-    async fn ask(&self, state: &BillingState) -> Result<Vec<Change>, super::ApiError> {
+impl Verifier {
+    /// What the sources say now about `state`'s debts, and whether one of
+    /// them failed.
+    async fn ask(&self, account: &AccountId, state: &BillingState) -> (Vec<Change>, bool) {
         let now = self.clock.now();
         let mut changes = Vec::new();
-        for id in state.unpaid().keys().filter(|id| plain_id(id)).take(MAX_OBJECTS) {
-            let invoice = self.api.get(&format!("/invoices/{id}"), &Params::new()).await?;
-            match settled_at(&invoice, now) {
-                Some((at, Settlement::Paid)) => changes.push(Change::InvoiceSettled { id: id.clone(), at }),
-                Some((at, Settlement::Voided)) => changes.push(Change::InvoiceVoided { id: id.clone(), at }),
-                None => {}
+        let mut failed = false;
+        for source in &self.sources {
+            let asked: Result<Vec<Change>, SourceError> = source.ask(state, now).await;
+            match asked {
+                Ok(found) => changes.extend(found),
+                Err(e) => {
+                    tracing::warn!(%account, provider = source.name(), error = %e, "verification failed");
+                    failed = true;
+                }
             }
         }
-        let in_debt = state.subscriptions().iter().filter(|(id, s)| s.status.is_debt() && plain_id(id));
-        for (id, known) in in_debt.take(MAX_OBJECTS) {
-            let sub = self.api.get(&format!("/subscriptions/{id}"), &Params::new()).await?;
-            let status = sub.as_object().and_then(super::event::subscription_status);
-            if let Some(status) = status.filter(|s| !s.is_debt()) {
-                // The plan's ladder stays what the last full report said.
-                let fact = SubscriptionFact { ladder: known.ladder.clone(), ..SubscriptionFact::new(status, now) };
-                changes.push(Change::Subscription { id: id.clone(), fact });
-            }
-        }
-        Ok(changes)
+        (changes, failed)
     }
 }
 
@@ -314,37 +311,6 @@ impl Recheck for Arc<Verifier> {
     fn recheck(&self, account: AccountId, state: Arc<BillingState>) -> Rechecked {
         Box::pin(self.clone().verify_shared(account, state))
     }
-}
-
-/// When and how Stripe settled `invoice` (paid or voided): the API
-/// object's own time, else `now`; `None` while it is still owed.
-fn settled_at(invoice: &Value, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Settlement)> {
-    let (field, how) = match invoice.get("status").and_then(Value::as_str)? {
-        "paid" => ("paid_at", Settlement::Paid),
-        "void" => ("voided_at", Settlement::Voided),
-        _ => return None,
-    };
-    let at = invoice.get("status_transitions").and_then(|t| t.get(field)).and_then(Value::as_i64).and_then(sane_time);
-    Some((at.unwrap_or(now), how))
-}
-
-/// An id that is safe in a URL path (Stripe's are `in_…`, `sub_…`).
-fn plain_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// Verify before blocking: with `stripe.api_key` set, `gate` asks Stripe
-/// whether a debt still stands before answering its `402` (the owed
-/// invoices and debt-status subscriptions; paid or voided → applied, and
-/// the request passes), bounded by `stripe.verify_timeout`,
-/// `stripe.verify_interval` per account and `stripe.verify_rate`; without
-/// a key, `gate` is returned unchanged. The verification reads "now" from
-/// the gate's clock. [`crate::Pastdue`] does this for you.
-pub fn with_verification(gate: GateLayer, config: &StripeConfig, store: Arc<dyn Store>) -> Result<GateLayer, ConfigError> {
-    Ok(match Verifier::new(config, store, gate.clock().clone())? {
-        Some(verifier) => verifying(gate, Arc::new(verifier)),
-        None => gate,
-    })
 }
 
 /// `gate`, asking `verifier` before a debt `402` (one verifier can serve

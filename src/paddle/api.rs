@@ -1,0 +1,156 @@
+//! Paddle's API: what verify-before-blocking, the debt sweep and the
+//! customer look-up need (`GET /transactions/{id}`, `GET
+//! /subscriptions/{id}`, `GET /customers/{id}`), with a bearer API key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::event::PREFIX;
+use crate::provider::{Source, SourceError};
+use crate::state::{BillingState, Change, SubscriptionFact, SubscriptionStatus};
+
+/// At most this many objects are fetched per question.
+const MAX_OBJECTS: usize = 10;
+
+/// Why Paddle's API did not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request failed (network, timeout).
+    #[error("Paddle API request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// Paddle answered with an error (`{"error": {"code", "detail"}}`).
+    #[error("Paddle API answered {status}: {detail}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// Paddle's `error.detail`, or the body's first bytes.
+        detail: String,
+    },
+    /// The answer had no `data` object.
+    #[error("Paddle API answered without a data object")]
+    Shape,
+}
+
+/// A Paddle API client. `Debug` hides the key.
+#[derive(Clone)]
+pub(crate) struct PaddleApi {
+    http: reqwest::Client,
+    base: Arc<str>,
+    key: Arc<str>,
+}
+
+impl std::fmt::Debug for PaddleApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaddleApi").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+impl PaddleApi {
+    pub(crate) fn new(key: &str, base: &str) -> Result<Self, String> {
+        let parsed = url_base(base)?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+        Ok(Self { http, base: parsed.into(), key: key.into() })
+    }
+
+    /// `GET {base}{path}`: the answer's `data` object.
+    pub(crate) async fn get(&self, path: &str) -> Result<Value, ApiError> {
+        let response = self.http.get(format!("{}{path}", self.base)).bearer_auth(&*self.key).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let detail = body.pointer("/error/detail").and_then(Value::as_str).unwrap_or("no detail").chars().take(200).collect();
+            return Err(ApiError::Status { status: status.as_u16(), detail });
+        }
+        match body.get("data") {
+            Some(data @ Value::Object(_)) => Ok(data.clone()),
+            _ => Err(ApiError::Shape),
+        }
+    }
+}
+
+/// `api_base` without a trailing slash; http(s) only.
+fn url_base(base: &str) -> Result<String, String> {
+    let base = base.trim_end_matches('/');
+    if base.starts_with("https://") || base.starts_with("http://") {
+        Ok(base.to_owned())
+    } else {
+        Err(format!("{base:?} is not an http(s) URL"))
+    }
+}
+
+/// Asks Paddle about the transactions and subscriptions it wrote (keys
+/// `paddle:txn_…`, `paddle:sub_…`).
+pub(crate) struct PaddleSource {
+    pub(crate) api: PaddleApi,
+}
+
+/// Paddle's id behind one of its keys, when it is a `kind` (`txn`, `sub`).
+fn own<'k>(key: &'k str, kind: &str) -> Option<&'k str> {
+    let id = key.strip_prefix(PREFIX)?;
+    (id.strip_prefix(kind)?.starts_with('_') && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some(id)
+}
+
+fn time_at(obj: &Value, key: &str) -> Option<DateTime<Utc>> {
+    let raw = obj.get(key)?.as_str()?;
+    DateTime::parse_from_rfc3339(raw).ok().filter(|t| crate::state::sane_time(t.timestamp()).is_some()).map(|t| t.with_timezone(&Utc))
+}
+
+/// When a paid transaction was paid: its last captured payment, else its
+/// last update.
+fn paid_at(txn: &Value) -> Option<DateTime<Utc>> {
+    let captured = txn.get("payments").and_then(Value::as_array).into_iter().flatten().filter(|p| p.get("status").and_then(Value::as_str) == Some("captured")).filter_map(|p| time_at(p, "captured_at")).max();
+    captured.or_else(|| time_at(txn, "updated_at"))
+}
+
+#[async_trait]
+impl Source for PaddleSource {
+    fn name(&self) -> &'static str {
+        "Paddle"
+    }
+
+    /// Paid or completed transactions are settled (at their captured
+    /// payment's time), canceled ones voided (at their last update); a
+    /// debt-status subscription that is live again is applied at `now`.
+    async fn ask(&self, state: &BillingState, now: DateTime<Utc>) -> Result<Vec<Change>, SourceError> {
+        let mut changes = Vec::new();
+        for key in state.unpaid().keys().filter(|k| own(k, "txn").is_some()).take(MAX_OBJECTS) {
+            let id = own(key, "txn").expect("filtered");
+            let txn = self.api.get(&format!("/transactions/{id}")).await?;
+            match txn.get("status").and_then(Value::as_str) {
+                Some("paid" | "completed") => changes.push(Change::InvoiceSettled { id: key.clone(), at: paid_at(&txn).unwrap_or(now) }),
+                Some("canceled") => changes.push(Change::InvoiceVoided { id: key.clone(), at: time_at(&txn, "updated_at").unwrap_or(now) }),
+                _ => {}
+            }
+        }
+        let in_debt = state.subscriptions().iter().filter(|(k, s)| s.status.is_debt() && own(k, "sub").is_some());
+        for (key, known) in in_debt.take(MAX_OBJECTS) {
+            let id = own(key, "sub").expect("filtered");
+            let sub = self.api.get(&format!("/subscriptions/{id}")).await?;
+            let status = sub.get("status").and_then(Value::as_str).map(SubscriptionStatus::from_stripe);
+            if let Some(status) = status.filter(|s| !s.is_debt()) {
+                let fact = SubscriptionFact { ladder: known.ladder.clone(), ..SubscriptionFact::new(status, now) };
+                changes.push(Change::Subscription { id: key.clone(), fact });
+            }
+        }
+        Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_its_own_keys() {
+        assert_eq!(own("paddle:txn_01h", "txn"), Some("txn_01h"));
+        assert_eq!(own("paddle:sub_01h", "txn"), None);
+        assert_eq!(own("txn_01h", "txn"), None);
+        assert_eq!(own("paddle:txn_../x", "txn"), None);
+        assert_eq!(own("events:txn_1", "txn"), None);
+    }
+}
