@@ -28,12 +28,27 @@ run() {
   rport=$(free_port); port=$(free_port)
   redis-server --port "$rport" --save '' --appendonly no --loglevel warning >/dev/null 2>&1 & rpid=$!; pids+=("$rpid")
   wait_port "$rport"
+  local provider=${3:-stripe} secret=whsec_bench
+  case $provider in paddle) secret=pdl_ntfset_bench ;; events) secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw ;; esac
   PASTDUE_STORE__URL="redis://127.0.0.1:$rport" PASTDUE_STRIPE__WEBHOOK_SECRET=whsec_bench \
+    PASTDUE_PADDLE__WEBHOOK_SECRET=pdl_ntfset_bench PASTDUE_EVENTS__WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw \
     PASTDUE_SERVER__LISTEN="127.0.0.1:$port" RUST_LOG=error "$server" >/dev/null & spid=$!; pids+=("$spid")
   wait_port "$port"
-  "$LOAD" "http://127.0.0.1:$port/webhooks/stripe" whsec_bench "$EVENTS" 32 $mode
+  "$LOAD" "http://127.0.0.1:$port/webhooks/$provider" "$secret" "$EVENTS" 32 $mode
   kill "$spid" "$rpid"; wait "$spid" "$rpid" 2>/dev/null || true
 }
+
+# PROVIDERS=1: the same story through each provider's endpoint, this
+# checkout only, in interleaved rounds.
+if [ -n "${PROVIDERS:-}" ]; then
+  for mode in "" pay; do
+    echo "== per provider, ${mode:-failures only}: $EVENTS events, 32 senders, $ROUNDS interleaved rounds"
+    for r in $(seq 1 "$ROUNDS"); do
+      for provider in stripe paddle events; do echo "  $provider: $(run "$AFTER" "$mode" "$provider")"; done
+    done
+  done
+  exit 0
+fi
 
 for mode in "" pay; do
   echo "== ${mode:-failures only}: $EVENTS events, 32 senders, $ROUNDS interleaved rounds"

@@ -151,7 +151,8 @@ async fn chromium_works_a_ticket_in_the_console_and_axe_finds_nothing() {
     let now = chrono::Utc::now();
     let days = chrono::TimeDelta::days;
     let acct = |a: &str| pastdue::AccountId::new(a).unwrap();
-    store.apply(&acct("acme"), None, &[common::unpaid("in_acme", 4_900, now - days(20)), Change::ContactEmail("billing@acme.example".into())]).await.unwrap();
+    // Owing at Stripe and at Paddle: the preview lists both invoices.
+    store.apply(&acct("acme"), None, &[common::unpaid("in_acme", 4_900, now - days(20)), common::unpaid("paddle:txn_01hacme", 1_500, now - days(3)), Change::ContactEmail("billing@acme.example".into())]).await.unwrap();
     for (i, late) in [1i64, 8, 9, 15, 25].into_iter().enumerate() {
         store.apply(&acct(&format!("customer-{i}")), None, &[common::unpaid(&format!("in_c{i}"), 1_200 * (i as i64 + 1), now - days(late))]).await.unwrap();
     }

@@ -242,6 +242,23 @@ async fn owing_at_paddle_and_paying_at_stripe_still_owes() {
     let (status, page) = app.visit("both").await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
     assert!(page.contains("_ptxn=txn_01hboth"), "Paddle's pay link");
+    assert!(!page.contains("class=\"invoices\""), "one owed invoice: no list");
+
+    // Owing at both: each invoice listed with its own pay link.
+    let body = event_body("evt_s3", "invoice.payment_failed", days_ago(5), invoice_object("both", "in_both2", "open", 2500));
+    assert_eq!(app.send(signed_delivery("whsec_stripe_beside_paddle", body)).await.0, StatusCode::OK);
+    // The gate's cache hears of the write through Redis: poll for it.
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = app.visit("both").await.1;
+        if page.contains("class=\"invoices\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let list = &page[page.find("class=\"invoices\"").expect("the list of owed invoices")..];
+    let (paddle, stripe) = (list.find("_ptxn=txn_01hboth").unwrap(), list.find("https://invoice.stripe.com/i/in_both2").unwrap());
+    assert!(paddle < stripe, "oldest first");
 }
 
 /// Bodies that are no Paddle notification are a 400 naming the field, and
@@ -251,14 +268,14 @@ async fn bad_bodies_name_their_field_and_other_types_are_acknowledged() {
     let app = app_with(|_| {}).await;
     let txn = paddle_transaction("txn_01hbad", "past_due", "ctm_01hbad", Some("bad"), 100, "EUR", days_ago(1));
     let mut no_total = txn.clone();
-    no_total["details"]["totals"]["grand_total"] = json!("lots");
+    no_total["details"]["totals"]["balance"] = json!("lots");
     let mut bad_currency = txn.clone();
     bad_currency["currency_code"] = json!("euro");
     for (body, field) in [
         ("{".to_owned(), "body"),
         (json!({ "event_type": "transaction.past_due", "occurred_at": "2026-01-01T00:00:00Z", "data": txn }).to_string(), "event_id"),
         (json!({ "event_id": "evt_1", "event_type": "transaction.past_due", "occurred_at": "yesterday", "data": txn }).to_string(), "occurred_at"),
-        (notification("evt_01hbad1", "transaction.past_due", days_ago(1), &no_total), "data.details.totals.grand_total"),
+        (notification("evt_01hbad1", "transaction.past_due", days_ago(1), &no_total), "data.details.totals.balance"),
         (notification("evt_01hbad2", "transaction.past_due", days_ago(1), &bad_currency), "data.currency_code"),
     ] {
         let (status, v) = app.deliver(&body).await;
@@ -267,4 +284,48 @@ async fn bad_bodies_name_their_field_and_other_types_are_acknowledged() {
     assert!(app.state("bad").await.is_none(), "nothing written");
     let (status, v) = app.deliver(&notification("evt_01hother", "address.updated", days_ago(0), &json!({ "id": "add_1" }))).await;
     assert_eq!((status, v["result"].as_str()), (StatusCode::OK, Some("ignored")));
+}
+
+/// What a buyer can set in the browser (Paddle.js `customData` on the
+/// checkout's transaction and subscription) cannot move another account's
+/// debts: a declined checkout is no debt, and custom_data naming an account
+/// that belongs to another Paddle customer is kept for the admin view, not
+/// followed. A short secret or a plain-http API is refused at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_buyer_sets_at_checkout_cannot_move_another_accounts_debts() {
+    let app = app_with(|_| {}).await;
+    // The victim pays through its own customer.
+    let own = paddle_subscription("sub_01hvictim", "active", "ctm_01hvictim", Some("victim"), days_ago(60));
+    assert_eq!(app.deliver(&notification("evt_01hv1", "subscription.activated", days_ago(60), &own)).await.1["account"], "victim");
+
+    // A stranger's declined checkout naming the victim: no debt at all.
+    let mut checkout = paddle_transaction("txn_01hatk1", "ready", "ctm_01hattacker", Some("victim"), 9900, "EUR", days_ago(1));
+    checkout["origin"] = json!("web");
+    let (status, v) = app.deliver(&notification("evt_01hatk1", "transaction.payment_failed", days_ago(1), &checkout)).await;
+    assert_eq!((status, v["result"].as_str()), (StatusCode::OK, Some("ignored")), "{v}");
+
+    // The stranger's own subscription, naming the victim, goes past due:
+    // it lands on the stranger's customer, not on the victim.
+    let theirs = paddle_subscription("sub_01hattacker", "past_due", "ctm_01hattacker", Some("victim"), days_ago(1));
+    let (_, v) = app.deliver(&notification("evt_01hatk2", "subscription.past_due", days_ago(1), &theirs)).await;
+    assert_eq!(v["account"], "ctm_01hattacker", "{v}");
+    let victim = app.state("victim").await.unwrap();
+    assert!(victim.past_due_since().is_none() && !victim.subscriptions().contains_key("paddle:sub_01hattacker"));
+    assert_eq!(victim.link_conflicts().iter().map(|c| c.customer.as_str()).collect::<Vec<_>>(), ["ctm_01hattacker"], "the claim is kept for the admin view");
+    let (status, _) = app.visit("victim").await;
+    assert_eq!(status, StatusCode::OK, "the victim is not locked out");
+    // Its customer e-mail does not become the victim's billing contact.
+    let cust = paddle_customer("ctm_01hattacker", "mallory@evil.example", None, days_ago(0));
+    app.deliver(&notification("evt_01hatk3", "customer.updated", days_ago(0), &cust)).await;
+    assert_ne!(app.state("victim").await.unwrap().contact_email(), Some("mallory@evil.example"));
+
+    // Start-up refusals name their key.
+    let store: Arc<dyn Store> = Arc::new(pastdue::MemoryStore::new());
+    let mut c = pastdue::paddle::PaddleConfig::default();
+    c.webhook_secret = "pdl_short".into();
+    assert!(pastdue::paddle::router(&c, store.clone()).unwrap_err().to_string().contains("paddle.webhook_secret"));
+    c.webhook_secret = PADDLE_SECRET.into();
+    c.api_key = PADDLE_KEY.into();
+    c.api_base = "http://api.paddle.example".into();
+    assert!(pastdue::paddle::router(&c, store).unwrap_err().to_string().contains("paddle.api_base"));
 }

@@ -82,6 +82,51 @@ proptest! {
     }
 
     #[test]
+    fn paddle_notifications_of_any_shape_never_panic(
+        data in arb_json(),
+        kind in prop::sample::select(vec!["transaction.payment_failed", "transaction.past_due", "transaction.completed", "transaction.canceled", "subscription.updated", "customer.updated", "address.updated"]),
+        occurred in "[0-9T:.Z+-]{0,32}",
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        use pastdue::paddle::event::{facts, Notification};
+        let _ = Notification::parse(&bytes);
+        let mut data = data;
+        if let Some(obj) = data.as_object_mut() {
+            obj.insert("id".into(), json!("txn_1"));
+        }
+        for at in [occurred.as_str(), "2026-11-02T10:00:00.123456Z"] {
+            let body = serde_json::to_vec(&json!({ "event_id": "evt_1", "event_type": kind, "occurred_at": at, "data": data })).unwrap();
+            if let Ok(n) = Notification::parse(&body) {
+                if let Ok(Some(f)) = facts(&n, "account_id") {
+                    for change in &f.changes {
+                        if let pastdue::Change::InvoiceUnpaid { invoice, .. } = change {
+                            prop_assert!((0..=pastdue::paddle::event::MAX_AMOUNT).contains(&invoice.amount_due));
+                            prop_assert!(invoice.hosted_url.as_deref().is_none_or(pastdue::__internals::is_safe));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_house_event_bodies_of_any_shape_never_panic(
+        data in arb_json(),
+        kind in prop::sample::select(pastdue::events::TYPES.to_vec()),
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let _ = pastdue::events::read(&bytes);
+        let body = serde_json::to_vec(&json!({ "type": kind, "timestamp": "2026-11-02T10:00:00Z", "data": data })).unwrap();
+        if let Ok(f) = pastdue::events::read(&body) {
+            for change in &f.changes {
+                if let pastdue::Change::InvoiceUnpaid { invoice, .. } = change {
+                    prop_assert!((0..=pastdue::events::MAX_AMOUNT).contains(&invoice.amount_due));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn event_objects_of_any_shape_never_panic(object in arb_json(), kind in prop::sample::select(TYPES.to_vec()), created in any::<i64>()) {
         let body = serde_json::to_vec(&json!({ "id": "evt_1", "type": kind, "created": created, "data": { "object": object } })).unwrap();
         if let Ok(event) = Event::parse(&body) {

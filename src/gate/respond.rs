@@ -97,6 +97,9 @@ struct PageContext<'a> {
     next_stage: Option<&'a str>,
     next_stage_at: Option<String>,
     notices: Vec<NoticeView<'a>>,
+    /// Every owed invoice when there are several (from one provider or
+    /// more), each with its own pay link.
+    invoices: Vec<InvoiceView>,
     /// The feature a stage closed, when the request was for one.
     feature: Option<&'a str>,
     /// When the rest of the app closes too, in the page's language.
@@ -125,6 +128,15 @@ const TEXT_KEYS: [&str; 29] = [
     "paused_body", "add_payment_method", "unknown_heading", "unknown_body", "help", "update_payment_method",
     "check_again", "retry", "override_heading", "override_body",
 ];
+
+/// One owed invoice on the page: "€49.00 · invoice 2026-0042", and where
+/// to pay it (its provider's own page, when it gave one).
+#[derive(Serialize)]
+struct InvoiceView {
+    amount: String,
+    number: Option<String>,
+    pay_url: Option<String>,
+}
 
 #[derive(Serialize)]
 struct NoticeView<'a> {
@@ -304,6 +316,22 @@ impl PaymentPage {
                     .collect()
             })
             .unwrap_or_default();
+        // Several owed invoices (say one at Stripe, one at Paddle): each
+        // listed with its own pay link, oldest first.
+        let invoices = match state.map(BillingState::unpaid) {
+            Some(unpaid) if unpaid.len() > 1 => {
+                let mut list: Vec<_> = unpaid.values().collect();
+                list.sort_by_key(|i| i.since);
+                list.into_iter()
+                    .map(|i| InvoiceView {
+                        amount: lang.money(i.amount_due, i.currency),
+                        number: i.number.as_deref().map(|n| lang.text("invoice", &[("number", n)])),
+                        pay_url: i.hosted_url.as_deref().and_then(|u| crate::href::checked(u, "invoice")).map(str::to_owned),
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         let vars = [
             ("product", self.product_name.as_str()),
             ("amount", amount.as_deref().unwrap_or("")),
@@ -348,6 +376,7 @@ impl PaymentPage {
             next_stage: standing.next().map(|(s, _)| s.name()),
             next_stage_at: standing.next().map(|(_, t)| lang.date(t)),
             notices,
+            invoices,
             feature,
             rest_closes_at: feature.and(standing.blocks_at()).map(|t| lang.date(t)),
             promised: standing.promised().map(|t| lang.date(t)),

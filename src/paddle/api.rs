@@ -73,13 +73,14 @@ impl PaddleApi {
     }
 }
 
-/// `api_base` without a trailing slash; http(s) only.
+/// `api_base` without a trailing slash: https, or http on loopback only
+/// (the API key travels in every request).
 fn url_base(base: &str) -> Result<String, String> {
     let base = base.trim_end_matches('/');
-    if base.starts_with("https://") || base.starts_with("http://") {
+    if base.starts_with("http") && crate::href::is_safe(base) && !base.contains(['?', '#']) {
         Ok(base.to_owned())
     } else {
-        Err(format!("{base:?} is not an http(s) URL"))
+        Err(format!("{base:?} is not an https URL (http only on loopback)"))
     }
 }
 
@@ -120,7 +121,12 @@ impl Source for PaddleSource {
         let mut changes = Vec::new();
         for key in state.unpaid().keys().filter(|k| own(k, "txn").is_some()).take(MAX_OBJECTS) {
             let id = own(key, "txn").expect("filtered");
-            let txn = self.api.get(&format!("/transactions/{id}")).await?;
+            // One transaction Paddle no longer knows (deleted, another
+            // environment's) has nothing to say; it does not hide the others.
+            let txn = match self.api.get(&format!("/transactions/{id}")).await {
+                Err(ApiError::Status { status: 404, .. }) => continue,
+                other => other?,
+            };
             match txn.get("status").and_then(Value::as_str) {
                 Some("paid" | "completed") => changes.push(Change::InvoiceSettled { id: key.clone(), at: paid_at(&txn).unwrap_or(now) }),
                 Some("canceled") => changes.push(Change::InvoiceVoided { id: key.clone(), at: time_at(&txn, "updated_at").unwrap_or(now) }),
@@ -130,7 +136,10 @@ impl Source for PaddleSource {
         let in_debt = state.subscriptions().iter().filter(|(k, s)| s.status.is_debt() && own(k, "sub").is_some());
         for (key, known) in in_debt.take(MAX_OBJECTS) {
             let id = own(key, "sub").expect("filtered");
-            let sub = self.api.get(&format!("/subscriptions/{id}")).await?;
+            let sub = match self.api.get(&format!("/subscriptions/{id}")).await {
+                Err(ApiError::Status { status: 404, .. }) => continue,
+                other => other?,
+            };
             let status = sub.get("status").and_then(Value::as_str).map(SubscriptionStatus::from_stripe);
             if let Some(status) = status.filter(|s| !s.is_debt()) {
                 let fact = SubscriptionFact { ladder: known.ladder.clone(), ..SubscriptionFact::new(status, now) };

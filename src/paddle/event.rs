@@ -6,7 +6,7 @@
 //!
 //! | event | change |
 //! |---|---|
-//! | `transaction.payment_failed`, `transaction.past_due` | the transaction is owed (`details.totals.grand_total` in `currency_code`), since the event time, or since its due date when that is earlier (manual collection: `billed_at` plus `billing_details.payment_terms`); `checkout.url` is its pay link |
+//! | `transaction.past_due`, and `transaction.payment_failed` of a billed transaction | the transaction is owed (`details.totals.balance`, what is still due, in `currency_code`) since the event time; a manually collected invoice (`billed_at` plus `billing_details.payment_terms`) since its due date, and only a coming due before it; `checkout.url` is its pay link. A failed checkout (`ready`/`draft`: nothing was billed) is no debt |
 //! | `transaction.completed`, `transaction.paid` | settled |
 //! | `transaction.canceled` | voided |
 //! | `subscription.*` (`created`, `activated`, `updated`, `past_due`, `paused`, `resumed`, `canceled`, `trialing`) | the subscription's `status`, mapped as Stripe's same-named statuses |
@@ -19,7 +19,7 @@ use chrono::{DateTime, Months, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::state::{invoice_number, sane_time, Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice};
+use crate::state::{invoice_number, sane_time, Change, Currency, SubscriptionFact, SubscriptionStatus, UnpaidInvoice, UpcomingDue};
 
 /// The prefix of every invoice and subscription key this provider writes.
 pub const PREFIX: &str = "paddle:";
@@ -31,7 +31,7 @@ pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct ParseError {
-    /// The JSON path of the field (`data.details.totals.grand_total`).
+    /// The JSON path of the field (`data.details.totals.balance`).
     pub field: String,
     /// Why.
     pub message: String,
@@ -131,7 +131,14 @@ pub fn facts(n: &Notification, metadata_key: &str) -> Result<Option<Facts>, Pars
     let at = n.occurred_at;
     let (entity, _) = n.event_type.split_once('.').unwrap_or((&n.event_type, ""));
     let changes = match n.event_type.as_str() {
-        "transaction.payment_failed" | "transaction.past_due" => vec![Change::InvoiceUnpaid { id: key(data)?, invoice: unpaid(data, at)? }],
+        "transaction.payment_failed" | "transaction.past_due" => {
+            // A checkout whose card was declined billed nothing: no debt.
+            let billed = matches!(str_at(data, "status"), Some("billed" | "past_due")) || n.event_type == "transaction.past_due";
+            if !billed {
+                return Ok(None);
+            }
+            vec![owed(key(data)?, data, at)?]
+        }
         "transaction.completed" | "transaction.paid" => vec![Change::InvoiceSettled { id: key(data)?, at }],
         "transaction.canceled" => vec![Change::InvoiceVoided { id: key(data)?, at }],
         t if t.starts_with("subscription.") => {
@@ -146,13 +153,24 @@ pub fn facts(n: &Notification, metadata_key: &str) -> Result<Option<Facts>, Pars
     };
     let customer = if entity == "customer" { str_at(data, "id") } else { str_at(data, "customer_id") };
     let customer = customer.filter(|c| plain_id(c)).map(str::to_owned);
+    let mut changes = changes;
+    // The account's customers, as Stripe's events record theirs.
+    if let Some(c) = &customer {
+        changes.push(Change::LinkCustomer(c.clone()));
+    }
     Ok(Some(Facts { customer, account_hint: hint(data, metadata_key), changes }))
 }
 
-/// An owed transaction.
-fn unpaid(data: &Map<String, Value>, at: DateTime<Utc>) -> Result<UnpaidInvoice, ParseError> {
-    let field = "data.details.totals.grand_total";
-    let total = data.get("details").and_then(|d| d.get("totals")).and_then(|t| t.get("grand_total"));
+/// An owed transaction: unpaid since the event (or, collected manually,
+/// since its due date), or only coming due while that date is ahead.
+fn owed(id: String, data: &Map<String, Value>, at: DateTime<Utc>) -> Result<Change, ParseError> {
+    let totals = data.get("details").and_then(|d| d.get("totals"));
+    // `balance` is what is still due (it drops with payments); older
+    // payloads without it carry `grand_total`.
+    let (field, total) = match totals.and_then(|t| t.get("balance")) {
+        Some(b) => ("data.details.totals.balance", Some(b)),
+        None => ("data.details.totals.grand_total", totals.and_then(|t| t.get("grand_total"))),
+    };
     let amount_due = match total {
         Some(Value::String(s)) => s.parse::<i64>().ok(),
         Some(Value::Number(n)) => n.as_i64(),
@@ -161,9 +179,15 @@ fn unpaid(data: &Map<String, Value>, at: DateTime<Utc>) -> Result<UnpaidInvoice,
     .filter(|a| (0..=MAX_AMOUNT).contains(a))
     .ok_or_else(|| bad(field, "is required: a whole number of minor units, from 0 to 10^12"))?;
     let currency = str_at(data, "currency_code").and_then(Currency::new).ok_or_else(|| bad("data.currency_code", "is required: a three-letter ISO 4217 code"))?;
-    let hosted_url = data.get("checkout").and_then(|c| c.get("url")).and_then(Value::as_str).filter(|u| crate::href::is_safe(u)).map(Into::into);
-    let since = due_date(data).map_or(at, |due| due.min(at));
-    Ok(UnpaidInvoice { amount_due, currency, hosted_url, number: str_at(data, "invoice_number").and_then(invoice_number), since, observed: at, uncollectible: false, next_attempt: None })
+    let hosted_url: Option<String> = data.get("checkout").and_then(|c| c.get("url")).and_then(Value::as_str).filter(|u| crate::href::is_safe(u)).map(Into::into);
+    let number = str_at(data, "invoice_number").and_then(invoice_number);
+    Ok(match due_date(data) {
+        Some(due) if due > at => Change::UpcomingDue { key: id, due: UpcomingDue { amount_due, currency, due, number, hosted_url, observed: at } },
+        due => {
+            let since = due.unwrap_or(at);
+            Change::InvoiceUnpaid { id, invoice: UnpaidInvoice { amount_due, currency, hosted_url: hosted_url.map(Into::into), number, since, observed: at, uncollectible: false, next_attempt: None } }
+        }
+    })
 }
 
 /// When a manually collected transaction fell due: `billed_at` plus its
@@ -199,7 +223,7 @@ mod tests {
         let n = note("transaction.past_due", json!({
             "id": "txn_01", "status": "past_due", "customer_id": "ctm_01", "currency_code": "EUR", "collection_mode": "manual",
             "billed_at": "2026-10-01T00:00:00Z", "billing_details": { "payment_terms": { "interval": "day", "frequency": 14 } },
-            "details": { "totals": { "grand_total": "4900" } }, "invoice_number": "325-10566", "custom_data": { "account_id": "acme" },
+            "details": { "totals": { "balance": "4900", "grand_total": "4900" } }, "invoice_number": "325-10566", "custom_data": { "account_id": "acme" },
             "checkout": { "url": "https://example.com/pay?_ptxn=txn_01" }
         }));
         let facts = facts(&n, "account_id").unwrap().unwrap();
@@ -214,15 +238,32 @@ mod tests {
     }
 
     #[test]
+    fn a_manual_invoice_that_is_not_due_yet_is_only_coming_due() {
+        let n = note("transaction.payment_failed", json!({
+            "id": "txn_02", "status": "billed", "customer_id": "ctm_01", "currency_code": "EUR", "collection_mode": "manual",
+            "billed_at": "2026-10-25T00:00:00Z", "billing_details": { "payment_terms": { "interval": "month", "frequency": 1 } },
+            "details": { "totals": { "balance": "4900", "grand_total": "4900" } }
+        }));
+        let facts = facts(&n, "account_id").unwrap().unwrap();
+        let Change::UpcomingDue { key, due } = &facts.changes[0] else { panic!("{:?}", facts.changes) };
+        assert_eq!((key.as_str(), due.due.to_rfc3339().as_str()), ("paddle:txn_02", "2026-11-25T00:00:00+00:00"));
+    }
+
+    #[test]
     fn bad_fields_are_named() {
-        let n = note("transaction.past_due", json!({ "id": "txn_01", "currency_code": "EUR", "details": { "totals": { "grand_total": "-1" } } }));
+        let n = note("transaction.past_due", json!({ "id": "txn_01", "currency_code": "EUR", "details": { "totals": { "balance": "-1", "grand_total": "5" } } }));
+        assert_eq!(facts(&n, "account_id").unwrap_err().field, "data.details.totals.balance");
+        let n = note("transaction.past_due", json!({ "id": "txn_01", "currency_code": "EUR", "details": { "totals": { "grand_total": "x" } } }));
         assert_eq!(facts(&n, "account_id").unwrap_err().field, "data.details.totals.grand_total");
         let n = note("transaction.paid", json!({ "id": "../x" }));
         assert_eq!(facts(&n, "account_id").unwrap_err().field, "data.id");
-        let n = note("transaction.past_due", json!({ "id": "txn_01", "currency_code": "EUR", "details": { "totals": { "grand_total": "10" } }, "checkout": { "url": "javascript:alert(1)" } }));
+        let n = note("transaction.past_due", json!({ "id": "txn_01", "status": "past_due", "currency_code": "EUR", "details": { "totals": { "grand_total": "10" } }, "checkout": { "url": "javascript:alert(1)" } }));
         let Change::InvoiceUnpaid { invoice, .. } = &facts(&n, "k").unwrap().unwrap().changes[0] else { panic!() };
         assert_eq!(invoice.hosted_url, None);
         assert!(facts(&note("address.updated", json!({})), "k").unwrap().is_none());
+        // A declined card at checkout billed nothing: no debt.
+        let checkout = json!({ "id": "txn_01", "status": "ready", "origin": "web", "currency_code": "EUR", "details": { "totals": { "balance": "10" } } });
+        assert!(facts(&note("transaction.payment_failed", checkout), "k").unwrap().is_none());
         assert!(Notification::parse(br#"{"event_id":"evt_1","event_type":"x","occurred_at":"1970-01-01T00:00:00Z","data":{}}"#).is_err());
     }
 }

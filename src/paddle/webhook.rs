@@ -19,6 +19,9 @@ use crate::store::Store;
 
 const HEADER: &str = "paddle-signature";
 
+/// The shortest secret accepted: a short one could be guessed.
+const MIN_SECRET_BYTES: usize = 16;
+
 struct Paddle {
     store: Arc<dyn Store>,
     secrets: Vec<String>,
@@ -34,6 +37,9 @@ pub fn router(config: &PaddleConfig, store: Arc<dyn Store>) -> Result<Router, Co
     if secrets.is_empty() {
         return Err(ConfigError::key("paddle.webhook_secret", "is empty; set it (PASTDUE_PADDLE__WEBHOOK_SECRET=pdl_ntfset_…) to receive notifications"));
     }
+    if secrets.iter().any(|s| s.len() < MIN_SECRET_BYTES) {
+        return Err(ConfigError::key("paddle.webhook_secret", format!("is shorter than {MIN_SECRET_BYTES} bytes: anyone could sign with it (Paddle's are pdl_ntfset_… of about 60)")));
+    }
     let api = super::api(config)?;
     let paddle = Paddle { store: store.clone(), secrets, tolerance: config.tolerance, metadata_key: config.metadata_key.clone(), api };
     Ok(crate::provider::router(&config.webhook_path, paddle, store, "Paddle"))
@@ -44,13 +50,25 @@ fn valid(id: &str, source: &str) -> Option<AccountId> {
 }
 
 impl Paddle {
-    /// The account: `custom_data.<metadata_key>` on the entity, else the
-    /// customer's stored link, else the customer's `custom_data` (asked
-    /// from Paddle's API when a key is set), else the customer id.
-    async fn account(&self, customer: Option<&str>, hint: Option<&str>) -> Result<Option<AccountId>, Refused> {
+    /// The account, in this order:
+    ///
+    /// 1. `custom_data.<metadata_key>` on a *customer* (only your server
+    ///    sets it, through Paddle's API): the customer is linked there, as
+    ///    Stripe's metadata links (an admin link still wins);
+    /// 2. `custom_data` on a transaction or subscription, which a buyer can
+    ///    set in the browser (Paddle.js `customData`): it links the customer
+    ///    only when the customer has no link yet and the account has no
+    ///    other Paddle customer, so a stranger cannot move an account's
+    ///    debts or contacts by naming it at checkout; otherwise the
+    ///    customer's link stands and the claim is kept for the admin view;
+    /// 3. the customer's stored link;
+    /// 4. the customer's `custom_data` from Paddle's API (with an API key);
+    /// 5. the customer id.
+    async fn account(&self, customer: Option<&str>, hint: Option<&str>, trusted: bool) -> Result<Option<AccountId>, Refused> {
         if let Some(account) = hint.and_then(|h| valid(h, "custom_data")) {
             return match customer {
-                Some(c) => Ok(Some(crate::provider::learn(&*self.store, "Paddle", c, account).await?)),
+                Some(c) if trusted => Ok(Some(crate::provider::learn(&*self.store, "Paddle", c, account).await?)),
+                Some(c) => self.claim(c, account).await.map(Some),
                 None => Ok(Some(account)),
             };
         }
@@ -58,6 +76,34 @@ impl Paddle {
         if let Some(account) = self.store.customer_account(customer).await? {
             return Ok(Some(account));
         }
+        self.by_customer(customer).await
+    }
+
+    /// A buyer-set `custom_data` naming `account` for `customer`.
+    async fn claim(&self, customer: &str, account: AccountId) -> Result<AccountId, Refused> {
+        let linked = self.store.customer_account(customer).await?;
+        if linked.as_ref() == Some(&account) {
+            return Ok(account);
+        }
+        let taken = match &linked {
+            Some(_) => true,
+            None => self.store.load(&account).await?.is_some_and(|s| s.customers().iter().any(|c| c.starts_with("ctm_") && c != customer)),
+        };
+        if !taken {
+            return Ok(crate::provider::learn(&*self.store, "Paddle", customer, account).await?);
+        }
+        tracing::warn!(customer, claimed = %account, "Paddle custom_data names an account that belongs to another customer; not linking");
+        metrics::counter!(crate::metrics::LINK_CONFLICTS).increment(1);
+        let conflict = crate::state::LinkConflict { customer: customer.to_owned(), claimed_by: account.to_string(), at: Utc::now() };
+        self.store.apply(&account, None, &[crate::state::Change::LinkConflict(conflict)]).await?;
+        match linked {
+            Some(linked) => Ok(linked),
+            None => self.by_customer(customer).await?.ok_or_else(|| Refused::Ignored("the customer id is no valid account id".into())),
+        }
+    }
+
+    /// An unlinked customer: its `custom_data` from Paddle's API, else its id.
+    async fn by_customer(&self, customer: &str) -> Result<Option<AccountId>, Refused> {
         if let Some(api) = &self.api {
             // A customer Paddle does not know names nothing (a retry cannot
             // help); any other failure is worth Paddle's retry.
@@ -109,7 +155,8 @@ impl Delivery for Paddle {
             Ok(None) => return Ok(Read::Ignored(None)),
             Err(e) => return Err(Refused::BadRequest(json!({ "error": e.to_string(), "field": e.field }))),
         };
-        match self.account(facts.customer.as_deref(), facts.account_hint.as_deref()).await? {
+        let trusted = n.event_type.starts_with("customer.");
+        match self.account(facts.customer.as_deref(), facts.account_hint.as_deref(), trusted).await? {
             // Paddle's event ids are its own (`evt_…`); prefixed all the
             // same, so no other provider's id can collide.
             Some(account) => Ok(Read::Apply { key: format!("paddle:{}", n.event_id), account, changes: facts.changes }),
@@ -124,7 +171,7 @@ impl Delivery for Paddle {
 
 /// A bounded label: the types the ladder reads, else `other`.
 fn kind_label(kind: &str) -> &'static str {
-    const KNOWN: [&str; 14] = [
+    const KNOWN: [&str; 15] = [
         "transaction.payment_failed",
         "transaction.past_due",
         "transaction.completed",
@@ -138,6 +185,7 @@ fn kind_label(kind: &str) -> &'static str {
         "subscription.resumed",
         "subscription.canceled",
         "subscription.trialing",
+        "customer.created",
         "customer.updated",
     ];
     KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")

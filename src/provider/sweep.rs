@@ -150,7 +150,7 @@ impl DebtSweep {
                 report.repaired += 1;
                 repaired.push(account.to_string());
             }
-            Ok(Settled::Owed) => report.owed += 1,
+            Ok(Settled::Owed | Settled::Reduced(_)) => report.owed += 1,
             Ok(Settled::Failed) | Err(_) => report.errors += 1,
         }
     }

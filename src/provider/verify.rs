@@ -57,6 +57,9 @@ type Flight = Arc<OnceCell<Option<BillingState>>>;
 pub(crate) enum Settled {
     /// The provider says the debt is settled; the fresh state was applied.
     Paid(Box<BillingState>),
+    /// Part of the debt is settled (applied), the rest still owed: the
+    /// fresh state, which may stand on an earlier stage.
+    Reduced(Box<BillingState>),
     /// Still owed (or nothing changed).
     Owed,
     /// The API or the store failed.
@@ -250,10 +253,17 @@ impl Verifier {
             return Settled::Owed;
         }
         match self.store.apply(account, None, &changes).await {
-            Ok(Applied::Changed(fresh)) => {
+            Ok(Applied::Changed(fresh)) if fresh.past_due_since().is_none() => {
                 tracing::info!(%account, facts = changes.len(), "the provider says the debt is settled; applied");
                 self.results.paid.increment(1);
                 Settled::Paid(Box::new(fresh))
+            }
+            // Part of it settled (one invoice of several, or at one
+            // provider of two): applied, and still owed.
+            Ok(Applied::Changed(fresh)) => {
+                tracing::info!(%account, facts = changes.len(), "the provider says part of the debt is settled; applied");
+                self.results.owed.increment(1);
+                Settled::Reduced(Box::new(fresh))
             }
             // Nothing new for the store (a webhook or another instance got
             // there first, and a cache had not heard yet): what it holds
@@ -280,16 +290,28 @@ impl Verifier {
 impl Verifier {
     /// What the sources say now about `state`'s debts, and whether one of
     /// them failed.
+    ///
+    /// The sources are asked at once, each within most of
+    /// `verify_timeout`, so a slow one neither delays nor voids what a
+    /// quicker one found (there is time left to apply it).
     async fn ask(&self, account: &AccountId, state: &BillingState) -> (Vec<Change>, bool) {
         let now = self.clock.now();
+        let deadline = self.timeout.mul_f32(0.8);
+        let answers = futures_util::future::join_all(self.sources.iter().map(|source| async move {
+            let asked: Result<Vec<Change>, SourceError> = match tokio::time::timeout(deadline, source.ask(state, now)).await {
+                Ok(asked) => asked,
+                Err(_) => Err(format!("no answer within {deadline:?}").into()),
+            };
+            (source.name(), asked)
+        }))
+        .await;
         let mut changes = Vec::new();
         let mut failed = false;
-        for source in &self.sources {
-            let asked: Result<Vec<Change>, SourceError> = source.ask(state, now).await;
+        for (provider, asked) in answers {
             match asked {
                 Ok(found) => changes.extend(found),
                 Err(e) => {
-                    tracing::warn!(%account, provider = source.name(), error = %e, "verification failed");
+                    tracing::warn!(%account, provider, error = %e, "verification failed");
                     failed = true;
                 }
             }
@@ -301,7 +323,7 @@ impl Verifier {
 impl Settled {
     fn paid(self) -> Option<BillingState> {
         match self {
-            Settled::Paid(state) => Some(*state),
+            Settled::Paid(state) | Settled::Reduced(state) => Some(*state),
             Settled::Owed | Settled::Failed => None,
         }
     }
