@@ -69,6 +69,10 @@ pub struct Parts {
     at_risk: Option<(Arc<dyn Store>, crate::policy::Policy, SharedClock, std::time::Duration)>,
     #[cfg(feature = "stripe")]
     sync: Option<(crate::stripe::Mapper, std::time::Duration)>,
+    /// `[paddle]` and the store, when `paddle.sync_interval` lists past-due
+    /// debts periodically.
+    #[cfg(feature = "paddle")]
+    paddle_sync: Option<(crate::paddle::PaddleConfig, Arc<dyn Store>)>,
     /// The verifier the gate uses, and `stripe.verify_sweep`.
     #[cfg(any(feature = "stripe", feature = "paddle"))]
     sweep: Option<(Arc<crate::provider::Verifier>, std::time::Duration)>,
@@ -191,6 +195,8 @@ impl<'a> Pastdue<'a> {
             sync,
             #[cfg(any(feature = "stripe", feature = "paddle"))]
             sweep,
+            #[cfg(feature = "paddle")]
+            paddle_sync: (config.paddle.api_key().is_some() && !config.paddle.sync_interval.is_zero()).then(|| (config.paddle.clone(), store.clone())),
         })
     }
 }
@@ -198,7 +204,8 @@ impl<'a> Pastdue<'a> {
 impl Parts {
     /// Starts the background work the configuration asks for: stage
     /// notices (a `[notify]` channel set), the periodic Stripe sync
-    /// (`stripe.api_key` set, `stripe.sync_interval` not zero) and the debt
+    /// (`stripe.api_key` set, `stripe.sync_interval` not zero), the periodic
+    /// Paddle sync (`paddle.api_key`, `paddle.sync_interval`) and the debt
     /// sweep (`stripe.api_key` set, `stripe.verify_sweep` not zero; it
     /// shares the gate's verification limit). Dropping a handle does not
     /// stop its task; abort it to.
@@ -221,6 +228,13 @@ impl Parts {
         #[cfg(feature = "stripe")]
         if let Some((mapper, interval)) = &self.sync {
             tasks.extend(crate::stripe::spawn_periodic_sync(mapper.clone(), *interval));
+        }
+        #[cfg(feature = "paddle")]
+        if let Some((config, store)) = &self.paddle_sync {
+            match crate::paddle::spawn_periodic_sync(config, store.clone()) {
+                Ok(task) => tasks.extend(task),
+                Err(e) => tracing::error!(error = %e, "the periodic Paddle sync cannot start"),
+            }
         }
         #[cfg(any(feature = "stripe", feature = "paddle"))]
         if let Some((verifier, every)) = &self.sweep {

@@ -329,3 +329,42 @@ async fn what_a_buyer_sets_at_checkout_cannot_move_another_accounts_debts() {
     c.api_base = "http://api.paddle.example".into();
     assert!(pastdue::paddle::router(&c, store).unwrap_err().to_string().contains("paddle.api_base"));
 }
+
+/// Debts Paddle knows and pastdue never heard of (every notification lost):
+/// `pastdue sync` lists past-due transactions and subscriptions, page by
+/// page as Paddle's SDK reads them, and applies them once; a second run
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_lists_what_paddle_says_is_past_due() {
+    let app = app_with(|_| {}).await;
+    let t = days_ago(20);
+    for i in 0..5 {
+        app.api.put(&paddle_transaction(&format!("txn_01hsync{i}"), "past_due", &format!("ctm_01hsync{i}"), Some(&format!("sync-{i}")), 100 + i, "EUR", t));
+    }
+    app.api.put(&paddle_transaction("txn_01hsyncpaid", "completed", "ctm_01hsync0", Some("sync-0"), 999, "EUR", t));
+    app.api.put(&paddle_subscription("sub_01hsync", "past_due", "ctm_01hsync1", None, t));
+    // The stand-in pages as Paddle does: the SDK's own paginator reads every page.
+    let base = app.api.base.clone();
+    let out = tokio::task::spawn_blocking(move || paddle_sdk(&["api", &base, PADDLE_KEY, "past_due_transactions/2"], "")).await.unwrap();
+    let ids: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ids["ids"].as_array().unwrap().len(), 5, "{out}");
+
+    // pastdue follows the pages too.
+    app.api.limit_pages(2);
+    let mut c = Config::default();
+    c.paddle.api_key = PADDLE_KEY.into();
+    c.paddle.api_base = app.api.base.clone();
+    let report = pastdue::paddle::sync(&c.paddle, app.store.clone(), None).await.unwrap();
+    assert_eq!((report.transactions, report.subscriptions, report.accounts_changed, report.unmapped), (5, 1, 5, 0), "{report:?}");
+    let s = app.state("sync-3").await.unwrap();
+    assert_eq!(s.unpaid()["paddle:txn_01hsync3"].amount_due, 103);
+    assert!(app.state("sync-0").await.unwrap().settlement("paddle:txn_01hsyncpaid").is_none(), "only past-due entities are listed");
+    assert!(app.state("sync-1").await.unwrap().subscriptions()["paddle:sub_01hsync"].status.is_debt(), "the subscription, by its customer's link");
+    let again = pastdue::paddle::sync(&c.paddle, app.store.clone(), None).await.unwrap();
+    assert_eq!(again.accounts_changed, 0, "a store in step: nothing written");
+    // A webhook newer than the listing still wins.
+    let paid = paddle_transaction("txn_01hsync3", "completed", "ctm_01hsync3", Some("sync-3"), 103, "EUR", t);
+    app.deliver(&notification("evt_01hsyncpaid", "transaction.completed", days_ago(0), &paid)).await;
+    pastdue::paddle::sync(&c.paddle, app.store.clone(), None).await.unwrap();
+    assert!(app.state("sync-3").await.unwrap().past_due_since().is_none(), "settled stays settled");
+}

@@ -73,6 +73,35 @@ impl PaddleApi {
     }
 }
 
+impl PaddleApi {
+    /// Every entity of a list (`GET {base}{path}`, e.g.
+    /// `/transactions?status=past_due`), following
+    /// `meta.pagination.next` while `has_more`, at most `max` entities.
+    pub(crate) async fn list(&self, path: &str, max: usize) -> Result<Vec<Value>, ApiError> {
+        let mut url = format!("{}{path}", self.base);
+        let mut all = Vec::new();
+        loop {
+            let response = self.http.get(&url).bearer_auth(&*self.key).send().await?;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                let detail = body.pointer("/error/detail").and_then(Value::as_str).unwrap_or("no detail").chars().take(200).collect();
+                return Err(ApiError::Status { status: status.as_u16(), detail });
+            }
+            let Some(Value::Array(page)) = body.get("data") else { return Err(ApiError::Shape) };
+            all.extend(page.iter().cloned());
+            let pagination = body.pointer("/meta/pagination");
+            let more = pagination.and_then(|p| p.get("has_more")).and_then(Value::as_bool).unwrap_or(false);
+            let next = pagination.and_then(|p| p.get("next")).and_then(Value::as_str);
+            match next {
+                // Only pages of the same API: the key never goes elsewhere.
+                Some(next) if more && all.len() < max && !page.is_empty() && next.starts_with(&format!("{}/", self.base)) => url = next.to_owned(),
+                _ => return Ok(all),
+            }
+        }
+    }
+}
+
 /// `api_base` without a trailing slash: https, or http on loopback only
 /// (the API key travels in every request).
 fn url_base(base: &str) -> Result<String, String> {

@@ -32,12 +32,20 @@ mod api;
 #[cfg(feature = "paddle")]
 pub mod event;
 #[cfg(feature = "paddle")]
+mod mapper;
+#[cfg(feature = "paddle")]
+mod sync;
+#[cfg(feature = "paddle")]
 pub mod signature;
 #[cfg(feature = "paddle")]
 mod webhook;
 
 #[cfg(feature = "paddle")]
-pub use self::{api::ApiError, webhook::router};
+pub use self::{
+    api::ApiError,
+    sync::{spawn_periodic_sync, sync, SyncReport},
+    webhook::router,
+};
 
 #[cfg(feature = "paddle")]
 use crate::settings::ConfigError;

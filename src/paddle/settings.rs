@@ -30,6 +30,10 @@ pub struct PaddleConfig {
     pub api_base: String,
     /// `metadata_key`: the `custom_data` key naming the account.
     pub metadata_key: String,
+    /// `sync_interval`: how often past-due transactions and subscriptions
+    /// are listed from Paddle's API (`0s` = never).
+    #[serde(deserialize_with = "de_duration")]
+    pub sync_interval: Duration,
 }
 
 impl PaddleConfig {
@@ -62,6 +66,7 @@ impl Default for PaddleConfig {
             api_key: Secret::default(),
             api_base: "https://api.paddle.com".into(),
             metadata_key: "account_id".into(),
+            sync_interval: Duration::ZERO,
         }
     }
 }

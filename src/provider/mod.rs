@@ -3,15 +3,15 @@
 //! A provider (Stripe, Paddle, your own invoicing through Standard
 //! Webhooks) does two things, and only these are provider-specific:
 //!
-//! - **Deliveries** ([`Delivery`]): it checks a webhook's signature,
+//! - **Deliveries** (`Delivery`): it checks a webhook's signature,
 //!   reads its body into [`Change`]s carrying the event's own time, and
 //!   names the account (its customer-to-account rules). Everything else is
 //!   shared here: the body limit, the replies, the dedupe key, the store
 //!   write, and what a store outage answers (`503`, so the sender retries).
-//! - **Questions** ([`Source`], features `stripe`/`paddle`): "is this still
+//! - **Questions** (`Source`, features `stripe`/`paddle`): "is this still
 //!   owed?" about the invoices and subscriptions it wrote. Verify before
 //!   blocking, the "check again" link and the debt sweep ask every
-//!   configured source through one [`Verifier`], with one rate limit.
+//!   configured source through one `Verifier`, with one rate limit.
 //!
 //! Each provider's invoice and subscription keys are its own: Stripe's are
 //! its ids (`in_…`, unchanged since the first release), Paddle's are

@@ -31,6 +31,8 @@ struct Entities {
 #[derive(Clone)]
 pub struct PaddleApi {
     entities: Arc<Mutex<Entities>>,
+    /// The largest page the lists answer (Paddle caps `per_page`).
+    page_limit: Arc<std::sync::atomic::AtomicUsize>,
     pub base: String,
 }
 
@@ -65,12 +67,46 @@ async fn entity(State(api): State<PaddleApi>, Path((kind, id)): Path<(String, St
     }
 }
 
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    per_page: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /{kind}?status=a,b&per_page=N&after=<id>`: Paddle's list shape,
+/// ordered by id, with `meta.pagination` (`next` is a whole URL).
+async fn list(State(api): State<PaddleApi>, Path(kind): Path<String>, axum::extract::Query(q): axum::extract::Query<ListQuery>, headers: HeaderMap) -> axum::response::Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {PADDLE_KEY}")) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "You aren't permitted to perform this request.");
+    }
+    let mut e = api.entities.lock().unwrap();
+    e.calls += 1;
+    let statuses: Vec<&str> = q.status.as_deref().map(|s| s.split(',').collect()).unwrap_or_default();
+    let prefix = format!("/{kind}/");
+    let mut matching: Vec<(&String, &Value)> = e
+        .by_path
+        .iter()
+        .filter(|(path, v)| path.starts_with(&prefix) && (statuses.is_empty() || statuses.contains(&v["status"].as_str().unwrap_or(""))))
+        .collect();
+    matching.sort_by_key(|(path, _)| path.as_str());
+    let after = q.after.map(|a| format!("{prefix}{a}"));
+    let rest: Vec<&Value> = matching.iter().filter(|(p, _)| after.as_ref().is_none_or(|a| p.as_str() > a.as_str())).map(|(_, v)| *v).collect();
+    let per_page = q.per_page.unwrap_or(50).clamp(1, api.page_limit.load(std::sync::atomic::Ordering::Relaxed));
+    let page: Vec<&Value> = rest.iter().take(per_page).copied().collect();
+    let has_more = rest.len() > per_page;
+    let last = page.last().and_then(|v| v["id"].as_str()).unwrap_or("");
+    let status = q.status.as_deref().map(|s| format!("&status={s}")).unwrap_or_default();
+    let next = format!("{}/{kind}?per_page={per_page}{status}&after={last}", api.base);
+    Json(json!({ "data": page, "meta": { "request_id": meta()["request_id"], "pagination": { "per_page": per_page, "next": next, "has_more": has_more, "estimated_total": matching.len() } } })).into_response()
+}
+
 impl PaddleApi {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let api = Self { entities: Arc::default(), base };
-        let app = Router::new().route("/{kind}/{id}", get(entity)).with_state(api.clone());
+        let api = Self { entities: Arc::default(), page_limit: Arc::new(200.into()), base };
+        let app = Router::new().route("/{kind}", get(list)).route("/{kind}/{id}", get(entity)).with_state(api.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         api
     }
@@ -85,6 +121,11 @@ impl PaddleApi {
             _ => panic!("unknown id {id}"),
         };
         self.entities.lock().unwrap().by_path.insert(format!("/{kind}/{id}"), entity.clone());
+    }
+
+    /// Lists answer at most `n` entities per page from now on.
+    pub fn limit_pages(&self, n: usize) {
+        self.page_limit.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// API calls answered so far.

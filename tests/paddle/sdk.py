@@ -29,6 +29,13 @@ def api(base, key, refs):
         elif kind == "subscriptions":
             s = client.subscriptions.get(ident)
             print(json.dumps({"id": s.id, "status": s.status.value, "customer_id": s.customer_id}))
+        elif kind == "past_due_transactions":
+            from paddle_billing.Entities.Shared import TransactionStatus
+            from paddle_billing.Resources.Transactions.Operations.ListTransactions import ListTransactions
+            from paddle_billing.Resources.Shared.Operations.List.Pager import Pager
+            # Every page, through the SDK's own paginator.
+            ids = [t.id for t in client.transactions.list(ListTransactions(Pager(per_page=int(ident)), statuses=[TransactionStatus.PastDue]))]
+            print(json.dumps({"ids": ids}))
         elif kind == "customers":
             c = client.customers.get(ident)
             print(json.dumps({"id": c.id, "email": c.email, "custom_data": c.custom_data.data if c.custom_data else None}))

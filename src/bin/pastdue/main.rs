@@ -251,23 +251,44 @@ async fn run(command: Command, file: Option<std::path::PathBuf>) -> Result<(), F
         }
         Command::Sync { account, json } => {
             let only = account.as_deref().map(parse_account).transpose()?;
-            if config.stripe.api_key().is_none() {
+            let (stripe, paddle) = (config.stripe.api_key().is_some(), config.paddle.api_key().is_some());
+            if !stripe && !paddle {
                 return Err(Failed(
                     2,
-                    "configuration: stripe.api_key: sync needs the Stripe API key".into(),
+                    "configuration: stripe.api_key: sync needs the Stripe API key (or paddle.api_key, Paddle's)".into(),
                 ));
             }
             let store = connect(&config).await?;
-            let mapper =
-                pastdue::stripe::Mapper::new(&config.stripe, store).map_err(config_error)?;
-            let report = pastdue::stripe::sync_only(&mapper, only.as_ref()).await?;
+            // Stripe's report as before; Paddle's under "paddle" when it is on.
+            let mut out = serde_json::Map::new();
+            if stripe {
+                let mapper =
+                    pastdue::stripe::Mapper::new(&config.stripe, store.clone()).map_err(config_error)?;
+                let report = pastdue::stripe::sync_only(&mapper, only.as_ref()).await?;
+                if !json {
+                    println!(
+                        "read {} subscriptions and {} invoices; {} accounts changed; {} objects map to no account",
+                        report.subscriptions, report.invoices, report.accounts_changed, report.unmapped
+                    );
+                }
+                if let serde_json::Value::Object(fields) = serde_json::to_value(&report)? {
+                    out.extend(fields);
+                }
+            }
+            if paddle {
+                let report = pastdue::paddle::sync(&config.paddle, store, only.as_ref())
+                    .await
+                    .map_err(|e| Failed(1, format!("paddle sync: {e}")))?;
+                if !json {
+                    println!(
+                        "paddle: read {} past-due transactions and {} past-due subscriptions; {} accounts changed; {} map to no account",
+                        report.transactions, report.subscriptions, report.accounts_changed, report.unmapped
+                    );
+                }
+                out.insert("paddle".into(), serde_json::to_value(&report)?);
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!(
-                    "read {} subscriptions and {} invoices; {} accounts changed; {} objects map to no account",
-                    report.subscriptions, report.invoices, report.accounts_changed, report.unmapped
-                );
+                println!("{}", serde_json::to_string_pretty(&out)?);
             }
             Ok(())
         }
