@@ -374,3 +374,21 @@ async fn the_sso_header_counts_only_when_configured() {
     let api = sso.send(Request::get("/admin/accounts/acme").header("x-auth-request-email", "alice@acme.example").body(Body::empty()).unwrap()).await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
 }
+
+/// An account owing at Stripe and at Paddle: the account page lists each
+/// owed invoice with its own provider's pay link, oldest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_owed_invoice_shows_its_own_pay_link() {
+    let app = app().await;
+    let mut paddle = unpaid("paddle:txn_01hacme", 1_500, Utc::now() - TimeDelta::days(3));
+    if let Change::InvoiceUnpaid { invoice, .. } = &mut paddle {
+        invoice.hosted_url = Some("https://pay.example.com/checkout?_ptxn=txn_01hacme".into());
+    }
+    app.store.apply(&AccountId::new("acme").unwrap(), None, &[paddle]).await.unwrap();
+    let alice = app.sign_in(ALICE).await;
+    let page = app.get("/admin/ui/accounts/acme", Some(&alice)).await.body.replace("&#x2f;", "/");
+    let list = &page[page.find("Owed invoices").expect("the list")..];
+    let stripe = list.find("https://invoice.stripe.com/i/in_1").expect("Stripe's pay link");
+    let paddle = list.find("https://pay.example.com/checkout?_ptxn=txn_01hacme").expect("Paddle's pay link");
+    assert!(stripe < paddle, "oldest first");
+}

@@ -313,6 +313,18 @@ async fn the_cli_answers_support_questions() {
     assert!(text.contains("read_only") && text.contains("10 days"), "{text}");
 
     assert!(env.run(&["check-config"]).status.success());
+    // It says which billing providers are on, and what each does.
+    let out = env
+        .command(&["check-config"])
+        .env("PASTDUE_PADDLE__WEBHOOK_SECRET", "pdl_ntfset_01hcheckconfig")
+        .env("PASTDUE_EVENTS__WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("paddle (webhook)") && text.contains("events (webhook)"), "{text}");
+    let out = env.command(&["check-config"]).env("PASTDUE_PADDLE__WEBHOOK_SECRET", "short").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paddle.webhook_secret"), "names the key: {out:?}");
     let out = env.command(&["check-config"]).env("PASTDUE_CHECK__JWT_ALGORITHM", "HS256").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("check.jwt_issuer"), "names the key: {out:?}");

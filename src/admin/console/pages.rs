@@ -314,9 +314,21 @@ pub(super) async fn account_page(admin: &Arc<Admin>, op: &Operator, account: &st
     let mut ladders: Vec<&str> = admin.policy.names().collect();
     ladders.sort_unstable();
     let amount = view["currency"].as_str().map(|c| money_of(&json!({ c: view["amount_due"] }))).unwrap_or_else(|| "—".into());
+    // Every owed invoice, from each provider, with its own pay link.
+    let mut owed: Vec<_> = state.as_ref().map(|s| s.unpaid().iter().collect()).unwrap_or_default();
+    owed.sort_by_key(|(_, i)| i.since);
+    let invoices: Vec<Value> = owed
+        .into_iter()
+        .map(|(key, i)| json!({
+            "key": key, "amount": crate::money::format_money(i.amount_due, i.currency), "number": i.number,
+            "since": i.since.format("%Y-%m-%d").to_string(),
+            "pay_url": i.hosted_url.as_deref().and_then(|u| crate::href::checked(u, "invoice")),
+        }))
+        .collect();
     let ctx = json!({
         "nav": "accounts",
         "account": id.as_str(),
+        "invoices": invoices,
         "v": view,
         "amount": amount,
         "since": when(&view["since"]),
