@@ -170,11 +170,18 @@ impl<'a> Pastdue<'a> {
         }
         #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
         let notifier = match crate::notify::Notifier::new(&config.notify, gate.policy().clone(), store.clone())? {
-            Some(n) => Some(n.with_page(&config.page).with_pay_links(&config.links, &config.stripe)?.with_reminders(&config.reminders)?.with_clock(clock)),
+            Some(n) => {
+                let n = n.with_page(&config.page).with_pay_links(&config.links, &config.stripe)?.with_reminders(&config.reminders)?.with_clock(clock);
+                // Chat messages link to the console when it is mounted and the app's origin is known.
+                Some(match (config.admin.all_tokens().is_empty(), config.links.base_url.as_str()) {
+                    (false, base) if !base.is_empty() => n.with_console(base, &config.admin.path),
+                    _ => n,
+                })
+            }
             None => None,
         };
         #[cfg(not(any(feature = "notify-email", feature = "notify-webhook")))]
-        if !config.notify.webhook_url.is_empty() || !config.notify.smtp_url.is_empty() {
+        if !config.notify.webhook_url.is_empty() || !config.notify.smtp_url.is_empty() || !config.notify.chat.is_empty() {
             return Err(missing("notify", "a `notify-email` or `notify-webhook`"));
         }
         #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]

@@ -205,7 +205,7 @@ fn summary(config: &Config) -> Vec<String> {
         format!(
             "notices: {}",
             on_off(
-                !config.notify.webhook_url.is_empty() || !config.notify.smtp_url.is_empty(),
+                !config.notify.webhook_url.is_empty() || !config.notify.smtp_url.is_empty() || !config.notify.chat.is_empty(),
                 "on".into(),
                 "set PASTDUE_NOTIFY__WEBHOOK_URL or PASTDUE_NOTIFY__SMTP_URL"
             )

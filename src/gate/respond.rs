@@ -299,7 +299,7 @@ impl PaymentPage {
             .map(|s| {
                 // Messages to people (e-mails), each named by what it was;
                 // webhook records only when nothing was e-mailed.
-                let episode = |n: &&crate::state::NoticeSent| Some(n.episode) == standing.past_due_since() && n.channel != crate::state::INTERNAL_CHANNEL;
+                let episode = |n: &&crate::state::NoticeSent| Some(n.episode) == standing.past_due_since() && !crate::state::is_internal(&n.channel);
                 let mailed = s.notices().iter().filter(episode).any(|n| n.to.is_some());
                 s.notices()
                     .iter()

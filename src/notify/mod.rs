@@ -34,6 +34,6 @@ mod settings;
 mod notifier;
 
 pub(crate) use self::settings::FULL_SWEEP_EVERY;
-pub use self::settings::{BeforeDue, ContactKeys, NotifyConfig, NotifyRoute, RemindersConfig};
+pub use self::settings::{BeforeDue, ChatChannel, ContactKeys, NotifyConfig, NotifyRoute, RemindersConfig};
 #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 pub use self::notifier::{Notifier, SIGNATURE_HEADER};

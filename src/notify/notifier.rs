@@ -1,8 +1,10 @@
 //! The [`Notifier`]: claims, sweeps and records notices; each channel is
 //! a module of its own, compiled with its feature.
 
+mod once;
 mod reminders;
 mod routes;
+mod summary;
 #[cfg(feature = "notify-email")]
 mod email;
 #[cfg(not(feature = "notify-email"))]
@@ -15,6 +17,7 @@ mod webhook;
 mod webhook;
 
 use self::routes::{routes, Recipient};
+use self::summary::payload;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +27,6 @@ use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 #[cfg(feature = "notify-email")]
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::account::AccountId;
@@ -45,6 +47,17 @@ pub const SIGNATURE_HEADER: &str = "Pastdue-Signature";
 const WEBHOOK: &str = "webhook";
 const EMAIL: &str = "email";
 const EMAIL_ACCOUNTANT: &str = "email:accountant";
+/// The channel names of `[[notify.chat]]` entries, in order (at most 8).
+const CHAT: [&str; 8] = ["chat", "chat:1", "chat:2", "chat:3", "chat:4", "chat:5", "chat:6", "chat:7"];
+
+/// How a stage notice goes out.
+#[derive(Clone, Copy)]
+enum Via {
+    Webhook,
+    Email(Recipient),
+    /// The `[[notify.chat]]` entry at this index.
+    Chat(usize),
+}
 /// Which notice [`Notifier::once`] sends: recorded as sent to `to` on
 /// `channel` for `stage` of `episode`, at `now`.
 struct Notice<'a> {
@@ -141,6 +154,8 @@ struct Inner {
     support_email: String,
     /// The app's public origin and the pay-link signer, when pay links are on.
     links: Option<(String, crate::links::LinkSigner)>,
+    /// The console's account pages (`…/ui/accounts/`), for chat messages.
+    console: Option<String>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -159,7 +174,7 @@ impl Notifier {
     pub fn new(n: &NotifyConfig, policy: impl Into<Policy>, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
         let policy = policy.into();
         let key = |key: &str, message: String| ConfigError::key(key, message);
-        if n.webhook_url.is_empty() && n.smtp_url.is_empty() {
+        if n.webhook_url.is_empty() && n.smtp_url.is_empty() && n.chat.is_empty() {
             return Ok(None);
         }
         crate::metrics::describe();
@@ -167,6 +182,11 @@ impl Notifier {
         if !n.webhook_url.is_empty() {
             return Err(key("notify.webhook_url", "needs pastdue's `notify-webhook` feature".into()));
         }
+        #[cfg(not(feature = "notify-webhook"))]
+        if !n.chat.is_empty() {
+            return Err(key("notify.chat", "needs pastdue's `notify-webhook` feature".into()));
+        }
+        summary::check_chat(n, &policy)?;
         #[cfg(not(feature = "notify-email"))]
         if !n.smtp_url.is_empty() {
             return Err(key("notify.smtp_url", "needs pastdue's `notify-email` feature".into()));
@@ -219,6 +239,7 @@ impl Notifier {
             #[cfg(feature = "notify-email")]
             support_email: page.support_email,
             links: None,
+            console: None,
         };
         Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system(), swept: Arc::default(), nowhere: Arc::default(), pending: Arc::default() }))
     }
@@ -247,6 +268,15 @@ impl Notifier {
             None => None,
         };
         Ok(self)
+    }
+
+    /// Links chat messages to the console's account pages at `base` (the
+    /// app's public origin, `links.base_url`) under `admin_path`
+    /// ([`crate::Pastdue`] does this when the console is mounted).
+    pub fn with_console(mut self, base: &str, admin_path: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        Arc::make_mut(&mut self.inner).console = crate::href::is_safe(base).then(|| format!("{base}{admin_path}/ui/accounts/"));
+        self
     }
 
     /// Reminders before a payment is due, from `[reminders]` (none until
@@ -423,25 +453,30 @@ impl Notifier {
         let stage = standing.stage().name().to_owned();
         // The webhook once per stage; an e-mail to each role the stage is
         // routed to that has an address (nobody to write to yet: skipped,
-        // and tried again when one is known).
-        let mut targets: Vec<(&'static str, Option<String>, Option<Recipient>)> = Vec::new();
+        // and tried again when one is known); each chat listing the stage.
+        let mut targets: Vec<(&'static str, Option<String>, Via)> = Vec::new();
         if !inner.config.webhook_url.is_empty() {
-            targets.push((WEBHOOK, None, None));
+            targets.push((WEBHOOK, None, Via::Webhook));
         }
         if self.has_smtp() {
             for r in inner.routes.get(&stage).map(Vec::as_slice).unwrap_or(&[Recipient::Billing]) {
                 if let Some(address) = r.address(&state) {
-                    targets.push((r.channel(), Some(address.to_owned()), Some(*r)));
+                    targets.push((r.channel(), Some(address.to_owned()), Via::Email(*r)));
                 }
             }
         }
-        for (channel, to, recipient) in targets {
+        for (i, chat) in inner.config.chat.iter().enumerate() {
+            if chat.stages.is_empty() || chat.stages.contains(&stage) {
+                targets.push((CHAT[i], None, Via::Chat(i)));
+            }
+        }
+        for (channel, to, via) in targets {
             let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
             let pay_url = self.pay_url(account, &standing, &state);
             let created = now.timestamp();
             let send = async {
-                match (&to, recipient) {
-                    (Some(address), Some(r)) => {
+                match (&to, via) {
+                    (Some(address), Via::Email(r)) => {
                         // Billing keeps the notice id in its Message-ID; other roles add theirs.
                         let mail_id = match r {
                             Recipient::Billing => id.clone(),
@@ -450,40 +485,13 @@ impl Notifier {
                         let mail = StageMail { account, id: &mail_id, to: address, standing: &standing, state: &state, pay_url: pay_url.as_deref(), internal: r.internal(), now };
                         self.email(mail).await
                     }
+                    (_, Via::Chat(i)) => self.post_chat(i, &summary::chat_message(account, &standing, &state, inner.console.as_deref(), now)).await,
                     _ => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref(), created)).await,
                 }
             };
             sent += usize::from(self.once(account, &state, Notice { episode, stage: &stage, channel, to: to.clone(), now }, send).await?);
         }
         Ok(sent)
-    }
-
-    /// Sends one notice unless it is recorded: claims it for
-    /// `notify.lease` (another instance holding it: skipped, and tried
-    /// again next sweep), runs `send` while renewing the claim, records it
-    /// on the account. Whether this call sent it.
-    async fn once(&self, account: &AccountId, state: &BillingState, notice: Notice<'_>, send: impl std::future::Future<Output = bool>) -> Result<bool, StoreError> {
-        let Notice { episode, stage, channel, to, now } = notice;
-        if state.notices().iter().any(|n| n.episode == episode && n.stage == stage && n.channel == channel) {
-            return Ok(false);
-        }
-        let inner = &self.inner;
-        let what = format!("{}:{stage}:{channel}", episode.timestamp());
-        let holder = crate::store::holder_id();
-        if !inner.store.claim(account, &what, &holder, inner.config.lease).await? {
-            self.pend(account);
-            return Ok(false);
-        }
-        if !self.holding(account, &what, &holder, send).await {
-            // The claim lapses after the lease; a later sweep tries again.
-            metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "failed").increment(1);
-            self.pend(account);
-            return Ok(false);
-        }
-        let record = Change::NoticeSent(NoticeSent { episode, stage: stage.to_owned(), channel: channel.into(), at: now, to });
-        inner.store.apply(account, None, &[record]).await?;
-        metrics::counter!(crate::metrics::NOTICES, "channel" => channel, "result" => "sent").increment(1);
-        Ok(true)
     }
 
     /// Where a message for the customer goes: the webhook (when `webhook`
@@ -500,26 +508,6 @@ impl Notifier {
             }
         }
         targets
-    }
-
-    /// Runs `send` while renewing the claim every third of the lease, so a
-    /// slow receiver (or SMTP server) never lets the lease lapse mid-send
-    /// and another instance send the same notice.
-    async fn holding(&self, account: &AccountId, what: &str, holder: &str, send: impl std::future::Future<Output = bool>) -> bool {
-        let lease = self.inner.config.lease;
-        let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
-        renew.tick().await; // the first tick is immediate
-        tokio::pin!(send);
-        loop {
-            tokio::select! {
-                delivered = &mut send => return delivered,
-                _ = renew.tick() => match self.inner.store.renew_claim(account, what, holder, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(account = %account, what, "notice claim lapsed while sending"),
-                    Err(e) => tracing::warn!(account = %account, error = %e, "notice claim could not be renewed"),
-                },
-            }
-        }
     }
 
     /// Where a notice sends the customer to pay: the oldest unpaid invoice's
@@ -564,25 +552,3 @@ impl Notifier {
         false
     }
 }
-
-fn payload(id: &str, account: &AccountId, standing: &Standing, state: &BillingState, pay_url: Option<&str>, created: i64) -> Vec<u8> {
-    let body = json!({
-        "type": "pastdue.stage_entered",
-        "id": id,
-        "account": account,
-        "stage": standing.stage().name(),
-        "action": standing.action().as_str(),
-        "past_due_since": standing.past_due_since(),
-        "next_stage": standing.next().map(|(s, _)| s.name()),
-        "next_stage_at": standing.next().map(|(_, t)| t),
-        "amount_due": standing.amount_due().map_or(0, |(a, _)| a),
-        "currency": standing.amount_due().map(|(_, c)| c),
-        "pay_url": pay_url,
-        // When Stripe tries the oldest invoice again, when it says.
-        "next_payment_attempt": state.oldest_unpaid().and_then(|(_, i)| i.next_attempt).map(|t| t.to_rfc3339()),
-        "contact_email": state.contact_email(),
-        "created": created,
-    });
-    serde_json::to_vec(&body).unwrap_or_default()
-}
-

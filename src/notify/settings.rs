@@ -42,6 +42,30 @@ pub struct NotifyConfig {
     /// defaults: billing always, the account manager from `warn` or 7 days
     /// late, the accountant and the account manager on `block`).
     pub routes: Vec<NotifyRoute>,
+    /// `[[notify.chat]]`: the team's chat channels (Slack-compatible
+    /// incoming webhooks), each told of the stages it lists.
+    pub chat: Vec<ChatChannel>,
+}
+
+/// One `[[notify.chat]]` entry: a Slack-compatible incoming webhook (Slack,
+/// Mattermost, Rocket.Chat). `Debug` hides the URL: it is the credential.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ChatChannel {
+    /// `url`: the incoming webhook's URL (https).
+    pub url: Secret,
+    /// `stages`: the stages it hears of (empty = every stage a notice is
+    /// sent for).
+    #[serde(default)]
+    pub stages: Vec<String>,
+}
+
+impl ChatChannel {
+    /// A channel posting to `url` about `stages` (empty = every stage).
+    pub fn new(url: impl Into<Secret>, stages: &[&str]) -> Self {
+        Self { url: url.into(), stages: stages.iter().map(|s| (*s).to_owned()).collect() }
+    }
 }
 
 /// One `[[notify.routes]]` entry.
@@ -103,6 +127,7 @@ impl Default for NotifyConfig {
             timeout: Duration::from_secs(10),
             metadata: ContactKeys::default(),
             routes: Vec::new(),
+            chat: Vec::new(),
         }
     }
 }

@@ -68,3 +68,10 @@ pub struct Contact {
 /// The notice channel of internal summaries to the account manager: never
 /// shown to the customer.
 pub const INTERNAL_CHANNEL: &str = "email:account_manager";
+
+/// Whether notices on `channel` are for your team, not the customer: the
+/// account manager's e-mail and the chat channels (`chat`, `chat:1`, …).
+/// The page and the customer's e-mails never list them.
+pub fn is_internal(channel: &str) -> bool {
+    channel == INTERNAL_CHANNEL || channel == "chat" || channel.starts_with("chat:")
+}

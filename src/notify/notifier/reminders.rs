@@ -2,6 +2,7 @@
 //! about to expire.
 
 use super::*;
+use serde_json::json;
 
 impl Notifier {
     /// One "update your card" reminder per expiring card (per expiry month),

@@ -30,4 +30,26 @@ impl Notifier {
         })
         .await
     }
+
+    /// POSTs a chat message to the `[[notify.chat]]` entry at `index`
+    /// (unsigned: the URL is the credential), with retries.
+    pub(super) async fn post_chat(&self, index: usize, body: &[u8]) -> bool {
+        let inner = &self.inner;
+        let Some(chat) = inner.config.chat.get(index) else { return false };
+        self.retry(|attempt| async move {
+            let sent = inner.http.post(chat.url.expose()).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec()).send().await;
+            match sent {
+                Ok(res) if res.status().is_success() => true,
+                Ok(res) => {
+                    tracing::info!(attempt, status = %res.status(), "chat refused the message; retrying");
+                    false
+                }
+                Err(e) => {
+                    tracing::info!(attempt, error = %e.without_url(), "chat unreachable; retrying");
+                    false
+                }
+            }
+        })
+        .await
+    }
 }

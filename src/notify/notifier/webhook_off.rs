@@ -7,4 +7,8 @@ impl Notifier {
     pub(super) async fn deliver(&self, _: &[u8]) -> bool {
         false
     }
+
+    pub(super) async fn post_chat(&self, _: usize, _: &[u8]) -> bool {
+        false
+    }
 }
