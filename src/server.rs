@@ -207,7 +207,7 @@ fn summary(config: &Config) -> Vec<String> {
             on_off(
                 !config.notify.webhook_url.is_empty() || !config.notify.smtp_url.is_empty() || !config.notify.chat.is_empty(),
                 "on".into(),
-                "set PASTDUE_NOTIFY__WEBHOOK_URL or PASTDUE_NOTIFY__SMTP_URL"
+                "set PASTDUE_NOTIFY__WEBHOOK_URL or PASTDUE_NOTIFY__SMTP_URL, or add [[notify.chat]]"
             )
         ),
         format!(

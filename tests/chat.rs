@@ -78,8 +78,8 @@ async fn the_team_hears_of_the_stages_it_listed_once_with_a_link_to_the_console(
     assert_eq!(messages.len(), 2, "{messages:?}");
     let warning = &messages[0];
     let text = warning["text"].as_str().unwrap();
-    assert!(text.contains("*acme* is 14 days late on *€49.00*") && text.contains("now *warning*") && text.contains("next: suspended on"), "{text}");
-    assert!(text.contains("<https://app.example.com/admin/ui/accounts/acme|Open acme in the console>"), "{text}");
+    assert!(text.contains("`acme` is 14 days late on *€49.00*") && text.contains("now *warning*") && text.contains("next: suspended on"), "{text}");
+    assert!(text.contains("<https://app.example.com/admin/ui/accounts/acme|Open in the console>"), "{text}");
     let blocks = warning["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "section");
     assert_eq!(blocks.last().unwrap()["elements"][0]["url"], "https://app.example.com/admin/ui/accounts/acme");
@@ -97,6 +97,30 @@ async fn the_team_hears_of_the_stages_it_listed_once_with_a_link_to_the_console(
     assert!(!page.contains("Reminders we sent"), "the team's chat is not the customer's business");
 }
 
+/// What came from outside (an account id, an invoice number) cannot
+/// mention the channel or slip a link into the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_text_cannot_mention_or_link() {
+    let (url, seen) = chat_receiver().await;
+    let clock = ManualClock::starting_at(Utc::now());
+    let mut c = Config::default();
+    c.notify.chat = vec![ChatChannel::new(url.as_str(), &[])];
+    let store: Arc<dyn pastdue::Store> = Arc::new(pastdue::MemoryStore::new());
+    let n = pastdue::notify::Notifier::new(&c.notify, c.ladder().unwrap(), store.clone()).unwrap().unwrap().with_clock(clock.shared());
+    let mut owed = unpaid("in_1", 100, clock.now());
+    if let pastdue::Change::InvoiceUnpaid { invoice, .. } = &mut owed {
+        invoice.number = Some("<!channel> [pay](https://evil.example) `x`".into());
+    }
+    let who = AccountId::new("@here").unwrap();
+    store.apply(&who, None, &[owed]).await.unwrap();
+    assert_eq!(n.sweep().await.unwrap(), 1);
+    let message = seen.lock().unwrap()[0].clone();
+    let text = message["text"].as_str().unwrap();
+    assert!(text.starts_with("`@here` is 0 days late"), "{text}");
+    assert!(text.contains("(invoice `&lt;!channel&gt; [pay](https://evil.example) 'x'`)"), "{text}");
+    assert_eq!(message["blocks"][0]["text"]["verbatim"], true);
+}
+
 #[test]
 fn chat_settings_name_their_key() {
     let store: Arc<dyn pastdue::Store> = Arc::new(pastdue::MemoryStore::new());
@@ -110,4 +134,7 @@ fn chat_settings_name_their_key() {
         let err = pastdue::notify::Notifier::new(&c.notify, policy(), store.clone()).unwrap_err();
         assert!(err.to_string().contains(key), "{err}");
     }
+    // A bare URL where a table belongs: refused, and the secret URL is not repeated.
+    let err = Config::from_toml("[notify]\nchat = [\"https://hooks.example.com/services/T/B/secret-part\"]\n").unwrap_err().to_string();
+    assert!(err.contains("notify.chat") && !err.contains("secret-part"), "{err}");
 }

@@ -48,17 +48,52 @@ pub struct NotifyConfig {
 }
 
 /// One `[[notify.chat]]` entry: a Slack-compatible incoming webhook (Slack,
-/// Mattermost, Rocket.Chat). `Debug` hides the URL: it is the credential.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Mattermost, Rocket.Chat). `Debug` hides the URL: it is the credential,
+/// and a configuration error never repeats what was written in its place.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ChatChannel {
     /// `url`: the incoming webhook's URL (https).
     pub url: Secret,
     /// `stages`: the stages it hears of (empty = every stage a notice is
     /// sent for).
-    #[serde(default)]
     pub stages: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for ChatChannel {
+    /// A table `{url, stages}`. Anything else (a bare URL, say) is refused
+    /// without quoting it: it may well be the secret URL.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            url: Secret,
+            #[serde(default)]
+            stages: Vec<String>,
+        }
+        struct Visitor;
+        const EXPECTED: &str = "a table: url = \"https://…\", stages = [\"…\"]";
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ChatChannel;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ChatChannel, A::Error> {
+                let t = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ChatChannel { url: t.url, stages: t.stages })
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<ChatChannel, E> {
+                Err(E::custom(format!("must be {EXPECTED} (the value written is not repeated here)")))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<ChatChannel, E> {
+                self.visit_str(&v)
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<ChatChannel, E> {
+                self.visit_str(v)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl ChatChannel {

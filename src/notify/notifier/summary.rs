@@ -35,6 +35,13 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// Text that came from outside (an account id, an invoice number) as a
+/// code span: no chat renders a mention (`@here`), a link or emphasis
+/// inside one.
+fn literal(text: &str) -> String {
+    format!("`{}`", escape(&text.replace('`', "'")))
+}
+
 /// The team's chat message about `account` entering its stage: a
 /// Slack-compatible incoming-webhook body (`text`, which Mattermost and
 /// Rocket.Chat show, and `blocks`), with the internal summary — days late,
@@ -44,7 +51,7 @@ fn escape(text: &str) -> String {
 pub(super) fn chat_message(account: &AccountId, standing: &Standing, state: &BillingState, console: Option<&str>, now: DateTime<Utc>) -> Vec<u8> {
     let days = standing.past_due_since().map_or(0, |t| (now - t).num_days().max(0));
     let amount = standing.amount_due().map_or_else(|| "nothing".to_owned(), |(a, c)| crate::money::format_money(a, c));
-    let invoice = state.oldest_unpaid().and_then(|(_, i)| i.number.as_deref()).map(|n| format!(" (invoice {})", escape(n))).unwrap_or_default();
+    let invoice = state.oldest_unpaid().and_then(|(_, i)| i.number.as_deref()).map(|n| format!(" (invoice {})", literal(n))).unwrap_or_default();
     let next = match standing.next() {
         Some((stage, at)) => format!("; next: {} on {}", stage.name(), at.format("%Y-%m-%d")),
         None => String::new(),
@@ -57,16 +64,17 @@ pub(super) fn chat_message(account: &AccountId, standing: &Standing, state: &Bil
         .map(|n| format!("{} by {} on {}", n.stage, n.channel, n.at.format("%Y-%m-%d")))
         .collect();
     let sent = if sent.is_empty() { "none yet".to_owned() } else { escape(&sent.join(", ")) };
-    let account_text = escape(account.as_str());
-    let headline = format!("*{account_text}* is {days} days late on *{amount}*{invoice}: now *{}* (the app: {}){next}.", standing.stage().name(), standing.action().as_str());
+    let account_text = literal(account.as_str());
+    let headline = format!("{account_text} is {days} days late on *{amount}*{invoice}: now *{}* (the app: {}){next}.", standing.stage().name(), standing.action().as_str());
     let url = console.map(|base| format!("{base}{}", percent_encoding::utf8_percent_encode(account.as_str(), percent_encoding::NON_ALPHANUMERIC)));
     let text = match &url {
-        Some(u) => format!("{headline} Reminders sent: {sent}. <{u}|Open {account_text} in the console>"),
+        Some(u) => format!("{headline} Reminders sent: {sent}. <{u}|Open in the console>"),
         None => format!("{headline} Reminders sent: {sent}."),
     };
     let mut blocks = vec![
-        json!({ "type": "section", "text": { "type": "mrkdwn", "text": headline } }),
-        json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("Reminders sent: {sent}") }] }),
+        // verbatim: Slack links and mentions nothing it was not told to.
+        json!({ "type": "section", "text": { "type": "mrkdwn", "text": headline, "verbatim": true } }),
+        json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("Reminders sent: {sent}"), "verbatim": true }] }),
     ];
     if let Some(u) = &url {
         blocks.push(json!({ "type": "actions", "elements": [{ "type": "button", "text": { "type": "plain_text", "text": "Open in the console" }, "url": u }] }));

@@ -32,24 +32,31 @@ impl Notifier {
     }
 
     /// POSTs a chat message to the `[[notify.chat]]` entry at `index`
-    /// (unsigned: the URL is the credential), with retries.
+    /// (unsigned: the URL is the credential). Retried on 5xx, 429 and
+    /// network errors; a 4xx (a revoked or mistyped webhook) is not, so a
+    /// dead chat costs one request per notice, not a retry storm (the
+    /// claim lapses and a later sweep tries again).
     pub(super) async fn post_chat(&self, index: usize, body: &[u8]) -> bool {
         let inner = &self.inner;
         let Some(chat) = inner.config.chat.get(index) else { return false };
-        self.retry(|attempt| async move {
+        let max = inner.config.max_attempts.max(1);
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1..=max {
             let sent = inner.http.post(chat.url.expose()).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec()).send().await;
             match sent {
-                Ok(res) if res.status().is_success() => true,
-                Ok(res) => {
-                    tracing::info!(attempt, status = %res.status(), "chat refused the message; retrying");
-                    false
+                Ok(res) if res.status().is_success() => return true,
+                Ok(res) if res.status().is_client_error() && res.status() != reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                    tracing::warn!(chat = %format!("notify.chat[{index}]"), status = %res.status(), "the chat refused the message; not retrying (is the webhook URL still valid?)");
+                    return false;
                 }
-                Err(e) => {
-                    tracing::info!(attempt, error = %e.without_url(), "chat unreachable; retrying");
-                    false
-                }
+                Ok(res) => tracing::info!(chat = %format!("notify.chat[{index}]"), attempt, status = %res.status(), "the chat is busy or failing; retrying"),
+                Err(e) => tracing::info!(chat = %format!("notify.chat[{index}]"), attempt, error = %e.without_url(), "the chat is unreachable; retrying"),
             }
-        })
-        .await
+            if attempt < max {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        false
     }
 }
