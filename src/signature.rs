@@ -117,18 +117,27 @@ pub fn verify(
     if skew.unsigned_abs() > tolerance.as_secs() {
         return Err(SignatureError::Stale(skew));
     }
-    let mut matched = subtle::Choice::from(0);
-    for secret in secrets {
-        let expected = mac(secret, parsed.timestamp, body).finalize().into_bytes();
-        for candidate in &parsed.v1 {
-            matched |= expected.as_slice().ct_eq(candidate);
-        }
-    }
-    if bool::from(matched) {
+    let expected = secrets.iter().map(|secret| mac(secret, parsed.timestamp, body).finalize().into_bytes());
+    if matches_any(expected, &parsed.v1) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
     }
+}
+
+/// Whether any `presented` signature equals any `expected` one. Every pair
+/// is compared, each in constant time, so the answer's timing says nothing
+/// about which secret or signature matched, or how much of one did. Every
+/// signature scheme here (Stripe's, Standard Webhooks', Paddle's) checks
+/// through this.
+pub(crate) fn matches_any<E: AsRef<[u8]>, P: AsRef<[u8]>>(expected: impl IntoIterator<Item = E>, presented: &[P]) -> bool {
+    let mut matched = subtle::Choice::from(0);
+    for e in expected {
+        for p in presented {
+            matched |= e.as_ref().ct_eq(p.as_ref());
+        }
+    }
+    bool::from(matched)
 }
 
 #[cfg(test)]

@@ -532,17 +532,21 @@ impl Notifier {
     }
 
     /// Runs `attempt` up to `notify.max_attempts` times with doubling
-    /// backoff from 200 ms; whether one succeeded.
+    /// backoff from 200 ms, until one is sent or one says retrying cannot
+    /// help ([`Attempt::GiveUp`]); whether one was sent.
     async fn retry<F, Fut>(&self, mut attempt: F) -> bool
     where
         F: FnMut(u32) -> Fut,
-        Fut: std::future::Future<Output = bool>,
+        Fut: std::future::Future,
+        Fut::Output: Into<Attempt>,
     {
         let max = self.inner.config.max_attempts.max(1);
         let mut backoff = Duration::from_millis(200);
         for n in 1..=max {
-            if attempt(n).await {
-                return true;
+            match attempt(n).await.into() {
+                Attempt::Sent => return true,
+                Attempt::GiveUp => return false,
+                Attempt::Retry => {}
             }
             if n < max {
                 tokio::time::sleep(backoff).await;
@@ -550,5 +554,25 @@ impl Notifier {
             }
         }
         false
+    }
+}
+
+/// How one delivery attempt ended.
+#[cfg_attr(not(feature = "notify-webhook"), allow(dead_code))]
+enum Attempt {
+    Sent,
+    /// Failed; another attempt may succeed.
+    Retry,
+    /// Refused for good (a revoked chat webhook): no more attempts this pass.
+    GiveUp,
+}
+
+impl From<bool> for Attempt {
+    fn from(sent: bool) -> Self {
+        if sent {
+            Attempt::Sent
+        } else {
+            Attempt::Retry
+        }
     }
 }

@@ -57,15 +57,22 @@ impl PaddleApi {
         Ok(Self { http, base: parsed.into(), key: key.into() })
     }
 
-    /// `GET {base}{path}`: the answer's `data` object.
-    pub(crate) async fn get(&self, path: &str) -> Result<Value, ApiError> {
-        let response = self.http.get(format!("{}{path}", self.base)).bearer_auth(&*self.key).send().await?;
+    /// `GET url` with the key: the answer's JSON body, or Paddle's error
+    /// (`{"error": {"detail"}}`) with its status.
+    async fn fetch(&self, url: &str) -> Result<Value, ApiError> {
+        let response = self.http.get(url).bearer_auth(&*self.key).send().await?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let detail = body.pointer("/error/detail").and_then(Value::as_str).unwrap_or("no detail").chars().take(200).collect();
-            return Err(ApiError::Status { status: status.as_u16(), detail });
+        if status.is_success() {
+            return Ok(body);
         }
+        let detail = body.pointer("/error/detail").and_then(Value::as_str).unwrap_or("no detail").chars().take(200).collect();
+        Err(ApiError::Status { status: status.as_u16(), detail })
+    }
+
+    /// `GET {base}{path}`: the answer's `data` object.
+    pub(crate) async fn get(&self, path: &str) -> Result<Value, ApiError> {
+        let body = self.fetch(&format!("{}{path}", self.base)).await?;
         match body.get("data") {
             Some(data @ Value::Object(_)) => Ok(data.clone()),
             _ => Err(ApiError::Shape),
@@ -81,13 +88,7 @@ impl PaddleApi {
         let mut url = format!("{}{path}", self.base);
         let mut all = Vec::new();
         loop {
-            let response = self.http.get(&url).bearer_auth(&*self.key).send().await?;
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            if !status.is_success() {
-                let detail = body.pointer("/error/detail").and_then(Value::as_str).unwrap_or("no detail").chars().take(200).collect();
-                return Err(ApiError::Status { status: status.as_u16(), detail });
-            }
+            let body = self.fetch(&url).await?;
             let Some(Value::Array(page)) = body.get("data") else { return Err(ApiError::Shape) };
             all.extend(page.iter().cloned());
             let pagination = body.pointer("/meta/pagination");

@@ -12,7 +12,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 /// Most `h1` values one header may carry (one per active secret; a flood
 /// of them is an attack on our CPU).
@@ -77,14 +76,7 @@ pub fn verify(secrets: &[String], header: &str, body: &[u8], now: DateTime<Utc>,
     if skew_ms.unsigned_abs() > tolerance.as_millis().min(u64::MAX as u128) as u64 {
         return Err(SignatureError::Stale(skew_ms / 1000));
     }
-    let mut matched = false;
-    for secret in secrets {
-        let expected = mac(secret, ts, body);
-        for p in &presented {
-            matched |= bool::from(expected.as_bytes().ct_eq(p.as_bytes()));
-        }
-    }
-    if matched {
+    if crate::signature::matches_any(secrets.iter().map(|secret| mac(secret, ts, body)), &presented) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)

@@ -39,24 +39,26 @@ impl Notifier {
     pub(super) async fn post_chat(&self, index: usize, body: &[u8]) -> bool {
         let inner = &self.inner;
         let Some(chat) = inner.config.chat.get(index) else { return false };
-        let max = inner.config.max_attempts.max(1);
-        let mut backoff = Duration::from_millis(200);
-        for attempt in 1..=max {
+        let chat_key = format!("notify.chat[{index}]");
+        let chat_key = &chat_key;
+        self.retry(|attempt| async move {
             let sent = inner.http.post(chat.url.expose()).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec()).send().await;
             match sent {
-                Ok(res) if res.status().is_success() => return true,
+                Ok(res) if res.status().is_success() => Attempt::Sent,
                 Ok(res) if res.status().is_client_error() && res.status() != reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                    tracing::warn!(chat = %format!("notify.chat[{index}]"), status = %res.status(), "the chat refused the message; not retrying (is the webhook URL still valid?)");
-                    return false;
+                    tracing::warn!(chat = %chat_key, status = %res.status(), "the chat refused the message; not retrying (is the webhook URL still valid?)");
+                    Attempt::GiveUp
                 }
-                Ok(res) => tracing::info!(chat = %format!("notify.chat[{index}]"), attempt, status = %res.status(), "the chat is busy or failing; retrying"),
-                Err(e) => tracing::info!(chat = %format!("notify.chat[{index}]"), attempt, error = %e.without_url(), "the chat is unreachable; retrying"),
+                Ok(res) => {
+                    tracing::info!(chat = %chat_key, attempt, status = %res.status(), "the chat is busy or failing; retrying");
+                    Attempt::Retry
+                }
+                Err(e) => {
+                    tracing::info!(chat = %chat_key, attempt, error = %e.without_url(), "the chat is unreachable; retrying");
+                    Attempt::Retry
+                }
             }
-            if attempt < max {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-        false
+        })
+        .await
     }
 }
