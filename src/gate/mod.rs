@@ -70,6 +70,7 @@ mod settings;
 mod decision;
 mod future;
 mod layer;
+mod lists;
 mod service;
 
 pub use self::exempt::ExemptPaths;

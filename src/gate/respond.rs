@@ -96,10 +96,10 @@ struct PageContext<'a> {
     next_attempt: Option<String>,
     next_stage: Option<&'a str>,
     next_stage_at: Option<String>,
-    notices: Vec<NoticeView<'a>>,
+    notices: Vec<super::lists::NoticeView<'a>>,
     /// Every owed invoice when there are several (from one provider or
     /// more), each with its own pay link.
-    invoices: Vec<InvoiceView>,
+    invoices: Vec<super::lists::InvoiceView>,
     /// The feature a stage closed, when the request was for one.
     feature: Option<&'a str>,
     /// When the rest of the app closes too, in the page's language.
@@ -128,25 +128,6 @@ const TEXT_KEYS: [&str; 29] = [
     "paused_body", "add_payment_method", "unknown_heading", "unknown_body", "help", "update_payment_method",
     "check_again", "retry", "override_heading", "override_body",
 ];
-
-/// One owed invoice on the page: "€49.00 · invoice 2026-0042", and where
-/// to pay it (its provider's own page, when it gave one).
-#[derive(Serialize)]
-struct InvoiceView {
-    amount: String,
-    number: Option<String>,
-    pay_url: Option<String>,
-}
-
-#[derive(Serialize)]
-struct NoticeView<'a> {
-    date: String,
-    /// "3 November 2026, to billing@…" in the page's language.
-    text_to: Option<String>,
-    stage: &'a str,
-    channel: &'a str,
-    to: Option<&'a str>,
-}
 
 impl PaymentPage {
     /// The page described by `[page]`: the built-in template, or the file
@@ -295,43 +276,8 @@ impl PaymentPage {
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c));
         // When Stripe tries the oldest invoice again, if it says (and it is still ahead).
         let next_attempt = invoice.and_then(|(_, i)| i.next_attempt).filter(|t| *t > Utc::now()).map(|t| lang.date(t));
-        let notices = state
-            .map(|s| {
-                // Messages to people (e-mails), each named by what it was;
-                // webhook records only when nothing was e-mailed.
-                let episode = |n: &&crate::state::NoticeSent| Some(n.episode) == standing.past_due_since() && !crate::state::is_internal(&n.channel);
-                let mailed = s.notices().iter().filter(episode).any(|n| n.to.is_some());
-                s.notices()
-                    .iter()
-                    .filter(episode)
-                    .filter(|n| n.to.is_some() || !mailed)
-                    .map(|n| {
-                        let date = match self.kind_of(&n.stage) {
-                            Some(kind) => format!("{} — {}", lang.date(n.at), lang.text(kind, &[])),
-                            None => lang.date(n.at),
-                        };
-                        let text_to = n.to.as_deref().map(|to| lang.text("reminder_to", &[("date", &date), ("to", to)]));
-                        NoticeView { date, text_to, stage: &n.stage, channel: &n.channel, to: n.to.as_deref() }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        // Several owed invoices (say one at Stripe, one at Paddle): each
-        // listed with its own pay link, oldest first.
-        let invoices = match state.map(BillingState::unpaid) {
-            Some(unpaid) if unpaid.len() > 1 => {
-                let mut list: Vec<_> = unpaid.values().collect();
-                list.sort_by_key(|i| i.since);
-                list.into_iter()
-                    .map(|i| InvoiceView {
-                        amount: lang.money(i.amount_due, i.currency),
-                        number: i.number.as_deref().map(|n| lang.text("invoice", &[("number", n)])),
-                        pay_url: i.hosted_url.as_deref().and_then(|u| crate::href::checked(u, "invoice")).map(str::to_owned),
-                    })
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
+        let notices = super::lists::notices(state, standing, lang, |stage| self.kind_of(stage));
+        let invoices = super::lists::invoices(state, lang);
         let vars = [
             ("product", self.product_name.as_str()),
             ("amount", amount.as_deref().unwrap_or("")),
