@@ -7,7 +7,6 @@
 #[macro_use]
 mod common;
 
-use std::process::Command;
 
 use axum::body::Body;
 use axum::Router;
@@ -21,24 +20,9 @@ use tower::ServiceExt;
 /// A `whsec_` secret (base64 of 24 bytes).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn python() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_owned()
-}
-
 /// Runs `code` with the venv's Python, `input` on stdin; its stdout.
 fn py(code: &str, input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(python())
-        .args(["-c", code])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the venv's python (scripts/test.sh makes it)");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    venv_python(&["-c", code], input).trim().to_owned()
 }
 
 /// `webhook-signature` for a delivery, computed by the official library.

@@ -38,6 +38,24 @@ pub use self::redis::*;
 #[allow(unused_imports)]
 pub use self::smtp::*;
 
+/// Runs the venv's Python (`scripts/test.sh` makes `.venv` and installs
+/// the reference libraries into it) with `args`, `input` on stdin; its
+/// stdout. A failing script fails the test, with its stderr.
+pub fn venv_python(args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the venv's python (scripts/test.sh makes it)");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

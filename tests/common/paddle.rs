@@ -202,19 +202,7 @@ pub fn paddle_delivery(secret: &str, body: &str) -> Request<Body> {
 
 /// Runs `tests/paddle/sdk.py` with `args`, `input` on stdin; its stdout.
 pub fn paddle_sdk(args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paddle/sdk.py");
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the venv's python with paddle-python-sdk (scripts/test.sh installs it)");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "paddle sdk: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    let args: Vec<&str> = std::iter::once(script).chain(args.iter().copied()).collect();
+    super::venv_python(&args, input)
 }
