@@ -53,6 +53,19 @@ pub(crate) fn scheme_and_host(raw: &str) -> Option<(String, String)> {
     Some((scheme, authority.host().to_ascii_lowercase()))
 }
 
+/// An API's `api_base` without a trailing slash: https, or http on
+/// loopback only (a credential travels in every request); the error says
+/// why not.
+#[cfg_attr(not(any(feature = "paddle", feature = "notify-webhook")), allow(dead_code))]
+pub(crate) fn api_base(base: &str) -> Result<String, String> {
+    let base = base.trim_end_matches('/');
+    if base.starts_with("http") && is_safe(base) && !base.contains(['?', '#']) {
+        Ok(base.to_owned())
+    } else {
+        Err(format!("{base:?} is not an https URL (http only on loopback)"))
+    }
+}
+
 /// `localhost`, `127.0.0.0/8` or `[::1]`.
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

@@ -459,7 +459,7 @@ async fn every_e_mail_says_everything_in_every_language() {
     let languages = ["en", "de", "fr", "es", "it", "ro", "el", "lv"];
     for lang in languages {
         let account = AccountId::new(&format!("lang-{lang}")).unwrap();
-        let earlier = |stage: &str, at| pastdue::Change::NoticeSent(pastdue::state::NoticeSent { episode: t0, stage: stage.into(), channel: "email".into(), at, to: Some(format!("{lang}@client.test")) });
+        let earlier = |stage: &str, at| pastdue::Change::NoticeSent(pastdue::state::NoticeSent { episode: t0, stage: stage.into(), channel: "email".into(), at, to: Some(format!("{lang}@client.test")), refused: None });
         store
             .apply(&account, None, &[
                 pastdue::Change::ContactEmail(format!("{lang}@client.test")),
@@ -601,7 +601,7 @@ async fn idle_cost() {
     let store = store_with(&server.url(), relaxed()).await;
     let t0 = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
     let since = t0 - TimeDelta::hours(1);
-    let sent = |stage: &str, channel: &str| pastdue::Change::NoticeSent(pastdue::state::NoticeSent { episode: since, stage: stage.into(), channel: channel.into(), at: since, to: None });
+    let sent = |stage: &str, channel: &str| pastdue::Change::NoticeSent(pastdue::state::NoticeSent { episode: since, stage: stage.into(), channel: channel.into(), at: since, to: None, refused: None });
     futures_util::future::join_all((0..n).map(|i| {
         let store = store.clone();
         let changes = [unpaid("in_1", 100, since), sent("suspended", "webhook")];

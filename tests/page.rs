@@ -29,7 +29,7 @@ fn every_language_renders_every_kind_of_402() {
     let since = Utc::now() - TimeDelta::days(20);
     let debt = state(&[
         unpaid("in_1", 123_456, since),
-        Change::NoticeSent(NoticeSent { episode: since, stage: "notice".into(), channel: "email".into(), at: since, to: Some("billing@acme.test".into()) }),
+        Change::NoticeSent(NoticeSent { episode: since, stage: "notice".into(), channel: "email".into(), at: since, to: Some("billing@acme.test".into()), refused: None }),
     ]);
     let canceled = state(&[subscription("sub_1", SubscriptionStatus::Canceled, since)]);
     let paused = state(&[subscription("sub_1", SubscriptionStatus::Paused, since)]);

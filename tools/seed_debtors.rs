@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Suspended long ago (the default ladder: 17 days), notice recorded.
     let since = Utc::now() - TimeDelta::days(30);
     let invoice = UnpaidInvoice { amount_due: 4_900, currency: Currency::new("eur").expect("a currency"), hosted_url: None, number: None, since, observed: since, uncollectible: false, next_attempt: None };
-    let sent = Change::NoticeSent(NoticeSent { episode: since, stage: "suspended".into(), channel: "webhook".into(), at: since, to: None });
+    let sent = Change::NoticeSent(NoticeSent { episode: since, stage: "suspended".into(), channel: "webhook".into(), at: since, to: None, refused: None });
     let changes = [Change::InvoiceUnpaid { id: "in_1".into(), invoice }, sent];
     let started = std::time::Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(256) {

@@ -27,12 +27,13 @@ pub(super) struct NoticeView<'a> {
     to: Option<&'a str>,
 }
 
-/// The messages this debt sent to people (e-mails), each named by what it
-/// was (`kind_of` a stage); webhook records only when nothing was e-mailed;
-/// never the team's own (the account manager's summary, chat).
+/// The messages this debt sent to people (e-mails, text messages), each
+/// named by what it was (`kind_of` a stage); webhook records only when
+/// nothing was e-mailed or texted; never the team's own (the account
+/// manager's summary, chat), nor one the receiver refused.
 pub(super) fn notices<'a>(state: Option<&'a BillingState>, standing: &Standing, lang: &Language, kind_of: impl Fn(&str) -> Option<&'static str>) -> Vec<NoticeView<'a>> {
     let Some(s) = state else { return Vec::new() };
-    let episode = |n: &&crate::state::NoticeSent| Some(n.episode) == standing.past_due_since() && !crate::state::is_internal(&n.channel);
+    let episode = |n: &&crate::state::NoticeSent| Some(n.episode) == standing.past_due_since() && !crate::state::is_internal(&n.channel) && n.refused.is_none();
     let mailed = s.notices().iter().filter(episode).any(|n| n.to.is_some());
     s.notices()
         .iter()
@@ -43,10 +44,21 @@ pub(super) fn notices<'a>(state: Option<&'a BillingState>, standing: &Standing, 
                 Some(kind) => format!("{} — {}", lang.date(n.at), lang.text(kind, &[])),
                 None => lang.date(n.at),
             };
-            let text_to = n.to.as_deref().map(|to| lang.text("reminder_to", &[("date", &date), ("to", to)]));
-            NoticeView { date, text_to, stage: &n.stage, channel: &n.channel, to: n.to.as_deref() }
+            let text_to = n.to.as_deref().map(|to| match n.channel.as_str() {
+                // "3 December 2026 — payment notice, text message to …0000"
+                "sms" => format!("{date}, {}", lang.text("kind_sms", &[("to", &masked_phone(to))])),
+                _ => lang.text("reminder_to", &[("date", &date), ("to", to)]),
+            });
+            let to = if n.channel == "sms" { None } else { n.to.as_deref() };
+            NoticeView { date, text_to, stage: &n.stage, channel: &n.channel, to }
         })
         .collect()
+}
+
+/// A phone number as the page shows it: its last four digits (`…0000`).
+fn masked_phone(phone: &str) -> String {
+    let tail: String = phone.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
 }
 
 /// Several owed invoices (say one at Stripe, one at Paddle): each with its

@@ -545,6 +545,7 @@ fn sample_state() -> BillingState {
         channel: "email".into(),
         at: since,
         to: Some("billing@example.com".into()),
+        refused: None,
     }));
     s
 }

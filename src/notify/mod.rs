@@ -30,10 +30,14 @@
 //! `notify-webhook` feature.
 
 mod settings;
+#[cfg(feature = "notify-webhook")]
+mod sms_text;
+mod window;
 #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 mod notifier;
 
 pub(crate) use self::settings::FULL_SWEEP_EVERY;
-pub use self::settings::{BeforeDue, ChatChannel, ContactKeys, NotifyConfig, NotifyRoute, RemindersConfig};
+pub use self::settings::{BeforeDue, ChatChannel, ContactKeys, NotifyConfig, NotifyRoute, RemindersConfig, SmsConfig};
+pub use self::window::{parse_zone, SendWindow};
 #[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
 pub use self::notifier::{Notifier, SIGNATURE_HEADER};

@@ -1,10 +1,17 @@
 //! The [`Notifier`]: claims, sweeps and records notices; each channel is
 //! a module of its own, compiled with its feature.
 
+mod attempt;
 mod once;
 mod reminders;
 mod routes;
 mod summary;
+mod timing;
+#[cfg(feature = "notify-webhook")]
+mod sms;
+#[cfg(not(feature = "notify-webhook"))]
+#[path = "notifier/sms_off.rs"]
+mod sms;
 #[cfg(feature = "notify-email")]
 mod email;
 #[cfg(not(feature = "notify-email"))]
@@ -16,6 +23,8 @@ mod webhook;
 #[path = "notifier/webhook_off.rs"]
 mod webhook;
 
+pub(super) use self::attempt::Outcome;
+use self::attempt::Attempt;
 use self::routes::{routes, Recipient};
 use self::summary::payload;
 use std::collections::HashMap;
@@ -39,7 +48,7 @@ use crate::stripe::StripeConfig;
 use crate::policy::Policy;
 use crate::recovery::AtRisk;
 use crate::standing::{Action, Reason, Standing};
-use crate::state::{BillingState, Change, ContactRole, NoticeSent, INTERNAL_CHANNEL};
+use crate::state::{BillingState, Change, ContactRole, NoticeSent, Waiting, INTERNAL_CHANNEL};
 use crate::store::{Index, Invalidation, Store, StoreError, NEVER};
 
 /// The header that signs outbound notices (same scheme as Stripe's).
@@ -47,6 +56,9 @@ pub const SIGNATURE_HEADER: &str = "Pastdue-Signature";
 const WEBHOOK: &str = "webhook";
 const EMAIL: &str = "email";
 const EMAIL_ACCOUNTANT: &str = "email:accountant";
+const SMS: &str = "sms";
+/// What `[notify.sms].stages` calls reminders before a due date.
+const BEFORE_DUE: &str = "before_due";
 /// The channel names of `[[notify.chat]]` entries, in order (at most 8).
 const CHAT: [&str; 8] = ["chat", "chat:1", "chat:2", "chat:3", "chat:4", "chat:5", "chat:6", "chat:7"];
 
@@ -57,6 +69,8 @@ enum Via {
     Email(Recipient),
     /// The `[[notify.chat]]` entry at this index.
     Chat(usize),
+    /// A text message to the billing phone.
+    Sms,
 }
 /// Which notice [`Notifier::once`] sends: recorded as sent to `to` on
 /// `channel` for `stage` of `episode`, at `now`.
@@ -74,6 +88,7 @@ struct BeforeDueEntry {
     before: Duration,
     email: bool,
     webhook: bool,
+    sms: bool,
 }
 
 /// Whole seconds of `d`, saturating.
@@ -146,9 +161,7 @@ struct Inner {
     smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
     #[cfg(feature = "notify-email")]
     from: Option<Mailbox>,
-    #[cfg(feature = "notify-email")]
     languages: crate::i18n::Languages,
-    #[cfg(feature = "notify-email")]
     product_name: String,
     #[cfg(feature = "notify-email")]
     support_email: String,
@@ -156,6 +169,12 @@ struct Inner {
     links: Option<(String, crate::links::LinkSigner)>,
     /// The console's account pages (`…/ui/accounts/`), for chat messages.
     console: Option<String>,
+    /// `notify.send_hours` and `notify.send_days`.
+    window: crate::notify::SendWindow,
+    /// `notify.timezone`: the team's, and accounts' without their own.
+    zone: chrono_tz::Tz,
+    /// `[notify.sms]`, when on.
+    sms: Option<sms::Sms>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -174,7 +193,7 @@ impl Notifier {
     pub fn new(n: &NotifyConfig, policy: impl Into<Policy>, store: Arc<dyn Store>) -> Result<Option<Self>, ConfigError> {
         let policy = policy.into();
         let key = |key: &str, message: String| ConfigError::key(key, message);
-        if n.webhook_url.is_empty() && n.smtp_url.is_empty() && n.chat.is_empty() {
+        if n.webhook_url.is_empty() && n.smtp_url.is_empty() && n.chat.is_empty() && n.sms.account_sid.is_empty() {
             return Ok(None);
         }
         crate::metrics::describe();
@@ -187,6 +206,8 @@ impl Notifier {
             return Err(key("notify.chat", "needs pastdue's `notify-webhook` feature".into()));
         }
         summary::check_chat(n, &policy)?;
+        let (window, zone) = timing::window(n)?;
+        let sms = sms::Sms::new(n, &policy)?;
         #[cfg(not(feature = "notify-email"))]
         if !n.smtp_url.is_empty() {
             return Err(key("notify.smtp_url", "needs pastdue's `notify-email` feature".into()));
@@ -215,9 +236,7 @@ impl Notifier {
             .timeout(n.timeout)
             .build()
             .map_err(|e| ConfigError::invalid("notify.webhook_url", e))?;
-        #[cfg(feature = "notify-email")]
         let languages = crate::i18n::Languages::builtin().map_err(|e| ConfigError::invalid("page", e))?;
-        #[cfg(feature = "notify-email")]
         let page = PageConfig::default();
         let routes = routes(n, &policy)?;
         let inner = Inner {
@@ -234,28 +253,27 @@ impl Notifier {
             from,
             #[cfg(feature = "notify-email")]
             languages,
-            #[cfg(feature = "notify-email")]
             product_name: page.product_name,
             #[cfg(feature = "notify-email")]
             support_email: page.support_email,
             links: None,
             console: None,
+            window,
+            zone,
+            sms,
         };
         Ok(Some(Self { inner: Arc::new(inner), clock: crate::clock::system(), swept: Arc::default(), nowhere: Arc::default(), pending: Arc::default() }))
     }
 
     /// Who is asking and where to reach a human, from `[page]` (the same
     /// names the please-pay page shows).
-    #[cfg_attr(not(feature = "notify-email"), allow(unused_mut))]
     pub fn with_page(mut self, page: &PageConfig) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.product_name = page.product_name.clone();
         #[cfg(feature = "notify-email")]
         {
-            let inner = Arc::make_mut(&mut self.inner);
-            inner.product_name = page.product_name.clone();
             inner.support_email = page.support_email.clone();
         }
-        #[cfg(not(feature = "notify-email"))]
-        let _ = page;
         self
     }
 
@@ -288,15 +306,17 @@ impl Notifier {
             if entry.before.is_zero() {
                 return Err(key("before", "must be longer than 0s".into()));
             }
-            let (mut email, mut webhook) = (entry.channels.is_empty(), entry.channels.is_empty());
+            let every = entry.channels.is_empty();
+            let (mut email, mut webhook, mut sms) = (every, every, every);
             for channel in &entry.channels {
                 match channel.as_str() {
                     "email" => email = true,
                     "webhook" => webhook = true,
-                    other => return Err(key("channels", format!("{other:?} is neither email nor webhook"))),
+                    "sms" => sms = true,
+                    other => return Err(key("channels", format!("{other:?} is not email, webhook or sms"))),
                 }
             }
-            entries.push(BeforeDueEntry { before: entry.before, email, webhook });
+            entries.push(BeforeDueEntry { before: entry.before, email, webhook, sms });
         }
         Arc::make_mut(&mut self.inner).before_due = entries;
         Ok(self)
@@ -366,8 +386,11 @@ impl Notifier {
             None => {
                 ranges.push((Index::Debt, 0, NEVER));
                 if let Some(lead) = max_lead {
-                    ranges.push((Index::Upcoming, now_s, now_s.saturating_add(lead)));
+                    // A send window can move a reminder up to a week earlier.
+                    let earlier = if self.inner.window.always() { 0 } else { 8 * 86_400 };
+                    ranges.push((Index::Upcoming, now_s, now_s.saturating_add(lead).saturating_add(earlier)));
                 }
+                ranges.push((Index::Waiting, 0, now_s));
             }
             Some(last) => {
                 // A stage `after` its debt's start is entered in (last, now]
@@ -387,6 +410,8 @@ impl Notifier {
                 // speaks again.
                 ranges.push((Index::Override, last_s.saturating_sub(1), now_s));
                 ranges.push((Index::Promise, last_s.saturating_sub(1), now_s));
+                // Notices held for a send window that has opened.
+                ranges.push((Index::Waiting, last_s.saturating_sub(1), now_s));
             }
         }
         let pending: Vec<AccountId> = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
@@ -438,14 +463,23 @@ impl Notifier {
     /// [`Notifier::check`] at `now`; a full sweep also counts the account
     /// into `at_risk`.
     async fn check_at(&self, account: &AccountId, now: DateTime<Utc>, at_risk: Option<&mut AtRisk>) -> Result<usize, StoreError> {
-        let inner = &self.inner;
-        let Some(state) = inner.store.load(account).await? else { return Ok(0) };
+        let Some(state) = self.inner.store.load(account).await? else { return Ok(0) };
         if let Some(at_risk) = at_risk {
-            at_risk.count(&inner.policy, &state, now);
+            at_risk.count(&self.inner.policy, &state, now);
         }
-        let mut sent = self.remind_state(account, &state, now).await?;
-        sent += self.card_reminder(account, &state, now).await?;
-        let standing = inner.policy.evaluate(Some(&state), now);
+        let mut held = Vec::new();
+        let sent = self.notices(account, &state, now, &mut held).await?;
+        self.keep_waiting(account, &state, held).await?;
+        Ok(sent)
+    }
+
+    /// Sends what is due on every channel at `now`; what must wait for a
+    /// send window goes into `held`.
+    async fn notices(&self, account: &AccountId, state: &BillingState, now: DateTime<Utc>, held: &mut Vec<Waiting>) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let mut sent = self.remind_state(account, state, now, held).await?;
+        sent += self.card_reminder(account, state, now, held).await?;
+        let standing = inner.policy.evaluate(Some(state), now);
         let (Reason::Debt, Some(episode)) = (standing.reason(), standing.past_due_since()) else { return Ok(sent) };
         if matches!(standing.action(), Action::Allow) {
             return Ok(sent);
@@ -460,7 +494,7 @@ impl Notifier {
         }
         if self.has_smtp() {
             for r in inner.routes.get(&stage).map(Vec::as_slice).unwrap_or(&[Recipient::Billing]) {
-                if let Some(address) = r.address(&state) {
+                if let Some(address) = r.address(state) {
                     targets.push((r.channel(), Some(address.to_owned()), Via::Email(*r)));
                 }
             }
@@ -470,9 +504,16 @@ impl Notifier {
                 targets.push((CHAT[i], None, Via::Chat(i)));
             }
         }
+        if let Some(phone) = self.sms_to(state, &stage) {
+            targets.push((SMS, Some(phone.to_owned()), Via::Sms));
+        }
         for (channel, to, via) in targets {
+            let notice = Notice { episode, stage: &stage, channel, to: to.clone(), now };
+            if self.hold(state, &notice, None, held) {
+                continue;
+            }
             let id = format!("ntc_{}_{}_{stage}", account, episode.timestamp());
-            let pay_url = self.pay_url(account, &standing, &state);
+            let pay_url = self.pay_url(account, &standing, state);
             let created = now.timestamp();
             let send = async {
                 match (&to, via) {
@@ -482,23 +523,28 @@ impl Notifier {
                             Recipient::Billing => id.clone(),
                             Recipient::Contact(role) => format!("{id}.{}", role.as_str()),
                         };
-                        let mail = StageMail { account, id: &mail_id, to: address, standing: &standing, state: &state, pay_url: pay_url.as_deref(), internal: r.internal(), now };
-                        self.email(mail).await
+                        let mail = StageMail { account, id: &mail_id, to: address, standing: &standing, state, pay_url: pay_url.as_deref(), internal: r.internal(), now };
+                        self.email(mail).await.into()
                     }
-                    (_, Via::Chat(i)) => self.post_chat(i, &summary::chat_message(account, &standing, &state, inner.console.as_deref(), now)).await,
-                    _ => self.deliver(&payload(&id, account, &standing, &state, pay_url.as_deref(), created)).await,
+                    (_, Via::Chat(i)) => self.post_chat(i, &summary::chat_message(account, &standing, state, inner.console.as_deref(), now)).await.into(),
+                    (Some(phone), Via::Sms) => self.text(phone, &self.stage_text(account, &standing, state)).await,
+                    _ => self.deliver(&payload(&id, account, &standing, state, pay_url.as_deref(), created)).await.into(),
                 }
             };
-            sent += usize::from(self.once(account, &state, Notice { episode, stage: &stage, channel, to: to.clone(), now }, send).await?);
+            sent += usize::from(self.once(account, state, notice, send).await?);
         }
         Ok(sent)
     }
 
     /// Where a message for the customer goes: the webhook (when `webhook`
-    /// and one is configured) and an e-mail to the billing contact (when
-    /// `email`, SMTP is configured and the address is known).
-    fn customer_targets(&self, state: &BillingState, email: bool, webhook: bool) -> Vec<(&'static str, Option<String>)> {
+    /// and one is configured), an e-mail to the billing contact (when
+    /// `email`, SMTP is configured and the address is known) and a text
+    /// message to the billing phone (when `sms` names a stage SMS is on for).
+    fn customer_targets(&self, state: &BillingState, email: bool, webhook: bool, sms: Option<&str>) -> Vec<(&'static str, Option<String>)> {
         let mut targets = Vec::new();
+        if let Some(phone) = sms.and_then(|stage| self.sms_to(state, stage)) {
+            targets.push((SMS, Some(phone.to_owned())));
+        }
         if webhook && !self.inner.config.webhook_url.is_empty() {
             targets.push((WEBHOOK, None));
         }
@@ -529,50 +575,5 @@ impl Notifier {
         let (base, signer) = self.inner.links.as_ref()?;
         let token = signer.sign(account.as_str(), crate::links::Purpose::Pay, Utc::now());
         Some(format!("{base}{}?t={token}", crate::links::PAY_PATH))
-    }
-
-    /// Runs `attempt` up to `notify.max_attempts` times with doubling
-    /// backoff from 200 ms, until one is sent or one says retrying cannot
-    /// help ([`Attempt::GiveUp`]); whether one was sent.
-    async fn retry<F, Fut>(&self, mut attempt: F) -> bool
-    where
-        F: FnMut(u32) -> Fut,
-        Fut: std::future::Future,
-        Fut::Output: Into<Attempt>,
-    {
-        let max = self.inner.config.max_attempts.max(1);
-        let mut backoff = Duration::from_millis(200);
-        for n in 1..=max {
-            match attempt(n).await.into() {
-                Attempt::Sent => return true,
-                Attempt::GiveUp => return false,
-                Attempt::Retry => {}
-            }
-            if n < max {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-        false
-    }
-}
-
-/// How one delivery attempt ended.
-#[cfg_attr(not(feature = "notify-webhook"), allow(dead_code))]
-enum Attempt {
-    Sent,
-    /// Failed; another attempt may succeed.
-    Retry,
-    /// Refused for good (a revoked chat webhook): no more attempts this pass.
-    GiveUp,
-}
-
-impl From<bool> for Attempt {
-    fn from(sent: bool) -> Self {
-        if sent {
-            Attempt::Sent
-        } else {
-            Attempt::Retry
-        }
     }
 }

@@ -45,6 +45,42 @@ pub struct NotifyConfig {
     /// `[[notify.chat]]`: the team's chat channels (Slack-compatible
     /// incoming webhooks), each told of the stages it lists.
     pub chat: Vec<ChatChannel>,
+    /// `[notify.sms]`: text messages to the billing phone through Twilio.
+    pub sms: SmsConfig,
+    /// `send_hours`: when messages to people may go out, in local time
+    /// (`"09:00-18:00"`; `""` = any time).
+    pub send_hours: String,
+    /// `send_days`: the days they may go out (`["mon-fri"]`; empty = every
+    /// day).
+    pub send_days: Vec<String>,
+    /// `timezone`: the IANA zone of accounts with none of their own, and of
+    /// your team (`"UTC"`).
+    pub timezone: String,
+}
+
+/// `[notify.sms]`: text messages through Twilio's Messages API, off while
+/// `account_sid` is `""`. `Debug` hides the token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SmsConfig {
+    /// `api_base`: Twilio's API (`https://api.twilio.com`).
+    pub api_base: String,
+    /// `account_sid`: the Twilio account (`AC…`; `""` = SMS off).
+    pub account_sid: String,
+    /// `auth_token`: its auth token (or an API key secret).
+    pub auth_token: Secret,
+    /// `from`: the sending number (E.164) or alphanumeric sender id.
+    pub from: String,
+    /// `stages`: the ladder stages (and `"before_due"`) texted (empty =
+    /// every stage a notice is sent for, and reminders before due).
+    pub stages: Vec<String>,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        Self { api_base: "https://api.twilio.com".into(), account_sid: String::new(), auth_token: Secret::default(), from: String::new(), stages: Vec::new() }
+    }
 }
 
 /// One `[[notify.chat]]` entry: a Slack-compatible incoming webhook (Slack,
@@ -124,6 +160,8 @@ pub struct ContactKeys {
     pub accountant: String,
     /// `account_manager`: the key holding the account manager's address.
     pub account_manager: String,
+    /// `timezone`: the key holding the account's IANA time zone.
+    pub timezone: String,
 }
 
 /// `[reminders]`: reminders before a payment is due.
@@ -143,7 +181,8 @@ pub struct BeforeDue {
     /// `before`: how long before the due date.
     #[serde(deserialize_with = "de_duration")]
     pub before: Duration,
-    /// `channels`: `email`, `webhook` (empty = every configured channel).
+    /// `channels`: `email`, `webhook`, `sms` (empty = every configured
+    /// channel).
     #[serde(default)]
     pub channels: Vec<String>,
 }
@@ -163,13 +202,17 @@ impl Default for NotifyConfig {
             metadata: ContactKeys::default(),
             routes: Vec::new(),
             chat: Vec::new(),
+            sms: SmsConfig::default(),
+            send_hours: String::new(),
+            send_days: Vec::new(),
+            timezone: "UTC".into(),
         }
     }
 }
 
 impl Default for ContactKeys {
     fn default() -> Self {
-        Self { accountant: "accountant_email".into(), account_manager: "account_manager_email".into() }
+        Self { accountant: "accountant_email".into(), account_manager: "account_manager_email".into(), timezone: "timezone".into() }
     }
 }
 

@@ -52,7 +52,7 @@ impl std::fmt::Debug for PaddleApi {
 
 impl PaddleApi {
     pub(crate) fn new(key: &str, base: &str) -> Result<Self, String> {
-        let parsed = url_base(base)?;
+        let parsed = crate::href::api_base(base)?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
         Ok(Self { http, base: parsed.into(), key: key.into() })
     }
@@ -100,17 +100,6 @@ impl PaddleApi {
                 _ => return Ok(all),
             }
         }
-    }
-}
-
-/// `api_base` without a trailing slash: https, or http on loopback only
-/// (the API key travels in every request).
-fn url_base(base: &str) -> Result<String, String> {
-    let base = base.trim_end_matches('/');
-    if base.starts_with("http") && crate::href::is_safe(base) && !base.contains(['?', '#']) {
-        Ok(base.to_owned())
-    } else {
-        Err(format!("{base:?} is not an https URL (http only on loopback)"))
     }
 }
 

@@ -42,6 +42,15 @@ impl BillingState {
             Change::ContactEmail(e) => replace_opt(&mut self.contact_email, Some(e.clone())),
             Change::Contact { role, email, source } => self.set_contact(role, email, source),
             Change::Language(l) => replace_opt(&mut self.language, Some(l.clone())),
+            Change::Timezone { zone, source } => set_sourced(&mut self.timezone, zone, *source),
+            Change::BillingPhone { phone, source } => set_sourced(&mut self.billing_phone, phone, *source),
+            Change::Waiting(list) => {
+                let mut list = list.clone();
+                list.sort();
+                list.dedup();
+                list.truncate(MAX_WAITING);
+                replace(&mut self.waiting, list)
+            }
             Change::CardExpiring(card) => match &self.card_expiring {
                 Some(known) if known.at >= card.at => false,
                 _ => replace_opt(&mut self.card_expiring, Some(card.clone())),
@@ -166,7 +175,8 @@ impl BillingState {
         }
     }
 
-    /// A notice went out: recorded once per episode, stage and channel.
+    /// A notice went out: recorded once per episode, stage and channel (and
+    /// no longer waits).
     fn record_notice(&mut self, n: &NoticeSent) -> bool {
         let dup = self.notices.iter().any(|k| {
             k.episode == n.episode && k.stage == n.stage && k.channel == n.channel
@@ -176,6 +186,7 @@ impl BillingState {
         }
         self.notices.push(n.clone());
         self.notices.sort();
+        self.waiting.retain(|w| !(w.episode == n.episode && w.stage == n.stage && w.channel == n.channel));
         true
     }
 
@@ -394,4 +405,17 @@ mod tests {
         assert_eq!(s.oldest_unpaid().map(|(id, _)| id), Some("in_1"));
         assert_eq!(s.amount_due().map(|(a, _)| a), Some(9_800));
     }
+}
+
+/// Notices held for the send window, at most (an account has a few per
+/// stage; the bound keeps a state small whatever the config).
+const MAX_WAITING: usize = 32;
+
+/// Sets or removes a setting; a Stripe value never replaces or removes one
+/// an admin set.
+fn set_sourced(current: &mut Option<Sourced>, value: &Option<String>, source: ContactSource) -> bool {
+    if source == ContactSource::Stripe && current.as_ref().is_some_and(|c| c.source == ContactSource::Admin) {
+        return false;
+    }
+    replace_opt(current, value.as_ref().map(|v| Sourced { value: v.clone(), source }))
 }

@@ -76,6 +76,25 @@ pub enum Change {
     },
     /// The account's preferred language (a BCP 47 tag such as `"de"`).
     Language(String),
+    /// Set (`Some`) or remove (`None`) the account's IANA time zone. One
+    /// an admin set is never replaced or removed by Stripe's.
+    Timezone {
+        /// The zone (`Europe/Riga`), or `None` to remove it.
+        zone: Option<String>,
+        /// Who says so.
+        source: ContactSource,
+    },
+    /// Set (`Some`) or remove (`None`) the billing phone (E.164). One an
+    /// admin set is never replaced or removed by Stripe's.
+    BillingPhone {
+        /// The number (`+37120000000`), or `None` to remove it.
+        phone: Option<String>,
+        /// Who says so.
+        source: ContactSource,
+    },
+    /// The notices held for the send window, replacing the list before
+    /// (the notifier's own bookkeeping: it alone writes this).
+    Waiting(Vec<Waiting>),
     /// The default card expires soon (`customer.source.expiring`); the
     /// newest event wins.
     CardExpiring(CardExpiry),

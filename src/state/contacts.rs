@@ -65,6 +65,23 @@ pub struct Contact {
     pub source: ContactSource,
 }
 
+/// A setting about how to reach an account (its time zone, its billing
+/// phone) and who set it: one an admin set wins over Stripe's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sourced {
+    /// The value.
+    pub value: String,
+    /// Who set it.
+    pub source: ContactSource,
+}
+
+/// Whether `phone` is an E.164 number: `+`, a country code, at most 15
+/// digits in all (`+37120000000`).
+pub fn is_e164(phone: &str) -> bool {
+    let Some(digits) = phone.strip_prefix('+') else { return false };
+    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+}
+
 /// The notice channel of internal summaries to the account manager: never
 /// shown to the customer.
 pub const INTERNAL_CHANNEL: &str = "email:account_manager";

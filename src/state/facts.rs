@@ -116,6 +116,23 @@ pub struct NoticeSent {
     /// Where it went (an e-mail address), when that is worth showing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// Why the receiver refused it for good (a phone number Twilio cannot
+    /// text): recorded so it is not tried again, never listed as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// A notice held until its recipient's send window opens.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Waiting {
+    /// When it goes out.
+    pub at: DateTime<Utc>,
+    /// The episode (or due date) it belongs to.
+    pub episode: DateTime<Utc>,
+    /// The stage (or reminder) it announces.
+    pub stage: String,
+    /// The channel.
+    pub channel: String,
 }
 
 /// A payment coming due: known before anything is owed, so it never puts

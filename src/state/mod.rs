@@ -62,6 +62,12 @@ pub struct BillingState {
     card_expiring: Option<CardExpiry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timezone: Option<Sourced>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    billing_phone: Option<Sourced>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    waiting: Vec<Waiting>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     promises: Vec<Promise>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -257,6 +263,23 @@ impl BillingState {
     /// The account's preferred language, when known.
     pub fn language(&self) -> Option<&str> {
         self.language.as_deref()
+    }
+
+    /// The account's IANA time zone (`Europe/Riga`), when known: its
+    /// messages keep to the send window in that zone.
+    pub fn timezone(&self) -> Option<&Sourced> {
+        self.timezone.as_ref()
+    }
+
+    /// The billing contact's phone number (E.164), when known: where text
+    /// messages go.
+    pub fn billing_phone(&self) -> Option<&Sourced> {
+        self.billing_phone.as_ref()
+    }
+
+    /// Notices held for the send window, each with when it goes out.
+    pub fn waiting(&self) -> &[Waiting] {
+        &self.waiting
     }
 
     /// When the store last wrote this state.

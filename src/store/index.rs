@@ -24,6 +24,9 @@ pub enum Index {
     /// Accounts in debt with a promise to pay, scored by its date: the
     /// ladder speaks again when it passes unpaid.
     Promise,
+    /// Accounts with a notice held for the send window, scored by the
+    /// earliest moment one goes out.
+    Waiting,
 }
 
 /// The score of an override that never expires.
@@ -31,7 +34,7 @@ pub const NEVER: i64 = 99_999_999_999;
 
 impl Index {
     /// All indexes.
-    pub const ALL: [Index; 5] = [Index::Debt, Index::Ended, Index::Override, Index::Upcoming, Index::Promise];
+    pub const ALL: [Index; 6] = [Index::Debt, Index::Ended, Index::Override, Index::Upcoming, Index::Promise, Index::Waiting];
 
     /// The name used in keys.
     pub fn name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Index {
             Index::Override => "override",
             Index::Upcoming => "upcoming",
             Index::Promise => "promise",
+            Index::Waiting => "waiting",
         }
     }
 
@@ -52,6 +56,7 @@ impl Index {
             Index::Override => state.override_().map(|o| o.until.map_or(NEVER, |u| u.timestamp())),
             Index::Upcoming => state.upcoming().values().map(|d| d.due.timestamp()).min(),
             Index::Promise => state.current_promise().map(|p| p.until.timestamp()),
+            Index::Waiting => state.waiting().iter().map(|w| w.at.timestamp()).min(),
         }
     }
 }

@@ -191,7 +191,7 @@ impl Notifier {
                 return false;
             }
         };
-        self.retry(|attempt| {
+        self.sent(|attempt| {
             let message = message.clone();
             async move {
                 match smtp.send(message).await {

@@ -9,7 +9,7 @@ impl Notifier {
     /// by e-mail to the billing contact and by webhook
     /// (`pastdue.card_expiring`), with a signed link to the portal's
     /// payment-method update when pay links are on.
-    pub(super) async fn card_reminder(&self, account: &AccountId, state: &BillingState, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    pub(super) async fn card_reminder(&self, account: &AccountId, state: &BillingState, now: DateTime<Utc>, held: &mut Vec<Waiting>) -> Result<usize, StoreError> {
         let Some(card) = state.card_expiring() else { return Ok(0) };
         // The last day the card works, and the stage it is recorded under.
         let (next_year, next_month) = if card.month == 12 { (card.year + 1, 1) } else { (card.year, card.month + 1) };
@@ -18,7 +18,11 @@ impl Notifier {
         let stage = format!("card_expiring_{}_{:02}", card.year, card.month);
         let update_url = self.signed_pay_url(account, state).map(|u| format!("{u}&flow=payment_method_update"));
         let mut sent = 0;
-        for (channel, to) in self.customer_targets(state, true, true) {
+        for (channel, to) in self.customer_targets(state, true, true, None) {
+            let notice = Notice { episode: last_day, stage: &stage, channel, to: to.clone(), now };
+            if self.hold(state, &notice, Some(last_day), held) {
+                continue;
+            }
             let id = format!("crd_{account}_{stage}");
             let send = async {
                 match &to {
@@ -39,7 +43,7 @@ impl Notifier {
                     }
                 }
             };
-            sent += usize::from(self.once(account, state, Notice { episode: last_day, stage: &stage, channel, to: to.clone(), now }, send).await?);
+            sent += usize::from(self.once(account, state, notice, send).await?);
         }
         Ok(sent)
     }
@@ -48,8 +52,9 @@ impl Notifier {
     /// once its lead time has begun and until the due date, on the entry's
     /// channels (e-mail to the billing contact); claimed, sent and recorded
     /// like stage notices, under the stage `before_due_<lead>` and the
-    /// due date as the episode.
-    pub(super) async fn remind_state(&self, account: &AccountId, state: &BillingState, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    /// due date as the episode. A send window moves a reminder earlier,
+    /// never later: to the start of the last opening before its moment.
+    pub(super) async fn remind_state(&self, account: &AccountId, state: &BillingState, now: DateTime<Utc>, held: &mut Vec<Waiting>) -> Result<usize, StoreError> {
         let inner = &self.inner;
         let mut sent = 0;
         for (key, due) in state.upcoming() {
@@ -58,19 +63,36 @@ impl Notifier {
             }
             for entry in &inner.before_due {
                 let lead = chrono::TimeDelta::from_std(entry.before).unwrap_or(chrono::TimeDelta::MAX);
-                if due.due.checked_sub_signed(lead).is_some_and(|from| now < from) {
-                    continue;
-                }
                 let stage = format!("before_due_{}", lead_name(entry.before));
+                let sms = entry.sms.then_some(BEFORE_DUE);
+                if let Some(moment) = due.due.checked_sub_signed(lead) {
+                    let from = self.earlier(state, moment);
+                    if now < from {
+                        // Moved earlier by the window: the index wakes us then.
+                        if from < moment {
+                            for (channel, _) in self.customer_targets(state, entry.email, entry.webhook, sms) {
+                                if !once::recorded(state, due.due, &stage, channel) {
+                                    held.push(Waiting { at: from, episode: due.due, stage: stage.clone(), channel: channel.to_owned() });
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                }
                 if entry.email && self.has_smtp() && state.contact_email().is_none() {
                     self.nowhere(account, due.due, &stage);
                 }
-                for (channel, to) in self.customer_targets(state, entry.email, entry.webhook) {
+                for (channel, to) in self.customer_targets(state, entry.email, entry.webhook, sms) {
+                    let notice = Notice { episode: due.due, stage: &stage, channel, to: to.clone(), now };
+                    if self.hold(state, &notice, Some(due.due), held) {
+                        continue;
+                    }
                     let id = format!("rmd_{account}_{}_{stage}", due.due.timestamp());
                     let pay_url = due.hosted_url.clone().or_else(|| self.signed_pay_url(account, state));
                     let send = async {
                         match &to {
-                            Some(address) => self.reminder_email(&id, address, state, key, due, pay_url.as_deref()).await,
+                            Some(phone) if channel == SMS => self.text(phone, &self.reminder_text(account, state, key, due, pay_url.as_deref())).await,
+                            Some(address) => self.reminder_email(&id, address, state, key, due, pay_url.as_deref()).await.into(),
                             None => {
                                 let body = json!({
                                     "type": "pastdue.reminder",
@@ -86,11 +108,11 @@ impl Notifier {
                                     "contact_email": state.contact_email(),
                                     "created": now.timestamp(),
                                 });
-                                self.deliver(&serde_json::to_vec(&body).unwrap_or_default()).await
+                                self.deliver(&serde_json::to_vec(&body).unwrap_or_default()).await.into()
                             }
                         }
                     };
-                    sent += usize::from(self.once(account, state, Notice { episode: due.due, stage: &stage, channel, to: to.clone(), now }, send).await?);
+                    sent += usize::from(self.once(account, state, notice, send).await?);
                 }
             }
         }

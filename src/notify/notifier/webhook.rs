@@ -6,7 +6,7 @@ impl Notifier {
     /// POSTs the signed body (signed anew per attempt), with retries.
     pub(super) async fn deliver(&self, body: &[u8]) -> bool {
         let inner = &self.inner;
-        self.retry(|attempt| async move {
+        self.sent(|attempt| async move {
             let signature = crate::signature::sign(inner.config.webhook_secret.expose(), Utc::now().timestamp(), body);
             let sent = inner
                 .http
@@ -41,7 +41,7 @@ impl Notifier {
         let Some(chat) = inner.config.chat.get(index) else { return false };
         let chat_key = format!("notify.chat[{index}]");
         let chat_key = &chat_key;
-        self.retry(|attempt| async move {
+        self.sent(|attempt| async move {
             let sent = inner.http.post(chat.url.expose()).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec()).send().await;
             match sent {
                 Ok(res) if res.status().is_success() => Attempt::Sent,
