@@ -134,18 +134,15 @@ pub fn timeline(
             );
         }
         for n in s.notices() {
-            push(
-                n.at,
-                format!(
-                    "{} notice sent by {}{}",
-                    n.stage,
-                    n.channel,
-                    n.to.as_deref()
-                        .map(|t| format!(" to {t}"))
-                        .unwrap_or_default()
-                ),
-                "notifier",
-            );
+            let to = n.to.as_deref().map(|t| format!(" to {t}")).unwrap_or_default();
+            let what = match &n.refused {
+                Some(why) => format!("{} notice by {}{to} refused for good: {why}", n.stage, n.channel),
+                None => format!("{} notice sent by {}{to}", n.stage, n.channel),
+            };
+            push(n.at, what, "notifier");
+        }
+        for w in s.waiting() {
+            push(w.at, format!("{} notice goes out by {} (held for the send window)", w.stage, w.channel), "notifier");
         }
         for p in s.promises() {
             push(p.at, format!("promise to pay by {} recorded by {}: {}", p.until.format("%Y-%m-%d %H:%M UTC"), p.by, p.reason), "admin");

@@ -231,6 +231,15 @@ pub(super) struct ContactsRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, nullable)]
     account_manager: Option<Option<String>>,
+    /// The account's IANA time zone (`Europe/Riga`): its messages keep to
+    /// the send window there.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    timezone: Option<Option<String>>,
+    /// Where text messages go: an E.164 number (`+37120000000`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    billing_phone: Option<Option<String>>,
 }
 
 /// A field that is present (`null` included): `Some(value)`.
@@ -239,7 +248,7 @@ pub(super) fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: 
 }
 
 pub(super) fn pick_contacts(s: &BillingState) -> Value {
-    serde_json::to_value(s.contacts()).unwrap_or_default()
+    s.reach()
 }
 
 #[utoipa::path(put, path = "/admin/accounts/{account}/contacts", tag = "accounts",
@@ -264,8 +273,26 @@ pub(super) async fn set_contacts(
         }
         changes.push(Change::Contact { role, email, source: ContactSource::Admin });
     }
+    if let Some(zone) = body.timezone {
+        let zone = zone.map(|z| z.trim().to_owned());
+        if let Some(z) = &zone {
+            if crate::notify::parse_zone(z).is_none() {
+                return Err(bad("timezone", "timezone must be an IANA time zone (\"Europe/Riga\", \"America/New_York\") or null"));
+            }
+        }
+        changes.push(Change::Timezone { zone, source: ContactSource::Admin });
+    }
+    if let Some(phone) = body.billing_phone {
+        let phone = phone.map(|p| p.trim().to_owned());
+        if let Some(p) = &phone {
+            if !crate::state::is_e164(p) {
+                return Err(bad("billing_phone", "billing_phone must be an E.164 number (\"+37120000000\") or null"));
+            }
+        }
+        changes.push(Change::BillingPhone { phone, source: ContactSource::Admin });
+    }
     if changes.is_empty() {
-        return Err(bad("body", "give accountant and/or account_manager (an address, or null to remove)"));
+        return Err(bad("body", "give accountant, account_manager, timezone and/or billing_phone (a value, or null to remove)"));
     }
     changes_and_audit(&admin, &account, &changes, draft(&who, "contacts.set", None, pick_contacts)).await
 }

@@ -75,7 +75,8 @@ pub(super) struct AgendaItem {
     at: DateTime<Utc>,
     account: String,
     /// `stage` (the account enters `stage`), `due` (a payment comes due),
-    /// `override_expires`, or `promise_due` (a promise to pay comes due).
+    /// `override_expires`, `promise_due` (a promise to pay comes due), or
+    /// `notice` (a notice held for the send window goes out on `channel`).
     event: String,
     /// The stage entered, for `stage` events.
     stage: Option<String>,
@@ -84,6 +85,9 @@ pub(super) struct AgendaItem {
     /// For `due` events, in minor units.
     amount_due: Option<i64>,
     currency: Option<String>,
+    /// For `notice` events: `email`, `sms`, `webhook`, `chat`, ….
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
 }
 
 /// What happens between `from` and `to`, ordered by time.
@@ -136,7 +140,7 @@ pub(super) async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<Agen
                 continue;
             }
             let at = DateTime::from_timestamp(entry.score.saturating_add(after), 0).unwrap_or(to);
-            items.push(AgendaItem { at, account: entry.account.to_string(), event: "stage".into(), stage: Some(stage.name().to_owned()), action: Some(stage.action().as_str().to_owned()), amount_due: None, currency: None });
+            items.push(AgendaItem { at, account: entry.account.to_string(), event: "stage".into(), stage: Some(stage.name().to_owned()), action: Some(stage.action().as_str().to_owned()), amount_due: None, currency: None, channel: None });
         }
     }
     // Payments coming due (the index holds each account's earliest due).
@@ -145,7 +149,7 @@ pub(super) async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<Agen
     for entry in found.into_iter().take(limit) {
         let Some(state) = admin.store.load(&entry.account).await.map_err(unavailable)? else { continue };
         for due in state.upcoming().values().filter(|d| (from..=to).contains(&d.due)) {
-            items.push(AgendaItem { at: due.due, account: entry.account.to_string(), event: "due".into(), stage: None, action: None, amount_due: Some(due.amount_due), currency: Some(due.currency.to_string()) });
+            items.push(AgendaItem { at: due.due, account: entry.account.to_string(), event: "due".into(), stage: None, action: None, amount_due: Some(due.amount_due), currency: Some(due.currency.to_string()), channel: None });
         }
     }
     // Overrides that lapse.
@@ -153,14 +157,24 @@ pub(super) async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<Agen
     truncated |= found.len() > limit;
     for entry in found.into_iter().take(limit) {
         let at = DateTime::from_timestamp(entry.score, 0).unwrap_or(to);
-        items.push(AgendaItem { at, account: entry.account.to_string(), event: "override_expires".into(), stage: None, action: None, amount_due: None, currency: None });
+        items.push(AgendaItem { at, account: entry.account.to_string(), event: "override_expires".into(), stage: None, action: None, amount_due: None, currency: None, channel: None });
     }
     // Promises to pay that come due.
     let found = admin.store.scan_index(Index::Promise, lo, hi, None, limit + 1).await.map_err(unavailable)?;
     truncated |= found.len() > limit;
     for entry in found.into_iter().take(limit) {
         let at = DateTime::from_timestamp(entry.score, 0).unwrap_or(to);
-        items.push(AgendaItem { at, account: entry.account.to_string(), event: "promise_due".into(), stage: None, action: None, amount_due: None, currency: None });
+        items.push(AgendaItem { at, account: entry.account.to_string(), event: "promise_due".into(), stage: None, action: None, amount_due: None, currency: None, channel: None });
+    }
+    // Notices held for a send window (the index holds each account's
+    // earliest; the state lists them all).
+    let found = admin.store.scan_index(Index::Waiting, lo, hi, None, limit + 1).await.map_err(unavailable)?;
+    truncated |= found.len() > limit;
+    for entry in found.into_iter().take(limit) {
+        let Some(state) = admin.store.load(&entry.account).await.map_err(unavailable)? else { continue };
+        for w in state.waiting().iter().filter(|w| (from..=to).contains(&w.at)) {
+            items.push(AgendaItem { at: w.at, account: entry.account.to_string(), event: "notice".into(), stage: Some(w.stage.clone()), action: None, amount_due: None, currency: None, channel: Some(w.channel.clone()) });
+        }
     }
     items.sort_by(|a, b| (a.at, &a.account).cmp(&(b.at, &b.account)));
     truncated |= items.len() > limit;

@@ -57,6 +57,19 @@ pub struct AccountView {
     /// `accountant`, `account_manager`; each `null` when unknown.
     #[schema(value_type = Object)]
     contacts: Value,
+    /// The account's IANA time zone (`null`: `notify.timezone`), and who
+    /// set it (`timezone_source`: `admin` or `stripe`).
+    timezone: Option<String>,
+    #[schema(value_type = Option<String>)]
+    timezone_source: Option<crate::state::ContactSource>,
+    /// Where text messages go (E.164), and who set it.
+    billing_phone: Option<String>,
+    #[schema(value_type = Option<String>)]
+    billing_phone_source: Option<crate::state::ContactSource>,
+    /// Notices held for the send window, soonest first: `at` (when it goes
+    /// out), `episode`, `stage`, `channel`.
+    #[schema(value_type = Vec<Object>)]
+    waiting: Vec<crate::state::Waiting>,
     /// The ladder the account is on and why (`name`, `source`: `admin`,
     /// `plan`, `repeat` or `default`, `why`, the earlier `episodes`, the
     /// `broken_promises` that made a repeat offender, `skipped` choices).
@@ -136,6 +149,11 @@ pub(super) fn view(account: &AccountId, state: Option<&BillingState>, policy: &P
             "accountant": s.contact(ContactRole::Accountant),
             "account_manager": s.contact(ContactRole::AccountManager),
         }),
+        timezone: s.timezone().map(|z| z.value.clone()),
+        timezone_source: s.timezone().map(|z| z.source),
+        billing_phone: s.billing_phone().map(|p| p.value.clone()),
+        billing_phone_source: s.billing_phone().map(|p| p.source),
+        waiting: s.waiting().to_vec(),
         ladder: serde_json::to_value(policy.explain(state, now)).unwrap_or_default(),
         promises: s
             .promises()

@@ -75,6 +75,24 @@ pub struct Sourced {
     pub source: ContactSource,
 }
 
+impl super::BillingState {
+    /// Who hears about the account and how to reach them, as the audit
+    /// log records a change to it: contacts by role, `timezone`,
+    /// `billing_phone`, each with who set it.
+    pub fn reach(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self.contacts()).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            if let Some(z) = self.timezone() {
+                map.insert("timezone".into(), serde_json::to_value(z).unwrap_or_default());
+            }
+            if let Some(p) = self.billing_phone() {
+                map.insert("billing_phone".into(), serde_json::to_value(p).unwrap_or_default());
+            }
+        }
+        v
+    }
+}
+
 /// Whether `phone` is an E.164 number: `+`, a country code, at most 15
 /// digits in all (`+37120000000`).
 pub fn is_e164(phone: &str) -> bool {

@@ -121,6 +121,32 @@ pub(crate) fn contacts(event: &Event, keys: &[(crate::state::ContactRole, String
     changes
 }
 
+/// How to reach a customer event's customer besides e-mail: its `phone`
+/// (the billing phone, when E.164) and the IANA zone its metadata names
+/// under `timezone_key` (`""` = not read). A missing or empty value removes
+/// the one Stripe set (an admin's stays either way); an invalid one is
+/// logged and ignored.
+pub(crate) fn reach(event: &Event, timezone_key: &str) -> Vec<Change> {
+    use crate::state::ContactSource::Stripe;
+    if !matches!(event.kind.as_str(), "customer.created" | "customer.updated") {
+        return Vec::new();
+    }
+    let mut changes = Vec::new();
+    match str_at(&event.object, "phone").map(str::trim) {
+        Some(p) if crate::state::is_e164(p) => changes.push(Change::BillingPhone { phone: Some(p.to_owned()), source: Stripe }),
+        Some(_) => tracing::warn!(customer = ?str_at(&event.object, "id"), "the customer's phone is not an E.164 number (+37120000000); no text messages to it"),
+        None => changes.push(Change::BillingPhone { phone: None, source: Stripe }),
+    }
+    if !timezone_key.is_empty() {
+        match metadata(Some(&event.object), timezone_key).map(str::trim) {
+            Some(z) if crate::notify::parse_zone(z).is_some() => changes.push(Change::Timezone { zone: Some(z.to_owned()), source: Stripe }),
+            Some(z) => tracing::warn!(key = timezone_key, value = z, "customer metadata is not an IANA time zone; ignored"),
+            None => changes.push(Change::Timezone { zone: None, source: Stripe }),
+        }
+    }
+    changes
+}
+
 /// The object's time fields pastdue reads (besides the envelope's `created`).
 const TIME_FIELDS: &[&str] = &["due_date"];
 

@@ -27,6 +27,8 @@ pub struct Mapper {
     unmapped: Unmapped,
     /// Customer metadata keys naming contacts (`[notify.metadata]`).
     contact_keys: Vec<(crate::state::ContactRole, String)>,
+    /// The customer metadata key naming the account's time zone.
+    timezone_key: String,
     /// Where a subscription's plan names its ladder.
     pub(super) plan: Arc<event::PlanLadder>,
 }
@@ -51,13 +53,14 @@ impl Mapper {
             None => None,
         };
         let plan = Arc::new(event::PlanLadder { metadata_key: config.ladder_metadata_key.clone(), by_lookup_key: config.ladder_by_lookup_key.clone() });
-        Ok(Self { store, api, metadata_key: config.metadata_key.clone(), unmapped: config.unmapped, contact_keys: Vec::new(), plan })
+        Ok(Self { store, api, metadata_key: config.metadata_key.clone(), unmapped: config.unmapped, contact_keys: Vec::new(), timezone_key: String::new(), plan })
     }
 
-    /// Also reads contacts from customer metadata under `keys`
-    /// (`[notify.metadata]`); [`crate::Pastdue`] does this for you.
+    /// Also reads contacts and the time zone from customer metadata under
+    /// `keys` (`[notify.metadata]`); [`crate::Pastdue`] does this for you.
     pub fn with_contact_keys(mut self, keys: &crate::notify::ContactKeys) -> Self {
         use crate::state::ContactRole;
+        self.timezone_key = keys.timezone.clone();
         self.contact_keys = [(ContactRole::Accountant, &keys.accountant), (ContactRole::AccountManager, &keys.account_manager)]
             .into_iter()
             .filter(|(_, k)| !k.is_empty())
@@ -169,6 +172,7 @@ impl Delivery for Webhooks {
             return Ok(Read::Ignored(None));
         };
         facts.changes.extend(event::contacts(event, &self.mapper.contact_keys));
+        facts.changes.extend(event::reach(event, &self.mapper.timezone_key));
         self.mapper.plan.fill(&mut facts.changes, &event.object);
         match self.mapper.account(facts.customer.as_deref(), facts.account_hint.as_deref()).await {
             Ok(Some(account)) => Ok(Read::Apply { key: event.id.clone(), account, changes: facts.changes }),

@@ -1,8 +1,8 @@
 //! Test support, one harness per file: a private `redis-server`
 //! (`redis.rs`), a Redis Cluster (`cluster.rs`), localstripe
 //! (`localstripe.rs`), an SMTP receiver (`smtp.rs`), the demo binary
-//! (`demo.rs`), state builders (`builders.rs`) and signed Stripe events
-//! (`events.rs`). Every process is
+//! (`demo.rs`), state builders (`builders.rs`), signed Stripe events
+//! (`events.rs`) and a stand-in for Twilio's Messages API (`twilio.rs`). Every process is
 //! started on a free loopback port and stopped when dropped.
 #![allow(dead_code, unreachable_pub)]
 
@@ -19,6 +19,7 @@ mod localstripe;
 mod paddle;
 mod redis;
 mod smtp;
+mod twilio;
 
 #[allow(unused_imports)]
 pub use self::builders::*;
@@ -37,6 +38,8 @@ pub use self::paddle::*;
 pub use self::redis::*;
 #[allow(unused_imports)]
 pub use self::smtp::*;
+#[allow(unused_imports)]
+pub use self::twilio::*;
 
 /// Runs the venv's Python (`scripts/test.sh` makes `.venv` and installs
 /// the reference libraries into it) with `args`, `input` on stdin; its

@@ -101,7 +101,7 @@ pub(super) async fn act(State(admin): State<Arc<Admin>>, headers: HeaderMap, Pat
         }
         .await,
         "contacts" => async {
-            let body = request(json!({ "accountant": text("accountant"), "account_manager": text("account_manager") }))?;
+            let body = request(json!({ "accountant": text("accountant"), "account_manager": text("account_manager"), "timezone": text("timezone"), "billing_phone": text("billing_phone") }))?;
             set_contacts(State(admin.clone()), caller(), path(), AdminJson(body)).await.map(|_| "contacts")
         }
         .await,

@@ -114,6 +114,7 @@ async fn overview_data(admin: &Arc<Admin>) -> Result<Value, Failure> {
                 Some("due") => format!("payment due: {}", money_of(&json!({ i["currency"].as_str().unwrap_or("xxx"): i["amount_due"] }))),
                 Some("override_expires") => "override ends".into(),
                 Some("promise_due") => "promise to pay falls due".into(),
+                Some("notice") => format!("{} notice goes out by {} (held for the send window)", i["stage"].as_str().unwrap_or("?"), i["channel"].as_str().unwrap_or("?")),
                 other => other.unwrap_or("?").to_owned(),
             };
             json!({ "at": when(&i["at"]), "account": i["account"], "what": what })

@@ -119,6 +119,22 @@ pub fn status_text(view: &Value, state: Option<&BillingState>) -> String {
     let _ = writeln!(out, "override    {override_line}");
     let contact = |role: &str| view["contacts"][role].as_str().unwrap_or("—").to_owned();
     let _ = writeln!(out, "contacts    billing {}, accountant {}, account manager {}", contact("billing"), contact("accountant"), contact("account_manager"));
+    let _ = writeln!(
+        out,
+        "reach       time zone {}, billing phone {}",
+        view["timezone"].as_str().unwrap_or("— (notify.timezone)"),
+        view["billing_phone"].as_str().unwrap_or("—")
+    );
+    for (i, w) in view["waiting"].as_array().into_iter().flatten().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}{} by {} goes out at {} (send window)",
+            if i == 0 { "waiting     " } else { "            " },
+            w["stage"].as_str().unwrap_or("?"),
+            w["channel"].as_str().unwrap_or("?"),
+            w["at"].as_str().unwrap_or("?"),
+        );
+    }
     let customers: Vec<&str> = view["customers"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -169,6 +185,7 @@ pub fn status_text(view: &Value, state: Option<&BillingState>) -> String {
                 .as_str()
                 .map(|t| format!(" to {t}"))
                 .unwrap_or_default()
+                + &n["refused"].as_str().map(|r| format!(" — refused: {r}")).unwrap_or_default()
         );
     }
     out

@@ -10,6 +10,7 @@
 //! key); `3` `status`/`explain` of an account the store has never heard of
 //! (the output still says what the gate does with it).
 
+mod contacts;
 mod explain;
 mod report;
 
@@ -81,6 +82,28 @@ enum Command {
         /// Why (required; shown in the audit log).
         #[arg(long)]
         reason: String,
+        /// Print the account view (JSON) afterwards.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set how to reach an account: its accountant, account manager, time
+    /// zone (its messages keep to the send window there) and billing phone
+    /// (text messages); `none` removes one (audited, as "cli").
+    Contacts {
+        /// The account id.
+        account: String,
+        /// The accountant's e-mail address.
+        #[arg(long)]
+        accountant: Option<String>,
+        /// Your staff member's e-mail address.
+        #[arg(long)]
+        account_manager: Option<String>,
+        /// An IANA time zone (`Europe/Riga`).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// An E.164 number (`+37120000000`).
+        #[arg(long)]
+        billing_phone: Option<String>,
         /// Print the account view (JSON) afterwards.
         #[arg(long)]
         json: bool,
@@ -242,6 +265,19 @@ async fn run(command: Command, file: Option<std::path::PathBuf>) -> Result<(), F
                 set_override(store.as_ref(), &account, mode, until.as_deref(), &reason).await?;
             let view =
                 serde_json::to_value(AccountView::of(&account, Some(&state), &policy, Utc::now()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", explain::terminal_safe(&explain::status_text(&view, Some(&state))));
+            }
+            Ok(())
+        }
+        Command::Contacts { account, accountant, account_manager, timezone, billing_phone, json } => {
+            let account = parse_account(&account)?;
+            let changes = contacts::changes(accountant, account_manager, timezone, billing_phone)?;
+            let store = connect(&config).await?;
+            let state = contacts::apply(store.as_ref(), &account, &changes).await?;
+            let view = serde_json::to_value(AccountView::of(&account, Some(&state), &policy, Utc::now()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
