@@ -41,17 +41,17 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/n
 fi
 
 # Python test tools (the Stripe emulator, the Standard Webhooks reference
-# library, Paddle's official SDK, a JSON Schema validator) live in a local
-# venv, .venv/.
+# library, Paddle's and Twilio's official clients, a JSON Schema validator)
+# live in a local venv, .venv/.
 command -v python3 >/dev/null || apt_install python3
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; python3 -m venv .venv; }
 fi
 if [ ! -x .venv/bin/localstripe ] || [ ! -x .venv/bin/schemathesis ] || [ ! -x .venv/bin/openapi-spec-validator ] \
-  || ! .venv/bin/python -c 'import aiosmtpd, standardwebhooks, jsonschema, paddle_billing' 2>/dev/null; then
-  log "installing localstripe, schemathesis, openapi-spec-validator, aiosmtpd, standardwebhooks, jsonschema and paddle-python-sdk into .venv"
+  || ! .venv/bin/python -c 'import aiosmtpd, standardwebhooks, jsonschema, paddle_billing, twilio' 2>/dev/null; then
+  log "installing localstripe, schemathesis, openapi-spec-validator, aiosmtpd, standardwebhooks, jsonschema, paddle-python-sdk and twilio into .venv"
   .venv/bin/pip install --quiet --disable-pip-version-check localstripe==1.15.10 schemathesis==4.32.5 \
-    openapi-spec-validator==0.7.2 aiosmtpd==1.4.6 standardwebhooks==1.0.0 jsonschema==4.23.0 paddle-python-sdk==1.16.1
+    openapi-spec-validator==0.7.2 aiosmtpd==1.4.6 standardwebhooks==1.0.0 jsonschema==4.23.0 paddle-python-sdk==1.16.1 twilio==9.13.0
 fi
 export LOCALSTRIPE_BIN="$PWD/.venv/bin/localstripe"
 
