@@ -19,7 +19,7 @@
 //! | `pastdue_admin_auth_failures_total` | | admin requests refused for a missing or wrong token |
 //! | `pastdue_link_conflicts_total` | | Stripe metadata that disagreed with an admin's customer link (the admin link stays) |
 //! | `pastdue_invalidation_resubscribes_total` | | times the invalidation listener (re)subscribed |
-//! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`; `no_recipient`: a reminder by e-mail for an account with no billing address, once per reminder) | stage notices and reminders |
+//! | `pastdue_notices_total` | `channel`, `result` (`sent`/`failed`; `refused`: the receiver refused it for good, e.g. a number Twilio cannot text; `no_recipient`: a reminder by e-mail for an account with no billing address, once per reminder) | stage notices and reminders |
 //! | `pastdue_checks_refused_total` | `reason` (`missing`, `invalid`, `conflicting`: the `X-Forwarded-*` and `X-Original-*` families disagree, `dot_segments`) | `/check` and `/page` requests refused with `400` |
 //! | `pastdue_events_webhooks_total` | `type`, `result` | Standard Webhooks events (`/webhooks/events`) outcomes |
 //! | `pastdue_paddle_webhooks_total` | `type`, `result` | Paddle notifications (`/webhooks/paddle`) outcomes, as `pastdue_webhooks_total` |
@@ -104,7 +104,7 @@ const HELP: [(&str, &str); 22] = [
     (ADMIN_AUTH_FAILURES, "Admin API requests refused for a missing or wrong bearer token."),
     (LINK_CONFLICTS, "Stripe metadata that named another account than an admin's customer link (the admin link stays)."),
     (RESUBSCRIBES, "Times the cache's invalidation listener (re)subscribed to the store."),
-    (NOTICES, "Stage notices and reminders by channel and result (sent, failed, or no_recipient: no billing e-mail address known)."),
+    (NOTICES, "Stage notices and reminders by channel and result (sent, failed, refused: the receiver refused it for good, or no_recipient: no billing e-mail address known)."),
     (VERIFICATIONS, "Verifications with Stripe before a debt 402, by result (paid, owed, recent, limited, failed)."),
     (CHECKS_REFUSED, "Forward-auth checks refused with 400 because the proxy did not describe one original request, by reason (missing, invalid, conflicting: X-Forwarded-* and X-Original-* disagree, dot_segments)."),
     (SWEEPS, "Debt sweeps this instance ran (it held the sweep lease)."),

@@ -392,3 +392,40 @@ async fn each_owed_invoice_shows_its_own_pay_link() {
     let paddle = list.find("https://pay.example.com/checkout?_ptxn=txn_01hacme").expect("Paddle's pay link");
     assert!(stripe < paddle, "oldest first");
 }
+
+/// The contacts form sends back only what the operator changed: a phone
+/// and zone Stripe gave stay Stripe's (so Stripe can still change them)
+/// when only the accountant is edited; a zone typed in is validated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contacts_form_changes_only_what_the_operator_changed() {
+    use pastdue::state::ContactSource;
+    let app = app().await;
+    let acme = AccountId::new("acme").unwrap();
+    let stripe_said = [
+        Change::BillingPhone { phone: Some("+37120000000".into()), source: ContactSource::Stripe },
+        Change::Timezone { zone: Some("Europe/Riga".into()), source: ContactSource::Stripe },
+    ];
+    app.store.apply(&acme, None, &stripe_said).await.unwrap();
+    let alice = app.sign_in(ALICE).await;
+    let csrf = app.csrf(&alice).await;
+    let same = format!("https://{HOST}");
+    let page = app.get("/admin/ui/accounts/acme", Some(&alice)).await;
+    assert!(page.body.contains("name=\"was_billing_phone\" value=\"+37120000000\""), "the form remembers what it showed");
+    let form = [("accountant", "acc@acme.example"), ("account_manager", ""), ("timezone", "Europe/Riga"), ("billing_phone", "+37120000000"), ("was_accountant", ""), ("was_account_manager", ""), ("was_timezone", "Europe/Riga"), ("was_billing_phone", "+37120000000"), ("csrf", &csrf)];
+    let saved = app.post("/admin/ui/accounts/acme/contacts", Some(&alice), &form, Some(&same)).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let state = app.store.load(&acme).await.unwrap().unwrap();
+    assert_eq!(state.contact(pastdue::state::ContactRole::Accountant), Some("acc@acme.example"));
+    assert_eq!(state.billing_phone().unwrap().source, ContactSource::Stripe, "untouched: still Stripe's");
+    assert_eq!(state.timezone().unwrap().source, ContactSource::Stripe);
+    // A zone typed in: validated, then the operator's.
+    let bad = [("timezone", "Riga"), ("was_timezone", "Europe/Riga"), ("csrf", &csrf)];
+    let refused = app.post("/admin/ui/accounts/acme/contacts", Some(&alice), &bad, Some(&same)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("timezone"), "{}", refused.body);
+    let good = [("timezone", "Asia/Kathmandu"), ("was_timezone", "Europe/Riga"), ("csrf", &csrf)];
+    assert_eq!(app.post("/admin/ui/accounts/acme/contacts", Some(&alice), &good, Some(&same)).await.status, StatusCode::SEE_OTHER);
+    let state = app.store.load(&acme).await.unwrap().unwrap();
+    assert_eq!((state.timezone().unwrap().value.as_str(), state.timezone().unwrap().source), ("Asia/Kathmandu", ContactSource::Admin));
+    assert_eq!(state.billing_phone().unwrap().source, ContactSource::Stripe);
+}

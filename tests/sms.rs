@@ -178,12 +178,20 @@ async fn twilio_refusals_are_recorded_not_retried() {
     assert_eq!(refused[0]["refused"], "Twilio 21610: Attempt to send to unsubscribed recipient");
     assert_eq!(refused[0]["to"], "+15005550004");
 
+    // A country the Twilio account may not text (21408) is the sender's
+    // setup, not the customer: not recorded, tried again once fixed.
+    let abroad = AccountId::new("abroad").unwrap();
+    store.apply(&abroad, None, &debtor(clock.now(), "en", "+15005550003")).await.unwrap();
+    assert_eq!(n.check(&abroad).await.unwrap(), 0);
+    assert_eq!(twilio.requests(), 2, "one request, no retries");
+    assert!(store.load(&abroad).await.unwrap().unwrap().notices().iter().all(|n| n.channel != "sms"), "not recorded as refused");
+
     // Busy twice, then accepted: three requests, one message.
     let busy = AccountId::new("busy").unwrap();
     store.apply(&busy, None, &debtor(clock.now(), "en", "+37120000001")).await.unwrap();
     twilio.busy_for(2);
     assert_eq!(n.check(&busy).await.unwrap(), 1);
-    assert_eq!(twilio.requests(), 4);
+    assert_eq!(twilio.requests(), 5);
     assert_eq!(twilio.texted().len(), 1);
 
     // A wrong token: one request per pass, nothing recorded, tried again.
@@ -194,17 +202,17 @@ async fn twilio_refusals_are_recorded_not_retried() {
     let later = AccountId::new("later").unwrap();
     store.apply(&later, None, &debtor(clock.now(), "en", "+37120000002")).await.unwrap();
     assert_eq!(n.check(&later).await.unwrap(), 0);
-    assert_eq!(twilio.requests(), 5, "no retries on 401");
+    assert_eq!(twilio.requests(), 6, "no retries on 401");
     assert!(store.load(&later).await.unwrap().unwrap().notices().iter().all(|n| n.channel != "sms"));
     // Held by its claim until the lease lapses, then tried again, once.
     n.check(&later).await.unwrap();
-    assert_eq!(twilio.requests(), 5, "the claim holds it for notify.lease");
+    assert_eq!(twilio.requests(), 6, "the claim holds it for notify.lease");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while twilio.requests() < 6 && std::time::Instant::now() < deadline {
+    while twilio.requests() < 7 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         n.check(&later).await.unwrap();
     }
-    assert_eq!(twilio.requests(), 6, "tried again once the claim lapsed");
+    assert_eq!(twilio.requests(), 7, "tried again once the claim lapsed");
 }
 
 /// The stand-in is what Twilio's own client expects.
@@ -238,7 +246,8 @@ fn sms_settings_name_their_key_and_never_repeat_the_token() {
         s.from = "+15005550006".into();
         s
     };
-    let cases: Vec<(Box<dyn Fn(&mut pastdue::notify::SmsConfig)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut pastdue::notify::SmsConfig)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|s| s.account_sid = "AC123".into()), "notify.sms.account_sid"),
         (Box::new(|s| s.auth_token = "".into()), "notify.sms.auth_token"),
         (Box::new(|s| s.from = "0123".into()), "notify.sms.from"),

@@ -218,6 +218,29 @@ async fn a_reminder_before_due_moves_earlier_not_later() {
     assert_eq!((seen.len(), seen[0]["type"].as_str()), (1, Some("pastdue.reminder")));
 }
 
+/// Two instances whose windows differ (a rolling change of send_hours)
+/// settle on the earlier time instead of rewriting each other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_that_disagree_settle_on_the_earliest_opening() {
+    let (url, _seen) = receiver().await;
+    let clock = ManualClock::starting_at(at("2026-12-06T02:00:00Z")); // Sunday night
+    let store: Arc<dyn Store> = Arc::new(pastdue::MemoryStore::new());
+    let old = notifier(&config(&url, "10:00-18:00", &[]), store.clone(), &clock);
+    let new = notifier(&config(&url, "08:00-18:00", &[]), store.clone(), &clock);
+    let acct = AccountId::new("both").unwrap();
+    store.apply(&acct, None, &[unpaid("in_1", 4_900, clock.now())]).await.unwrap();
+    let stored = || async { store.load(&acct).await.unwrap().unwrap() };
+    old.check(&acct).await.unwrap();
+    new.check(&acct).await.unwrap();
+    let settled = stored().await;
+    assert_eq!(settled.waiting()[0].at, at("2026-12-06T07:00:00Z"), "08:00 in Berlin, the earlier");
+    for _ in 0..3 {
+        old.check(&acct).await.unwrap();
+        new.check(&acct).await.unwrap();
+    }
+    assert_eq!(stored().await.updated_at(), settled.updated_at(), "no more writes");
+}
+
 #[test]
 fn window_settings_name_their_key() {
     let store: Arc<dyn Store> = Arc::new(pastdue::MemoryStore::new());

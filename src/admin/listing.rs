@@ -167,8 +167,8 @@ pub(super) async fn agenda(State(admin): State<Arc<Admin>>, Query(q): Query<Agen
         items.push(AgendaItem { at, account: entry.account.to_string(), event: "promise_due".into(), stage: None, action: None, amount_due: None, currency: None, channel: None });
     }
     // Notices held for a send window (the index holds each account's
-    // earliest; the state lists them all).
-    let found = admin.store.scan_index(Index::Waiting, lo, hi, None, limit + 1).await.map_err(unavailable)?;
+    // earliest, which may lie before the window; the state lists them all).
+    let found = admin.store.scan_index(Index::Waiting, 0, hi, None, limit + 1).await.map_err(unavailable)?;
     truncated |= found.len() > limit;
     for entry in found.into_iter().take(limit) {
         let Some(state) = admin.store.load(&entry.account).await.map_err(unavailable)? else { continue };

@@ -24,6 +24,7 @@ mod webhook;
 mod webhook;
 
 pub(super) use self::attempt::Outcome;
+#[cfg(feature = "notify-webhook")]
 use self::attempt::Attempt;
 use self::routes::{routes, Recipient};
 use self::summary::payload;
@@ -173,7 +174,8 @@ struct Inner {
     window: crate::notify::SendWindow,
     /// `notify.timezone`: the team's, and accounts' without their own.
     zone: chrono_tz::Tz,
-    /// `[notify.sms]`, when on.
+    /// `[notify.sms]`, when on (never, without `notify-webhook`).
+    #[cfg_attr(not(feature = "notify-webhook"), allow(dead_code))]
     sms: Option<sms::Sms>,
 }
 
@@ -251,7 +253,6 @@ impl Notifier {
             smtp,
             #[cfg(feature = "notify-email")]
             from,
-            #[cfg(feature = "notify-email")]
             languages,
             product_name: page.product_name,
             #[cfg(feature = "notify-email")]
@@ -393,6 +394,9 @@ impl Notifier {
                 ranges.push((Index::Waiting, 0, now_s));
             }
             Some(last) => {
+                // (A reminder a window moves earlier is found through the
+                // Waiting index: the check that learns of its due records
+                // when it goes, and the full sweep looks 8 days further.)
                 // A stage `after` its debt's start is entered in (last, now]
                 // by debts that started in that window moved back (one
                 // second of slack for sub-second offsets).
@@ -469,7 +473,7 @@ impl Notifier {
         }
         let mut held = Vec::new();
         let sent = self.notices(account, &state, now, &mut held).await?;
-        self.keep_waiting(account, &state, held).await?;
+        self.keep_waiting(account, &state, held, now).await?;
         Ok(sent)
     }
 

@@ -68,7 +68,7 @@ pub struct SmsConfig {
     pub api_base: String,
     /// `account_sid`: the Twilio account (`AC…`; `""` = SMS off).
     pub account_sid: String,
-    /// `auth_token`: its auth token (or an API key secret).
+    /// `auth_token`: its auth token.
     pub auth_token: Secret,
     /// `from`: the sending number (E.164) or alphanumeric sender id.
     pub from: String,

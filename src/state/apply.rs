@@ -318,6 +318,15 @@ fn replace_opt<T: PartialEq>(slot: &mut Option<T>, value: Option<T>) -> bool {
     replace(slot, value)
 }
 
+/// Sets or removes a setting; a Stripe value never replaces or removes one
+/// an admin set.
+fn set_sourced(current: &mut Option<Sourced>, value: &Option<String>, source: ContactSource) -> bool {
+    if source == ContactSource::Stripe && current.as_ref().is_some_and(|c| c.source == ContactSource::Admin) {
+        return false;
+    }
+    replace_opt(current, value.as_ref().map(|v| Sourced { value: v.clone(), source }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,17 +414,4 @@ mod tests {
         assert_eq!(s.oldest_unpaid().map(|(id, _)| id), Some("in_1"));
         assert_eq!(s.amount_due().map(|(a, _)| a), Some(9_800));
     }
-}
-
-/// Notices held for the send window, at most (an account has a few per
-/// stage; the bound keeps a state small whatever the config).
-const MAX_WAITING: usize = 32;
-
-/// Sets or removes a setting; a Stripe value never replaces or removes one
-/// an admin set.
-fn set_sourced(current: &mut Option<Sourced>, value: &Option<String>, source: ContactSource) -> bool {
-    if source == ContactSource::Stripe && current.as_ref().is_some_and(|c| c.source == ContactSource::Admin) {
-        return false;
-    }
-    replace_opt(current, value.as_ref().map(|v| Sourced { value: v.clone(), source }))
 }

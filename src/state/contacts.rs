@@ -93,11 +93,11 @@ impl super::BillingState {
     }
 }
 
-/// Whether `phone` is an E.164 number: `+`, a country code, at most 15
-/// digits in all (`+37120000000`).
+/// Whether `phone` is an E.164 number: `+`, a country code and the
+/// number, 7 to 15 digits in all (`+37120000000`; Niue's `+6834002`).
 pub fn is_e164(phone: &str) -> bool {
     let Some(digits) = phone.strip_prefix('+') else { return false };
-    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+    (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 /// The notice channel of internal summaries to the account manager: never

@@ -80,6 +80,10 @@ pub struct BillingState {
     updated_at: Option<DateTime<Utc>>,
 }
 
+/// Notices held for the send window an account keeps, at most (a few per
+/// stage; the bound keeps a state small whatever the config).
+pub(crate) const MAX_WAITING: usize = 32;
+
 impl BillingState {
     /// Sets the time of the last write (the store does this).
     pub fn set_updated_at(&mut self, at: DateTime<Utc>) {

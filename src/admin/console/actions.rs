@@ -101,8 +101,19 @@ pub(super) async fn act(State(admin): State<Arc<Admin>>, headers: HeaderMap, Pat
         }
         .await,
         "contacts" => async {
-            let body = request(json!({ "accountant": text("accountant"), "account_manager": text("account_manager"), "timezone": text("timezone"), "billing_phone": text("billing_phone") }))?;
-            set_contacts(State(admin.clone()), caller(), path(), AdminJson(body)).await.map(|_| "contacts")
+            // Only what the operator changed: a value the form showed and
+            // got back as it was (Stripe's phone, say) stays Stripe's, so
+            // Stripe can still change or remove it.
+            let mut body = serde_json::Map::new();
+            for name in ["accountant", "account_manager", "timezone", "billing_phone"] {
+                if text(name) != text(&format!("was_{name}")) {
+                    body.insert(name.to_owned(), json!(text(name)));
+                }
+            }
+            if body.is_empty() {
+                return Ok("contacts-unchanged");
+            }
+            set_contacts(State(admin.clone()), caller(), path(), AdminJson(request(Value::Object(body))?)).await.map(|_| "contacts")
         }
         .await,
         "notes" => async {

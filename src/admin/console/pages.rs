@@ -264,6 +264,7 @@ fn done_message(code: &str) -> Option<&'static str> {
         "promise" => "Promise recorded: the ladder waits at its first stage until the date.",
         "ladder" => "Ladder choice saved.",
         "contacts" => "Contacts saved.",
+        "contacts-unchanged" => "Nothing to save: the contacts are as they were.",
         "note" => "Note added.",
         "verified-paid" => "Stripe says it is paid: the debt is settled and the gate lets the customer in.",
         "verified-owed" => "Stripe says it is still owed.",

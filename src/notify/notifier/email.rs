@@ -96,7 +96,7 @@ impl Notifier {
         let reminders: Vec<String> = state
             .notices()
             .iter()
-            .filter(|n| Some(n.episode) == standing.past_due_since() && !crate::state::is_internal(&n.channel))
+            .filter(|n| Some(n.episode) == standing.past_due_since() && !crate::state::is_internal(&n.channel) && n.refused.is_none())
             .map(|n| format!("{} ({}{})", lang.date(n.at), n.stage, n.to.as_deref().map(|t| format!(", {t}")).unwrap_or_default()))
             .collect();
         let reminders = if reminders.is_empty() { "—".to_owned() } else { reminders.join("; ") };

@@ -7,10 +7,12 @@ use crate::notify::sms_text;
 use crate::settings::Secret;
 use crate::state::is_e164;
 
-/// Twilio's error codes that are about the recipient, not the sender: the
-/// number is invalid, unreachable, not a mobile, in a country the account
-/// may not text, or replied STOP. Recorded, never tried again.
-const RECIPIENT_REFUSED: [u64; 7] = [21211, 21214, 21217, 21408, 21610, 21612, 21614];
+/// Twilio's error codes that are about the recipient alone: the number is
+/// invalid, unreachable or not a mobile, or it replied STOP. Recorded,
+/// never tried again. (21408, a country the account may not text, and
+/// 21612, a sender that cannot reach this number, are your Twilio setup:
+/// they fail the pass, loudly, and are tried again once it is fixed.)
+const RECIPIENT_REFUSED: [u64; 5] = [21211, 21214, 21217, 21610, 21614];
 
 /// `[notify.sms]`, checked.
 #[derive(Clone)]
@@ -89,9 +91,15 @@ impl Notifier {
             let sent = inner.http.post(&sms.url).basic_auth(&sms.sid, Some(sms.token.expose())).form(&form).send().await;
             let res = match sent {
                 Ok(res) => res,
-                Err(e) => {
+                Err(e) if e.is_connect() => {
                     tracing::info!(attempt, error = %e.without_url(), "Twilio is unreachable; retrying");
                     return Attempt::Retry;
+                }
+                // A timeout may come after Twilio took the message: not
+                // retried at once (a later sweep does, after the lease).
+                Err(e) => {
+                    tracing::warn!(error = %e.without_url(), "no answer from Twilio; the message may or may not have gone; trying again after notify.lease");
+                    return Attempt::GiveUp;
                 }
             };
             let status = res.status();
@@ -135,7 +143,7 @@ impl Notifier {
         }
         text += " ";
         text += &lang.text("sms_paid", &[]);
-        sms_text::fit(&text)
+        too_long(sms_text::fit(&text))
     }
 
     /// The text for a reminder before `due`.
@@ -149,6 +157,17 @@ impl Notifier {
             text += " ";
             text += &lang.text("sms_pay", &[("pay_url", &url)]);
         }
-        sms_text::fit(&text)
+        too_long(sms_text::fit(&text))
     }
+}
+
+/// `text`, logged when even folded it needs more than two segments (a long
+/// `page.product_name`, an invoice URL where no signed link could be made):
+/// it still goes, as Twilio joins the segments.
+fn too_long(text: String) -> String {
+    let segments = sms_text::segments(&text);
+    if segments > sms_text::MAX_SEGMENTS {
+        tracing::warn!(segments, "a text message needs more than two segments; shorten page.product_name or turn on signed pay links (links.secret)");
+    }
+    text
 }

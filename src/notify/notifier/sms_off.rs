@@ -11,7 +11,7 @@ impl Sms {
         if n.sms.account_sid.is_empty() {
             Ok(None)
         } else {
-            Err(ConfigError::key("notify.sms.account_sid", "needs pastdue's `notify-webhook` feature".into()))
+            Err(ConfigError::key("notify.sms.account_sid", String::from("needs pastdue's `notify-webhook` feature")))
         }
     }
 }

@@ -60,7 +60,7 @@ pub(super) fn chat_message(account: &AccountId, standing: &Standing, state: &Bil
     let sent: Vec<String> = state
         .notices()
         .iter()
-        .filter(|n| Some(n.episode) == episode && !crate::state::is_internal(&n.channel))
+        .filter(|n| Some(n.episode) == episode && !crate::state::is_internal(&n.channel) && n.refused.is_none())
         .map(|n| format!("{} by {} on {}", n.stage, n.channel, n.at.format("%Y-%m-%d")))
         .collect();
     let sent = if sent.is_empty() { "none yet".to_owned() } else { escape(&sent.join(", ")) };

@@ -28,14 +28,19 @@ impl Notifier {
     /// Whether `notice` must wait for its recipient's send window; if so it
     /// goes into `held` with when it goes out. Never one already recorded.
     /// With a `deadline` (a reminder's due date), one whose window opens
-    /// only at or after it goes out at once: arriving before matters more.
+    /// only at or after it goes out at once, arriving before matters more;
+    /// except a text message, which is not sent at all then (a phone
+    /// buzzing at night is worse than one reminder fewer).
     pub(super) fn hold(&self, state: &BillingState, notice: &Notice<'_>, deadline: Option<DateTime<Utc>>, held: &mut Vec<Waiting>) -> bool {
         if self.inner.window.always() || once::recorded(state, notice.episode, notice.stage, notice.channel) {
             return false;
         }
         let at = self.inner.window.next_open(notice.now, self.zone(notice.channel, state));
-        if at <= notice.now || deadline.is_some_and(|d| at >= d) {
+        if at <= notice.now {
             return false;
+        }
+        if deadline.is_some_and(|d| at >= d) {
+            return notice.channel == SMS;
         }
         held.push(Waiting { at, episode: notice.episode, stage: notice.stage.to_owned(), channel: notice.channel.to_owned() });
         true
@@ -48,13 +53,20 @@ impl Notifier {
         self.inner.window.earlier_open(at, self.zone(EMAIL, state))
     }
 
-    /// Keeps the account's list of held notices as `held` says, writing
-    /// only when it changed (so every instance, finding the same, writes
-    /// once at most).
-    pub(super) async fn keep_waiting(&self, account: &AccountId, state: &BillingState, mut held: Vec<Waiting>) -> Result<(), StoreError> {
+    /// Keeps the account's list of held notices as `held` says. Written
+    /// only when a notice joins or leaves it, when one goes out earlier
+    /// than stored, or when a stored time has passed: so instances whose
+    /// answers differ (a rolling change of `send_hours`) settle on the
+    /// earliest instead of rewriting each other's.
+    pub(super) async fn keep_waiting(&self, account: &AccountId, state: &BillingState, mut held: Vec<Waiting>, now: DateTime<Utc>) -> Result<(), StoreError> {
         held.sort();
         held.dedup();
-        if held.as_slice() == state.waiting() {
+        held.truncate(crate::state::MAX_WAITING);
+        let stored = state.waiting();
+        let key = |w: &Waiting| (w.episode, w.stage.clone(), w.channel.clone());
+        let same_notices = held.len() == stored.len() && held.iter().all(|h| stored.iter().any(|s| key(s) == key(h)));
+        let moves = held.iter().any(|h| stored.iter().find(|s| key(s) == key(h)).is_some_and(|s| h.at < s.at || s.at <= now));
+        if same_notices && !moves {
             return Ok(());
         }
         self.inner.store.apply(account, None, &[Change::Waiting(held)]).await?;
