@@ -135,7 +135,7 @@ impl Notifier {
             _ => "sms_block",
         };
         let amount = standing.amount_due().map(|(a, c)| lang.money(a, c)).unwrap_or_default();
-        let date = standing.next().map(|(_, t)| lang.date(t)).unwrap_or_default();
+        let date = standing.next().map(|(_, t)| lang.date(self.local(state, t))).unwrap_or_default();
         let mut text = lang.text(key, &[("product", &inner.product_name), ("amount", &amount), ("date", &date)]);
         if let Some(url) = self.signed_pay_url(account, state).or_else(|| standing.pay_url().map(str::to_owned)) {
             text += " ";
@@ -152,12 +152,20 @@ impl Notifier {
         let lang = inner.languages.choose(state.language(), None);
         let amount = lang.money(due.amount_due, due.currency);
         let number = due.number.as_deref().unwrap_or(key);
-        let mut text = lang.text("sms_reminder", &[("product", &inner.product_name), ("number", number), ("amount", &amount), ("date", &lang.date(due.due))]);
+        let mut text = lang.text("sms_reminder", &[("product", &inner.product_name), ("number", number), ("amount", &amount), ("date", &lang.date(self.local(state, due.due)))]);
         if let Some(url) = self.signed_pay_url(account, state).or_else(|| pay_url.map(str::to_owned)) {
             text += " ";
             text += &lang.text("sms_pay", &[("pay_url", &url)]);
         }
         too_long(sms_text::fit(&text))
+    }
+}
+
+impl Notifier {
+    /// `t` as the account's calendar reads it (its zone's local date and
+    /// time, carried in a UTC value for [`crate::i18n::Language::date`]).
+    fn local(&self, state: &BillingState, t: DateTime<Utc>) -> DateTime<Utc> {
+        t.with_timezone(&self.zone(SMS, state)).naive_local().and_utc()
     }
 }
 
