@@ -472,6 +472,29 @@ impl Standing {
         Self::plain(ladder.active, Reason::GoodStanding)
     }
 
+    /// [`Standing::good`] on any ladder: every ladder's `active` stage is
+    /// the same (an interned definition), so the gate's zero-size marker
+    /// loses nothing.
+    pub(crate) fn good_anywhere() -> Self {
+        static ACTIVE_STAGE: std::sync::OnceLock<Stage> = std::sync::OnceLock::new();
+        let stage = *ACTIVE_STAGE.get_or_init(|| Stage::new(ACTIVE, Duration::ZERO, Action::Allow).expect("reserved name is valid"));
+        Self::plain(stage, Reason::GoodStanding)
+    }
+
+    /// Whether this is exactly [`Standing::good`]: nothing owed, coming or
+    /// promised.
+    pub(crate) fn is_plain_good(&self) -> bool {
+        self.reason == Reason::GoodStanding
+            && self.stage.is_active()
+            && self.since.is_none()
+            && self.next.is_none()
+            && self.past_due_since.is_none()
+            && self.amount_due.is_none()
+            && self.pay_url.is_none()
+            && self.promised.is_none()
+            && self.blocks.is_none()
+    }
+
     /// The standing of an account whose state could not be read (store
     /// down, nothing cached): the `on_store_error` policy's action.
     pub fn unavailable(ladder: &Ladder, action: Action) -> Self {

@@ -169,7 +169,7 @@ impl tower::Service<Request<Body>> for Passed {
 
 async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
     let mut res = Response::new(Body::empty());
-    let Some(standing) = req.extensions().get::<Standing>().filter(|s| gate.may_remind(s)).cloned() else {
+    let Some(standing) = Standing::from_extensions(req.extensions()).filter(|s| gate.may_remind(s)) else {
         return res;
     };
     let account = req

@@ -167,9 +167,14 @@ impl Shared {
     }
 }
 
-/// A pass: the standing goes into the extensions; returns the
+/// A pass: the standing goes into the extensions (for good standing, the
+/// zero-size [`InGoodStanding`], which boxes nothing); returns the
 /// `Billing-Stage` value (none for `active`).
 pub(super) fn pass<ReqBody>(req: &mut Request<ReqBody>, standing: Standing) -> Option<HeaderValue> {
+    if standing.is_plain_good() {
+        req.extensions_mut().insert(InGoodStanding);
+        return None;
+    }
     let stage = (!standing.stage().is_active()).then(|| standing.stage().header_value().clone());
     req.extensions_mut().insert(standing);
     stage

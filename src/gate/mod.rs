@@ -78,7 +78,7 @@ pub use self::settings::{BannerConfig, Fallback, GateConfig, MissingAccount, Pag
 #[cfg(feature = "server")]
 pub(crate) use self::exempt::has_dot_segments;
 pub use self::feature::{feature, Feature, FeatureFuture, FeatureLayer, FeatureService};
-pub use self::extract::MissingStanding;
+pub use self::extract::{InGoodStanding, MissingStanding};
 pub use crate::i18n::Languages;
 pub use self::negotiate::prefers_html;
 pub use self::resolve::{
