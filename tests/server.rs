@@ -288,6 +288,22 @@ async fn the_cli_answers_support_questions() {
     assert!(out.status.success());
     assert!(store.load(&acct("acme")).await.unwrap().unwrap().override_().is_none());
 
+    // How to reach the account: validated, audited as the CLI, shown by status.
+    let out = env.run(&["contacts", "acme", "--timezone", "Asia/Kathmandu", "--billing-phone", "+37120000000", "--accountant", "acc@acme.example"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("time zone Asia/Kathmandu, billing phone +37120000000") && text.contains("accountant acc@acme.example"), "{text}");
+    let audit = store.audit_log(Some(&acct("acme")), None, 10).await.unwrap();
+    assert!(audit.iter().any(|e| e.who == "cli" && e.action == "contacts.set"), "{audit:?}");
+    for (flag, value) in [("--timezone", "Mars/Olympus"), ("--billing-phone", "0123"), ("--accountant", "nope")] {
+        let out = env.run(&["contacts", "acme", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(flag), "names the flag: {out:?}");
+    }
+    let out = env.run(&["contacts", "acme", "--billing-phone", "none"]);
+    assert!(out.status.success());
+    assert!(store.load(&acct("acme")).await.unwrap().unwrap().billing_phone().is_none(), "none removes it");
+
     // A promise to pay: status shows it (and which ladder, why), explain
     // puts it on the timeline with what becomes of it.
     let now = chrono::Utc::now();
@@ -332,7 +348,7 @@ async fn the_cli_answers_support_questions() {
     assert_eq!(out.status.code(), Some(2), "bad configuration: exit 2");
     let out = env.command(&["status", "acme"]).env("PASTDUE_STORE__URL", format!("redis://127.0.0.1:{}", free_port())).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "store unreachable: exit 1");
-    for command in ["serve", "status", "explain", "override", "sync", "ladder", "check-config"] {
+    for command in ["serve", "status", "explain", "override", "contacts", "sync", "ladder", "check-config"] {
         let out = Command::new(BIN).args([command, "--help"]).output().unwrap();
         assert!(out.status.success() && !out.stdout.is_empty(), "{command} --help");
     }
