@@ -24,23 +24,29 @@ fn is_gsm(c: char) -> bool {
     BASIC.contains(c) || EXTENSION.contains(c)
 }
 
-/// How many segments `text` takes.
+/// How many segments `text` takes. Split messages carry 153 septets (GSM-7)
+/// or 67 UTF-16 units (UCS-2) each, and a character is never split across
+/// two: an extension character's two septets, or a surrogate pair, start a
+/// new segment when they do not fit.
 pub(crate) fn segments(text: &str) -> usize {
-    if text.chars().all(is_gsm) {
-        let septets: usize = text.chars().map(|c| if EXTENSION.contains(c) { 2 } else { 1 }).sum();
-        if septets <= 160 {
-            1
-        } else {
-            septets.div_ceil(153)
-        }
+    let (single, split, width): (usize, usize, fn(char) -> usize) = if text.chars().all(is_gsm) {
+        (160, 153, |c| if EXTENSION.contains(c) { 2 } else { 1 })
     } else {
-        let units = text.encode_utf16().count();
-        if units <= 70 {
-            1
-        } else {
-            units.div_ceil(67)
-        }
+        (70, 67, char::len_utf16)
+    };
+    let total: usize = text.chars().map(width).sum();
+    if total <= single {
+        return 1;
     }
+    let (mut count, mut used) = (1, 0);
+    for w in text.chars().map(width) {
+        if used + w > split {
+            count += 1;
+            used = 0;
+        }
+        used += w;
+    }
+    count
 }
 
 /// `text` as sent: as written when it fits [`MAX_SEGMENTS`], else folded
@@ -110,6 +116,10 @@ mod tests {
         assert_eq!(segments(&format!("ā{}", "a".repeat(69))), 1);
         assert_eq!(segments(&format!("ā{}", "a".repeat(70))), 2);
         assert_eq!(segments(&format!("ā{}", "a".repeat(134))), 3);
+        // A character is never split across two segments.
+        assert_eq!(segments(&format!("{}€{}", "a".repeat(152), "a".repeat(152))), 3, "€ would straddle the first boundary");
+        assert_eq!(segments(&format!("{}€{}", "a".repeat(151), "a".repeat(151))), 2);
+        assert_eq!(segments(&format!("ā{}😀{}", "a".repeat(65), "a".repeat(66))), 3, "a surrogate pair moves to the next segment");
     }
 
     #[test]

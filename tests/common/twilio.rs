@@ -57,17 +57,24 @@ fn authorized(headers: &HeaderMap, sid: &str) -> bool {
 }
 
 /// Segments as carriers count them (GSM-7: 160, then 153 each; else
-/// UCS-2: 70, then 67).
+/// UCS-2: 70, then 67), no character split across two.
 pub fn sms_segments(text: &str) -> usize {
     const GSM: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
     const EXT: &str = "^{}\\[~]|€";
-    if text.chars().all(|c| GSM.contains(c) || EXT.contains(c)) {
-        let n: usize = text.chars().map(|c| if EXT.contains(c) { 2 } else { 1 }).sum();
-        if n <= 160 { 1 } else { n.div_ceil(153) }
-    } else {
-        let n = text.encode_utf16().count();
-        if n <= 70 { 1 } else { n.div_ceil(67) }
+    let gsm = text.chars().all(|c| GSM.contains(c) || EXT.contains(c));
+    let widths: Vec<usize> = text.chars().map(|c| if gsm { if EXT.contains(c) { 2 } else { 1 } } else { c.len_utf16() }).collect();
+    let (single, per) = if gsm { (160, 153) } else { (70, 67) };
+    if widths.iter().sum::<usize>() <= single {
+        return 1;
     }
+    let mut segments = vec![0usize];
+    for w in widths {
+        if segments.last().unwrap() + w > per {
+            segments.push(0);
+        }
+        *segments.last_mut().unwrap() += w;
+    }
+    segments.len()
 }
 
 fn resource(m: &Texted) -> Value {
