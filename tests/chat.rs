@@ -8,10 +8,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::body::Body;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use chrono::{TimeDelta, Utc};
 use common::*;
@@ -22,16 +21,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 async fn chat_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    async fn receive(State(seen): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -> StatusCode {
-        seen.lock().unwrap().push(serde_json::from_slice(&body).expect("JSON"));
-        StatusCode::OK
-    }
-    let app = Router::new().route("/services/T000/B000/XXXX", post(receive)).with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/services/T000/B000/XXXX", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+    json_receiver("/services/T000/B000/XXXX").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +54,7 @@ async fn the_team_hears_of_the_stages_it_listed_once_with_a_link_to_the_console(
                 .with_console(&c.links.base_url, &c.admin.path)
         })
         .collect();
-    let sweep_both = || async { futures_util::future::join_all(notifiers.iter().map(|n| n.sweep())).await.into_iter().map(|r| r.unwrap()).sum::<usize>() };
+    let sweep_both = || sweep_all(&notifiers);
     assert_eq!(sweep_both().await, 0, "the notice stage is not listed");
     clock.advance(TimeDelta::days(14));
     assert_eq!(sweep_both().await, 1, "warning: one message from two instances");

@@ -662,10 +662,7 @@ async fn the_collection_sequence_end_to_end_on_two_instances() {
         notifier(&c, own).with_reminders(&c.reminders).unwrap().with_clock(clock.shared())
     }))
     .await;
-    let sweep_both = || async {
-        let (a, b) = tokio::join!(instances[0].sweep(), instances[1].sweep());
-        a.unwrap() + b.unwrap()
-    };
+    let sweep_both = || sweep_all(&instances);
     let due = t0 + TimeDelta::days(4);
     // `payer` pays after the warning; `late` never does.
     const ACCOUNTS: [&str; 2] = ["payer", "late"];

@@ -185,13 +185,9 @@ async fn a_debt_at_paddle_moves_the_ladder_and_paying_there_opens_the_gate() {
     app.api.put(&paddle_transaction("txn_01hdebt", "completed", "ctm_01hacme", Some("acme"), 4900, "EUR", billed));
     // The next request once the account's verify_interval (100 ms, a Redis
     // lease) has passed: requests until then are answered from the claim.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut status = app.visit("acme").await.0;
-    while status != StatusCode::OK && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        status = app.visit("acme").await.0;
-    }
-    assert_eq!(status, StatusCode::OK, "paid at Paddle opens the gate on the next request");
+    let app_ref = &app;
+    let opened = until(std::time::Duration::from_secs(5), || async move { app_ref.visit("acme").await.0 == StatusCode::OK }).await;
+    assert!(opened, "paid at Paddle opens the gate on the next request");
     let s = app.state("acme").await.unwrap();
     assert_eq!(s.settlement("paddle:txn_01hdebt"), Some(pastdue::state::Settlement::Paid));
     // The late webhook is a no-op.

@@ -76,7 +76,7 @@ async fn the_billing_phone_gets_one_text_per_listed_stage_in_its_language() {
     let acme = AccountId::new("acme").unwrap();
     stores[0].apply(&acme, None, &debtor(clock.now(), "lv", "+37120000000")).await.unwrap();
     let notifiers: Vec<Notifier> = stores.iter().map(|s| notifier(&c, s.clone(), &clock)).collect();
-    let sweep_both = || async { futures_util::future::join_all(notifiers.iter().map(|n| n.sweep())).await.into_iter().map(|r| r.unwrap()).sum::<usize>() };
+    let sweep_both = || sweep_all(&notifiers);
 
     assert_eq!(sweep_both().await, 1, "notice: one text from two instances");
     assert_eq!(sweep_both().await, 0);
@@ -207,11 +207,11 @@ async fn twilio_refusals_are_recorded_not_retried() {
     // Held by its claim until the lease lapses, then tried again, once.
     n.check(&later).await.unwrap();
     assert_eq!(twilio.requests(), 6, "the claim holds it for notify.lease");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while twilio.requests() < 7 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        n.check(&later).await.unwrap();
-    }
+    let (n, twilio, later) = (&n, &twilio, &later);
+    until(Duration::from_secs(10), || async move {
+        n.check(later).await.unwrap();
+        twilio.requests() >= 7
+    }).await;
     assert_eq!(twilio.requests(), 7, "tried again once the claim lapsed");
 }
 

@@ -12,10 +12,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use common::*;
@@ -34,16 +32,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    async fn receive(State(seen): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -> StatusCode {
-        seen.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
-        StatusCode::OK
-    }
-    let app = Router::new().route("/hook", post(receive)).with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+    json_receiver("/hook").await
 }
 
 /// Notices by webhook within `hours` on `days`; a sweep a day apart, so
@@ -94,7 +83,7 @@ async fn a_notice_due_at_night_waits_for_the_window_in_the_accounts_zone_then_go
     let acme = AccountId::new("acme").unwrap();
     stores[0].apply(&acme, None, &[unpaid("in_1", 4_900, clock.now())]).await.unwrap();
     let notifiers: Vec<Notifier> = stores.iter().map(|s| notifier(&c, s.clone(), &clock)).collect();
-    let sweep_both = || async { futures_util::future::join_all(notifiers.iter().map(|n| n.sweep())).await.into_iter().map(|r| r.unwrap()).sum::<usize>() };
+    let sweep_both = || sweep_all(&notifiers);
 
     assert_eq!(sweep_both().await, 0, "Sunday night in Kathmandu: it waits");
     let monday_0900 = at("2026-12-07T03:15:00Z");

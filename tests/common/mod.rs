@@ -77,6 +77,44 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
     }
 }
 
+/// Runs `attempt` every 10 ms until it says done or `limit` passes; whether
+/// it did. For conditions only a repeated action can observe (a lease in
+/// the store lapsing, then the next request).
+pub async fn until<F: std::future::Future<Output = bool>>(limit: Duration, mut attempt: impl FnMut() -> F) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if attempt().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An HTTP receiver on loopback that takes JSON POSTed to `path` (a chat
+/// webhook, a notice receiver), answers 200 and keeps each body.
+pub async fn json_receiver(path: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    async fn receive(axum::extract::State(seen): axum::extract::State<Arc<Mutex<Vec<serde_json::Value>>>>, body: axum::body::Bytes) -> axum::http::StatusCode {
+        seen.lock().unwrap().push(serde_json::from_slice(&body).expect("JSON"));
+        axum::http::StatusCode::OK
+    }
+    let app = axum::Router::new().route(path, axum::routing::post(receive)).with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// Every notifier sweeps at once; how many notices they sent between them.
+#[cfg(any(feature = "notify-email", feature = "notify-webhook"))]
+pub async fn sweep_all(notifiers: &[pastdue::notify::Notifier]) -> usize {
+    futures_util::future::join_all(notifiers.iter().map(|n| n.sweep())).await.into_iter().map(|r| r.unwrap()).sum()
+}
+
 // ---- one suite, every backend ------------------------------------------------
 /// A store plus whatever keeps its backend alive.
 pub struct Backend {
