@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use compact_str::CompactString;
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use tokio::sync::{broadcast, OnceCell};
 use tokio::task::JoinHandle;
@@ -117,13 +116,116 @@ impl Lookup {
     }
 }
 
+/// One cached account, in 16 bytes: most accounts are in good standing
+/// and need no more than "known, good, read at this epoch and tick".
 #[derive(Clone)]
 struct Entry {
-    cached: Cached,
-    /// The cache epoch when it was read; an older epoch means "unverified".
-    epoch: u64,
-    /// Unix microseconds after which it is re-read.
-    expires_us: i64,
+    /// The kept state ([`Cached::State`]); `None` for unknown and good.
+    state: Option<Arc<BillingState>>,
+    /// `epoch << 1 | known`: the cache epoch when read (an older one means
+    /// "unverified"; compared for equality, so wrapping is harmless) and
+    /// whether the store knows the account ([`Cached::Good`] rather than
+    /// [`Cached::Unknown`] when no state is kept).
+    epoch_known: u32,
+    /// The TTL tick ([`Ticks`]) when read.
+    read_tick: u32,
+}
+
+impl Entry {
+    fn new(cached: &Cached, epoch: u64, read_tick: u32) -> Self {
+        let known = !matches!(cached, Cached::Unknown);
+        Self { state: cached.shared_state(), epoch_known: (Self::epoch_bits(epoch) << 1) | u32::from(known), read_tick }
+    }
+
+    /// Only equality of epochs matters: the low 31 bits are enough.
+    fn epoch_bits(epoch: u64) -> u32 {
+        (epoch & 0x7fff_ffff) as u32
+    }
+
+    fn cached(&self) -> Cached {
+        match &self.state {
+            Some(s) => Cached::State(s.clone()),
+            None if self.epoch_known & 1 == 1 => Cached::Good,
+            None => Cached::Unknown,
+        }
+    }
+
+    fn read_at(&self, epoch: u64) -> bool {
+        self.epoch_known >> 1 == Self::epoch_bits(epoch)
+    }
+}
+
+/// The safety-net TTL in ticks of an eighth of it: an entry read at tick
+/// `t` is current through tick `t + 7`, so it is re-read after 7/8 to 8/8
+/// of the TTL, never later. A tick fits 32 bits (an entry stays small);
+/// the difference is taken wrapping, and a clock moved back makes it huge,
+/// so such an entry is re-read.
+#[derive(Clone, Copy)]
+struct Ticks {
+    tick_us: i64,
+}
+
+impl Ticks {
+    const PER_TTL: u32 = 8;
+
+    fn new(ttl_us: i64) -> Self {
+        Self { tick_us: ttl_us / i64::from(Self::PER_TTL) }
+    }
+
+    /// The tick of `now_us`.
+    fn at(self, now_us: i64) -> u32 {
+        match self.tick_us {
+            0 => 0,
+            // Truncation to 32 bits is the point: ticks compare wrapping.
+            t => now_us.div_euclid(t) as u32,
+        }
+    }
+
+    /// Whether an entry read at `read` is still current at `now_us`.
+    fn current(self, read: u32, now_us: i64) -> bool {
+        // A TTL under eight microseconds keeps nothing.
+        self.tick_us > 0 && self.at(now_us).wrapping_sub(read) < Self::PER_TTL
+    }
+}
+
+/// What the cache keys an account by, in 16 bytes whatever the id's
+/// length (a UUID, a 64-byte id):
+/// - an id of up to 15 bytes is kept whole: its length, then its bytes;
+/// - a longer id is kept as its 128-bit SipHash-1-3 under a key drawn at
+///   random per cache, the first byte set to `0xff`, which no length is.
+///   Two of a million such ids meet with a chance near 10⁻²⁵, and since the
+///   key is secret, nobody can pick an id that lands on another's entry.
+///
+/// Short ids — the common case — cost no hashing beyond the table's own.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key(u64, u64);
+
+/// Builds [`Key`]s, with this cache's random SipHash key for long ids.
+struct Keyer(siphasher::sip128::SipHasher13);
+
+impl Keyer {
+    /// The longest id kept whole.
+    const INLINE: usize = 15;
+
+    fn new() -> Self {
+        // Two words from std's randomly keyed SipHash: a random key.
+        let random = std::hash::RandomState::new();
+        let word = |i: u8| std::hash::BuildHasher::hash_one(&random, i);
+        Self(siphasher::sip128::SipHasher13::new_with_keys(word(0), word(1)))
+    }
+
+    fn key(&self, account: &str) -> Key {
+        let id = account.as_bytes();
+        if id.len() <= Self::INLINE {
+            let mut whole = [0u8; 16];
+            whole[0] = id.len() as u8;
+            whole[1..=id.len()].copy_from_slice(id);
+            let (a, b) = whole.split_at(8);
+            return Key(u64::from_le_bytes(a.try_into().unwrap_or_default()), u64::from_le_bytes(b.try_into().unwrap_or_default()));
+        }
+        let digest = self.0.hash(id);
+        Key(digest.h1 | 0xff, digest.h2)
+    }
 }
 
 type Flight = Arc<OnceCell<Result<Cached, ()>>>;
@@ -134,27 +236,32 @@ type Flight = Arc<OnceCell<Result<Cached, ()>>>;
 /// next hit wait for the line (a plain `RwLock` — quick_cache's own
 /// shards — is one word every reader writes). Writers (a miss, an
 /// invalidation) lock every reader slot: slower, and rare next to hits.
-/// One table, so a hit hashes the id once. Keys are kept inline up to 24
-/// bytes (`CompactString`): comparing the id on a hit reads the entry's own
-/// memory instead of chasing a pointer to a heap string — with many
-/// accounts, one cache miss less per request.
-struct Entries(ShardedLock<Table>);
+/// One table, keyed by [`Key`].
+struct Entries {
+    table: ShardedLock<Table>,
+    keyer: Keyer,
+}
 
-type Table = quick_cache::unsync::Cache<CompactString, Entry>;
+type Table = quick_cache::unsync::Cache<Key, Entry>;
 
 impl Entries {
     fn new(capacity: usize) -> Self {
-        Self(ShardedLock::new(quick_cache::unsync::Cache::new(capacity)))
+        let table = quick_cache::unsync::Cache::new(capacity);
+        Self { table: ShardedLock::new(table), keyer: Keyer::new() }
+    }
+
+    fn key(&self, account: &str) -> Key {
+        self.keyer.key(account)
     }
 
     fn read(&self) -> ShardedLockReadGuard<'_, Table> {
         // A writer that panicked left the table consistent (quick_cache
         // mutates under `&mut` only), so poisoning is ignored.
-        self.0.read().unwrap_or_else(PoisonError::into_inner)
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> ShardedLockWriteGuard<'_, Table> {
-        self.0.write().unwrap_or_else(PoisonError::into_inner)
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -167,7 +274,7 @@ struct Shared {
     /// Unix milliseconds until which the store is not asked.
     down_until_ms: AtomicI64,
     inflight: Mutex<HashMap<AccountId, Flight>>,
-    ttl_us: i64,
+    ticks: Ticks,
     retry_after_ms: i64,
     /// Whether accounts in good standing with a payment coming due keep
     /// their state (for the before-due banner); read on a miss only.
@@ -218,7 +325,7 @@ impl StateCache {
             generation: AtomicU64::new(0),
             down_until_ms: AtomicI64::new(0),
             inflight: Mutex::default(),
-            ttl_us: ttl.as_micros().try_into().unwrap_or(i64::MAX),
+            ticks: Ticks::new(ttl.as_micros().try_into().unwrap_or(i64::MAX)),
             retry_after_ms: retry_after.as_millis().try_into().unwrap_or(i64::MAX),
             keep_dues: AtomicBool::new(false),
         });
@@ -267,10 +374,12 @@ impl StateCache {
 
     /// [`get_fresh`](Self::get_fresh) at `now_us` Unix microseconds.
     pub(crate) fn get_fresh_at(&self, account: &str, now_us: i64) -> Option<Cached> {
-        let entries = self.shared.entries.read();
-        let entry = entries.get(account)?;
-        let current = entry.epoch == self.shared.epoch.load(SeqCst) && now_us < entry.expires_us;
-        current.then(|| entry.cached.clone())
+        let s = &self.shared;
+        let key = s.entries.key(account);
+        let entries = s.entries.read();
+        let entry = entries.get(&key)?;
+        let current = entry.read_at(s.epoch.load(SeqCst)) && s.ticks.current(entry.read_tick, now_us);
+        current.then(|| entry.cached())
     }
 
     /// The current entry at `now`, reading the store when needed.
@@ -288,7 +397,8 @@ impl StateCache {
     pub async fn load(&self, account: &AccountId, now: DateTime<Utc>) -> Lookup {
         self.listen();
         let s = &self.shared;
-        let last_known = s.entries.read().get(account.as_str()).map(|e| e.cached.clone());
+        let key = s.entries.key(account.as_str());
+        let last_known = s.entries.read().get(&key).map(Entry::cached);
         if now.timestamp_millis() < s.down_until_ms.load(SeqCst) {
             return last_known.map_or(Lookup::Unavailable, Lookup::Stale);
         }
@@ -316,13 +426,14 @@ impl StateCache {
         match s.store.load(account).await {
             Ok(state) => {
                 let cached = Cached::from_state(state, s.keep_dues.load(Relaxed));
-                let expires_us = now.timestamp_micros().saturating_add(s.ttl_us);
+                let key = s.entries.key(account.as_str());
+                let entry = Entry::new(&cached, epoch, s.ticks.at(now.timestamp_micros()));
                 let mut entries = s.entries.write();
-                entries.insert(CompactString::from(account.as_str()), Entry { cached: cached.clone(), epoch, expires_us });
+                entries.insert(key, entry);
                 // An invalidation that overlapped the read may describe a
                 // write the read did not see: then the entry is not trusted.
                 if s.generation.load(SeqCst) != generation {
-                    entries.remove(account.as_str());
+                    entries.remove(&key);
                 }
                 Ok(cached)
             }
@@ -376,7 +487,8 @@ impl StateCache {
 
 fn evict(s: &Shared, account: &str) {
     s.generation.fetch_add(1, SeqCst);
-    s.entries.write().remove(account);
+    let key = s.entries.key(account);
+    s.entries.write().remove(&key);
 }
 
 fn invalidate_all(s: &Shared) {
@@ -422,5 +534,119 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self { capacity: 1_000_000, ttl: Duration::from_secs(300), retry_after: Duration::from_secs(1) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Change, Currency, UnpaidInvoice};
+    use crate::MemoryStore;
+
+    const SEC: i64 = 1_000_000;
+
+    #[test]
+    fn an_entry_is_re_read_within_its_ttl_never_after() {
+        let ticks = Ticks::new(300 * SEC);
+        for read_us in [0, 1, 37 * SEC, 1_764_000_000 * SEC + 123_456, -5 * SEC] {
+            let read = ticks.at(read_us);
+            assert!(ticks.current(read, read_us), "current when read at {read_us}");
+            assert!(!ticks.current(read, read_us + 300 * SEC), "stale after the whole ttl (read at {read_us})");
+            // Kept for at least 7/8 of the ttl.
+            assert!(ticks.current(read, read_us + 262 * SEC), "kept 7/8 of the ttl (read at {read_us})");
+            assert!(!ticks.current(read, read_us - 38 * SEC), "a clock moved back re-reads");
+        }
+        // Ticks wrap at 32 bits: far in the future, the arithmetic holds.
+        let far = i64::from(u32::MAX) * 37_500_000 + 12 * SEC;
+        let read = ticks.at(far);
+        assert!(ticks.current(read, far + 200 * SEC) && !ticks.current(read, far + 301 * SEC));
+        // A zero ttl keeps nothing.
+        let zero = Ticks::new(0);
+        assert!(!zero.current(zero.at(5), 5));
+    }
+
+    #[test]
+    fn an_entry_keeps_what_it_was_told() {
+        for (cached, epoch) in [(Cached::Unknown, 0), (Cached::Good, 7), (Cached::Good, u64::MAX), (Cached::Unknown, 1 << 31)] {
+            let e = Entry::new(&cached, epoch, 3);
+            assert_eq!(std::mem::discriminant(&e.cached()), std::mem::discriminant(&cached));
+            assert!(e.read_at(epoch) && !e.read_at(epoch.wrapping_add(1)));
+        }
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        assert_eq!(std::mem::size_of::<Key>(), 16);
+    }
+
+    #[test]
+    fn ids_get_their_own_keys() {
+        let keyer = Keyer::new();
+        // Short and long, and ids one is the other's prefix or padded
+        // with NUL bytes: each its own key.
+        let mut ids: Vec<String> = (0..100_000).map(|i| format!("acct-{i}")).collect();
+        ids.extend((0..100_000).map(|i| format!("7f3c9a52-1b4e-4d6a-9c1f-{i:012}")));
+        ids.extend(["", "a", "a\0", "\0", "a\0\0\0\0\0\0\0\0\0\0\0\0\0", "123456789012345", "1234567890123456"].map(String::from));
+        let keys: std::collections::HashSet<Key> = ids.iter().map(|id| keyer.key(id)).collect();
+        assert_eq!(keys.len(), ids.len());
+        assert!(keyer.key("acct-1") == keyer.key("acct-1") && keyer.key(&ids[100_001]) == keyer.key(&ids[100_001].clone()));
+        // A short id is kept whole; a long one is digested, tagged so it
+        // never equals a whole one, under another key in another cache
+        // (nobody can precompute a collision).
+        assert!(Keyer::new().key("acct-1") == keyer.key("acct-1"));
+        assert!(keyer.key(&ids[100_001]).0 & 0xff == 0xff);
+        assert!(Keyer::new().key(&ids[100_001]) != keyer.key(&ids[100_001]));
+    }
+
+    fn debt() -> Change {
+        let since = Utc::now();
+        Change::InvoiceUnpaid {
+            id: "in_1".into(),
+            invoice: UnpaidInvoice { amount_due: 1200, currency: Currency::new("eur").unwrap(), hosted_url: None, number: None, since, observed: since, uncollectible: false, next_attempt: None },
+        }
+    }
+
+    /// The guarantee the compact entries must keep: once a write's
+    /// invalidation is heard, the old entry is gone — for that account
+    /// only — and the next lookup reads the write.
+    #[tokio::test]
+    async fn an_invalidated_account_is_never_served_stale() {
+        let store = Arc::new(MemoryStore::new());
+        let now = Utc::now();
+        let ids: Vec<AccountId> = (0..10_000).map(|i| AccountId::new(&format!("acct-{i}")).unwrap()).collect();
+        for id in ids.iter().step_by(2) {
+            store.apply(id, None, &[Change::LinkCustomer(format!("cus_{}", id.as_str()))]).await.unwrap();
+        }
+        // Built after those writes: their invalidations are not its news.
+        let cache = StateCache::new(store.clone(), 20_000, Duration::from_secs(3600), Duration::from_secs(1));
+        for (i, id) in ids.iter().enumerate() {
+            let got = cache.get(id, now).await.cached().unwrap();
+            assert!(matches!((i % 2, got), (0, Cached::Good) | (1, Cached::Unknown)));
+        }
+        for id in ids.iter().step_by(1_000) {
+            store.apply(id, None, &[debt()]).await.unwrap();
+            // The listener runs on this runtime: yield until it evicted.
+            while cache.get_fresh(id.as_str(), now).is_some() {
+                tokio::task::yield_now().await;
+            }
+            let Lookup::Fresh(Cached::State(s)) = cache.get(id, now).await else { panic!("{id}: the write was not read") };
+            assert!(s.past_due_since().is_some());
+        }
+        // Nobody else's entry went with them.
+        let kept = ids.iter().filter(|id| cache.get_fresh(id.as_str(), now).is_some()).count();
+        assert_eq!(kept, ids.len());
+        // Marked unverified: nothing is current until re-read, and a
+        // re-read is current again.
+        cache.invalidate_all();
+        assert!(ids.iter().all(|id| cache.get_fresh(id.as_str(), now).is_none()));
+        assert!(matches!(cache.get(&ids[1], now).await, Lookup::Fresh(Cached::Unknown)));
+        assert!(cache.get_fresh(ids[1].as_str(), now).is_some());
+    }
+
+    #[tokio::test]
+    async fn eviction_keeps_the_cache_within_capacity() {
+        let store = Arc::new(MemoryStore::new());
+        let cache = StateCache::new(store, 1_000, Duration::from_secs(3600), Duration::from_secs(1));
+        for i in 0..5_000 {
+            cache.get(&AccountId::new(&format!("acct-{i}")).unwrap(), Utc::now()).await;
+        }
+        assert!(cache.len() <= 1_000, "{}", cache.len());
     }
 }
