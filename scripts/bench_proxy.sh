@@ -6,6 +6,8 @@
 #      tested configuration), 10,000 accounts rotated, interleaved rounds;
 #   2. the sidecar's own /check latency (wrk --latency straight at /check).
 # nginx, the upstream and pastdue share core 0, wrk runs on core 1 (PIN=1).
+# BASELINE=path/to/an/older/pastdue adds that build behind a second copy of
+# the same config, in the same interleaved rounds (old and new, one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -43,6 +45,17 @@ wait_port "$app_port"; wait_port "$pastdue_port"
 
 sed -e "s/127.0.0.1:3000/127.0.0.1:$pastdue_port/; s/127.0.0.1:8080/127.0.0.1:$app_port/; s/listen 8000;/listen 127.0.0.1:$gated_port;/" \
   docs/proxies/nginx.conf > "$dir/gated.conf"
+targets=(plain gated)
+if [ -n "${BASELINE:-}" ]; then
+  baseline_port=$(free_port); old_pastdue_port=$(free_port)
+  PASTDUE_SERVER__LISTEN="127.0.0.1:$old_pastdue_port" PASTDUE_CHECK__DENY_STATUS=403 "${server_cpu[@]}" "$BASELINE" serve >/dev/null & pids+=($!)
+  wait_port "$old_pastdue_port"
+  # The same config, its upstreams renamed so both fit one nginx.
+  sed -e "s/127.0.0.1:3000/127.0.0.1:$old_pastdue_port/; s/127.0.0.1:8080/127.0.0.1:$app_port/; s/listen 8000;/listen 127.0.0.1:$baseline_port;/" \
+    -e "s/upstream pastdue/upstream old_pastdue/; s#http://pastdue#http://old_pastdue#; s/upstream app/upstream old_app/; s#http://app#http://old_app#" \
+    docs/proxies/nginx.conf > "$dir/baseline.conf"
+  targets+=(baseline)
+fi
 # The baseline: the same nginx and upstream (kept-alive), no check.
 cat > "$dir/plain.conf" <<CONF
 upstream plain_app { server 127.0.0.1:$app_port; keepalive 32; }
@@ -68,16 +81,17 @@ http {
   scgi_temp_path $dir/scgi;
   include $dir/gated.conf;
   include $dir/plain.conf;
+  include $dir/baseline.con[f];
 }
 CONF
 "${server_cpu[@]}" "$nginx_bin" -p "$dir" -c "$dir/nginx.conf" & pids+=($!)
-wait_port "$gated_port"; wait_port "$plain_port"
+wait_port "$gated_port"; wait_port "$plain_port"; [ -z "${BASELINE:-}" ] || wait_port "$baseline_port"
 status=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Account-Id: acct-1' "http://127.0.0.1:$gated_port/api/ping")
 [ "$status" = 200 ] || { echo "the gated nginx answered $status" >&2; exit 1; }
 
 declare -A results
 for round in $(seq 1 "$ROUNDS"); do
-  for target in plain gated; do
+  for target in "${targets[@]}"; do
     port_var="${target}_port"
     rps=$("${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s scripts/accounts.lua "http://127.0.0.1:${!port_var}/api/ping" \
       | awk '/Requests\/sec/ {print $2}')
@@ -91,6 +105,11 @@ echo
 echo "nginx → upstream GET /api/ping, 10,000 accounts, wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds (PIN=$PIN)"
 printf '  without auth_request  %10.0f req/s\n  with auth_request     %10.0f req/s\n' "$plain" "$gated"
 python3 -c "print(f'  with/without = {$gated/$plain:.3f}')"
+if [ -n "${BASELINE:-}" ]; then
+  baseline=$(median "${results[baseline]}")
+  printf '  with auth_request, BASELINE  %10.0f req/s\n' "$baseline"
+  python3 -c "print(f'  BASELINE with/without = {$baseline/$plain:.3f}; this build / BASELINE = {$gated/$baseline:.3f}')"
+fi
 
 echo
 echo "The sidecar's own GET /check, straight at pastdue (wrk --latency; -c1 is one request in flight, the latency a"
@@ -99,3 +118,10 @@ for c in 1 8; do
   "${client_cpu[@]}" wrk -t1 -c"$c" -d"$DURATION" --latency -s scripts/check.lua "http://127.0.0.1:$pastdue_port/check" \
     | awk -v c="$c" '/Requests\/sec/ {rps=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} END {printf "  -c%s  %10.0f req/s  p50 %s  p99 %s\n", c, rps, p50, p99}'
 done
+if [ -n "${BASELINE:-}" ]; then
+  echo "  BASELINE's own GET /check, the same way:"
+  for c in 1 8; do
+    "${client_cpu[@]}" wrk -t1 -c"$c" -d"$DURATION" --latency -s scripts/check.lua "http://127.0.0.1:$old_pastdue_port/check" \
+      | awk -v c="$c" '/Requests\/sec/ {rps=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} END {printf "  -c%s  %10.0f req/s  p50 %s  p99 %s\n", c, rps, p50, p99}'
+  done
+fi

@@ -135,6 +135,10 @@ async fn serve_answers_checks_the_way_the_layer_decides() {
     let res = check(&http, &url, "/check", &describe("GET", "/api/x", "never-seen")).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("billing-stage").is_none());
+    // Cached now: answered from the proxy's headers as they are (#31), the same way.
+    let res = check(&http, &url, "/check", &describe("GET", "/api/x", "never-seen")).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("billing-stage").is_none());
     // A notice passes with its stage and the banner's text for the app.
     let res = check(&http, &url, "/check", &[("x-original-method", "POST"), ("x-original-uri", "/api/x"), ("x-account-id", "late"), ("accept-language", "de")]).await;
     assert_eq!(res.status(), 200);
@@ -193,6 +197,16 @@ async fn serve_answers_checks_the_way_the_layer_decides() {
     assert_eq!(back.headers()["location"], "/", "never an open redirect");
     let back = check(&http, &url, "/page", &describe("GET", "/\\evil.test/", "late")).await;
     assert_eq!(back.headers()["location"], "/", "browsers read /\\host as //host");
+
+    // A debt written after an account in good standing was cached is
+    // heard: its checks block from then on, never served from the old entry.
+    debt(&store, "never-seen", 25).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while check(&http, &url, "/check", &describe("GET", "/api/x", "never-seen")).await.status() != 402 {
+        assert!(std::time::Instant::now() < deadline, "the write never reached the sidecar's cache");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(check(&http, &url, "/page", &describe("GET", "/api/x", "never-seen")).await.status(), 402);
 
     assert_eq!(check(&http, &url, "/readyz", &[]).await.status(), 200);
     let metrics = check(&http, &url, "/metrics", &[]).await.text().await.unwrap();

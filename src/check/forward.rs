@@ -23,6 +23,14 @@ pub const BILLING_BANNER: HeaderName = HeaderName::from_static("billing-banner")
 /// module on a request it builds from scratch, so no client can set it.
 const ACCOUNT: HeaderName = HeaderName::from_static("x-pastdue-check-account");
 
+/// The headers a proxy describes the original request with (named once,
+/// so a check never parses a header name).
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+
 /// The forward-auth endpoints, built from `[check]` and a gate.
 #[derive(Clone)]
 struct Check {
@@ -62,8 +70,8 @@ pub fn router(config: &CheckConfig, gate: GateLayer) -> Result<Router, ConfigErr
         .with_state(check))
 }
 
-async fn answer_check(State(check): State<Check>, headers: HeaderMap) -> Response<Body> {
-    let mut res = match check.clone().decide(headers).await {
+async fn answer_check(State(check): State<Check>, req: Request<Body>) -> Response<Body> {
+    let mut res = match check.decide(req.headers()).await {
         Ok((res, _)) if res.status() == StatusCode::OK => return res,
         Ok((res, _)) | Err(res) => res,
     };
@@ -76,8 +84,8 @@ async fn answer_check(State(check): State<Check>, headers: HeaderMap) -> Respons
     res
 }
 
-async fn answer_page(State(check): State<Check>, headers: HeaderMap) -> Response<Body> {
-    match check.clone().decide(headers).await {
+async fn answer_page(State(check): State<Check>, req: Request<Body>) -> Response<Body> {
+    match check.decide(req.headers()).await {
         // May pass by now (paid meanwhile): back to where the visitor was.
         Ok((res, uri)) if res.status() == StatusCode::OK => {
             // The same check as every rendered URL: a root-relative path
@@ -99,13 +107,27 @@ async fn answer_page(State(check): State<Check>, headers: HeaderMap) -> Response
 
 impl Check {
     /// The gate's answer for the request `headers` describe, and its URI.
-    async fn decide(self, headers: HeaderMap) -> Result<(Response<Body>, Uri), Response<Body>> {
-        let (method, uri) = original(&headers).map_err(|u| u.response())?;
+    ///
+    /// The usual check — one account, cached, in plain good standing — is
+    /// answered from the incoming headers as they are; anything else is
+    /// described to the gate as the original request it stands for.
+    async fn decide(&self, headers: &HeaderMap) -> Result<(Response<Body>, Uri), Response<Body>> {
+        let (method, uri) = original(headers).map_err(|u| u.response())?;
+        let plain_pass = |account: &str| self.gate.passes_plainly(account, &method, uri.path());
         // Every value: two account headers are ambiguous (400), as in the layer.
         let accounts: Vec<HeaderValue> = match &self.source {
-            Source::Header(name) => headers.get_all(name).iter().cloned().collect(),
-            Source::Jwt(verifier) => match verifier.account(&headers) {
+            Source::Header(name) => {
+                let mut all = headers.get_all(name).iter();
+                if let (Some(one), None) = (all.next(), all.next()) {
+                    if one.to_str().is_ok_and(plain_pass) {
+                        return Ok((Response::new(Body::empty()), uri));
+                    }
+                }
+                headers.get_all(name).iter().cloned().collect()
+            }
+            Source::Jwt(verifier) => match verifier.account(headers) {
                 Ok(None) => Vec::new(),
+                Ok(Some(account)) if plain_pass(&account) => return Ok((Response::new(Body::empty()), uri)),
                 Ok(Some(account)) => match HeaderValue::try_from(account) {
                     Ok(v) => vec![v],
                     // Never "no account": a token that names something
@@ -120,11 +142,7 @@ impl Check {
             .uri(uri.clone())
             .body(Body::empty())
             .map_err(|_| Undescribed::Invalid("X-Forwarded-Uri").response())?;
-        for (name, forwarded) in [
-            (ACCEPT, ACCEPT),
-            (ACCEPT_LANGUAGE, ACCEPT_LANGUAGE),
-            (HOST, HeaderName::from_static("x-forwarded-host")),
-        ] {
+        for (name, forwarded) in [(ACCEPT, ACCEPT), (ACCEPT_LANGUAGE, ACCEPT_LANGUAGE), (HOST, X_FORWARDED_HOST)] {
             if let Some(v) = headers.get(&forwarded).or_else(|| headers.get(&name)) {
                 req.headers_mut().insert(name, v.clone());
             }
@@ -209,11 +227,11 @@ async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
 /// /billing/x` must not win over the proxy's `X-Original-URI`). A header
 /// given twice is refused the same way.
 fn original(headers: &HeaderMap) -> Result<(Method, Uri), Undescribed> {
-    let method = match one_truth(headers, ["x-forwarded-method", "x-original-method"])? {
+    let method = match one_truth(headers, [X_FORWARDED_METHOD, X_ORIGINAL_METHOD])? {
         Some(v) => Method::from_bytes(v.as_bytes()).map_err(|_| Undescribed::Invalid("X-Forwarded-Method"))?,
         None => Method::GET,
     };
-    let uri = one_truth(headers, ["x-forwarded-uri", "x-original-uri"])?
+    let uri = one_truth(headers, [X_FORWARDED_URI, X_ORIGINAL_URI])?
         .ok_or(Undescribed::Missing("X-Forwarded-Uri (or X-Original-URI)"))?;
     // A fragment is never sent by a browser; the URI parser would drop it
     // while an upstream may not (`/billing#/../../api`).
@@ -237,9 +255,9 @@ fn original(headers: &HeaderMap) -> Result<(Method, Uri), Undescribed> {
 /// The one value every copy of `names` agrees on: `None` when none is
 /// sent, refused when two copies differ (identical copies — a proxy that
 /// sets a header its controller sets too — describe one request).
-fn one_truth<'h>(headers: &'h HeaderMap, names: [&'static str; 2]) -> Result<Option<&'h HeaderValue>, Undescribed> {
+fn one_truth(headers: &HeaderMap, names: [HeaderName; 2]) -> Result<Option<&HeaderValue>, Undescribed> {
     let mut found: Option<&HeaderValue> = None;
-    for v in names.iter().flat_map(|name| headers.get_all(*name)) {
+    for v in names.iter().flat_map(|name| headers.get_all(name)) {
         match found {
             Some(seen) if seen != v => return Err(Undescribed::Conflicting),
             _ => found = Some(v),

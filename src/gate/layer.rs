@@ -271,6 +271,40 @@ impl GateLayer {
     }
 
 
+    /// For `/check`: whether a request by `account` (as the proxy names
+    /// it) for `method` on `path` gets a bare `200` — an exempt path, or a
+    /// cached account whose standing allows it with no stage header,
+    /// nothing closed and no banner (good standing, an unknown account
+    /// the ladder lets in) — counted as [`Gate`]'s `call` counts it.
+    /// `false` means "not known at once": the full gate decides (a miss,
+    /// a debt, a bad id), and nothing was counted.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn passes_plainly(&self, account: &str, method: &http::Method, path: &str) -> bool {
+        let shared = &*self.shared;
+        if shared.exempt.matches(path) {
+            return true;
+        }
+        if crate::account::validate(account).is_err() {
+            return false;
+        }
+        let now_us = shared.clock.now_micros();
+        let Some(cached) = shared.cache.get_fresh_at(account, now_us) else { return false };
+        let standing = cached.standing_at(&shared.policy, now_us);
+        let stage = standing.stage();
+        // A banner needs a debt (`notice`, `warn`) or, before a due date,
+        // a kept state naming the payment: a plain good standing without
+        // one has none to show.
+        let no_banner = !self.may_remind(&standing) || (standing.is_plain_good() && cached.state().is_none());
+        if !(standing.allows(method) && stage.is_active() && !stage.closes_any() && no_banner) {
+            return false;
+        }
+        shared.counters.ensure_flusher();
+        shared.no_account.resolved();
+        shared.counters.hit();
+        shared.counters.decision(*stage, true);
+        true
+    }
+
     /// The clock the gate reads (pay links' mint window follows it too).
     #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
     pub(crate) fn clock(&self) -> &SharedClock {
