@@ -97,7 +97,7 @@ async fn signed_events_move_the_ladder_beside_stripe() {
     let stripe_since = Utc::now() - TimeDelta::days(2);
     app.store.apply(&AccountId::new("acme").unwrap(), None, &[unpaid("in_stripe", 4_900, stripe_since)]).await.unwrap();
     let s = app.state("acme").await.unwrap();
-    let ours = &s.unpaid()["events:INV-2026-0042"];
+    let ours = &s.unpaid().get("events:INV-2026-0042").unwrap();
     assert_eq!((ours.amount_due, ours.hosted_url.as_deref(), ours.number.as_deref()), (2500, Some("https://billing.example/pay/INV-2026-0042"), Some("2026-0042")));
     assert!(s.unpaid().contains_key("in_stripe"), "side by side");
     assert_eq!(s.past_due_since().map(|t| (Utc::now() - t).num_days()), Some(20), "from the due date");

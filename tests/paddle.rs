@@ -169,7 +169,7 @@ async fn a_debt_at_paddle_moves_the_ladder_and_paying_there_opens_the_gate() {
     assert_eq!((status, v["result"].as_str(), v["account"].as_str()), (StatusCode::OK, Some("applied"), Some("acme")), "{v}");
     assert_eq!(app.deliver(&body).await.1["result"], "duplicate", "once per event_id");
     let s = app.state("acme").await.unwrap();
-    let owed = &s.unpaid()["paddle:txn_01hdebt"];
+    let owed = &s.unpaid().get("paddle:txn_01hdebt").unwrap();
     assert_eq!((owed.amount_due, owed.currency.as_str(), owed.number.as_deref()), (4900, "eur", Some("325-10566")));
     assert_eq!(owed.hosted_url.as_deref(), Some("https://pay.example.com/checkout?_ptxn=txn_01hdebt"));
     assert_eq!(s.past_due_since().map(|t| t.timestamp_micros()), Some(billed.timestamp_micros()));
@@ -358,7 +358,7 @@ async fn sync_lists_what_paddle_says_is_past_due() {
     let report = pastdue::paddle::sync(&c.paddle, app.store.clone(), None).await.unwrap();
     assert_eq!((report.transactions, report.subscriptions, report.accounts_changed, report.unmapped), (5, 1, 5, 0), "{report:?}");
     let s = app.state("sync-3").await.unwrap();
-    assert_eq!(s.unpaid()["paddle:txn_01hsync3"].amount_due, 103);
+    assert_eq!(s.unpaid().get("paddle:txn_01hsync3").unwrap().amount_due, 103);
     assert!(app.state("sync-0").await.unwrap().settlement("paddle:txn_01hsyncpaid").is_none(), "only past-due entities are listed");
     assert!(app.state("sync-1").await.unwrap().subscriptions()["paddle:sub_01hsync"].status.is_debt(), "the subscription, by its customer's link");
     let again = pastdue::paddle::sync(&c.paddle, app.store.clone(), None).await.unwrap();

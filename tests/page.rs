@@ -156,7 +156,7 @@ fn unsafe_urls_from_config_or_stored_state_are_never_rendered() {
         invoice.hosted_url = Some("javascript:alert(1)".into());
     }
     fresh.apply(&change);
-    assert_eq!(fresh.unpaid()["in_1"].hosted_url, None);
+    assert_eq!(fresh.unpaid().get("in_1").unwrap().hosted_url, None);
 }
 
 /// `examples/custom_page.html`, the custom-page example's template, is

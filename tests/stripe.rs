@@ -212,7 +212,7 @@ async fn every_event_type_in_both_shapes(b: Backend) {
         let r = ok(post(&app, event(&format!("evt_f{shape:?}"), "invoice.payment_failed", t0, invoice("in_1", &cus, 1200, shape, a))).await);
         assert_eq!((r["result"].as_str(), r["account"].as_str()), (Some("applied"), a));
         let s = state(&b.store, &account).await;
-        let inv = &s.unpaid()["in_1"];
+        let inv = &s.unpaid().get("in_1").unwrap();
         assert_eq!((inv.amount_due, inv.since.timestamp()), (1200, t0), "{shape:?}: clock starts at event.created");
         assert_eq!(inv.hosted_url.as_deref(), Some("https://invoice.stripe.com/i/in_1"));
         assert_eq!(s.contact_email(), Some("billing@customer.test"));
@@ -222,12 +222,12 @@ async fn every_event_type_in_both_shapes(b: Backend) {
         let mut overdue = invoice("in_2", &cus, 500, shape, a);
         overdue["due_date"] = json!(t0 - 86_400);
         ok(post(&app, event(&format!("evt_o{shape:?}"), "invoice.overdue", t0 + 10, overdue)).await);
-        assert_eq!(state(&b.store, &account).await.unpaid()["in_2"].since.timestamp(), t0 - 86_400);
+        assert_eq!(state(&b.store, &account).await.unpaid().get("in_2").unwrap().since.timestamp(), t0 - 86_400);
 
         // Marked uncollectible: still owed.
         ok(post(&app, event(&format!("evt_u{shape:?}"), "invoice.marked_uncollectible", t0 + 20, invoice("in_2", &cus, 500, shape, a))).await);
         let s = state(&b.store, &account).await;
-        assert!(s.unpaid()["in_2"].uncollectible && s.unpaid().len() == 2);
+        assert!(s.unpaid().get("in_2").unwrap().uncollectible && s.unpaid().len() == 2);
 
         // paid, payment_succeeded, voided: settled.
         for (n, kind) in ["invoice.paid", "invoice.payment_succeeded", "invoice.voided"].iter().enumerate() {
@@ -407,7 +407,7 @@ async fn every_delivery_order_ends_in_the_same_state_on_redis() {
     }
     let r = reference.unwrap();
     assert!(r.unpaid().contains_key("in_2") && !r.unpaid().contains_key("in_1"), "paid stays paid: {r:?}");
-    assert_eq!(r.unpaid()["in_2"].since.timestamp(), t0 + 60);
+    assert_eq!(r.unpaid().get("in_2").unwrap().since.timestamp(), t0 + 60);
     assert_eq!(r.subscriptions()["sub_1"].status, SubscriptionStatus::Active);
     assert!(count >= 100, "checked {count} orders");
 }
@@ -893,7 +893,7 @@ async fn upcoming_dues_are_kept_off_the_ladder_and_go_when_paid() {
     accepted(post(&app, event("evt_fail2", "invoice.payment_failed", now + 5, failed)).await);
     let s = state(&b.store, "upcoming-co").await;
     assert!(!s.upcoming().contains_key("in_two") && s.unpaid().contains_key("in_two"));
-    assert_eq!(s.unpaid()["in_two"].next_attempt.map(|t| t.timestamp()), Some(now + 2 * 86_400));
+    assert_eq!(s.unpaid().get("in_two").unwrap().next_attempt.map(|t| t.timestamp()), Some(now + 2 * 86_400));
 }
 
 /// Verify before blocking, on real Redis and localstripe: a debt whose

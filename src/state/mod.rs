@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use litemap::LiteMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +38,11 @@ pub(crate) const MAX_TOMBSTONES: usize = 64;
 pub struct BillingState {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     subscriptions: BTreeMap<String, SubscriptionFact>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    unpaid: BTreeMap<String, UnpaidInvoice>,
+    /// A map that allocates what it holds (a B-tree's first node is sized
+    /// for eleven): most states owe one or two invoices, and every debtor
+    /// is kept in the gate's cache.
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
+    unpaid: LiteMap<String, UnpaidInvoice>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     settled: BTreeMap<String, DateTime<Utc>>,
     /// How each settled invoice was settled (for the ones known: states
@@ -114,7 +119,7 @@ impl BillingState {
     }
 
     /// Invoices still owed, by id.
-    pub fn unpaid(&self) -> &BTreeMap<String, UnpaidInvoice> {
+    pub fn unpaid(&self) -> &LiteMap<String, UnpaidInvoice> {
         &self.unpaid
     }
 
