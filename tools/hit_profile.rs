@@ -2,7 +2,9 @@
 //! allocations per request (a counting allocator) and, under
 //! `valgrind --tool=callgrind`, instructions per request.
 //!
-//! `cargo run --release --example hit_profile -- <bare|active|notice|unknown> [requests]`
+//! `cargo run --release --example hit_profile -- <bare|active|notice|unknown|blocked|miss> [requests]`
+//! (`blocked`: a suspended account's `402`; `miss`: a new account per
+//! request, read from the store)
 //! prints allocations per request for that case. For instructions, run the
 //! same command under callgrind for two cases and subtract:
 //! `(Ir(active) - Ir(bare)) / requests` is what the gate adds per hit.
@@ -57,11 +59,13 @@ fn main() {
     let (account, gated) = rt.block_on(async {
         store.apply(&AccountId::new("paying").unwrap(), None, &[Change::LinkCustomer("cus_1".into())]).await.unwrap();
         store.apply(&AccountId::new("notice").unwrap(), None, &[debt(1)]).await.unwrap();
+        store.apply(&AccountId::new("gone").unwrap(), None, &[debt(30)]).await.unwrap();
         let account = match case.as_str() {
             "bare" | "active" => "paying",
             "notice" => "notice",
-            "unknown" => "stranger",
-            other => panic!("unknown case {other}: bare, active, notice or unknown"),
+            "unknown" | "miss" => "stranger",
+            "blocked" => "gone",
+            other => panic!("unknown case {other}: bare, active, notice, unknown, blocked or miss"),
         };
         let mut svc = GateLayer::new(store.clone()).layer(tower::service_fn(ok));
         let req = Request::get("/api/ping").header("x-account-id", account).body(Body::empty()).unwrap();
@@ -72,8 +76,9 @@ fn main() {
     let mut bare = tower::service_fn(ok);
     let mut gated = gated;
     let before = ALLOCATIONS.with(Cell::get);
-    for _ in 0..n {
-        let req = Request::get("/api/ping").header("x-account-id", header.clone()).body(Body::empty()).unwrap();
+    for i in 0..n {
+        let account = if case == "miss" { http::HeaderValue::try_from(format!("new-{i}")).unwrap() } else { header.clone() };
+        let req = Request::get("/api/ping").header("x-account-id", account).body(Body::empty()).unwrap();
         let res = if case == "bare" { now(bare.call(req)) } else { now(gated.call(req)) };
         std::hint::black_box(res.unwrap());
     }
