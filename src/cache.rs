@@ -159,7 +159,11 @@ impl Entry {
 /// `t` is current through tick `t + 7`, so it is re-read after 7/8 to 8/8
 /// of the TTL, never later. A tick fits 32 bits (an entry stays small);
 /// the difference is taken wrapping, and a clock moved back makes it huge,
-/// so such an entry is re-read.
+/// so such an entry is re-read. A TTL under [`Ticks::MIN_TTL_US`] (but not
+/// zero) counts as that floor: ticks of at least 125 ms wrap after 17
+/// years, so a forgotten entry never comes back to life. Each key's ticks
+/// start at its own phase, so entries read together do not all expire at
+/// one boundary (a burst of store reads every eighth of the TTL).
 #[derive(Clone, Copy)]
 struct Ticks {
     tick_us: i64,
@@ -167,24 +171,27 @@ struct Ticks {
 
 impl Ticks {
     const PER_TTL: u32 = 8;
+    /// The shortest TTL kept: one second (`cache.ttl` refuses less).
+    const MIN_TTL_US: i64 = 1_000_000;
 
     fn new(ttl_us: i64) -> Self {
+        let ttl_us = if ttl_us > 0 { ttl_us.max(Self::MIN_TTL_US) } else { 0 };
         Self { tick_us: ttl_us / i64::from(Self::PER_TTL) }
     }
 
-    /// The tick of `now_us`.
-    fn at(self, now_us: i64) -> u32 {
+    /// The tick of `now_us` for `key`.
+    fn at(self, key: Key, now_us: i64) -> u32 {
         match self.tick_us {
             0 => 0,
             // Truncation to 32 bits is the point: ticks compare wrapping.
-            t => now_us.div_euclid(t) as u32,
+            t => now_us.saturating_add(key.phase(t)).div_euclid(t) as u32,
         }
     }
 
-    /// Whether an entry read at `read` is still current at `now_us`.
-    fn current(self, read: u32, now_us: i64) -> bool {
-        // A TTL under eight microseconds keeps nothing.
-        self.tick_us > 0 && self.at(now_us).wrapping_sub(read) < Self::PER_TTL
+    /// Whether `key`'s entry read at `read` is still current at `now_us`.
+    fn current(self, key: Key, read: u32, now_us: i64) -> bool {
+        // A zero TTL keeps nothing.
+        self.tick_us > 0 && self.at(key, now_us).wrapping_sub(read) < Self::PER_TTL
     }
 }
 
@@ -199,6 +206,17 @@ impl Ticks {
 /// Short ids — the common case — cost no hashing beyond the table's own.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Key(u64, u64);
+
+impl Key {
+    /// Where in a tick of `tick_us` this key's ticks start: both words
+    /// mixed (Fibonacci hashing), so ids alike in their first bytes still
+    /// spread.
+    fn phase(self, tick_us: i64) -> i64 {
+        let mixed = (self.0 ^ self.1.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        // A 32-bit fraction of the tick: a multiply, not a division.
+        ((u128::from(mixed) * u128::from(tick_us.unsigned_abs())) >> 32) as i64
+    }
+}
 
 /// Builds [`Key`]s, with this cache's random SipHash key for long ids.
 struct Keyer(siphasher::sip128::SipHasher13);
@@ -378,7 +396,7 @@ impl StateCache {
         let key = s.entries.key(account);
         let entries = s.entries.read();
         let entry = entries.get(&key)?;
-        let current = entry.read_at(s.epoch.load(SeqCst)) && s.ticks.current(entry.read_tick, now_us);
+        let current = entry.read_at(s.epoch.load(SeqCst)) && s.ticks.current(key, entry.read_tick, now_us);
         current.then(|| entry.cached())
     }
 
@@ -427,7 +445,7 @@ impl StateCache {
             Ok(state) => {
                 let cached = Cached::from_state(state, s.keep_dues.load(Relaxed));
                 let key = s.entries.key(account.as_str());
-                let entry = Entry::new(&cached, epoch, s.ticks.at(now.timestamp_micros()));
+                let entry = Entry::new(&cached, epoch, s.ticks.at(key, now.timestamp_micros()));
                 let mut entries = s.entries.write();
                 entries.insert(key, entry);
                 // An invalidation that overlapped the read may describe a
@@ -548,21 +566,38 @@ mod tests {
     #[test]
     fn an_entry_is_re_read_within_its_ttl_never_after() {
         let ticks = Ticks::new(300 * SEC);
-        for read_us in [0, 1, 37 * SEC, 1_764_000_000 * SEC + 123_456, -5 * SEC] {
-            let read = ticks.at(read_us);
-            assert!(ticks.current(read, read_us), "current when read at {read_us}");
-            assert!(!ticks.current(read, read_us + 300 * SEC), "stale after the whole ttl (read at {read_us})");
-            // Kept for at least 7/8 of the ttl.
-            assert!(ticks.current(read, read_us + 262 * SEC), "kept 7/8 of the ttl (read at {read_us})");
-            assert!(!ticks.current(read, read_us - 38 * SEC), "a clock moved back re-reads");
+        let keyer = Keyer::new();
+        let keys = ["acct-1", "acct-2", "a", "7f3c9a52-1b4e-4d6a-9c1f-000000000042"].map(|id| keyer.key(id));
+        for key in keys {
+            for read_us in [0, 1, 37 * SEC, 1_764_000_000 * SEC + 123_456, -5 * SEC, i64::MAX - 1, i64::MIN + 1] {
+                let read = ticks.at(key, read_us);
+                let later = |d: i64| read_us.saturating_add(d);
+                assert!(ticks.current(key, read, read_us), "current when read at {read_us}");
+                if read_us < i64::MAX - 300 * SEC {
+                    assert!(!ticks.current(key, read, later(300 * SEC)), "stale after the whole ttl (read at {read_us})");
+                    // Kept for at least 7/8 of the ttl.
+                    assert!(ticks.current(key, read, later(262 * SEC)), "kept 7/8 of the ttl (read at {read_us})");
+                }
+                // (Near i64::MAX times saturate: absurd, and only kept from panicking.)
+                if read_us > i64::MIN + 38 * SEC && read_us < i64::MAX - 300 * SEC {
+                    assert!(!ticks.current(key, read, read_us - 38 * SEC), "a clock moved back re-reads");
+                }
+            }
         }
+        // Keys expire at their own phase: a thousand entries read in the
+        // same microsecond do not all expire at one boundary.
+        let phases: std::collections::HashSet<i64> = (0..1_000).map(|i| keyer.key(&format!("acct-{i}")).phase(ticks.tick_us) / SEC).collect();
+        assert!(phases.len() > 30, "{} distinct seconds of 37", phases.len());
         // Ticks wrap at 32 bits: far in the future, the arithmetic holds.
         let far = i64::from(u32::MAX) * 37_500_000 + 12 * SEC;
-        let read = ticks.at(far);
-        assert!(ticks.current(read, far + 200 * SEC) && !ticks.current(read, far + 301 * SEC));
-        // A zero ttl keeps nothing.
+        let read = ticks.at(keys[0], far);
+        assert!(ticks.current(keys[0], read, far + 200 * SEC) && !ticks.current(keys[0], read, far + 301 * SEC));
+        // A zero ttl keeps nothing; a ttl under a second counts as one, so
+        // 32-bit ticks wrap only after years.
         let zero = Ticks::new(0);
-        assert!(!zero.current(zero.at(5), 5));
+        assert!(!zero.current(keys[0], zero.at(keys[0], 5), 5));
+        assert_eq!(Ticks::new(1_000).tick_us, Ticks::new(SEC).tick_us);
+        assert!(i64::from(u32::MAX) * Ticks::new(1).tick_us > 17 * 365 * 86_400 * SEC);
     }
 
     #[test]

@@ -115,6 +115,7 @@ fn typos_and_bad_values_are_refused_naming_the_key() {
         (None, &[("PASTDUE_STORE__URL", "postgres://x")], "store.url"),
         (None, &[("PASTDUE_STORE__READ_TIMEOUT", "fast")], "store.read_timeout"),
         (None, &[("PASTDUE_CACHE__CAPACITY", "lots")], "PASTDUE_CACHE__CAPACITY"),
+        (None, &[("PASTDUE_CACHE__TTL", "10ms")], "cache.ttl"),
         (None, &[("PASTDUE_NOSECTION", "1")], "PASTDUE_NOSECTION"),
         (None, &[("PASTDUE_STORE_URL", "redis://x")], "PASTDUE_STORE_URL"), // one underscore: a typo, not ignored
         (None, &[("PASTDUE_GATE__EXEMPT", r#"["/a/[b"]"#)], "gate.exempt"),

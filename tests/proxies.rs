@@ -288,6 +288,12 @@ async fn attacks(proxy: &Proxy, seen: &Seen) {
     let res = http.get(format!("{}/a/cookie", proxy.url)).bearer_auth(token("paying", 600, SECRET)).header("cookie", format!("jwt={gone}")).send().await.unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(reached("/a/cookie"), 0);
+    // A verified token naming no usable account is refused on every path,
+    // the app's always-open billing pages too (#31: never a plain pass).
+    let unusable = token("a\u{1}b", 600, SECRET);
+    let res = http.get(format!("{}/billing/unusable", proxy.url)).bearer_auth(&unusable).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(reached("/billing/unusable"), 0);
 }
 
 /// A Stripe webhook signed the way Stripe signs reaches pastdue through

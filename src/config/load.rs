@@ -104,6 +104,9 @@ impl Config {
         if self.cache.capacity == 0 {
             return Err(ConfigError::key("cache.capacity", "must be at least 1"));
         }
+        if self.cache.ttl < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::key("cache.ttl", "must be at least 1s (invalidations keep the cache current; the TTL is a safety net)"));
+        }
         Ok(())
     }
 
