@@ -108,7 +108,7 @@ async fn answer_page(State(check): State<Check>, req: Request<Body>) -> Response
 impl Check {
     /// The gate's answer for the request `headers` describe, and its URI.
     ///
-    /// The usual check — one account, cached, in plain good standing — is
+    /// The usual check — one account, cached, passing with nothing to add — is
     /// answered from the incoming headers as they are; anything else is
     /// described to the gate as the original request it stands for.
     async fn decide(&self, headers: &HeaderMap) -> Result<(Response<Body>, Uri), Response<Body>> {
