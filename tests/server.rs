@@ -201,11 +201,8 @@ async fn serve_answers_checks_the_way_the_layer_decides() {
     // A debt written after an account in good standing was cached is
     // heard: its checks block from then on, never served from the old entry.
     debt(&store, "never-seen", 25).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while check(&http, &url, "/check", &describe("GET", "/api/x", "never-seen")).await.status() != 402 {
-        assert!(std::time::Instant::now() < deadline, "the write never reached the sidecar's cache");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let blocked = until(Duration::from_secs(10), || async { check(&http, &url, "/check", &describe("GET", "/api/x", "never-seen")).await.status() == 402 }).await;
+    assert!(blocked, "the write never reached the sidecar's cache");
     assert_eq!(check(&http, &url, "/page", &describe("GET", "/api/x", "never-seen")).await.status(), 402);
 
     assert_eq!(check(&http, &url, "/readyz", &[]).await.status(), 200);
