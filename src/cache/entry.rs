@@ -1,6 +1,7 @@
 //! One cache entry, kept small: its key ([`Key`], built by [`Keyer`]),
 //! its value ([`Entry`]) and its age ([`Ticks`]).
 
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::Cached;
@@ -8,40 +9,66 @@ use crate::state::BillingState;
 
 /// One cached account, in 16 bytes: most accounts are in good standing
 /// and need no more than "known, good, read at this epoch and tick".
-#[derive(Clone)]
 pub(super) struct Entry {
     /// The kept state ([`Cached::State`]); `None` for unknown and good.
     pub(super) state: Option<Arc<BillingState>>,
-    /// `epoch << 1 | known`: the cache epoch when read (an older one means
-    /// "unverified"; compared for equality, so wrapping is harmless) and
-    /// whether the store knows the account ([`Cached::Good`] rather than
-    /// [`Cached::Unknown`] when no state is kept).
-    epoch_known: u32,
-    /// The TTL tick ([`Ticks`]) when read.
+    /// `epoch << 2 | used << 1 | known`: the cache epoch when read (an
+    /// older one means "unverified"; compared for equality, so wrapping is
+    /// harmless); whether the entry was used since the table's CLOCK hand
+    /// last passed it (set by readers, hence atomic); whether the store
+    /// knows the account ([`Cached::Good`] rather than [`Cached::Unknown`]
+    /// when no state is kept).
+    flags: AtomicU32,
+    /// The TTL tick ([`Ticks`]) when read; in a vacant slot, the next
+    /// vacant slot.
     pub(super) read_tick: u32,
 }
 
 impl Entry {
+    const KNOWN: u32 = 1;
+    const USED: u32 = 2;
+
     pub(super) fn new(cached: &Cached, epoch: u64, read_tick: u32) -> Self {
-        let known = !matches!(cached, Cached::Unknown);
-        Self { state: cached.shared_state(), epoch_known: (Self::epoch_bits(epoch) << 1) | u32::from(known), read_tick }
+        let known = u32::from(!matches!(cached, Cached::Unknown));
+        Self { state: cached.shared_state(), flags: AtomicU32::new((Self::epoch_bits(epoch) << 2) | known), read_tick }
     }
 
-    /// Only equality of epochs matters: the low 31 bits are enough.
+    /// What a vacant slot holds: no state, and the next vacant slot.
+    pub(super) fn vacant(next: u32) -> Self {
+        Self { state: None, flags: AtomicU32::new(0), read_tick: next }
+    }
+
+    /// Only equality of epochs matters: the low 30 bits are enough.
     fn epoch_bits(epoch: u64) -> u32 {
-        (epoch & 0x7fff_ffff) as u32
+        (epoch & 0x3fff_ffff) as u32
     }
 
     pub(super) fn cached(&self) -> Cached {
         match &self.state {
             Some(s) => Cached::State(s.clone()),
-            None if self.epoch_known & 1 == 1 => Cached::Good,
+            None if self.flags.load(Relaxed) & Self::KNOWN != 0 => Cached::Good,
             None => Cached::Unknown,
         }
     }
 
     pub(super) fn read_at(&self, epoch: u64) -> bool {
-        self.epoch_known >> 1 == Self::epoch_bits(epoch)
+        self.flags.load(Relaxed) >> 2 == Self::epoch_bits(epoch)
+    }
+
+    /// Marks the entry used; writes only when it is not marked yet, so
+    /// readers of a hot entry leave its cache line clean.
+    pub(super) fn mark_used(&self) {
+        if self.flags.load(Relaxed) & Self::USED == 0 {
+            self.flags.fetch_or(Self::USED, Relaxed);
+        }
+    }
+
+    /// Whether the entry was used since last asked, and unmarks it.
+    pub(super) fn take_used(&mut self) -> bool {
+        let flags = self.flags.get_mut();
+        let used = *flags & Self::USED != 0;
+        *flags &= !Self::USED;
+        used
     }
 }
 
@@ -181,10 +208,15 @@ mod tests {
 
     #[test]
     fn an_entry_keeps_what_it_was_told() {
-        for (cached, epoch) in [(Cached::Unknown, 0), (Cached::Good, 7), (Cached::Good, u64::MAX), (Cached::Unknown, 1 << 31)] {
+        for (cached, epoch) in [(Cached::Unknown, 0), (Cached::Good, 7), (Cached::Good, u64::MAX), (Cached::Unknown, 1 << 31), (Cached::Good, (1 << 30) - 1)] {
             let e = Entry::new(&cached, epoch, 3);
             assert_eq!(std::mem::discriminant(&e.cached()), std::mem::discriminant(&cached));
             assert!(e.read_at(epoch) && !e.read_at(epoch.wrapping_add(1)));
+            // The CLOCK mark changes neither.
+            let mut e = e;
+            e.mark_used();
+            assert!(e.read_at(epoch) && std::mem::discriminant(&e.cached()) == std::mem::discriminant(&cached));
+            assert!(e.take_used() && !e.take_used() && e.read_at(epoch));
         }
         assert_eq!(std::mem::size_of::<Entry>(), 16);
         assert_eq!(std::mem::size_of::<Key>(), 16);

@@ -33,7 +33,9 @@ use crate::state::BillingState;
 use crate::store::{Invalidation, Store, StoreError};
 
 mod entry;
+mod table;
 use entry::{Entry, Key, Keyer, Ticks};
+use table::Table;
 
 /// What the cache knows of one account.
 #[derive(Clone, Debug)]
@@ -124,21 +126,17 @@ type Flight = Arc<OnceCell<Result<Cached, ()>>>;
 /// The entries, behind a lock whose readers never write a cache line
 /// another worker reads: `ShardedLock` gives each thread its own
 /// read-lock word, so a hit on one worker never makes another worker's
-/// next hit wait for the line (a plain `RwLock` — quick_cache's own
-/// shards — is one word every reader writes). Writers (a miss, an
-/// invalidation) lock every reader slot: slower, and rare next to hits.
-/// One table, keyed by [`Key`].
+/// next hit wait for the line (a plain `RwLock` is one word every reader
+/// writes). Writers (a miss, an invalidation) lock every reader slot:
+/// slower, and rare next to hits. One [`Table`], keyed by [`Key`].
 struct Entries {
     table: ShardedLock<Table>,
     keyer: Keyer,
 }
 
-type Table = quick_cache::unsync::Cache<Key, Entry>;
-
 impl Entries {
     fn new(capacity: usize) -> Self {
-        let table = quick_cache::unsync::Cache::new(capacity);
-        Self { table: ShardedLock::new(table), keyer: Keyer::new() }
+        Self { table: ShardedLock::new(Table::new(capacity)), keyer: Keyer::new() }
     }
 
     fn key(&self, account: &str) -> Key {
@@ -146,8 +144,8 @@ impl Entries {
     }
 
     fn read(&self) -> ShardedLockReadGuard<'_, Table> {
-        // A writer that panicked left the table consistent (quick_cache
-        // mutates under `&mut` only), so poisoning is ignored.
+        // A writer that panicked left the table consistent (it changes
+        // under `&mut` only, each step whole), so poisoning is ignored.
         self.table.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -268,7 +266,7 @@ impl StateCache {
         let s = &self.shared;
         let key = s.entries.key(account);
         let entries = s.entries.read();
-        let entry = entries.get(&key)?;
+        let entry = entries.get(key)?;
         let current = entry.read_at(s.epoch.load(SeqCst)) && s.ticks.current(key, entry.read_tick, now_us);
         current.then(|| entry.cached())
     }
@@ -289,7 +287,7 @@ impl StateCache {
         self.listen();
         let s = &self.shared;
         let key = s.entries.key(account.as_str());
-        let last_known = s.entries.read().get(&key).map(Entry::cached);
+        let last_known = s.entries.read().get(key).map(Entry::cached);
         if now.timestamp_millis() < s.down_until_ms.load(SeqCst) {
             return last_known.map_or(Lookup::Unavailable, Lookup::Stale);
         }
@@ -297,7 +295,7 @@ impl StateCache {
             let mut inflight = s.inflight.lock().unwrap_or_else(|p| p.into_inner());
             inflight.entry(account.clone()).or_default().clone()
         };
-        let result = flight.get_or_init(|| self.read_through(account, now)).await.clone();
+        let result = flight.get_or_init(|| self.read_through(account, key, now)).await.clone();
         {
             let mut inflight = s.inflight.lock().unwrap_or_else(|p| p.into_inner());
             if inflight.get(account).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
@@ -310,21 +308,20 @@ impl StateCache {
         }
     }
 
-    async fn read_through(&self, account: &AccountId, now: DateTime<Utc>) -> Result<Cached, ()> {
+    async fn read_through(&self, account: &AccountId, key: Key, now: DateTime<Utc>) -> Result<Cached, ()> {
         let s = &self.shared;
         let epoch = s.epoch.load(SeqCst);
         let generation = s.generation.load(SeqCst);
         match s.store.load(account).await {
             Ok(state) => {
                 let cached = Cached::from_state(state, s.keep_dues.load(Relaxed));
-                let key = s.entries.key(account.as_str());
                 let entry = Entry::new(&cached, epoch, s.ticks.at(key, now.timestamp_micros()));
                 let mut entries = s.entries.write();
                 entries.insert(key, entry);
                 // An invalidation that overlapped the read may describe a
                 // write the read did not see: then the entry is not trusted.
                 if s.generation.load(SeqCst) != generation {
-                    entries.remove(&key);
+                    entries.remove(key);
                 }
                 Ok(cached)
             }
@@ -379,7 +376,7 @@ impl StateCache {
 fn evict(s: &Shared, account: &str) {
     s.generation.fetch_add(1, SeqCst);
     let key = s.entries.key(account);
-    s.entries.write().remove(&key);
+    s.entries.write().remove(key);
 }
 
 fn invalidate_all(s: &Shared) {

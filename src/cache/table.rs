@@ -1,0 +1,240 @@
+//! The cache's table: at most `capacity` entries of 32 bytes in one
+//! vector, found through an index of 4-byte slot numbers, evicted by CLOCK
+//! (second chance).
+//!
+//! A general-purpose cache (quick_cache, moka) keeps per entry a key,
+//! a value, list links and policy state, and an index of its own: 56 bytes
+//! or more beside our 32. This table keeps the entry and nothing else
+//! per slot: the "used since the hand last passed" bit lives in the
+//! entry's flag word, and a vacant slot links to the next vacant one
+//! through its tick. The index is hashbrown's `HashTable`.
+//!
+//! - A lookup marks its entry used only if it is not marked yet: readers
+//!   sharing the table under a read lock write nothing on a hit to an
+//!   entry already marked.
+//! - An insert into a full table moves the hand: a marked entry loses its
+//!   mark and is passed over, the first unmarked one is replaced. New
+//!   entries start unmarked, so an account read once goes before one read
+//!   again.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use super::entry::{Entry, Key};
+
+/// No slot: the end of the vacant list.
+const NONE: u32 = u32::MAX;
+
+pub(super) struct Table {
+    index: HashTable<u32>,
+    slots: Vec<Slot>,
+    hasher: DefaultHashBuilder,
+    capacity: usize,
+    /// The CLOCK hand: the next slot considered for eviction.
+    hand: usize,
+    /// The first vacant slot (a removed entry), or [`NONE`].
+    vacant: u32,
+}
+
+struct Slot {
+    key: Key,
+    entry: Entry,
+}
+
+impl Table {
+    /// The most entries sized for up front.
+    const PRESIZED: usize = 1 << 22;
+
+    /// A table of at most `capacity` entries (at least 1, at most
+    /// `u32::MAX - 1`), sized for all of them up to [`Self::PRESIZED`]:
+    /// growing by doubling would leave the allocator holding the smaller
+    /// tables it outgrew, about half as much again. The address space is
+    /// taken now, the memory only as entries arrive — except the index's
+    /// control bytes, one per bucket (2 MiB for a million entries).
+    pub(super) fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, (NONE - 1) as usize);
+        let sized = capacity.min(Self::PRESIZED);
+        Self {
+            index: HashTable::with_capacity(sized),
+            slots: Vec::with_capacity(sized),
+            hasher: DefaultHashBuilder::default(),
+            capacity,
+            hand: 0,
+            vacant: NONE,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The entry kept for `key`, marked used.
+    pub(super) fn get(&self, key: Key) -> Option<&Entry> {
+        let hash = self.hasher.hash_one(key);
+        let slot = *self.index.find(hash, |&i| self.slots[i as usize].key == key)?;
+        let entry = &self.slots[slot as usize].entry;
+        entry.mark_used();
+        Some(entry)
+    }
+
+    /// Keeps `entry` for `key`, in place of what was kept for it, else in
+    /// a vacant slot, else in a new one, else in the slot CLOCK evicts.
+    pub(super) fn insert(&mut self, key: Key, entry: Entry) {
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        if let Some(&slot) = self.index.find(hash, |&i| slots[i as usize].key == key) {
+            // Read again: it was in use.
+            entry.mark_used();
+            self.slots[slot as usize].entry = entry;
+            return;
+        }
+        let slot = if self.vacant != NONE {
+            let slot = self.vacant;
+            self.vacant = self.slots[slot as usize].entry.read_tick;
+            self.slots[slot as usize] = Slot { key, entry };
+            slot
+        } else if self.slots.len() < self.capacity {
+            self.slots.push(Slot { key, entry });
+            (self.slots.len() - 1) as u32
+        } else {
+            let slot = self.evict();
+            self.slots[slot as usize] = Slot { key, entry };
+            slot
+        };
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, slot, |&i| hasher.hash_one(slots[i as usize].key));
+    }
+
+    /// Forgets `key`'s entry, if one is kept.
+    pub(super) fn remove(&mut self, key: Key) {
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        if let Ok(found) = self.index.find_entry(hash, |&i| slots[i as usize].key == key) {
+            let (slot, _) = found.remove();
+            self.slots[slot as usize].entry = Entry::vacant(self.vacant);
+            self.vacant = slot;
+        }
+    }
+
+    /// The slot CLOCK gives up, taken out of the index. Called only when
+    /// every slot is in use, so the hand meets no vacant slot; it goes
+    /// round at most twice (the first turn unmarks everything).
+    fn evict(&mut self) -> u32 {
+        loop {
+            let slot = self.hand;
+            self.hand = (self.hand + 1) % self.slots.len();
+            if !self.slots[slot].entry.take_used() {
+                let hash = self.hasher.hash_one(self.slots[slot].key);
+                if let Ok(found) = self.index.find_entry(hash, |&i| i as usize == slot) {
+                    found.remove();
+                }
+                return slot as u32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::entry::Keyer;
+    use super::super::Cached;
+    use super::*;
+
+    fn entry(tick: u32) -> Entry {
+        Entry::new(&Cached::Good, 0, tick)
+    }
+
+    #[test]
+    fn keeps_finds_replaces_and_forgets() {
+        let keyer = Keyer::new();
+        let mut table = Table::new(100);
+        for i in 0..100 {
+            table.insert(keyer.key(&format!("acct-{i}")), entry(i));
+        }
+        assert_eq!(table.len(), 100);
+        assert!((0..100).all(|i| table.get(keyer.key(&format!("acct-{i}"))).is_some_and(|e| e.read_tick == i)));
+        table.insert(keyer.key("acct-7"), entry(1_000));
+        assert_eq!((table.len(), table.get(keyer.key("acct-7")).map(|e| e.read_tick)), (100, Some(1_000)));
+        for i in (0..100).step_by(3) {
+            table.remove(keyer.key(&format!("acct-{i}")));
+        }
+        table.remove(keyer.key("never-kept"));
+        assert_eq!(table.len(), 66);
+        assert!((0..100).all(|i| table.get(keyer.key(&format!("acct-{i}"))).is_some() == (i % 3 != 0)));
+        // Vacant slots are used again before anything is evicted.
+        for i in 100..134 {
+            table.insert(keyer.key(&format!("acct-{i}")), entry(i));
+        }
+        assert_eq!((table.len(), table.slots.len()), (100, 100));
+        assert!((0..134).all(|i| table.get(keyer.key(&format!("acct-{i}"))).is_some() == (i >= 100 || i % 3 != 0)));
+    }
+
+    #[test]
+    fn a_full_table_evicts_what_was_not_read_again() {
+        let keyer = Keyer::new();
+        let key = |i: u32| keyer.key(&format!("acct-{i}"));
+        let mut table = Table::new(1_000);
+        for i in 0..1_000 {
+            table.insert(key(i), entry(i));
+        }
+        // A tenth is read again; then newcomers push out the rest first.
+        for i in (0..1_000).step_by(10) {
+            assert!(table.get(key(i)).is_some());
+        }
+        for i in 1_000..1_500 {
+            table.insert(key(i), entry(i));
+            assert!(table.len() <= 1_000);
+        }
+        assert_eq!(table.len(), 1_000);
+        assert!((0..1_000).step_by(10).all(|i| table.get(key(i)).is_some()), "entries read again survive");
+        assert!((1_000..1_500).all(|i| table.get(key(i)).is_some()), "newcomers are kept");
+        // Every kept key still finds its own entry.
+        assert!((0..1_500).filter_map(|i| table.get(key(i)).map(|e| (i, e.read_tick))).all(|(i, t)| i == t));
+        // Everything marked: the hand goes round once and still evicts.
+        let mut tiny = Table::new(3);
+        for i in 0..3 {
+            tiny.insert(key(i), entry(i));
+            tiny.get(key(i));
+        }
+        tiny.insert(key(3), entry(3));
+        assert_eq!(tiny.len(), 3);
+        assert!(tiny.get(key(3)).is_some());
+    }
+
+    /// Random inserts, re-inserts and removals against a plain map: a key
+    /// found always gives its latest entry, a removed key is gone, and
+    /// the table never holds more than its capacity.
+    #[test]
+    fn agrees_with_a_plain_map_under_churn() {
+        let keyer = Keyer::new();
+        let ids: Vec<String> = (0..300).map(|i| if i % 4 == 0 { format!("7f3c9a52-1b4e-4d6a-9c1f-{i:012}") } else { format!("acct-{i}") }).collect();
+        let mut latest = std::collections::HashMap::new();
+        let mut table = Table::new(100);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for step in 0..20_000u32 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let id = &ids[(seed % ids.len() as u64) as usize];
+            match seed >> 60 {
+                0..=9 => {
+                    table.insert(keyer.key(id), entry(step));
+                    latest.insert(id.clone(), step);
+                }
+                10..=12 => {
+                    table.remove(keyer.key(id));
+                    latest.remove(id);
+                }
+                _ => {
+                    if let Some(e) = table.get(keyer.key(id)) {
+                        assert_eq!(Some(&e.read_tick), latest.get(id), "{id} at step {step}");
+                    }
+                }
+            }
+            assert!(table.len() <= 100);
+        }
+        let found = ids.iter().filter(|id| table.get(keyer.key(id)).is_some_and(|e| Some(&e.read_tick) == latest.get(*id))).count();
+        assert_eq!(found, table.len());
+    }
+}
