@@ -143,6 +143,13 @@ fn benches(c: &mut Criterion) {
         }
         router
     });
+    // A do-nothing layer whose service holds an `Arc`, as most layers
+    // with shared state do: axum clones the layered service per request,
+    // so this shows what one shared count costs when workers share it.
+    let axum_arc: axum::Router = axum::Router::new().route("/api/ping", axum::routing::get(handler)).layer(ArcLayer(Arc::new(())));
+    // The gate around the router instead of inside it: cloned per
+    // connection, not per request (and run before routing).
+    let axum_outer = rt.block_on(async { GateLayer::new(store.clone()).layer(axum::Router::new().route("/api/ping", axum::routing::get(handler))) });
     let mut group = c.benchmark_group("threads");
     for threads in [1, 2, 4] {
         group.bench_function(format!("bare/{threads}"), |b| b.iter_custom(|iters| concurrent(&bare_svc, &accounts, threads, iters)));
@@ -152,6 +159,8 @@ fn benches(c: &mut Criterion) {
         group.bench_function(format!("axum_bare/{threads}"), |b| b.iter_custom(|iters| concurrent(&axum_bare, &accounts, threads, iters)));
         group.bench_function(format!("axum_layer/{threads}"), |b| b.iter_custom(|iters| concurrent(&axum_layer, &accounts, threads, iters)));
         group.bench_function(format!("axum_gate/{threads}"), |b| b.iter_custom(|iters| concurrent(&axum_gate, &accounts, threads, iters)));
+        group.bench_function(format!("axum_arc/{threads}"), |b| b.iter_custom(|iters| concurrent(&axum_arc, &accounts, threads, iters)));
+        group.bench_function(format!("axum_outer/{threads}"), |b| b.iter_custom(|iters| concurrent(&axum_outer, &accounts, threads, iters)));
     }
     group.finish();
 
@@ -204,3 +213,30 @@ criterion_group! {
     targets = benches
 }
 criterion_main!(gate);
+
+/// A layer that does nothing but hold a shared count (see `axum_arc`).
+#[derive(Clone)]
+struct ArcLayer(Arc<()>);
+
+impl<S> Layer<S> for ArcLayer {
+    type Service = ArcService<S>;
+    fn layer(&self, inner: S) -> ArcService<S> {
+        ArcService(inner, self.0.clone())
+    }
+}
+
+/// Held only to be cloned with the service.
+#[derive(Clone)]
+struct ArcService<S>(S, #[allow(dead_code)] Arc<()>);
+
+impl<S: Service<R>, R> Service<R> for ArcService<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+    fn call(&mut self, req: R) -> S::Future {
+        self.0.call(req)
+    }
+}

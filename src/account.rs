@@ -53,6 +53,19 @@ impl AccountId {
     }
 }
 
+/// The bytes an account id may hold, one lookup per byte (on every
+/// gated request): ASCII letters and digits, `.`, `_`, `:`, `@`, `-`.
+const ALLOWED: [bool; 256] = {
+    let mut allowed = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        allowed[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'@' | b'-');
+        b += 1;
+    }
+    allowed
+};
+
 /// Checks that `id` is a valid account id without allocating.
 pub fn validate(id: &str) -> Result<(), InvalidAccountId> {
     if id.is_empty() {
@@ -61,10 +74,7 @@ pub fn validate(id: &str) -> Result<(), InvalidAccountId> {
     if id.len() > MAX_ACCOUNT_ID_LEN {
         return Err(InvalidAccountId::TooLong(id.len()));
     }
-    match id
-        .bytes()
-        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-')))
-    {
+    match id.bytes().position(|b| !ALLOWED[usize::from(b)]) {
         None => Ok(()),
         Some(at) => Err(InvalidAccountId::BadChar(
             id[at..].chars().next().unwrap_or('?'),
@@ -151,6 +161,11 @@ mod tests {
             ("a/b", '/', 1),
         ] {
             assert_eq!(AccountId::new(bad), Err(InvalidAccountId::BadChar(ch, at)), "{bad:?}");
+        }
+        // Every ASCII byte (and the Latin-1 letters): exactly the documented alphabet passes.
+        for b in 0..=255u8 {
+            let documented = b.is_ascii_alphanumeric() || b".:_@-".contains(&b);
+            assert_eq!(validate(&format!("a{}", char::from(b))).is_ok(), documented, "byte {b}");
         }
         let msg = AccountId::new("a b").unwrap_err().to_string();
         assert!(msg.contains("only A-Z a-z 0-9"), "{msg}");
