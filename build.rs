@@ -5,7 +5,11 @@
 use std::fmt::Write as _;
 
 fn main() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/i18n");
+    // Read when the script runs, not baked in when it is compiled: a
+    // build script compiled for another checkout sharing this target
+    // directory would read that checkout's files.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = std::path::Path::new(&manifest).join("templates/i18n");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("templates/i18n exists")

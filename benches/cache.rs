@@ -1,4 +1,4 @@
-//! quick_cache (what the gate uses) against moka, the other well-kept
+//! quick_cache (what the gate used before its own table) against moka, the other well-kept
 //! choice, on the gate's access pattern: reads of 10,000 hot accounts by a
 //! borrowed `&str`, from two threads at once.
 //!

@@ -317,10 +317,12 @@ impl StateCache {
                 let cached = Cached::from_state(state, s.keep_dues.load(Relaxed));
                 let entry = Entry::new(&cached, epoch, s.ticks.at(key, now.timestamp_micros()));
                 let mut entries = s.entries.write();
-                entries.insert(key, entry);
                 // An invalidation that overlapped the read may describe a
-                // write the read did not see: then the entry is not trusted.
-                if s.generation.load(SeqCst) != generation {
+                // write the read did not see: then the entry is not kept
+                // (nor an older one), and no other entry makes room for it.
+                if s.generation.load(SeqCst) == generation {
+                    entries.insert(key, entry);
+                } else {
                     entries.remove(key);
                 }
                 Ok(cached)

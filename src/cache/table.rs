@@ -50,8 +50,12 @@ impl Table {
     /// `u32::MAX - 1`), sized for all of them up to [`Self::PRESIZED`]:
     /// growing by doubling would leave the allocator holding the smaller
     /// tables it outgrew, about half as much again. The address space is
-    /// taken now, the memory only as entries arrive — except the index's
-    /// control bytes, one per bucket (2 MiB for a million entries).
+    /// taken now (about 42 MB per million), the memory as entries arrive:
+    /// the vector's pages in order, the index's control bytes at once and
+    /// its slot numbers (about 8 MiB per million) within the first few
+    /// thousand entries, since keys land anywhere. An index more than half
+    /// full of removed and live keys may still double once (hashbrown's
+    /// rule); it is never more than twice the size it starts at.
     pub(super) fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, (NONE - 1) as usize);
         let sized = capacity.min(Self::PRESIZED);
@@ -117,20 +121,27 @@ impl Table {
         }
     }
 
+    /// The most used entries the hand passes over for one eviction: an
+    /// insert under the write lock never sweeps a whole table of hot
+    /// entries (readers wait meanwhile); past this, the entry under the
+    /// hand goes, used or not.
+    const MAX_SWEEP: usize = 1024;
+
     /// The slot CLOCK gives up, taken out of the index. Called only when
-    /// every slot is in use, so the hand meets no vacant slot; it goes
-    /// round at most twice (the first turn unmarks everything).
+    /// every slot is in use, so the hand meets no vacant slot.
     fn evict(&mut self) -> u32 {
+        let mut passed = 0;
         loop {
             let slot = self.hand;
             self.hand = (self.hand + 1) % self.slots.len();
-            if !self.slots[slot].entry.take_used() {
+            if !self.slots[slot].entry.take_used() || passed == Self::MAX_SWEEP {
                 let hash = self.hasher.hash_one(self.slots[slot].key);
                 if let Ok(found) = self.index.find_entry(hash, |&i| i as usize == slot) {
                     found.remove();
                 }
                 return slot as u32;
             }
+            passed += 1;
         }
     }
 }
@@ -200,6 +211,17 @@ mod tests {
         tiny.insert(key(3), entry(3));
         assert_eq!(tiny.len(), 3);
         assert!(tiny.get(key(3)).is_some());
+        // A table of hot entries: the hand gives up after MAX_SWEEP of
+        // them, not a whole turn.
+        let n = 3 * Table::MAX_SWEEP as u32;
+        let mut hot = Table::new(n as usize);
+        for i in 0..n {
+            hot.insert(key(i), entry(i));
+            hot.get(key(i));
+        }
+        hot.insert(key(n), entry(n));
+        assert_eq!((hot.len(), hot.hand), (n as usize, Table::MAX_SWEEP + 1));
+        assert!(hot.get(key(n)).is_some() && hot.get(key(Table::MAX_SWEEP as u32)).is_none());
     }
 
     /// Random inserts, re-inserts and removals against a plain map: a key
