@@ -162,7 +162,7 @@ mod tests {
         ] {
             assert_eq!(AccountId::new(bad), Err(InvalidAccountId::BadChar(ch, at)), "{bad:?}");
         }
-        // Every ASCII byte (and the Latin-1 letters): exactly the documented alphabet passes.
+        // Every ASCII byte, and U+0080 to U+00FF: exactly the documented alphabet passes.
         for b in 0..=255u8 {
             let documented = b.is_ascii_alphanumeric() || b".:_@-".contains(&b);
             assert_eq!(validate(&format!("a{}", char::from(b))).is_ok(), documented, "byte {b}");

@@ -53,9 +53,10 @@ impl Table {
     /// taken now (about 42 MB per million), the memory as entries arrive:
     /// the vector's pages in order, the index's control bytes at once and
     /// its slot numbers (about 8 MiB per million) within the first few
-    /// thousand entries, since keys land anywhere. An index more than half
-    /// full of removed and live keys may still double once (hashbrown's
-    /// rule); it is never more than twice the size it starts at.
+    /// thousand entries, since keys land anywhere. hashbrown doubles an
+    /// index whose deleted markers use up its room while live keys fill
+    /// more than half of what it may hold; after that they never do, so
+    /// it doubles at most once.
     pub(super) fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, (NONE - 1) as usize);
         let sized = capacity.min(Self::PRESIZED);
