@@ -72,7 +72,7 @@ done
 blocked=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Account-Id: acct-50' "http://127.0.0.1:$pastdue_port/api/ping")
 [ "$blocked" = 402 ] || { echo "acct-50 should be blocked, got $blocked" >&2; exit 1; }
 
-declare -A results
+declare -A results paired this_round
 for round in $(seq 1 "$ROUNDS"); do
   for target in $targets; do
     # noaccount: the demo, requests without an account (the gate resolves
@@ -88,18 +88,33 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     log "round $round: $target $rps req/s"
     results[$target]="${results[$target]:-} $rps"
+    this_round[$target]=$rps
   done
+  # Ratios within a round compare runs seconds apart, so a slow drift of
+  # the machine (these are shared) moves both sides; their median is the
+  # figure to quote, the medians of raw rates beside it.
+  paired[pastdue_bare]="${paired[pastdue_bare]:-} $(python3 -c "print(${this_round[pastdue]}/${this_round[bare]})")"
+  paired[pastdue_noaccount]="${paired[pastdue_noaccount]:-} $(python3 -c "print(${this_round[pastdue]}/${this_round[noaccount]})")"
+  if [ -n "$BASELINE" ]; then
+    paired[baseline_bare]="${paired[baseline_bare]:-} $(python3 -c "print(${this_round[baseline]}/${this_round[bare]})")"
+    paired[baseline_noaccount]="${paired[baseline_noaccount]:-} $(python3 -c "print(${this_round[baseline]}/${this_round[baseline_noaccount]})")"
+  fi
 done
+spread() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {m=(NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.3f (%.3f-%.3f)", m, a[1], a[NR]}'; }
 median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 bare=$(median "${results[bare]}"); naive=$(median "${results[naive]}"); pd=$(median "${results[pastdue]}"); noacct=$(median "${results[noaccount]}")
 echo
 echo "GET /api/ping, 10,000 accounts, 2% blocked, wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds (PIN=$PIN)"
 printf '  bare       %10.0f req/s\n  naive      %10.0f req/s\n  noaccount  %10.0f req/s\n  pastdue    %10.0f req/s\n' "$bare" "$naive" "$noacct" "$pd"
 python3 -c "print(f'  pastdue/bare = {$pd/$bare:.3f}   pastdue/noaccount = {$pd/$noacct:.3f}   pastdue/naive = {$pd/$naive:.2f}   naive/bare = {$naive/$bare:.3f}')"
+printf '  per-round ratios, median (min-max): pastdue/bare %s   pastdue/noaccount %s\n' \
+  "$(spread "${paired[pastdue_bare]}")" "$(spread "${paired[pastdue_noaccount]}")"
 if [ -n "$BASELINE" ]; then
   base=$(median "${results[baseline]}"); base_noacct=$(median "${results[baseline_noaccount]}")
   printf '  baseline (%s): %.0f req/s, without accounts %.0f req/s\n' "$BASELINE" "$base" "$base_noacct"
   python3 -c "print(f'  baseline/bare = {$base/$bare:.3f}   baseline/its noaccount = {$base/$base_noacct:.3f}   pastdue/baseline = {$pd/$base:.3f}')"
+  printf '  baseline per-round ratios, median (min-max): baseline/bare %s   baseline/its noaccount %s\n' \
+    "$(spread "${paired[baseline_bare]}")" "$(spread "${paired[baseline_noaccount]}")"
 fi
 
 # The rest measures the server alone: let it use every core again.

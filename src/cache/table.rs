@@ -7,7 +7,8 @@
 //! or more beside our 32. This table keeps the entry and nothing else
 //! per slot: the "used since the hand last passed" bit lives in the
 //! entry's flag word, and a vacant slot links to the next vacant one
-//! through its tick. The index is hashbrown's `HashTable`.
+//! through its tick. The index is hashbrown's `HashTable`, in
+//! [`SHARDS`] parts that each grow as their keys arrive.
 //!
 //! - A lookup marks its entry used only if it is not marked yet: readers
 //!   sharing the table under a read lock write nothing on a hit to an
@@ -26,8 +27,17 @@ use super::entry::{Entry, Key};
 /// No slot: the end of the vacant list.
 const NONE: u32 = u32::MAX;
 
+/// The index's parts. Each doubles on its own, so the longest insert (one
+/// part's rehash, under the cache's write lock, while readers wait) moves
+/// a 64th of the keys: under a millisecond at a million, where one index
+/// took 48 ms.
+const SHARDS: usize = 64;
+
 pub(super) struct Table {
-    index: HashTable<u32>,
+    /// Slot numbers by key, in [`SHARDS`] parts chosen by bits 32 to 37
+    /// of the key's hash (hashbrown places a key by the low bits and tags
+    /// it with the top seven, so these bits leave both alone).
+    index: Box<[HashTable<u32>]>,
     slots: Vec<Slot>,
     hasher: DefaultHashBuilder,
     capacity: usize,
@@ -47,21 +57,18 @@ impl Table {
     const PRESIZED: usize = 1 << 22;
 
     /// A table of at most `capacity` entries (at least 1, at most
-    /// `u32::MAX - 1`), sized for all of them up to [`Self::PRESIZED`]:
-    /// growing by doubling would leave the allocator holding the smaller
-    /// tables it outgrew, about half as much again. The address space is
-    /// taken now (about 42 MB per million), the memory as entries arrive:
-    /// the vector's pages in order, the index's control bytes at once and
-    /// its slot numbers (about 8 MiB per million) within the first few
-    /// thousand entries, since keys land anywhere. hashbrown doubles an
-    /// index whose deleted markers use up its room while live keys fill
-    /// more than half of what it may hold; after that they never do, so
-    /// it doubles at most once.
+    /// `u32::MAX - 1`). The vector of entries is sized for all of them up
+    /// to [`Self::PRESIZED`]: the address space is taken now (32 MB per
+    /// million), its pages become resident in order as entries arrive.
+    /// The index grows with the keys instead: an index sized for a
+    /// million and holding a thousand keys spreads them over 10 MB, and
+    /// every lookup then misses the CPU's caches (criterion showed the
+    /// gate's cost per hit at 1,000 accounts nearly halve once it grew).
     pub(super) fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, (NONE - 1) as usize);
         let sized = capacity.min(Self::PRESIZED);
         Self {
-            index: HashTable::with_capacity(sized),
+            index: (0..SHARDS).map(|_| HashTable::new()).collect(),
             slots: Vec::with_capacity(sized),
             hasher: DefaultHashBuilder::default(),
             capacity,
@@ -71,13 +78,18 @@ impl Table {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.index.len()
+        self.index.iter().map(HashTable::len).sum()
+    }
+
+    /// The part of the index that holds `hash`.
+    fn part(&self, hash: u64) -> usize {
+        (hash >> 32) as usize % SHARDS
     }
 
     /// The entry kept for `key`, marked used.
     pub(super) fn get(&self, key: Key) -> Option<&Entry> {
         let hash = self.hasher.hash_one(key);
-        let slot = *self.index.find(hash, |&i| self.slots[i as usize].key == key)?;
+        let slot = *self.index[self.part(hash)].find(hash, |&i| self.slots[i as usize].key == key)?;
         let entry = &self.slots[slot as usize].entry;
         entry.mark_used();
         Some(entry)
@@ -87,8 +99,9 @@ impl Table {
     /// a vacant slot, else in a new one, else in the slot CLOCK evicts.
     pub(super) fn insert(&mut self, key: Key, entry: Entry) {
         let hash = self.hasher.hash_one(key);
+        let part = self.part(hash);
         let slots = &self.slots;
-        if let Some(&slot) = self.index.find(hash, |&i| slots[i as usize].key == key) {
+        if let Some(&slot) = self.index[part].find(hash, |&i| slots[i as usize].key == key) {
             // Read again: it was in use.
             entry.mark_used();
             self.slots[slot as usize].entry = entry;
@@ -108,14 +121,15 @@ impl Table {
             slot
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(hash, slot, |&i| hasher.hash_one(slots[i as usize].key));
+        self.index[part].insert_unique(hash, slot, |&i| hasher.hash_one(slots[i as usize].key));
     }
 
     /// Forgets `key`'s entry, if one is kept.
     pub(super) fn remove(&mut self, key: Key) {
         let hash = self.hasher.hash_one(key);
+        let part = self.part(hash);
         let slots = &self.slots;
-        if let Ok(found) = self.index.find_entry(hash, |&i| slots[i as usize].key == key) {
+        if let Ok(found) = self.index[part].find_entry(hash, |&i| slots[i as usize].key == key) {
             let (slot, _) = found.remove();
             self.slots[slot as usize].entry = Entry::vacant(self.vacant);
             self.vacant = slot;
@@ -137,7 +151,8 @@ impl Table {
             self.hand = (self.hand + 1) % self.slots.len();
             if !self.slots[slot].entry.take_used() || passed == Self::MAX_SWEEP {
                 let hash = self.hasher.hash_one(self.slots[slot].key);
-                if let Ok(found) = self.index.find_entry(hash, |&i| i as usize == slot) {
+                let part = self.part(hash);
+                if let Ok(found) = self.index[part].find_entry(hash, |&i| i as usize == slot) {
                     found.remove();
                 }
                 return slot as u32;
@@ -223,6 +238,20 @@ mod tests {
         hot.insert(key(n), entry(n));
         assert_eq!((hot.len(), hot.hand), (n as usize, Table::MAX_SWEEP + 1));
         assert!(hot.get(key(n)).is_some() && hot.get(key(Table::MAX_SWEEP as u32)).is_none());
+    }
+
+    /// The index's parts share the keys: none is left empty or takes
+    /// much more than its share (which one part's rehash would cost).
+    #[test]
+    fn keys_spread_over_the_index_parts() {
+        let keyer = Keyer::new();
+        let mut table = Table::new(64_000);
+        for i in 0..64_000 {
+            table.insert(keyer.key(&format!("acct-{i}")), entry(i));
+        }
+        let sizes: Vec<usize> = table.index.iter().map(HashTable::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 64_000);
+        assert!(sizes.iter().all(|&n| (800..1_200).contains(&n)), "{sizes:?}");
     }
 
     /// Random inserts, re-inserts and removals against a plain map: a key
