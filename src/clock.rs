@@ -64,18 +64,30 @@ impl Clock for SystemClock {
     /// updated once per tick: 1–10 ms, 4 ms on most kernels), read from
     /// the vDSO without a system call: a quarter of what the precise clock
     /// costs per request. Elsewhere, the precise clock.
+    /// A kernel that refuses the coarse clock (a sandbox's emulated one)
+    /// gets the precise clock, never a panic.
     #[cfg(target_os = "linux")]
     fn now_micros(&self) -> i64 {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-        t.tv_sec.saturating_mul(1_000_000).saturating_add(t.tv_nsec / 1_000)
+        use rustix::time::{clock_gettime_dynamic, ClockId, DynamicClockId};
+        match clock_gettime_dynamic(DynamicClockId::Known(ClockId::RealtimeCoarse)) {
+            // `tv_nsec` is an `i32` on some 32-bit targets.
+            #[allow(clippy::useless_conversion)]
+            Ok(t) => t.tv_sec.saturating_mul(1_000_000).saturating_add(i64::from(t.tv_nsec) / 1_000),
+            Err(_) => precise_micros(),
+        }
     }
 
     #[cfg(not(target_os = "linux"))]
     fn now_micros(&self) -> i64 {
-        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
-            Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |us| -us),
-        }
+        precise_micros()
+    }
+}
+
+/// `SystemTime::now()` in Unix microseconds.
+fn precise_micros() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |us| -us),
     }
 }
 

@@ -39,8 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         store.apply(id, None, &[change]).await?;
     }
-    // Measured from before the cache is built: what it takes up front
-    // (its index's control bytes) counts too.
+    // Measured from before the cache is built: whatever it takes up
+    // front counts too.
     let before = rss_bytes();
     let cache = StateCache::new(store.clone() as Arc<dyn Store>, n, Duration::from_secs(3600), Duration::from_secs(1));
     // Each lookup with its own id, as from a request: whatever the cache

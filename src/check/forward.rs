@@ -200,8 +200,10 @@ async fn passed(Passed { gate }: Passed, req: Request<Body>) -> Response<Body> {
         .get(ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // One reading of the clock for the lookup and the reminder's window.
-    let now = gate.clock().now();
+    // One reading of the clock for the lookup and the reminder's window,
+    // the gate's own (`now_micros`), so the cache's entries are stamped
+    // and checked by one clock.
+    let now = crate::clock::from_micros(gate.clock().now_micros());
     let state = match account {
         Some(a) => gate.cache()
             .get(&a, now)
