@@ -240,6 +240,20 @@ mod tests {
         assert!(hot.get(key(n)).is_some() && hot.get(key(Table::MAX_SWEEP as u32)).is_none());
     }
 
+    /// The next number of a xorshift64 sequence: the churn tests' dice.
+    fn xorshift(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    /// Every entry the table keeps is the latest one written for its id.
+    fn assert_kept_are_latest(table: &Table, keyer: &Keyer, ids: &[String], latest: &std::collections::HashMap<String, u32>) {
+        let found = ids.iter().filter(|id| table.get(keyer.key(id)).is_some_and(|e| Some(&e.read_tick) == latest.get(*id))).count();
+        assert_eq!(found, table.len());
+    }
+
     /// Every key in the index sits in its own part and names a slot that
     /// holds it; the index counts exactly the slots not vacant.
     fn assert_consistent(table: &Table) {
@@ -283,11 +297,9 @@ mod tests {
         let mut table = Table::new(5_000);
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         for step in 0..200_000u32 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let id = &ids[(seed % ids.len() as u64) as usize];
-            if seed >> 62 == 0 {
+            let roll = xorshift(&mut seed);
+            let id = &ids[(roll % ids.len() as u64) as usize];
+            if roll >> 62 == 0 {
                 table.remove(keyer.key(id));
                 latest.remove(id);
             } else {
@@ -297,8 +309,7 @@ mod tests {
             assert!(table.len() <= 5_000);
         }
         assert_consistent(&table);
-        let found = ids.iter().filter(|id| table.get(keyer.key(id)).is_some_and(|e| Some(&e.read_tick) == latest.get(*id))).count();
-        assert_eq!(found, table.len());
+        assert_kept_are_latest(&table, &keyer, &ids, &latest);
         assert!(table.len() > 4_000, "{}", table.len());
     }
 
@@ -313,11 +324,9 @@ mod tests {
         let mut table = Table::new(100);
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         for step in 0..20_000u32 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let id = &ids[(seed % ids.len() as u64) as usize];
-            match seed >> 60 {
+            let roll = xorshift(&mut seed);
+            let id = &ids[(roll % ids.len() as u64) as usize];
+            match roll >> 60 {
                 0..=9 => {
                     table.insert(keyer.key(id), entry(step));
                     latest.insert(id.clone(), step);
@@ -334,7 +343,6 @@ mod tests {
             }
             assert!(table.len() <= 100);
         }
-        let found = ids.iter().filter(|id| table.get(keyer.key(id)).is_some_and(|e| Some(&e.read_tick) == latest.get(*id))).count();
-        assert_eq!(found, table.len());
+        assert_kept_are_latest(&table, &keyer, &ids, &latest);
     }
 }
